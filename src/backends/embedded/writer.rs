@@ -1,0 +1,155 @@
+//! The embedded store's single writer: one thread that drains every pending write command, applies
+//! them as one fjall batch, makes the batch durable under the fsync policy, and only then answers
+//! the waiting producers (group commit). Offsets are assigned here, so a log's offsets are dense
+//! and in commit order.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use fjall::{Database, Keyspace, PersistMode};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{log_bytes_key, Log, StoreError};
+use crate::config::FsyncPolicy;
+
+/// Most commands folded into one commit.
+const MAX_COMMANDS_PER_COMMIT: usize = 4096;
+
+pub(super) enum Command {
+    /// Append encoded records; answers the first assigned offset.
+    Append {
+        log: Arc<Log>,
+        records: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    /// Delete a log's records below `below`.
+    Trim {
+        log: Arc<Log>,
+        below: u64,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    /// Durably set a metadata key.
+    PutMeta {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+pub(super) fn spawn(
+    db: Database,
+    meta: Keyspace,
+    fsync: FsyncPolicy,
+    mut commands: mpsc::Receiver<Command>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    if let FsyncPolicy::Interval(every) = fsync {
+        let db = db.clone();
+        std::thread::Builder::new()
+            .name("sluice-fsync".into())
+            .spawn(move || loop {
+                std::thread::sleep(every);
+                if let Err(e) = db.persist(PersistMode::SyncAll) {
+                    tracing::error!("periodic fsync failed: {e}");
+                }
+            })?;
+    }
+    std::thread::Builder::new()
+        .name("sluice-writer".into())
+        .spawn(move || {
+            let mut pending = Vec::with_capacity(64);
+            while let Some(first) = commands.blocking_recv() {
+                pending.push(first);
+                while pending.len() < MAX_COMMANDS_PER_COMMIT {
+                    match commands.try_recv() {
+                        Ok(command) => pending.push(command),
+                        Err(_) => break,
+                    }
+                }
+                commit(&db, &meta, fsync, &mut pending);
+            }
+        })
+}
+
+/// Where a log stands inside the commit being built.
+struct Tally {
+    log: Arc<Log>,
+    next: u64,
+    first: u64,
+    bytes: u64,
+}
+
+/// Applies `pending` as one batch, makes it durable, then answers every command.
+fn commit(db: &Database, meta: &Keyspace, fsync: FsyncPolicy, pending: &mut Vec<Command>) {
+    let mut batch = db.batch();
+    let mut tallies: HashMap<String, Tally> = HashMap::new();
+    let mut answers = Vec::with_capacity(pending.len());
+    for command in pending.iter() {
+        match command {
+            Command::Append { log, records, .. } => {
+                let tally = tally(&mut tallies, log);
+                answers.push(Some(tally.next));
+                for record in records {
+                    batch.insert(&log.keyspace, tally.next.to_be_bytes(), record.as_slice());
+                    tally.next += 1;
+                    tally.bytes += record.len() as u64;
+                }
+            }
+            Command::Trim { log, below, .. } => {
+                let tally = tally(&mut tallies, log);
+                let below = (*below).min(tally.next);
+                let mut removed = 0;
+                for offset in tally.first..below {
+                    if let Ok(Some(size)) = log.keyspace.size_of(offset.to_be_bytes()) {
+                        removed += u64::from(size);
+                    }
+                    batch.remove(&log.keyspace, offset.to_be_bytes());
+                }
+                tally.first = tally.first.max(below);
+                tally.bytes = tally.bytes.saturating_sub(removed);
+                answers.push(Some(removed));
+            }
+            Command::PutMeta { key, value, .. } => {
+                batch.insert(meta, key.as_slice(), value.as_slice());
+                answers.push(None);
+            }
+        }
+    }
+    for (name, tally) in &tallies {
+        batch.insert(meta, log_bytes_key(name), tally.bytes.to_be_bytes());
+    }
+    let result = batch
+        .commit()
+        .and_then(|()| match fsync {
+            FsyncPolicy::Always => db.persist(PersistMode::SyncAll),
+            FsyncPolicy::Interval(_) | FsyncPolicy::Never => db.persist(PersistMode::Buffer),
+        })
+        .map_err(|e| StoreError::Write(e.to_string()));
+    if result.is_ok() {
+        for tally in tallies.values() {
+            tally.log.bytes.store(tally.bytes, Ordering::Release);
+            tally.log.first.store(tally.first, Ordering::Release);
+            tally.log.next.store(tally.next, Ordering::Release);
+            tally.log.head.send_replace(tally.next);
+        }
+    }
+    for (command, answer) in pending.drain(..).zip(answers) {
+        match command {
+            Command::Append { reply, .. } | Command::Trim { reply, .. } => {
+                let _ = reply.send(result.clone().map(|()| answer.unwrap_or_default()));
+            }
+            Command::PutMeta { reply, .. } => {
+                let _ = reply.send(result.clone());
+            }
+        }
+    }
+}
+
+fn tally<'a>(tallies: &'a mut HashMap<String, Tally>, log: &Arc<Log>) -> &'a mut Tally {
+    tallies.entry(log.name.clone()).or_insert_with(|| Tally {
+        log: log.clone(),
+        next: log.next.load(Ordering::Acquire),
+        first: log.first.load(Ordering::Acquire),
+        bytes: log.bytes.load(Ordering::Acquire),
+    })
+}

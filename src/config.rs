@@ -1,0 +1,318 @@
+//! The gateway's configuration: one serde struct per TOML section, every key with a default, unknown
+//! keys refused, and `SLUICE_<SECTION>_<KEY>` environment variables layered on top.
+//!
+//! This module only reads and checks configuration; it does not act on it. Relative paths are
+//! resolved against the directory `sluice` is started from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::registry::stations::StationConfig;
+
+/// Everything `sluice serve` needs, as read from the config file and the environment.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub registry: RegistryConfig,
+    pub storage: StorageConfig,
+    pub limits: Limits,
+    /// Stations declared in the config file, in addition to the registry's `stations.toml`.
+    pub station: Vec<StationConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the HTTP API.
+    pub http: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// The schema repository: a directory holding schema folders (directly or under `schemas/`)
+    /// and optionally `stations.toml`.
+    pub source: PathBuf,
+    /// Rebuild the snapshot when files under `source` change.
+    pub watch: bool,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            source: PathBuf::from("schemas"),
+            watch: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory of the embedded store.
+    pub dir: PathBuf,
+    /// When an append is considered durable; see [`FsyncPolicy`].
+    pub fsync: FsyncPolicy,
+    /// How often retention (max_age / max_bytes) is enforced.
+    #[serde(with = "humantime_serde")]
+    pub retention_check_interval: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("data"),
+            fsync: FsyncPolicy::Always,
+            retention_check_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How the embedded store makes appends durable.
+///
+/// * `always`: every group commit is fsynced before any producer in it is answered; a 201 means
+///   the message is on disk.
+/// * `interval:10ms`: producers are answered once the write reached the OS; the journal is fsynced
+///   every interval. A power loss can lose up to one interval; a process crash loses nothing.
+/// * `never`: writes reach the OS, fsync is left to it. Survives a process crash, not a power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    Always,
+    Interval(Duration),
+    Never,
+}
+
+impl<'de> Deserialize<'de> for FsyncPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::str::FromStr for FsyncPolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "always" => Ok(Self::Always),
+            "never" => Ok(Self::Never),
+            other => match other.strip_prefix("interval:") {
+                Some(every) => humantime::parse_duration(every)
+                    .map(Self::Interval)
+                    .map_err(|e| format!("bad fsync interval `{every}`: {e}")),
+                None => Err(format!(
+                    "unknown fsync policy `{other}`: expected \"always\", \"interval:<duration>\" or \"never\""
+                )),
+            },
+        }
+    }
+}
+
+/// Limits applied to every request. Each is a config key under `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest single message body, in bytes (413 above it).
+    pub max_message_bytes: usize,
+    /// Most messages in one batch request (413 above it).
+    pub max_batch_messages: usize,
+    /// Largest batch request body, in bytes (413 above it).
+    pub max_batch_bytes: usize,
+    /// Most messages one consume request may return.
+    pub max_consume_messages: usize,
+    /// Longest long-poll a consume request may ask for.
+    #[serde(with = "humantime_serde")]
+    pub max_consume_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1024 * 1024,
+            max_batch_messages: 10_000,
+            max_batch_bytes: 64 * 1024 * 1024,
+            max_consume_messages: 1_000,
+            max_consume_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A configuration that could not be read, naming where the problem is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Environment { var: String, message: String },
+    #[error(
+        "refusing to listen on {addr}: without auth tokens Sluice only binds loopback addresses"
+    )]
+    NonLoopbackWithoutAuth { addr: SocketAddr },
+}
+
+/// Sections that `SLUICE_<SECTION>_<KEY>` variables may override.
+const ENV_SECTIONS: &[&str] = &["server", "registry", "storage", "limits"];
+
+impl Config {
+    /// Reads `path` (a missing file is an error only when `required`), applies environment
+    /// overrides from `vars`, and checks the result.
+    pub fn load(
+        path: &Path,
+        required: bool,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => String::new(),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        // Parse the file on its own first, so errors point at its lines.
+        toml::from_str::<Config>(&text).map_err(|e| invalid(e.to_string()))?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let mut applied = Vec::new();
+        for (var, raw) in vars {
+            if let Some((section, key)) = env_override_target(&var) {
+                let section_table = table
+                    .entry(section.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                let Some(section_table) = section_table.as_table_mut() else {
+                    return Err(invalid(format!("`{section}` must be a table")));
+                };
+                section_table.insert(key, env_value(&raw));
+                applied.push(var);
+            }
+        }
+        let config: Config = if applied.is_empty() {
+            toml::from_str(&text).map_err(|e| invalid(e.to_string()))?
+        } else {
+            Config::deserialize(toml::Value::Table(table)).map_err(|e| {
+                ConfigError::Environment {
+                    var: applied.join(", "),
+                    message: e.to_string(),
+                }
+            })?
+        };
+        Ok(config)
+    }
+
+    /// Refuses settings that are unsafe together.
+    pub fn check_bind_addresses(&self) -> Result<(), ConfigError> {
+        if !self.server.http.ip().is_loopback() {
+            return Err(ConfigError::NonLoopbackWithoutAuth {
+                addr: self.server.http,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `SLUICE_LIMITS_MAX_MESSAGE_BYTES` → (`limits`, `max_message_bytes`); None for other variables.
+fn env_override_target(var: &str) -> Option<(String, String)> {
+    let rest = var.strip_prefix("SLUICE_")?.to_ascii_lowercase();
+    let (section, key) = rest.split_once('_')?;
+    (ENV_SECTIONS.contains(&section) && !key.is_empty())
+        .then(|| (section.to_owned(), key.to_owned()))
+}
+
+/// Environment values are TOML literals when they parse as one (`1048576`, `true`), else strings.
+fn env_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(
+            &path,
+            true,
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn empty_config_takes_every_default() {
+        let config = load_str("", &[]).unwrap();
+        assert_eq!(config.server.http.port(), 8080);
+        assert_eq!(config.storage.fsync, FsyncPolicy::Always);
+        assert_eq!(config.limits.max_message_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_the_file() {
+        let err = load_str("[server]\nhttpp = \"127.0.0.1:1\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("httpp"), "{err}");
+        assert!(err.contains("sluice.toml"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_single_keys_with_typed_values() {
+        let config = load_str(
+            "[limits]\nmax_message_bytes = 10\n",
+            &[
+                ("SLUICE_LIMITS_MAX_MESSAGE_BYTES", "2048"),
+                ("SLUICE_STORAGE_FSYNC", "interval:10ms"),
+                ("SLUICE_WEBHOOK_SECRET", "not-a-section"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.limits.max_message_bytes, 2048);
+        assert_eq!(
+            config.storage.fsync,
+            FsyncPolicy::Interval(Duration::from_millis(10))
+        );
+    }
+
+    #[test]
+    fn bad_environment_value_names_the_variable() {
+        let err = load_str("", &[("SLUICE_STORAGE_FSYNC", "sometimes")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SLUICE_STORAGE_FSYNC"), "{err}");
+        assert!(err.contains("sometimes"), "{err}");
+    }
+
+    #[test]
+    fn non_loopback_bind_is_refused_without_auth() {
+        let config = load_str("[server]\nhttp = \"0.0.0.0:8080\"\n", &[]).unwrap();
+        assert!(matches!(
+            config.check_bind_addresses(),
+            Err(ConfigError::NonLoopbackWithoutAuth { .. })
+        ));
+    }
+}

@@ -1,0 +1,191 @@
+//! Every error a client can receive, and the one place that decides its status code, its `error`
+//! code and its JSON body. Handlers return [`ApiError`]; they never pick a status themselves.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::backends::BackendError;
+use crate::formats::Violation;
+use crate::registry::stations::Accept;
+
+/// Seconds a client is asked to wait before retrying when a backend is unavailable.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// Why a message was judged invalid, as reported to the producer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ViolationReport {
+    pub schema: String,
+    pub version: u32,
+    pub violations: Vec<Violation>,
+    /// Where the message was dead-lettered, if the station has a DLQ.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dlq_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no station named `{0}`")]
+    UnknownStation(String),
+    #[error("no schema named `{0}`")]
+    UnknownSchema(String),
+    #[error("schema `{schema}` has no version {version}")]
+    SchemaVersionNotFound { schema: String, version: u32 },
+    #[error("schema `{schema}` has no version {version}; its newest is {newest}")]
+    UnknownSchemaVersion {
+        schema: String,
+        version: u32,
+        newest: u32,
+    },
+    #[error("station `{station}` accepts schema versions \"{accept}\", not version {version}")]
+    VersionNotAccepted {
+        station: String,
+        accept: Accept,
+        version: u32,
+    },
+    #[error("message does not match schema `{}` version {}", .0.schema, .0.version)]
+    SchemaViolation(Box<ViolationReport>),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("batch has {count} messages; the limit is {limit}")]
+    TooManyMessages { count: usize, limit: usize },
+    #[error("station `{station}` judges {format} messages; send Content-Type: {expected}")]
+    UnsupportedMediaType {
+        station: String,
+        format: &'static str,
+        expected: &'static str,
+    },
+    #[error("station `{station}` is stored on {backend}; consume it from {backend} directly")]
+    NotConsumable {
+        station: String,
+        backend: &'static str,
+    },
+    #[error("station `{station}` uses the {backend} backend, which this gateway does not have configured")]
+    BackendNotConfigured {
+        station: String,
+        backend: &'static str,
+    },
+    #[error("{0}")]
+    Backend(#[from] BackendError),
+    #[error("station `{station}` has no dead letter {id}")]
+    DeadLetterNotFound { station: String, id: String },
+    #[error("dead letter {id} of station `{station}` was already replayed, to offset {offset}")]
+    AlreadyReplayed {
+        station: String,
+        id: u64,
+        offset: u64,
+    },
+    #[error("no such endpoint: {0}")]
+    NotFound(String),
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::UnknownStation(_)
+            | Self::UnknownSchema(_)
+            | Self::SchemaVersionNotFound { .. }
+            | Self::DeadLetterNotFound { .. }
+            | Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::UnknownSchemaVersion { .. }
+            | Self::VersionNotAccepted { .. }
+            | Self::BadRequest(_)
+            | Self::NotConsumable { .. } => StatusCode::BAD_REQUEST,
+            Self::SchemaViolation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge { .. } | Self::TooManyMessages { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BackendNotConfigured { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Backend(BackendError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Backend(BackendError::Corrupt { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::AlreadyReplayed { .. } => StatusCode::CONFLICT,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// The stable machine-readable code in the body's `error` field.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownStation(_) => "unknown_station",
+            Self::UnknownSchema(_) => "unknown_schema",
+            Self::SchemaVersionNotFound { .. } => "unknown_schema_version",
+            Self::UnknownSchemaVersion { .. } => "unknown_schema_version",
+            Self::VersionNotAccepted { .. } => "schema_version_not_accepted",
+            Self::SchemaViolation(_) => "schema_violation",
+            Self::BadRequest(_) => "bad_request",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::TooManyMessages { .. } => "too_many_messages",
+            Self::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Self::NotConsumable { .. } => "not_consumable",
+            Self::BackendNotConfigured { .. } => "backend_not_configured",
+            Self::Backend(BackendError::Unavailable { .. }) => "backend_unavailable",
+            Self::Backend(BackendError::Corrupt { .. }) => "storage_corrupt",
+            Self::DeadLetterNotFound { .. } => "unknown_dead_letter",
+            Self::AlreadyReplayed { .. } => "already_replayed",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+
+    /// The JSON body: `error` code, `message` sentence, and details where there are any.
+    pub fn body(&self) -> Value {
+        let mut body = json!({ "error": self.code(), "message": self.to_string() });
+        if let Self::SchemaViolation(report) = self {
+            if let (Value::Object(body), Ok(Value::Object(details))) =
+                (&mut body, serde_json::to_value(report))
+            {
+                body.extend(details);
+            }
+        }
+        body
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status().is_server_error() {
+            tracing::warn!(error = self.code(), "{self}");
+        }
+        let mut response = (self.status(), axum::Json(self.body())).into_response();
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn violation_body_has_the_documented_shape() {
+        let error = ApiError::SchemaViolation(Box::new(ViolationReport {
+            schema: "orders".into(),
+            version: 2,
+            violations: vec![Violation {
+                path: "/items/0/qty".into(),
+                schema_path: "/properties/items".into(),
+                reason: "-1 is less than the minimum of 1".into(),
+            }],
+            dlq_id: Some("7".into()),
+        }));
+        let body = error.body();
+        assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["error"], "schema_violation");
+        assert_eq!(body["schema"], "orders");
+        assert_eq!(body["version"], 2);
+        assert_eq!(body["violations"][0]["path"], "/items/0/qty");
+        assert_eq!(body["dlq_id"], "7");
+        assert!(body["message"].as_str().unwrap().contains("orders"));
+    }
+}

@@ -1,0 +1,343 @@
+//! JSON Schema, through the `jsonschema` crate: drafts 4, 6, 7, 2019-09 and 2020-12, picked by the
+//! schema's `$schema` (2020-12 when absent), with `format` assertions on.
+//!
+//! `$ref`s to other files resolve inside the schema repository only — by relative path from the
+//! referring file, or by another file's absolute `$id` — and never over the network. On the hot
+//! path a message is parsed once; `is_valid` decides, and the violation list is built only for
+//! messages that fail.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::{CompileError, CompiledSchema, Violation, MAX_VIOLATIONS};
+use crate::registry::files::RepoFiles;
+
+/// URI scheme prefix under which repository files are addressed while resolving `$ref`s.
+const REPO_URI_PREFIX: &str = "file:///";
+
+/// A compiled JSON Schema version.
+pub struct JsonSchema {
+    validator: jsonschema::Validator,
+}
+
+impl std::fmt::Debug for JsonSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JsonSchema")
+    }
+}
+
+impl JsonSchema {
+    /// Compiles `text`, the contents of repository file `file`.
+    pub fn compile(file: &Path, text: &str, repo: &RepoFiles) -> Result<Self, CompileError> {
+        let schema: Value = serde_json::from_str(text)
+            .map_err(|e| CompileError::new(format!("not valid JSON: {e}")))?;
+        if !schema.is_object() && !schema.is_boolean() {
+            return Err(CompileError::new(
+                "a JSON Schema must be an object or a boolean",
+            ));
+        }
+        let base_uri = format!("{REPO_URI_PREFIX}{}", repo_path(file));
+        let validator = jsonschema::options()
+            .with_base_uri(base_uri)
+            .should_validate_formats(true)
+            .with_retriever(RepoRetriever {
+                documents: repo.json_documents(),
+            })
+            .build(&schema)
+            .map_err(|e| CompileError::new(e.to_string()))?;
+        Ok(Self { validator })
+    }
+
+    /// Judges an already parsed JSON value.
+    pub fn validate_value(&self, value: &Value) -> Result<(), Vec<Violation>> {
+        if self.validator.is_valid(value) {
+            return Ok(());
+        }
+        Err(self
+            .validator
+            .iter_errors(value)
+            .take(MAX_VIOLATIONS)
+            .map(|error| Violation {
+                path: error.instance_path().as_str().to_owned(),
+                schema_path: error.schema_path().as_str().to_owned(),
+                reason: error.to_string(),
+            })
+            .collect())
+    }
+}
+
+impl CompiledSchema for JsonSchema {
+    fn validate(&self, payload: &Bytes) -> Result<Bytes, Vec<Violation>> {
+        let value: Value = serde_json::from_slice(payload)
+            .map_err(|e| vec![Violation::whole_message(format!("not valid JSON: {e}"))])?;
+        self.validate_value(&value)?;
+        Ok(payload.clone())
+    }
+}
+
+/// `a/b.json` as used in URIs, whatever the platform's separator.
+fn repo_path(file: &Path) -> String {
+    file.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Every JSON document of a repository, keyed by the URIs a `$ref` may use to reach it: its
+/// repository path under [`REPO_URI_PREFIX`], and its top-level absolute `$id` if it has one.
+pub fn index_json_documents(files: &RepoFiles) -> HashMap<String, Value> {
+    let mut documents = HashMap::new();
+    for (path, contents) in files.iter() {
+        if !path.ends_with(".json") || path.ends_with("stations.json") {
+            continue;
+        }
+        let Ok(value) = serde_json::from_slice::<Value>(contents) else {
+            continue;
+        };
+        if let Some(id) = value.get("$id").and_then(Value::as_str) {
+            if id.contains("://") {
+                documents.insert(id.trim_end_matches('#').to_owned(), value.clone());
+            }
+        }
+        documents.insert(format!("{REPO_URI_PREFIX}{path}"), value);
+    }
+    documents
+}
+
+/// Resolves `$ref`s to documents of the repository; refuses everything else.
+struct RepoRetriever {
+    documents: Arc<HashMap<String, Value>>,
+}
+
+impl jsonschema::Retrieve for RepoRetriever {
+    fn retrieve(
+        &self,
+        uri: &jsonschema::Uri<String>,
+    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        let wanted = uri.as_str().split('#').next().unwrap_or_default();
+        self.documents.get(wanted).cloned().ok_or_else(|| {
+            format!(
+                "`{wanted}` is not a file of the schema repository (references are resolved inside the repository, never fetched)"
+            )
+            .into()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn compile_in(repo: &[(&str, Value)], file: &str) -> Result<JsonSchema, CompileError> {
+        let files = RepoFiles::from_iter(
+            repo.iter()
+                .map(|(p, v)| (p.to_string(), Bytes::from(v.to_string()))),
+        );
+        let text = files.get(file).expect("file in repo").clone();
+        JsonSchema::compile(Path::new(file), std::str::from_utf8(&text).unwrap(), &files)
+    }
+
+    fn judge(schema: &JsonSchema, message: Value) -> Result<(), Vec<Violation>> {
+        schema
+            .validate(&Bytes::from(message.to_string()))
+            .map(|_| ())
+    }
+
+    #[test]
+    fn relative_ref_resolves_inside_the_repository() {
+        let schema = compile_in(
+            &[
+                (
+                    "orders/v1.json",
+                    json!({"type":"object","properties":{"ship_to":{"$ref":"../common/address.json"}}}),
+                ),
+                (
+                    "common/address.json",
+                    json!({"type":"object","required":["city"]}),
+                ),
+            ],
+            "orders/v1.json",
+        )
+        .unwrap();
+        assert!(judge(&schema, json!({"ship_to":{"city":"Oslo"}})).is_ok());
+        let violations = judge(&schema, json!({"ship_to":{}})).unwrap_err();
+        assert_eq!(violations[0].path, "/ship_to");
+    }
+
+    #[test]
+    fn ref_by_absolute_id_resolves_to_the_repository_file() {
+        let schema = compile_in(
+            &[
+                (
+                    "orders/v1.json",
+                    json!({"properties":{"qty":{"$ref":"https://acme.example/qty.json"}}}),
+                ),
+                (
+                    "common/qty.json",
+                    json!({"$id":"https://acme.example/qty.json","type":"integer","minimum":1}),
+                ),
+            ],
+            "orders/v1.json",
+        )
+        .unwrap();
+        assert!(judge(&schema, json!({"qty": 2})).is_ok());
+        assert!(judge(&schema, json!({"qty": 0})).is_err());
+    }
+
+    #[test]
+    fn ref_outside_the_repository_is_a_compile_error_not_a_fetch() {
+        let err = compile_in(
+            &[(
+                "orders/v1.json",
+                json!({"$ref":"https://example.invalid/remote.json"}),
+            )],
+            "orders/v1.json",
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("not a file of the schema repository"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_one_whole_message_violation() {
+        let schema = compile_in(&[("a/v1.json", json!({"type":"object"}))], "a/v1.json").unwrap();
+        let violations = schema.validate(&Bytes::from_static(b"{nope")).unwrap_err();
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].path, "");
+        assert!(violations[0].reason.starts_with("not valid JSON"));
+    }
+
+    #[test]
+    fn violations_are_capped() {
+        let props: serde_json::Map<String, Value> = (0..50)
+            .map(|i| (format!("f{i}"), json!({"type":"string"})))
+            .collect();
+        let schema =
+            compile_in(&[("a/v1.json", json!({"properties": props}))], "a/v1.json").unwrap();
+        let message: serde_json::Map<String, Value> =
+            (0..50).map(|i| (format!("f{i}"), json!(i))).collect();
+        let violations = judge(&schema, Value::Object(message)).unwrap_err();
+        assert_eq!(violations.len(), MAX_VIOLATIONS);
+    }
+
+    /// Tuple validation: `items` as an array in draft 7, `prefixItems` in 2020-12.
+    #[test]
+    fn draft7_array_items_vs_2020_12_prefix_items() {
+        let draft7 = compile_in(
+            &[(
+                "t/v1.json",
+                json!({"$schema":"http://json-schema.org/draft-07/schema#",
+                       "type":"array","items":[{"type":"string"},{"type":"integer"}]}),
+            )],
+            "t/v1.json",
+        )
+        .unwrap();
+        assert!(judge(&draft7, json!(["a", 1])).is_ok());
+        assert!(judge(&draft7, json!([1, "a"])).is_err());
+
+        let draft2020 = compile_in(
+            &[(
+                "t/v1.json",
+                json!({"type":"array","prefixItems":[{"type":"string"},{"type":"integer"}]}),
+            )],
+            "t/v1.json",
+        )
+        .unwrap();
+        assert!(judge(&draft2020, json!(["a", 1])).is_ok());
+        assert!(judge(&draft2020, json!([1, "a"])).is_err());
+        // Draft 7 does not know `prefixItems`: it is ignored there.
+        let draft7_prefix = compile_in(
+            &[(
+                "t/v1.json",
+                json!({"$schema":"http://json-schema.org/draft-07/schema#",
+                       "type":"array","prefixItems":[{"type":"string"}]}),
+            )],
+            "t/v1.json",
+        )
+        .unwrap();
+        assert!(judge(&draft7_prefix, json!([1])).is_ok());
+    }
+
+    /// Draft 4's boolean `exclusiveMaximum` vs draft 6's numeric one.
+    #[test]
+    fn draft4_boolean_exclusive_maximum_vs_draft6_number() {
+        let draft4 = compile_in(
+            &[(
+                "n/v1.json",
+                json!({"$schema":"http://json-schema.org/draft-04/schema#",
+                       "type":"number","maximum":10,"exclusiveMaximum":true}),
+            )],
+            "n/v1.json",
+        )
+        .unwrap();
+        assert!(judge(&draft4, json!(9)).is_ok());
+        assert!(judge(&draft4, json!(10)).is_err());
+
+        let draft6 = compile_in(
+            &[(
+                "n/v1.json",
+                json!({"$schema":"http://json-schema.org/draft-06/schema#",
+                       "type":"number","exclusiveMaximum":10}),
+            )],
+            "n/v1.json",
+        )
+        .unwrap();
+        assert!(judge(&draft6, json!(9.5)).is_ok());
+        assert!(judge(&draft6, json!(10)).is_err());
+    }
+
+    /// Draft 6 introduced `const`; draft 4 ignores it.
+    #[test]
+    fn draft6_const_is_unknown_to_draft4() {
+        let schema = |draft: &str| {
+            compile_in(
+                &[("c/v1.json", json!({"$schema": draft, "const": "x"}))],
+                "c/v1.json",
+            )
+            .unwrap()
+        };
+        let draft6 = schema("http://json-schema.org/draft-06/schema#");
+        assert!(judge(&draft6, json!("y")).is_err());
+        let draft4 = schema("http://json-schema.org/draft-04/schema#");
+        assert!(judge(&draft4, json!("y")).is_ok());
+    }
+
+    /// Draft 2019-09 introduced `dependentRequired`; draft 7 ignores it.
+    #[test]
+    fn draft2019_09_dependent_required_is_unknown_to_draft7() {
+        let schema = |draft: &str| {
+            compile_in(
+                &[(
+                    "d/v1.json",
+                    json!({"$schema": draft, "dependentRequired": {"card": ["cvv"]}}),
+                )],
+                "d/v1.json",
+            )
+            .unwrap()
+        };
+        let draft2019 = schema("https://json-schema.org/draft/2019-09/schema");
+        let violations = judge(&draft2019, json!({"card": "4111"})).unwrap_err();
+        assert!(violations[0].reason.contains("cvv"), "{violations:?}");
+        let draft7 = schema("http://json-schema.org/draft-07/schema#");
+        assert!(judge(&draft7, json!({"card": "4111"})).is_ok());
+    }
+
+    #[test]
+    fn format_is_asserted() {
+        let schema = compile_in(
+            &[("e/v1.json", json!({"type":"string","format":"email"}))],
+            "e/v1.json",
+        )
+        .unwrap();
+        assert!(judge(&schema, json!("a@b.example")).is_ok());
+        assert!(judge(&schema, json!("not an email")).is_err());
+    }
+}

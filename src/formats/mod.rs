@@ -1,0 +1,178 @@
+//! Schema languages. Each format is one file behind [`CompiledSchema`]: it compiles a schema
+//! version once, at registry load, and then judges messages on the hot path.
+//!
+//! Adding a format means one new file and one arm in [`FormatKind`]'s matches; the registry and the
+//! pipeline only see the trait. This module also owns what every format shares: how a payload's
+//! encoding is named ([`PayloadEncoding`]) and how a failure is explained ([`Violation`]).
+
+pub mod json;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::registry::files::RepoFiles;
+
+/// At most this many violations are reported for one message.
+pub const MAX_VIOLATIONS: usize = 20;
+
+/// The schema languages Sluice knows, picked by file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FormatKind {
+    JsonSchema,
+}
+
+impl FormatKind {
+    /// The format a version file's extension names, if any.
+    pub fn from_extension(ext: &str) -> Option<Self> {
+        match ext {
+            "json" => Some(Self::JsonSchema),
+            _ => None,
+        }
+    }
+
+    /// Compiles one schema version. `file` is the version's path inside the repository, used to
+    /// resolve references to other files of the same repository.
+    pub fn compile(
+        self,
+        file: &Path,
+        text: &str,
+        repo: &RepoFiles,
+    ) -> Result<Arc<dyn CompiledSchema>, CompileError> {
+        match self {
+            Self::JsonSchema => Ok(Arc::new(json::JsonSchema::compile(file, text, repo)?)),
+        }
+    }
+
+    /// Whether messages sent with `encoding` can be judged by this format.
+    pub fn accepts(self, encoding: &PayloadEncoding) -> bool {
+        match self {
+            Self::JsonSchema => matches!(encoding, PayloadEncoding::Json),
+        }
+    }
+
+    /// The format's name in sentences.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Self::JsonSchema => "JSON Schema",
+        }
+    }
+
+    /// Content types a producer may use for this format, for error messages.
+    pub fn expected_content_types(self) -> &'static str {
+        match self {
+            Self::JsonSchema => "application/json",
+        }
+    }
+}
+
+/// A compiled schema version: the object the hot path calls.
+pub trait CompiledSchema: Send + Sync + std::fmt::Debug {
+    /// Judges one message. On success returns the bytes to store (normally `payload` itself, a
+    /// cheap handle clone); on failure the reasons, at most [`MAX_VIOLATIONS`].
+    fn validate(&self, payload: &Bytes) -> Result<Bytes, Vec<Violation>>;
+}
+
+/// Why a message failed: where in the message, which schema rule, and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Violation {
+    /// JSON pointer (or field path) into the message; empty for the whole message.
+    pub path: String,
+    /// Where in the schema the failing rule is; empty when the message as a whole is unreadable.
+    /// (Always serialized: dead letters store violations in a non-self-describing encoding.)
+    pub schema_path: String,
+    pub reason: String,
+}
+
+impl Violation {
+    /// A violation of the whole message, such as bytes that are not JSON at all.
+    pub fn whole_message(reason: impl Into<String>) -> Self {
+        Self {
+            path: String::new(),
+            schema_path: String::new(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A schema version that does not compile.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CompileError {
+    pub message: String,
+}
+
+impl CompileError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+/// How a payload is encoded, from its `Content-Type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayloadEncoding {
+    Json,
+    Protobuf,
+    Avro,
+    ConfluentFramed,
+    Other(String),
+}
+
+impl PayloadEncoding {
+    /// Maps a `Content-Type` value; a missing one is taken as JSON.
+    pub fn from_content_type(content_type: Option<&str>) -> Self {
+        let Some(raw) = content_type else {
+            return Self::Json;
+        };
+        let essence = raw
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        match essence.as_str() {
+            "application/json" | "text/json" => Self::Json,
+            e if e.ends_with("+json") && !e.starts_with("application/vnd.confluent") => Self::Json,
+            "application/x-protobuf" | "application/protobuf" => Self::Protobuf,
+            "avro/binary" | "application/avro" => Self::Avro,
+            e if e.starts_with("application/vnd.confluent") => Self::ConfluentFramed,
+            _ => Self::Other(essence),
+        }
+    }
+
+    pub fn is_json(&self) -> bool {
+        matches!(self, Self::Json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_map_to_encodings() {
+        use PayloadEncoding::*;
+        assert_eq!(PayloadEncoding::from_content_type(None), Json);
+        assert_eq!(
+            PayloadEncoding::from_content_type(Some("application/json; charset=utf-8")),
+            Json
+        );
+        assert_eq!(
+            PayloadEncoding::from_content_type(Some("application/cloudevents+json")),
+            Json
+        );
+        assert_eq!(
+            PayloadEncoding::from_content_type(Some("application/x-protobuf")),
+            Protobuf
+        );
+        assert_eq!(
+            PayloadEncoding::from_content_type(Some("text/plain")),
+            Other("text/plain".into())
+        );
+    }
+}

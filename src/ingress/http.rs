@@ -1,0 +1,443 @@
+//! The HTTP API (`/v1`, DESIGN §4) on axum. Handlers only translate: they read the request (body
+//! within its limit, `Sluice-*` headers, query), call the [`Pipeline`], and turn the result into a
+//! status and JSON. Status codes and error bodies come from [`ApiError`]; no validation or routing
+//! logic lives here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::batch::parse_batch;
+use crate::backends::Backend;
+use crate::error::ApiError;
+use crate::pipeline::{Incoming, Pipeline};
+use crate::views::{rfc3339, SchemaVersionView, SchemaView, StationView};
+
+/// Prefix of headers carried into the stored message's headers.
+const HEADER_PREFIX: &str = "sluice-header-";
+
+type Shared = State<Arc<Pipeline>>;
+
+/// The whole HTTP API.
+pub fn router(pipeline: Arc<Pipeline>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/stations", get(list_stations))
+        .route("/v1/stations/{station}", get(show_station))
+        .route(
+            "/v1/stations/{station}/messages",
+            post(produce).get(consume),
+        )
+        .route("/v1/stations/{station}/messages:batch", post(produce_batch))
+        .route("/v1/stations/{station}/ack", post(ack))
+        .route("/v1/stations/{station}/nack", post(nack))
+        .route("/v1/stations/{station}/dlq", get(dead_letters))
+        .route("/v1/stations/{station}/dlq/{id}/replay", post(replay))
+        .route("/v1/schemas", get(list_schemas))
+        .route("/v1/schemas/{name}", get(show_schema))
+        .route(
+            "/v1/schemas/{name}/versions/{version}",
+            get(show_schema_version),
+        )
+        .route("/v1/schemas/{name}/validate", post(validate))
+        .route("/v1/registry/status", get(registry_status))
+        .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(pipeline)
+}
+
+async fn index() -> Json<serde_json::Value> {
+    Json(json!({
+        "name": "sluice",
+        "version": env!("CARGO_PKG_VERSION"),
+        "api": "/v1",
+        "stations": "/v1/stations",
+        "schemas": "/v1/schemas",
+        "registry": "/v1/registry/status",
+    }))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(pipeline): Shared) -> Response {
+    let snapshot = pipeline.registry().snapshot();
+    match pipeline.embedded().check_ready().await {
+        Ok(()) => {
+            Json(json!({ "ready": true, "registry_revision": snapshot.revision })).into_response()
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({ "ready": false, "error": "backend_unavailable", "message": e.to_string() }),
+            ),
+        )
+            .into_response(),
+    }
+}
+
+/// Reads a request body, refusing it (413) past `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge { limit })
+        }
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "could not read the request body: {e}"
+        ))),
+    }
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::BadRequest(format!("header {name} is not visible ASCII")))
+        })
+        .transpose()
+}
+
+fn schema_version_header(headers: &HeaderMap) -> Result<Option<u32>, ApiError> {
+    header_text(headers, "sluice-schema-version")?
+        .map(|v| {
+            v.trim().parse::<u32>().map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "Sluice-Schema-Version must be a version number, not `{v}`"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// The `Sluice-Header-*` headers, without their prefix.
+fn carried_headers(headers: &HeaderMap) -> Result<Vec<(String, String)>, ApiError> {
+    let mut carried = Vec::new();
+    for (name, value) in headers {
+        if let Some(short) = name.as_str().strip_prefix(HEADER_PREFIX) {
+            let value = value
+                .to_str()
+                .map_err(|_| ApiError::BadRequest(format!("header {name} is not visible ASCII")))?;
+            carried.push((short.to_owned(), value.to_owned()));
+        }
+    }
+    Ok(carried)
+}
+
+fn content_type(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    Ok(header_text(headers, header::CONTENT_TYPE.as_str())?.map(str::to_owned))
+}
+
+async fn produce(
+    State(pipeline): Shared,
+    Path(station): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let payload = read_body(body, pipeline.limits().max_message_bytes).await?;
+    let message = Incoming {
+        payload,
+        content_type: content_type(&headers)?,
+        key: header_text(&headers, "sluice-key")?.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+        headers: carried_headers(&headers)?,
+        schema_version: schema_version_header(&headers)?,
+    };
+    let accepted = pipeline.produce(&station, message).await?;
+    Ok((StatusCode::CREATED, Json(accepted)).into_response())
+}
+
+async fn produce_batch(
+    State(pipeline): Shared,
+    Path(station): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let limits = pipeline.limits();
+    let body = read_body(body, limits.max_batch_bytes).await?;
+    let content_type = content_type(&headers)?;
+    let messages = parse_batch(
+        &body,
+        content_type.as_deref(),
+        schema_version_header(&headers)?,
+        &carried_headers(&headers)?,
+    )?;
+    if messages.len() > limits.max_batch_messages {
+        return Err(ApiError::TooManyMessages {
+            count: messages.len(),
+            limit: limits.max_batch_messages,
+        });
+    }
+    let results = pipeline.produce_batch(&station, messages).await?;
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    let rejected = results.len() - accepted;
+    let results: Vec<_> = results
+        .into_iter()
+        .map(|result| match result {
+            Ok(accepted) => {
+                let mut item = serde_json::to_value(accepted).expect("serializable");
+                item["status"] = json!(StatusCode::CREATED.as_u16());
+                item
+            }
+            Err(error) => {
+                let mut item = error.body();
+                item["status"] = json!(error.status().as_u16());
+                item
+            }
+        })
+        .collect();
+    Ok(Json(json!({
+        "station": station,
+        "accepted": accepted,
+        "rejected": rejected,
+        "results": results,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsumeParams {
+    group: String,
+    #[serde(default = "default_max")]
+    max: usize,
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+fn default_max() -> usize {
+    10
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+async fn consume(
+    State(pipeline): Shared,
+    Path(station): Path<String>,
+    params: Result<Query<ConsumeParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(params) = params?;
+    let messages = pipeline
+        .consume(
+            &station,
+            &params.group,
+            params.max,
+            Duration::from_millis(params.wait_ms),
+        )
+        .await?;
+    Ok(Json(json!({ "messages": messages })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckRequest {
+    group: String,
+    offsets: Vec<u64>,
+    #[serde(default)]
+    delay_ms: Option<u64>,
+}
+
+async fn parse_ack(pipeline: &Pipeline, body: Body) -> Result<AckRequest, ApiError> {
+    let body = read_body(body, pipeline.limits().max_message_bytes).await?;
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected {{\"group\": \"...\", \"offsets\": [...]}}: {e}"
+        ))
+    })
+}
+
+async fn ack(
+    State(pipeline): Shared,
+    Path(station): Path<String>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let request = parse_ack(&pipeline, body).await?;
+    if request.delay_ms.is_some() {
+        return Err(ApiError::BadRequest("`delay_ms` belongs to nack".into()));
+    }
+    let outcome = pipeline
+        .ack(&station, &request.group, &request.offsets)
+        .await?;
+    Ok(Json(json!(outcome)))
+}
+
+async fn nack(
+    State(pipeline): Shared,
+    Path(station): Path<String>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let request = parse_ack(&pipeline, body).await?;
+    let delay = Duration::from_millis(request.delay_ms.unwrap_or(0));
+    let outcome = pipeline
+        .nack(&station, &request.group, &request.offsets, delay)
+        .await?;
+    Ok(Json(json!(outcome)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageParams {
+    #[serde(default)]
+    from: u64,
+    #[serde(default = "default_page")]
+    max: usize,
+}
+
+fn default_page() -> usize {
+    100
+}
+
+async fn dead_letters(
+    State(pipeline): Shared,
+    Path(station): Path<String>,
+    params: Result<Query<PageParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(params) = params?;
+    let letters = pipeline.dead_letters(&station, params.from, params.max)?;
+    let next = letters
+        .last()
+        .and_then(|l| l.id.parse::<u64>().ok())
+        .map_or(params.from, |id| id + 1);
+    Ok(Json(json!({ "dead_letters": letters, "next": next })))
+}
+
+async fn replay(
+    State(pipeline): Shared,
+    Path((station, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let accepted = pipeline.replay(&station, &id).await?;
+    Ok((StatusCode::CREATED, Json(accepted)).into_response())
+}
+
+fn station_view(pipeline: &Pipeline, station: &crate::registry::Station) -> StationView {
+    let store = pipeline.embedded();
+    StationView::new(
+        station,
+        store.stats(&station.name),
+        store.stats(&station.dlq_name),
+    )
+}
+
+async fn list_stations(State(pipeline): Shared) -> Json<serde_json::Value> {
+    let snapshot = pipeline.registry().snapshot();
+    let stations: Vec<_> = snapshot
+        .stations()
+        .map(|s| station_view(&pipeline, s))
+        .collect();
+    Json(json!({ "stations": stations }))
+}
+
+async fn show_station(
+    State(pipeline): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<StationView>, ApiError> {
+    let snapshot = pipeline.registry().snapshot();
+    let station = snapshot
+        .station(&name)
+        .ok_or(ApiError::UnknownStation(name))?;
+    Ok(Json(station_view(&pipeline, station)))
+}
+
+async fn list_schemas(State(pipeline): Shared) -> Json<serde_json::Value> {
+    let snapshot = pipeline.registry().snapshot();
+    let schemas: Vec<SchemaView> = snapshot.schemas().map(|s| SchemaView::from(&**s)).collect();
+    Json(json!({ "schemas": schemas }))
+}
+
+async fn show_schema(
+    State(pipeline): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<SchemaView>, ApiError> {
+    let snapshot = pipeline.registry().snapshot();
+    let schema = snapshot
+        .schema(&name)
+        .ok_or(ApiError::UnknownSchema(name))?;
+    Ok(Json(SchemaView::from(&**schema)))
+}
+
+async fn show_schema_version(
+    State(pipeline): Shared,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<SchemaVersionView>, ApiError> {
+    let snapshot = pipeline.registry().snapshot();
+    let schema = snapshot
+        .schema(&name)
+        .ok_or_else(|| ApiError::UnknownSchema(name.clone()))?;
+    let number = match version.as_str() {
+        "latest" => schema.newest(),
+        v => v.parse::<u32>().map_err(|_| {
+            ApiError::BadRequest(format!("a version is a number or `latest`, not `{v}`"))
+        })?,
+    };
+    let found = schema
+        .version(number)
+        .ok_or(ApiError::SchemaVersionNotFound {
+            schema: name.clone(),
+            version: number,
+        })?;
+    Ok(Json(SchemaVersionView {
+        name,
+        version: found.version,
+        format: schema.format,
+        file: found.file.clone(),
+        schema: found.text.to_string(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidateParams {
+    version: Option<u32>,
+}
+
+async fn validate(
+    State(pipeline): Shared,
+    Path(name): Path<String>,
+    params: Result<Query<ValidateParams>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<crate::pipeline::DryRun>, ApiError> {
+    let Query(params) = params?;
+    let payload = read_body(body, pipeline.limits().max_message_bytes).await?;
+    let version = params.version.or(schema_version_header(&headers)?);
+    let content_type = content_type(&headers)?;
+    Ok(Json(pipeline.dry_run(
+        &name,
+        version,
+        &payload,
+        content_type.as_deref(),
+    )?))
+}
+
+async fn registry_status(State(pipeline): Shared) -> Json<serde_json::Value> {
+    let registry = pipeline.registry();
+    let snapshot = registry.snapshot();
+    Json(json!({
+        "source": registry.source(),
+        "serving": {
+            "revision": snapshot.revision,
+            "loaded_at": rfc3339(snapshot.loaded_at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)),
+            "schemas": snapshot.schemas().count(),
+            "stations": snapshot.stations().count(),
+        },
+        "last_refusal": registry.last_refusal(),
+    }))
+}

@@ -1,0 +1,5 @@
+//! Front ends. Each translates its protocol into [`crate::pipeline::Pipeline`] calls and the
+//! results back; none holds validation or routing logic of its own.
+
+pub mod batch;
+pub mod http;

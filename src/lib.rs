@@ -1,0 +1,16 @@
+//! Sluice: a schema-enforcing streaming gateway. Producers send events over HTTP; each is validated
+//! against a versioned schema from a schema repository; valid events are stored durably on their
+//! station's backend, invalid ones in the station's dead-letter queue with the reason.
+//!
+//! The flow is `ingress` → [`pipeline`] → (`registry` snapshot, `formats`) → `backends`;
+//! [`server`] assembles it, [`config`] describes it, [`error`] decides every status code.
+
+pub mod backends;
+pub mod config;
+pub mod error;
+pub mod formats;
+pub mod ingress;
+pub mod pipeline;
+pub mod registry;
+pub mod server;
+pub mod views;

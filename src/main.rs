@@ -1,0 +1,123 @@
+//! The `sluice` command: `serve` runs the gateway, `check` vets a schema repository offline.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use sluice::config::Config;
+use sluice::registry::{load, source};
+
+/// Default config file, used when `--config` is not given (a missing default file means defaults).
+const DEFAULT_CONFIG: &str = "config/sluice.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "A schema-enforcing streaming gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway: HTTP API on [server].http, schemas from [registry].source, messages in
+    /// [storage].dir. Every key has a default; SLUICE_<SECTION>_<KEY> variables override keys.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Compile every schema and station binding of a schema repository and list every problem,
+    /// one line each (file: rule: why). Exits non-zero if there is any. For schema authors' CI.
+    Check {
+        /// The schema repository (a directory).
+        #[arg(default_value = "schemas")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::Check { dir } => check(&dir),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config_path: PathBuf) -> anyhow::Result<ExitCode> {
+    let required = config_path != PathBuf::from(DEFAULT_CONFIG);
+    let config = Config::load(&config_path, required, std::env::vars())?;
+    config.check_bind_addresses()?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.server.http)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.http))?;
+        sluice::server::serve(config, listener, shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn check(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let files = source::read_directory(dir)?;
+    match load::build(&files, &[]) {
+        Ok(snapshot) => {
+            let versions: usize = snapshot.schemas().map(|s| s.versions().len()).sum();
+            println!(
+                "ok: {} schemas, {versions} versions, {} stations in {}",
+                snapshot.schemas().count(),
+                snapshot.stations().count(),
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problems) => {
+            for problem in &problems {
+                println!("{problem}");
+            }
+            eprintln!("{} problem(s) in {}", problems.len(), dir.display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

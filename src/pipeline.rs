@@ -1,0 +1,530 @@
+//! The pipeline: the one path every message takes, whichever front end it came in by. It looks up
+//! the station in the serving registry snapshot, picks the schema version, validates, and routes
+//! valid messages to the station's backend and invalid ones to its dead-letter queue — answering
+//! only once the backend has durably accepted them. Consume, ack, dead-letter browse and replay,
+//! dry-run validation and retention also live here, so front ends stay thin translators.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::backends::embedded::{AckOutcome, EmbeddedStore};
+use crate::backends::{now_ms, Backend, BackendError, ContentKind, DeadLetter, Position, Record};
+use crate::config::Limits;
+use crate::error::{ApiError, ViolationReport};
+use crate::formats::{PayloadEncoding, Violation};
+use crate::registry::stations::BackendRef;
+use crate::registry::{Registry, Snapshot, Station, VersionRefusal};
+use crate::views::{DeadLetterView, MessageView};
+
+/// A message as a front end received it.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub payload: Bytes,
+    /// The `Content-Type` as sent, kept with dead letters.
+    pub content_type: Option<String>,
+    pub key: Option<Bytes>,
+    pub headers: Vec<(String, String)>,
+    /// The schema version the producer asked to be judged by.
+    pub schema_version: Option<u32>,
+}
+
+impl Incoming {
+    pub fn encoding(&self) -> PayloadEncoding {
+        PayloadEncoding::from_content_type(self.content_type.as_deref())
+    }
+}
+
+/// A stored message's position, as answered to the producer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Accepted {
+    pub station: String,
+    #[serde(flatten)]
+    pub position: Position,
+    pub schema_version: Option<u32>,
+}
+
+/// What a validation dry run concluded.
+#[derive(Debug, Serialize)]
+pub struct DryRun {
+    pub valid: bool,
+    pub schema: String,
+    pub version: u32,
+    pub violations: Vec<Violation>,
+}
+
+/// The outcome of judging one message, before anything is written.
+enum Judged {
+    Valid(Record),
+    Invalid(Record, ViolationReport),
+    Refused(ApiError),
+}
+
+pub struct Pipeline {
+    registry: Arc<Registry>,
+    embedded: EmbeddedStore,
+    limits: Limits,
+    /// Serializes dead-letter replays so one dead letter is never forwarded twice.
+    replay_lock: tokio::sync::Mutex<()>,
+}
+
+impl Pipeline {
+    pub fn new(registry: Arc<Registry>, embedded: EmbeddedStore, limits: Limits) -> Self {
+        Self {
+            registry,
+            embedded,
+            limits,
+            replay_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn embedded(&self) -> &EmbeddedStore {
+        &self.embedded
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn station(snapshot: &Snapshot, name: &str) -> Result<Arc<Station>, ApiError> {
+        snapshot
+            .station(name)
+            .cloned()
+            .ok_or_else(|| ApiError::UnknownStation(name.to_owned()))
+    }
+
+    fn backend(&self, station: &Station) -> Result<&dyn Backend, ApiError> {
+        match &station.backend {
+            BackendRef::Embedded => Ok(&self.embedded),
+            other => Err(ApiError::BackendNotConfigured {
+                station: station.name.clone(),
+                backend: other.kind(),
+            }),
+        }
+    }
+
+    /// The embedded store, for operations only it supports (consume, DLQ browse).
+    fn embedded_for(&self, station: &Station) -> Result<&EmbeddedStore, ApiError> {
+        match station.backend {
+            BackendRef::Embedded => Ok(&self.embedded),
+            ref other => Err(ApiError::NotConsumable {
+                station: station.name.clone(),
+                backend: other.kind(),
+            }),
+        }
+    }
+
+    /// Produces one message.
+    pub async fn produce(&self, station: &str, message: Incoming) -> Result<Accepted, ApiError> {
+        let mut results = self.produce_batch(station, vec![message]).await?;
+        results.pop().expect("one result per message")
+    }
+
+    /// Produces many messages to one station. Valid ones are stored in one backend write and
+    /// invalid ones in one dead-letter write, concurrently; each message gets its own result, in
+    /// order. The outer error is for the request as a whole (unknown station, backend missing).
+    pub async fn produce_batch(
+        &self,
+        station: &str,
+        messages: Vec<Incoming>,
+    ) -> Result<Vec<Result<Accepted, ApiError>>, ApiError> {
+        let snapshot = self.registry.snapshot();
+        let station = Self::station(&snapshot, station)?;
+        let backend = self.backend(&station)?;
+        let received_at_ms = now_ms();
+
+        let mut valid = Vec::new();
+        let mut dead = Vec::new();
+        let judged: Vec<Judged> = messages
+            .into_iter()
+            .map(|message| self.judge(&station, message, received_at_ms))
+            .collect();
+        let mut slots = Vec::with_capacity(judged.len());
+        for verdict in judged {
+            slots.push(match verdict {
+                Judged::Valid(record) => {
+                    valid.push(record);
+                    Slot::Valid(valid.len() - 1)
+                }
+                Judged::Invalid(record, report) => {
+                    if station.dlq {
+                        dead.push(record);
+                    }
+                    Slot::Invalid(dead.len().wrapping_sub(1), report)
+                }
+                Judged::Refused(error) => Slot::Refused(error),
+            });
+        }
+        let versions: Vec<Option<u32>> = valid.iter().map(|r| r.schema_version).collect();
+        let (stored, dead_lettered) = tokio::join!(
+            append_if_any(backend, &station.name, valid),
+            append_if_any(backend, &station.dlq_name, dead),
+        );
+        if let Err(e) = &dead_lettered {
+            tracing::error!(station = %station.name, "dead letters could not be stored: {e}");
+        }
+
+        Ok(slots
+            .into_iter()
+            .map(|slot| match slot {
+                Slot::Valid(i) => match &stored {
+                    Ok(positions) => Ok(Accepted {
+                        station: station.name.clone(),
+                        position: positions[i],
+                        schema_version: versions[i],
+                    }),
+                    Err(e) => Err(ApiError::Backend(e.clone())),
+                },
+                Slot::Invalid(i, mut report) => {
+                    if station.dlq {
+                        if let Ok(positions) = &dead_lettered {
+                            report.dlq_id = Some(positions[i].offset.to_string());
+                        }
+                    }
+                    Err(ApiError::SchemaViolation(Box::new(report)))
+                }
+                Slot::Refused(error) => Err(error),
+            })
+            .collect())
+    }
+
+    /// Judges one message against the station's schema and builds what will be stored.
+    fn judge(&self, station: &Station, message: Incoming, received_at_ms: u64) -> Judged {
+        if message.payload.len() > self.limits.max_message_bytes {
+            return Judged::Refused(ApiError::PayloadTooLarge {
+                limit: self.limits.max_message_bytes,
+            });
+        }
+        let encoding = message.encoding();
+        let version = match station.pick_version(message.schema_version) {
+            Ok(version) => version,
+            Err(refusal) => return Judged::Refused(version_refusal(station, &message, refusal)),
+        };
+        let Some(version) = version else {
+            let content = if encoding.is_json() {
+                ContentKind::Json
+            } else {
+                ContentKind::Binary
+            };
+            return Judged::Valid(record(message, content, None, received_at_ms));
+        };
+        let schema = station.schema.as_ref().expect("a version implies a schema");
+        if !schema.format.accepts(&encoding) {
+            return Judged::Refused(ApiError::UnsupportedMediaType {
+                station: station.name.clone(),
+                format: schema.format.display_name(),
+                expected: schema.format.expected_content_types(),
+            });
+        }
+        match version.compiled.validate(&message.payload) {
+            Ok(stored) => {
+                let mut record = record(
+                    message,
+                    content_of(&encoding),
+                    Some(version.version),
+                    received_at_ms,
+                );
+                record.value = stored;
+                Judged::Valid(record)
+            }
+            Err(violations) => {
+                let report = ViolationReport {
+                    schema: schema.name.clone(),
+                    version: version.version,
+                    violations: violations.clone(),
+                    dlq_id: None,
+                };
+                let content_type = message.content_type.clone();
+                let mut record = record(
+                    message,
+                    content_of(&encoding),
+                    Some(version.version),
+                    received_at_ms,
+                );
+                record.dead_letter = Some(DeadLetter {
+                    station: station.name.clone(),
+                    error: "schema_violation".into(),
+                    schema: Some(schema.name.clone()),
+                    schema_version: Some(version.version),
+                    violations,
+                    content_type,
+                });
+                Judged::Invalid(record, report)
+            }
+        }
+    }
+
+    /// Would `payload` pass schema `name` (at `version`, default newest)? Stores nothing.
+    pub fn dry_run(
+        &self,
+        name: &str,
+        version: Option<u32>,
+        payload: &Bytes,
+        content_type: Option<&str>,
+    ) -> Result<DryRun, ApiError> {
+        let snapshot = self.registry.snapshot();
+        let schema = snapshot
+            .schema(name)
+            .ok_or_else(|| ApiError::UnknownSchema(name.to_owned()))?;
+        let version_number = version.unwrap_or_else(|| schema.newest());
+        let version =
+            schema
+                .version(version_number)
+                .ok_or_else(|| ApiError::UnknownSchemaVersion {
+                    schema: name.to_owned(),
+                    version: version_number,
+                    newest: schema.newest(),
+                })?;
+        if !schema
+            .format
+            .accepts(&PayloadEncoding::from_content_type(content_type))
+        {
+            return Err(ApiError::UnsupportedMediaType {
+                station: format!("schema {name}"),
+                format: schema.format.display_name(),
+                expected: schema.format.expected_content_types(),
+            });
+        }
+        let violations = version.compiled.validate(payload).err().unwrap_or_default();
+        Ok(DryRun {
+            valid: violations.is_empty(),
+            schema: name.to_owned(),
+            version: version.version,
+            violations,
+        })
+    }
+
+    /// Long-polls up to `max` messages of `station` for `group`.
+    pub async fn consume(
+        &self,
+        station: &str,
+        group: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<MessageView>, ApiError> {
+        let snapshot = self.registry.snapshot();
+        let station = Self::station(&snapshot, station)?;
+        let store = self.embedded_for(&station)?;
+        check_group_name(group)?;
+        let max = max.clamp(1, self.limits.max_consume_messages);
+        let wait = wait.min(self.limits.max_consume_wait);
+        let deliveries = store
+            .consume(&station.name, group, max, wait, station.ack_timeout)
+            .await?;
+        Ok(deliveries.into_iter().map(MessageView::from).collect())
+    }
+
+    /// Acknowledges `offsets` of `station` for `group`.
+    pub async fn ack(
+        &self,
+        station: &str,
+        group: &str,
+        offsets: &[u64],
+    ) -> Result<AckOutcome, ApiError> {
+        let snapshot = self.registry.snapshot();
+        let station = Self::station(&snapshot, station)?;
+        check_group_name(group)?;
+        Ok(self
+            .embedded_for(&station)?
+            .ack(&station.name, group, offsets)
+            .await?)
+    }
+
+    /// Gives `offsets` back for redelivery after `delay`.
+    pub async fn nack(
+        &self,
+        station: &str,
+        group: &str,
+        offsets: &[u64],
+        delay: Duration,
+    ) -> Result<AckOutcome, ApiError> {
+        let snapshot = self.registry.snapshot();
+        let station = Self::station(&snapshot, station)?;
+        check_group_name(group)?;
+        Ok(self
+            .embedded_for(&station)?
+            .nack(&station.name, group, offsets, delay)
+            .await?)
+    }
+
+    /// Up to `max` dead letters of `station` from id `from` on.
+    pub fn dead_letters(
+        &self,
+        station: &str,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<DeadLetterView>, ApiError> {
+        let snapshot = self.registry.snapshot();
+        let station = Self::station(&snapshot, station)?;
+        let store = self.embedded_for(&station)?;
+        let max = max.clamp(1, self.limits.max_consume_messages);
+        store
+            .read(&station.dlq_name, from, max)?
+            .into_iter()
+            .map(|(id, record)| {
+                let replayed_to = store.replayed_to(&station.dlq_name, id)?;
+                Ok(DeadLetterView::new(id, record, replayed_to))
+            })
+            .collect()
+    }
+
+    /// Re-judges dead letter `id` against today's schema and forwards it to the station if it now
+    /// passes. A dead letter is forwarded at most once.
+    pub async fn replay(&self, station_name: &str, id: &str) -> Result<Accepted, ApiError> {
+        let snapshot = self.registry.snapshot();
+        let station = Self::station(&snapshot, station_name)?;
+        let store = self.embedded_for(&station)?;
+        let not_found = || ApiError::DeadLetterNotFound {
+            station: station.name.clone(),
+            id: id.to_owned(),
+        };
+        let id: u64 = id.parse().map_err(|_| not_found())?;
+        let _one_at_a_time = self.replay_lock.lock().await;
+        if let Some(offset) = store.replayed_to(&station.dlq_name, id)? {
+            return Err(ApiError::AlreadyReplayed {
+                station: station.name.clone(),
+                id,
+                offset,
+            });
+        }
+        let record = store
+            .read_one(&station.dlq_name, id)?
+            .ok_or_else(not_found)?;
+        let content_type = record
+            .dead_letter
+            .as_ref()
+            .and_then(|d| d.content_type.clone());
+        let message = Incoming {
+            payload: record.value,
+            content_type,
+            key: record.key,
+            headers: record.headers,
+            schema_version: None,
+        };
+        match self.judge(&station, message, now_ms()) {
+            Judged::Valid(record) => {
+                let version = record.schema_version;
+                let position = self
+                    .backend(&station)?
+                    .append(&station.name, vec![record])
+                    .await?[0];
+                store
+                    .mark_replayed(&station.dlq_name, id, position.offset)
+                    .await?;
+                Ok(Accepted {
+                    station: station.name.clone(),
+                    position,
+                    schema_version: version,
+                })
+            }
+            Judged::Invalid(_, mut report) => {
+                report.dlq_id = Some(id.to_string());
+                Err(ApiError::SchemaViolation(Box::new(report)))
+            }
+            Judged::Refused(error) => Err(error),
+        }
+    }
+
+    /// Applies every embedded station's retention to its log and its dead-letter queue.
+    pub async fn enforce_retention(&self) {
+        let snapshot = self.registry.snapshot();
+        for station in snapshot.stations() {
+            if station.backend != BackendRef::Embedded
+                || (station.retention.max_age.is_none() && station.retention.max_bytes.is_none())
+            {
+                continue;
+            }
+            for log in [&station.name, &station.dlq_name] {
+                match self.embedded.apply_retention(log, &station.retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(log = %log, dropped = n, "retention applied"),
+                    Err(e) => tracing::warn!(log = %log, "retention failed: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// Where a judged message's result comes from once the writes are done.
+enum Slot {
+    Valid(usize),
+    Invalid(usize, ViolationReport),
+    Refused(ApiError),
+}
+
+async fn append_if_any(
+    backend: &dyn Backend,
+    log: &str,
+    records: Vec<Record>,
+) -> Result<Vec<Position>, BackendError> {
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    backend.append(log, records).await
+}
+
+fn record(
+    message: Incoming,
+    content: ContentKind,
+    version: Option<u32>,
+    received_at_ms: u64,
+) -> Record {
+    Record {
+        received_at_ms,
+        key: message.key,
+        headers: message.headers,
+        value: message.payload,
+        content,
+        schema_version: version,
+        dead_letter: None,
+    }
+}
+
+fn content_of(encoding: &PayloadEncoding) -> ContentKind {
+    if encoding.is_json() {
+        ContentKind::Json
+    } else {
+        ContentKind::Binary
+    }
+}
+
+fn version_refusal(station: &Station, message: &Incoming, refusal: VersionRefusal) -> ApiError {
+    let version = message.schema_version.unwrap_or_default();
+    match refusal {
+        VersionRefusal::Unknown { newest } => ApiError::UnknownSchemaVersion {
+            schema: station
+                .schema
+                .as_ref()
+                .map(|s| s.name.clone())
+                .unwrap_or_default(),
+            version,
+            newest,
+        },
+        VersionRefusal::NotAccepted { accept } => ApiError::VersionNotAccepted {
+            station: station.name.clone(),
+            accept,
+            version,
+        },
+    }
+}
+
+fn check_group_name(group: &str) -> Result<(), ApiError> {
+    let ok = !group.is_empty()
+        && group.len() <= 200
+        && group
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(
+            "`group` must be 1 to 200 letters, digits, '.', '_' or '-'".into(),
+        ))
+    }
+}

@@ -1,0 +1,61 @@
+//! The schema repository as an in-memory tree of files: the one input from which a registry
+//! snapshot is built. A source (a directory today) fills it; nothing downstream touches the disk.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+/// Repository files by `/`-separated path relative to the repository root.
+#[derive(Debug, Default)]
+pub struct RepoFiles {
+    files: BTreeMap<String, Bytes>,
+    json_documents: OnceLock<Arc<HashMap<String, Value>>>,
+}
+
+impl RepoFiles {
+    pub fn get(&self, path: &str) -> Option<&Bytes> {
+        self.files.get(path)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Bytes)> {
+        self.files.iter().map(|(p, b)| (p.as_str(), b))
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Every JSON document of the repository, parsed once per tree and shared by all the JSON
+    /// Schema versions compiled from it (for `$ref` resolution).
+    pub fn json_documents(&self) -> Arc<HashMap<String, Value>> {
+        self.json_documents
+            .get_or_init(|| Arc::new(crate::formats::json::index_json_documents(self)))
+            .clone()
+    }
+
+    /// A short fingerprint of the whole tree, shown as the snapshot's revision.
+    pub fn fingerprint(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for (path, contents) in &self.files {
+            path.hash(&mut hasher);
+            contents.hash(&mut hasher);
+        }
+        format!("{:016x}", hasher.finish())
+    }
+}
+
+impl FromIterator<(String, Bytes)> for RepoFiles {
+    fn from_iter<I: IntoIterator<Item = (String, Bytes)>>(iter: I) -> Self {
+        Self {
+            files: iter.into_iter().collect(),
+            json_documents: OnceLock::new(),
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! Builds a [`Snapshot`] from a repository's files: finds schema folders and their `vN.<ext>`
+//! versions, compiles every version, and binds stations to schemas. Any problem refuses the whole
+//! revision, and every problem is reported, not just the first.
+//!
+//! Layout: schema folders sit under `schemas/` when the repository has that folder, else at its
+//! root. A folder is a schema when it holds at least one `vN.<ext>` file; its other files (and
+//! folders without versions, such as `common/`) are support files that `$ref`s may use.
+//! `stations.toml` sits at the repository root.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::files::RepoFiles;
+use super::stations::{check_station_name, StationConfig, StationsFile};
+use super::{dlq_name, LoadProblem, Schema, SchemaSettings, SchemaVersion, Snapshot, Station};
+use crate::formats::FormatKind;
+
+/// Name of the station bindings file at the repository root.
+pub const STATIONS_FILE: &str = "stations.toml";
+/// Name of a schema folder's optional settings file.
+pub const SCHEMA_SETTINGS_FILE: &str = "schema.toml";
+
+/// Builds the snapshot for `files`, with `extra_stations` from the config file.
+pub fn build(
+    files: &RepoFiles,
+    extra_stations: &[StationConfig],
+) -> Result<Snapshot, Vec<LoadProblem>> {
+    let mut problems = Vec::new();
+    let schemas = load_schemas(files, &mut problems);
+    let stations = load_stations(files, extra_stations, &schemas, &mut problems);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Snapshot {
+        revision: files.fingerprint(),
+        loaded_at: SystemTime::now(),
+        schemas,
+        stations,
+    })
+}
+
+/// A `vN.<ext>` file found in a schema folder.
+struct VersionFile<'a> {
+    version: u32,
+    path: &'a str,
+    format: FormatKind,
+}
+
+fn schema_root(files: &RepoFiles) -> &'static str {
+    if files.iter().any(|(path, _)| path.starts_with("schemas/")) {
+        "schemas/"
+    } else {
+        ""
+    }
+}
+
+fn load_schemas(
+    files: &RepoFiles,
+    problems: &mut Vec<LoadProblem>,
+) -> BTreeMap<String, Arc<Schema>> {
+    let root = schema_root(files);
+    let mut folders: BTreeMap<&str, Vec<VersionFile<'_>>> = BTreeMap::new();
+    let mut settings_files: HashMap<&str, &str> = HashMap::new();
+    for (path, _) in files.iter() {
+        let Some((folder, file)) = path
+            .strip_prefix(root)
+            .and_then(|rest| rest.split_once('/'))
+        else {
+            continue;
+        };
+        if file.contains('/') {
+            continue;
+        }
+        if file == SCHEMA_SETTINGS_FILE {
+            settings_files.insert(folder, path);
+            continue;
+        }
+        match parse_version_file_name(file) {
+            None => {}
+            Some(Err(message)) => problems.push(problem(path, "version_name", message)),
+            Some(Ok((version, ext))) => match FormatKind::from_extension(ext) {
+                Some(format) => folders.entry(folder).or_default().push(VersionFile {
+                    version,
+                    path,
+                    format,
+                }),
+                None => problems.push(problem(
+                    path,
+                    "unknown_format",
+                    format!("`.{ext}` is not a schema format Sluice knows (use .json)"),
+                )),
+            },
+        }
+    }
+
+    let mut schemas = BTreeMap::new();
+    for (name, mut version_files) in folders {
+        version_files.sort_by_key(|v| v.version);
+        let settings = match settings_files.get(name) {
+            Some(path) => match read_toml::<SchemaSettings>(files, path) {
+                Ok(settings) => settings,
+                Err(message) => {
+                    problems.push(problem(path, "schema_settings", message));
+                    continue;
+                }
+            },
+            None => SchemaSettings::default(),
+        };
+        if let Some(schema) = load_schema(name, settings, &version_files, files, problems) {
+            schemas.insert(name.to_owned(), Arc::new(schema));
+        }
+    }
+    schemas
+}
+
+fn load_schema(
+    name: &str,
+    settings: SchemaSettings,
+    version_files: &[VersionFile<'_>],
+    files: &RepoFiles,
+    problems: &mut Vec<LoadProblem>,
+) -> Option<Schema> {
+    let format = version_files[0].format;
+    let problems_before = problems.len();
+    let mut versions = Vec::with_capacity(version_files.len());
+    for (expected, file) in (1u32..).zip(version_files) {
+        if file.version != expected {
+            problems.push(problem(
+                file.path,
+                "version_sequence",
+                format!(
+                    "schema `{name}` jumps to version {} where version {expected} was expected: versions are numbered 1, 2, 3… without gaps",
+                    file.version
+                ),
+            ));
+            break;
+        }
+        if file.format != format {
+            problems.push(problem(
+                file.path,
+                "mixed_formats",
+                format!("all versions of schema `{name}` must use one format"),
+            ));
+            continue;
+        }
+        let bytes = files.get(file.path).expect("listed file exists");
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            problems.push(problem(file.path, "compile", "not valid UTF-8 text"));
+            continue;
+        };
+        match format.compile(Path::new(file.path), text, files) {
+            Ok(compiled) => versions.push(SchemaVersion {
+                version: file.version,
+                file: file.path.to_owned(),
+                text: Arc::from(text),
+                compiled,
+            }),
+            Err(e) => problems.push(problem(file.path, "compile", e.message)),
+        }
+    }
+    (problems.len() == problems_before).then(|| Schema {
+        name: name.to_owned(),
+        format,
+        settings,
+        versions,
+    })
+}
+
+/// `v12.json` → `Some(Ok((12, "json")))`; files not shaped like a version → `None`.
+fn parse_version_file_name(file: &str) -> Option<Result<(u32, &str), String>> {
+    let (stem, ext) = file.split_once('.')?;
+    let digits = stem.strip_prefix('v')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(match digits.parse::<u32>() {
+        Ok(0) => Err("versions start at v1".to_owned()),
+        Ok(_) if digits.starts_with('0') => Err(format!(
+            "write the version without leading zeros (v{})",
+            digits.trim_start_matches('0')
+        )),
+        Ok(version) => Ok((version, ext)),
+        Err(_) => Err("version number too large".to_owned()),
+    })
+}
+
+fn load_stations(
+    files: &RepoFiles,
+    extra_stations: &[StationConfig],
+    schemas: &BTreeMap<String, Arc<Schema>>,
+    problems: &mut Vec<LoadProblem>,
+) -> BTreeMap<String, Arc<Station>> {
+    let mut configs: Vec<(&str, StationConfig)> = Vec::new();
+    if files.get(STATIONS_FILE).is_some() {
+        match read_toml::<StationsFile>(files, STATIONS_FILE) {
+            Ok(file) => configs.extend(file.station.into_iter().map(|s| (STATIONS_FILE, s))),
+            Err(message) => problems.push(problem(STATIONS_FILE, "stations", message)),
+        }
+    }
+    configs.extend(extra_stations.iter().map(|s| ("config", s.clone())));
+
+    let mut stations = BTreeMap::new();
+    for (origin, config) in configs {
+        let station_problem = |message: String| {
+            problem(
+                origin,
+                "station",
+                format!("station `{}`: {message}", config.name),
+            )
+        };
+        if let Err(message) = check_station_name(&config.name) {
+            problems.push(station_problem(message));
+            continue;
+        }
+        if stations.contains_key(&config.name) {
+            problems.push(station_problem("declared twice".into()));
+            continue;
+        }
+        let schema = match &config.schema {
+            None => None,
+            Some(name) => match schemas.get(name) {
+                Some(schema) => Some(schema.clone()),
+                None => {
+                    // A schema that failed to load was already reported; don't pile on.
+                    if !problems
+                        .iter()
+                        .any(|p| p.file.contains(&format!("{name}/")))
+                    {
+                        problems.push(station_problem(format!("no schema named `{name}`")));
+                    }
+                    continue;
+                }
+            },
+        };
+        let newest = schema.as_ref().map_or(0, |s| s.newest());
+        let accepted = match &schema {
+            None => (0, 0),
+            Some(_) => match config.accept.range(newest) {
+                Some(range) => range,
+                None => {
+                    problems.push(station_problem(format!(
+                        "accept = \"{}\" matches no version of schema `{}` (it has versions 1 to {newest})",
+                        config.accept,
+                        config.schema.as_deref().unwrap_or_default()
+                    )));
+                    continue;
+                }
+            },
+        };
+        let station = Station {
+            dlq_name: dlq_name(&config.name),
+            name: config.name.clone(),
+            schema,
+            accept: config.accept,
+            backend: config.backend,
+            dlq: config.dlq,
+            retention: config.retention,
+            ack_timeout: config.ack_timeout,
+            max_deliveries: config.max_deliveries,
+            accepted,
+        };
+        stations.insert(config.name, Arc::new(station));
+    }
+    stations
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(files: &RepoFiles, path: &str) -> Result<T, String> {
+    let bytes = files.get(path).ok_or_else(|| "missing".to_owned())?;
+    let text = std::str::from_utf8(bytes).map_err(|_| "not valid UTF-8 text".to_owned())?;
+    toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+}
+
+fn problem(file: &str, rule: &'static str, message: impl Into<String>) -> LoadProblem {
+    LoadProblem {
+        file: file.to_owned(),
+        rule,
+        message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::stations::Accept;
+    use crate::registry::VersionRefusal;
+    use bytes::Bytes;
+
+    fn repo(files: &[(&str, &str)]) -> RepoFiles {
+        files
+            .iter()
+            .map(|(p, c)| (p.to_string(), Bytes::from(c.to_string())))
+            .collect()
+    }
+
+    const OBJECT: &str = r#"{"type":"object"}"#;
+
+    #[test]
+    fn schemas_and_stations_load_from_either_layout() {
+        for prefix in ["", "schemas/"] {
+            let files = repo(&[
+                (&format!("{prefix}orders/v1.json"), OBJECT),
+                (&format!("{prefix}orders/v2.json"), OBJECT),
+                (&format!("{prefix}common/address.json"), OBJECT),
+                (
+                    "stations.toml",
+                    "[[station]]\nname = \"orders\"\nschema = \"orders\"\naccept = \">=1\"\n",
+                ),
+            ]);
+            let snapshot = build(&files, &[]).unwrap();
+            let schema = snapshot.schema("orders").unwrap();
+            assert_eq!(schema.newest(), 2);
+            assert!(snapshot.schema("common").is_none());
+            let station = snapshot.station("orders").unwrap();
+            assert_eq!(station.pick_version(None).unwrap().unwrap().version, 2);
+            assert_eq!(station.pick_version(Some(1)).unwrap().unwrap().version, 1);
+            assert_eq!(
+                station.pick_version(Some(3)).unwrap_err(),
+                VersionRefusal::Unknown { newest: 2 }
+            );
+        }
+    }
+
+    #[test]
+    fn accept_latest_refuses_older_versions() {
+        let files = repo(&[
+            ("orders/v1.json", OBJECT),
+            ("orders/v2.json", OBJECT),
+            (
+                "stations.toml",
+                "[[station]]\nname = \"orders\"\nschema = \"orders\"\n",
+            ),
+        ]);
+        let snapshot = build(&files, &[]).unwrap();
+        let station = snapshot.station("orders").unwrap();
+        assert_eq!(
+            station.pick_version(Some(1)).unwrap_err(),
+            VersionRefusal::NotAccepted {
+                accept: Accept::Latest
+            }
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_file_and_rule() {
+        let files = repo(&[
+            ("a/v1.json", "{not json"),
+            ("b/v1.json", OBJECT),
+            ("b/v3.json", OBJECT),
+            ("c/v1.yaml", "x"),
+            ("d/v01.json", OBJECT),
+            (
+                "stations.toml",
+                "[[station]]\nname = \"s\"\nschema = \"nope\"\n[[station]]\nname = \"t\"\nschema = \"b\"\naccept = 7\n",
+            ),
+        ]);
+        let problems = build(&files, &[]).unwrap_err();
+        let rules: Vec<_> = problems.iter().map(|p| (p.file.as_str(), p.rule)).collect();
+        assert!(rules.contains(&("a/v1.json", "compile")), "{rules:?}");
+        assert!(
+            rules.contains(&("b/v3.json", "version_sequence")),
+            "{rules:?}"
+        );
+        assert!(
+            rules.contains(&("c/v1.yaml", "unknown_format")),
+            "{rules:?}"
+        );
+        assert!(rules.contains(&("d/v01.json", "version_name")), "{rules:?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.rule == "station" && p.message.contains("no schema named `nope`")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn stations_without_schema_are_pass_through() {
+        let files = repo(&[("stations.toml", "[[station]]\nname = \"raw\"\n")]);
+        let snapshot = build(&files, &[]).unwrap();
+        let station = snapshot.station("raw").unwrap();
+        assert!(station.schema.is_none());
+        assert!(station.pick_version(Some(9)).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_station_declared_twice_is_refused() {
+        let files = repo(&[("stations.toml", "[[station]]\nname = \"raw\"\n")]);
+        let extra: StationsFile = toml::from_str("[[station]]\nname = \"raw\"\n").unwrap();
+        let problems = build(&files, &extra.station).unwrap_err();
+        assert!(problems[0].message.contains("declared twice"));
+    }
+}

@@ -1,0 +1,206 @@
+//! The JSON shapes the API answers with for stored things: consumed messages, dead letters,
+//! stations and schemas. Values stored as JSON come back as JSON (`value`); anything else as
+//! base64 (`value_base64`).
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::backends::embedded::{Delivery, LogStats};
+use crate::backends::{ContentKind, Record};
+use crate::formats::{FormatKind, Violation};
+use crate::registry::stations::{Accept, Retention};
+use crate::registry::{Schema, SchemaSettings, Station};
+
+/// A stored value: embedded JSON when it is JSON, base64 otherwise.
+#[derive(Debug, Serialize)]
+pub struct ValueView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_base64: Option<String>,
+}
+
+impl ValueView {
+    pub fn new(value: &Bytes, content: ContentKind) -> Self {
+        if content == ContentKind::Json {
+            if let Ok(raw) = serde_json::from_slice::<&RawValue>(value) {
+                return Self {
+                    value: Some(raw.to_owned()),
+                    value_base64: None,
+                };
+            }
+        }
+        Self {
+            value: None,
+            value_base64: Some(base64::engine::general_purpose::STANDARD.encode(value)),
+        }
+    }
+}
+
+/// A message handed to a consumer.
+#[derive(Debug, Serialize)]
+pub struct MessageView {
+    pub offset: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub value: ValueView,
+    pub schema_version: Option<u32>,
+    pub delivery: u32,
+    pub received_at: String,
+}
+
+impl From<Delivery> for MessageView {
+    fn from(delivery: Delivery) -> Self {
+        let record = delivery.record;
+        Self {
+            offset: delivery.offset,
+            key: key_text(&record),
+            headers: record.headers.iter().cloned().collect(),
+            value: ValueView::new(&record.value, record.content),
+            schema_version: record.schema_version,
+            delivery: delivery.delivery,
+            received_at: rfc3339(record.received_at_ms),
+        }
+    }
+}
+
+/// A dead letter, as browsed.
+#[derive(Debug, Serialize)]
+pub struct DeadLetterView {
+    pub id: String,
+    pub station: String,
+    pub error: String,
+    pub schema: Option<String>,
+    pub schema_version: Option<u32>,
+    pub violations: Vec<Violation>,
+    pub received_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub content_type: Option<String>,
+    #[serde(flatten)]
+    pub value: ValueView,
+    /// Offset in the station the dead letter was replayed to, once it was.
+    pub replayed_to: Option<u64>,
+}
+
+impl DeadLetterView {
+    pub fn new(id: u64, record: Record, replayed_to: Option<u64>) -> Self {
+        let key = key_text(&record);
+        let value = ValueView::new(&record.value, record.content);
+        let dead = record
+            .dead_letter
+            .unwrap_or_else(|| crate::backends::DeadLetter {
+                station: String::new(),
+                error: "unknown".into(),
+                schema: None,
+                schema_version: record.schema_version,
+                violations: Vec::new(),
+                content_type: None,
+            });
+        Self {
+            id: id.to_string(),
+            station: dead.station,
+            error: dead.error,
+            schema: dead.schema,
+            schema_version: dead.schema_version,
+            violations: dead.violations,
+            received_at: rfc3339(record.received_at_ms),
+            key,
+            headers: record.headers.into_iter().collect(),
+            content_type: dead.content_type,
+            value,
+            replayed_to,
+        }
+    }
+}
+
+/// A station binding with its counts.
+#[derive(Debug, Serialize)]
+pub struct StationView {
+    pub name: String,
+    pub schema: Option<String>,
+    pub pass_through: bool,
+    pub accept: Option<Accept>,
+    /// `[first, last]` schema versions producers may use.
+    pub accepted_versions: Option<[u32; 2]>,
+    pub backend: crate::registry::stations::BackendRef,
+    pub dlq: bool,
+    pub retention: Retention,
+    #[serde(with = "humantime_serde")]
+    pub ack_timeout: std::time::Duration,
+    pub max_deliveries: u32,
+    pub messages: LogStats,
+    pub dead_letters: LogStats,
+}
+
+impl StationView {
+    pub fn new(station: &Station, messages: LogStats, dead_letters: LogStats) -> Self {
+        let (first, last) = station.accepted_versions();
+        Self {
+            name: station.name.clone(),
+            schema: station.schema.as_ref().map(|s| s.name.clone()),
+            pass_through: station.schema.is_none(),
+            accept: station.schema.as_ref().map(|_| station.accept),
+            accepted_versions: station.schema.as_ref().map(|_| [first, last]),
+            backend: station.backend.clone(),
+            dlq: station.dlq,
+            retention: station.retention,
+            ack_timeout: station.ack_timeout,
+            max_deliveries: station.max_deliveries,
+            messages,
+            dead_letters,
+        }
+    }
+}
+
+/// A schema and its versions; its `schema.toml` settings (compatibility…) are flattened in.
+#[derive(Debug, Serialize)]
+pub struct SchemaView {
+    pub name: String,
+    pub format: FormatKind,
+    pub versions: Vec<u32>,
+    pub newest: u32,
+    #[serde(flatten)]
+    pub settings: SchemaSettings,
+}
+
+impl From<&Schema> for SchemaView {
+    fn from(schema: &Schema) -> Self {
+        Self {
+            name: schema.name.clone(),
+            format: schema.format,
+            versions: schema.versions().iter().map(|v| v.version).collect(),
+            newest: schema.newest(),
+            settings: schema.settings.clone(),
+        }
+    }
+}
+
+/// One version of a schema, with its source text.
+#[derive(Debug, Serialize)]
+pub struct SchemaVersionView {
+    pub name: String,
+    pub version: u32,
+    pub format: FormatKind,
+    pub file: String,
+    pub schema: String,
+}
+
+fn key_text(record: &Record) -> Option<String> {
+    record
+        .key
+        .as_ref()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+}
+
+pub fn rfc3339(ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(at).to_string()
+}
