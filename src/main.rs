@@ -63,7 +63,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(config_path: PathBuf) -> anyhow::Result<ExitCode> {
-    let required = config_path != PathBuf::from(DEFAULT_CONFIG);
+    let required = config_path != std::path::Path::new(DEFAULT_CONFIG);
     let config = Config::load(&config_path, required, std::env::vars())?;
     config.check_bind_addresses()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

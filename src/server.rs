@@ -94,12 +94,15 @@ pub async fn serve(
         storage = %config.storage.dir.display(),
         "sluice is serving"
     );
-    let app = crate::ingress::http::router(pipeline);
+    let app = crate::ingress::http::router(pipeline.clone());
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     for task in background {
         task.abort();
+        let _ = task.await;
     }
+    pipeline.embedded().close().await;
+    tracing::info!("sluice stopped");
     served.map_err(ServeError::Io)
 }

@@ -20,18 +20,15 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot read schema repository {path}: {source}")]
+    #[error("cannot read schema repository {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path} is larger than {MAX_FILE_BYTES} bytes; schema repositories hold text files")]
     TooLarge { path: PathBuf },
-    #[error("cannot watch {path}: {source}")]
-    Watch {
-        path: PathBuf,
-        source: notify::Error,
-    },
+    #[error("cannot watch {path}: {cause}")]
+    Watch { path: PathBuf, cause: notify::Error },
 }
 
 /// Reads every file under `root` (skipping hidden entries such as `.git`).
@@ -39,9 +36,9 @@ pub fn read_directory(root: &Path) -> Result<RepoFiles, SourceError> {
     let mut files = Vec::new();
     let mut pending = vec![root.to_owned()];
     while let Some(dir) = pending.pop() {
-        let read_error = |source| SourceError::Read {
+        let read_error = |cause| SourceError::Read {
             path: dir.clone(),
-            source,
+            cause,
         };
         for entry in std::fs::read_dir(&dir).map_err(read_error)? {
             let entry = entry.map_err(read_error)?;
@@ -49,9 +46,9 @@ pub fn read_directory(root: &Path) -> Result<RepoFiles, SourceError> {
                 continue;
             }
             let path = entry.path();
-            let metadata = std::fs::metadata(&path).map_err(|source| SourceError::Read {
+            let metadata = std::fs::metadata(&path).map_err(|cause| SourceError::Read {
                 path: path.clone(),
-                source,
+                cause,
             })?;
             if metadata.is_dir() {
                 pending.push(path);
@@ -59,9 +56,9 @@ pub fn read_directory(root: &Path) -> Result<RepoFiles, SourceError> {
                 if metadata.len() > MAX_FILE_BYTES {
                     return Err(SourceError::TooLarge { path });
                 }
-                let contents = std::fs::read(&path).map_err(|source| SourceError::Read {
+                let contents = std::fs::read(&path).map_err(|cause| SourceError::Read {
                     path: path.clone(),
-                    source,
+                    cause,
                 })?;
                 let relative = path
                     .strip_prefix(root)
@@ -90,15 +87,15 @@ pub fn watch_directory(
             let _ = changed_tx.send(());
         }
     })
-    .map_err(|source| SourceError::Watch {
+    .map_err(|cause| SourceError::Watch {
         path: root.clone(),
-        source,
+        cause,
     })?;
     watcher
         .watch(&root, notify::RecursiveMode::Recursive)
-        .map_err(|source| SourceError::Watch {
+        .map_err(|cause| SourceError::Watch {
             path: root.clone(),
-            source,
+            cause,
         })?;
     Ok(tokio::spawn(async move {
         let _watcher = watcher;

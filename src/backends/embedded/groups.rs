@@ -56,10 +56,13 @@ pub struct GroupState {
     leases: BTreeMap<u64, Lease>,
 }
 
-/// Every group the store has seen since it opened.
+/// A group's state, locked across the durable write of an ack so acks persist in order.
+pub(super) type SharedGroupState = Arc<tokio::sync::Mutex<GroupState>>;
+
+/// Every group the store has seen since it opened, by (log, group).
 pub(super) struct Groups {
     meta: Keyspace,
-    states: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<GroupState>>>>,
+    states: Mutex<HashMap<(String, String), SharedGroupState>>,
 }
 
 impl Groups {
@@ -77,7 +80,7 @@ impl Groups {
         log: &str,
         group: &str,
         log_first: u64,
-    ) -> Result<Arc<tokio::sync::Mutex<GroupState>>, StoreError> {
+    ) -> Result<SharedGroupState, StoreError> {
         let mut states = self.states.lock().expect("groups lock");
         let id = (log.to_owned(), group.to_owned());
         if let Some(state) = states.get(&id) {

@@ -204,6 +204,21 @@ impl EmbeddedStore {
             .await
     }
 
+    /// Commits what is pending, fsyncs and stops the writer. Later writes fail with 503; the
+    /// database is closed (and its lock released) once the last handle is dropped.
+    pub async fn close(&self) {
+        let (reply, done) = oneshot::channel();
+        if self
+            .inner
+            .writer
+            .send(writer::Command::Shutdown { reply })
+            .await
+            .is_ok()
+        {
+            let _ = done.await;
+        }
+    }
+
     /// Reads up to `max` records of `log` starting at `from` (or the first retained one).
     pub fn read(
         &self,
@@ -391,7 +406,7 @@ impl EmbeddedStore {
                 .into_inner()
                 .map_err(|e| StoreError::Read(e.to_string()))?;
             let too_old = match cutoff {
-                Some(cutoff) => Record::decode_received_at(&value).map_or(false, |at| at < cutoff),
+                Some(cutoff) => Record::decode_received_at(&value).is_ok_and(|at| at < cutoff),
                 None => false,
             };
             let too_big = max_bytes.is_some_and(|max| bytes > max);

@@ -35,6 +35,8 @@ pub(super) enum Command {
         value: Vec<u8>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Commit what is pending, fsync, stop, and answer once the writer let go of the database.
+    Shutdown { reply: oneshot::Sender<()> },
 }
 
 pub(super) fn spawn(
@@ -43,21 +45,32 @@ pub(super) fn spawn(
     fsync: FsyncPolicy,
     mut commands: mpsc::Receiver<Command>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    if let FsyncPolicy::Interval(every) = fsync {
-        let db = db.clone();
-        std::thread::Builder::new()
-            .name("sluice-fsync".into())
-            .spawn(move || loop {
-                std::thread::sleep(every);
-                if let Err(e) = db.persist(PersistMode::SyncAll) {
-                    tracing::error!("periodic fsync failed: {e}");
-                }
-            })?;
-    }
+    // The periodic fsync thread stops when `_stop_fsync` (held by the writer) is dropped.
+    let (stop_fsync, fsync_stopped) = std::sync::mpsc::channel::<()>();
+    let fsync_thread = match fsync {
+        FsyncPolicy::Interval(every) => {
+            let db = db.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("sluice-fsync".into())
+                    .spawn(move || {
+                        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                            fsync_stopped.recv_timeout(every)
+                        {
+                            if let Err(e) = db.persist(PersistMode::SyncAll) {
+                                tracing::error!("periodic fsync failed: {e}");
+                            }
+                        }
+                    })?,
+            )
+        }
+        _ => None,
+    };
     std::thread::Builder::new()
         .name("sluice-writer".into())
         .spawn(move || {
             let mut pending = Vec::with_capacity(64);
+            let mut shutdown = None;
             while let Some(first) = commands.blocking_recv() {
                 pending.push(first);
                 while pending.len() < MAX_COMMANDS_PER_COMMIT {
@@ -66,7 +79,30 @@ pub(super) fn spawn(
                         Err(_) => break,
                     }
                 }
+                if let Some(at) = pending
+                    .iter()
+                    .position(|c| matches!(c, Command::Shutdown { .. }))
+                {
+                    let Command::Shutdown { reply } = pending.remove(at) else {
+                        unreachable!("position found a shutdown")
+                    };
+                    shutdown = Some(reply);
+                }
                 commit(&db, &meta, fsync, &mut pending);
+                if shutdown.is_some() {
+                    break;
+                }
+            }
+            if let Err(e) = db.persist(PersistMode::SyncAll) {
+                tracing::error!("final fsync failed: {e}");
+            }
+            drop(stop_fsync);
+            if let Some(thread) = fsync_thread {
+                let _ = thread.join();
+            }
+            drop((db, meta));
+            if let Some(reply) = shutdown {
+                let _ = reply.send(());
             }
         })
 }
@@ -113,6 +149,7 @@ fn commit(db: &Database, meta: &Keyspace, fsync: FsyncPolicy, pending: &mut Vec<
                 batch.insert(meta, key.as_slice(), value.as_slice());
                 answers.push(None);
             }
+            Command::Shutdown { .. } => unreachable!("shutdown is taken out before commit"),
         }
     }
     for (name, tally) in &tallies {
@@ -141,6 +178,7 @@ fn commit(db: &Database, meta: &Keyspace, fsync: FsyncPolicy, pending: &mut Vec<
             Command::PutMeta { reply, .. } => {
                 let _ = reply.send(result.clone());
             }
+            Command::Shutdown { .. } => {}
         }
     }
 }

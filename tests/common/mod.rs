@@ -1,0 +1,291 @@
+//! Shared helpers for the integration tests: a schema repository in a temp dir, a gateway served
+//! in-process on an ephemeral port, the real `sluice` binary as a child process, and small HTTP
+//! helpers. Every test drives Sluice as a client would.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A schema repository written into a temp dir.
+pub struct Repo {
+    pub dir: TempDir,
+}
+
+impl Repo {
+    pub fn new(files: &[(&str, &str)]) -> Self {
+        let repo = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        for (path, contents) in files {
+            repo.write(path, contents);
+        }
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, path: &str, contents: &str) {
+        let full = self.dir.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, contents).unwrap();
+    }
+}
+
+/// A gateway served in-process on 127.0.0.1:0 with a temp data dir.
+pub struct Gateway {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub data: TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Starts a gateway on `repo` with the given extra config TOML (sections and keys).
+    pub async fn start(repo: &Repo, extra_config: &str) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        Self::start_with_data(repo, extra_config, data).await
+    }
+
+    pub async fn start_with_data(repo: &Repo, extra_config: &str, data: TempDir) -> Self {
+        let config_text = format!(
+            "{extra_config}\n[registry]\nsource = {source:?}\n[storage]\ndir = {dir:?}\n",
+            source = repo.path().display().to_string(),
+            dir = data.path().join("store").display().to_string(),
+        );
+        let config_file = data.path().join("sluice.toml");
+        std::fs::write(&config_file, config_text).unwrap();
+        let config = sluice::config::Config::load(&config_file, true, std::iter::empty()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            sluice::server::serve(config, listener, async {
+                let _ = shutdown_rx.await;
+            })
+            .await
+            .expect("gateway serves");
+        });
+        Self {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            data,
+            shutdown: Some(shutdown_tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops serving and waits for the server to finish; returns the data dir for a restart.
+    pub async fn stop(self) -> TempDir {
+        let Gateway {
+            data,
+            shutdown,
+            task,
+            ..
+        } = self;
+        if let Some(tx) = shutdown {
+            let _ = tx.send(());
+        }
+        if let Some(task) = task {
+            task.await.unwrap();
+        }
+        data
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs a JSON body; returns status and parsed JSON answer.
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_bytes(path, "application/json", body.to_string().into_bytes(), &[])
+            .await
+    }
+
+    /// POSTs raw bytes with a content type and extra headers.
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        answer(request.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        answer(self.client.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    /// Produces one JSON message to `station`.
+    pub async fn produce(&self, station: &str, message: &Value) -> (u16, Value) {
+        self.post_json(&format!("/v1/stations/{station}/messages"), message)
+            .await
+    }
+
+    /// Consumes without waiting.
+    pub async fn consume(&self, station: &str, group: &str, max: usize) -> Vec<Value> {
+        let (status, body) = self
+            .get(&format!(
+                "/v1/stations/{station}/messages?group={group}&max={max}"
+            ))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["messages"].as_array().unwrap().clone()
+    }
+
+    pub async fn ack(&self, station: &str, group: &str, offsets: &[u64]) -> Value {
+        let (status, body) = self
+            .post_json(
+                &format!("/v1/stations/{station}/ack"),
+                &serde_json::json!({ "group": group, "offsets": offsets }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+/// Status and JSON body of a response; a body that is not JSON fails the test.
+pub async fn answer(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("answer with status {status} is not JSON ({e}): {text:?}"));
+    (status, body)
+}
+
+/// Polls `check` until it returns Some, or fails after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached in {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A `sluice` binary running as a child process.
+pub struct Process {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Process {
+    /// Starts `sluice serve` with the repository, data dir and a free port; waits until healthy.
+    pub fn serve(repo: &Path, data: &Path) -> Self {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let config = data.join("empty.toml");
+        std::fs::write(&config, "").unwrap();
+        let child = Command::new(sluice_binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env("SLUICE_SERVER_HTTP", addr.to_string())
+            .env("SLUICE_REGISTRY_SOURCE", repo)
+            .env("SLUICE_STORAGE_DIR", data.join("store"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let process = Self { child, addr };
+        process.wait_healthy();
+        process
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(self.addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("sluice did not start listening on {}", self.addr);
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn sluice_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The JSON Schema used by most tests: an order with items of positive quantity.
+pub const ORDER_SCHEMA: &str = r#"{
+  "type": "object",
+  "required": ["order_id", "items"],
+  "properties": {
+    "order_id": {"type": "string"},
+    "items": {"type": "array", "items": {
+      "type": "object", "required": ["qty"],
+      "properties": {"qty": {"type": "integer", "minimum": 1}}
+    }}
+  }
+}"#;
+
+/// A repository with an `orders` station on [`ORDER_SCHEMA`] and a pass-through `raw` station.
+pub fn orders_repo(station_extra: &str) -> Repo {
+    Repo::new(&[
+        ("orders/v1.json", ORDER_SCHEMA),
+        (
+            "stations.toml",
+            &format!(
+                "[[station]]\nname = \"orders\"\nschema = \"orders\"\n{station_extra}\n\n[[station]]\nname = \"raw\"\n"
+            ),
+        ),
+    ])
+}
+
+pub fn valid_order(id: &str) -> Value {
+    serde_json::json!({"order_id": id, "items": [{"qty": 1}]})
+}
