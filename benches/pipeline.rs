@@ -1,1 +1,132 @@
-fn main() {}
+//! JSON Schema validation: the raw `jsonschema` crate (parse + `is_valid`) against the same work
+//! done through Sluice — the format layer as the pipeline calls it, the pipeline's dry run
+//! (snapshot, station/version lookup, validation), and a full produce into the embedded store.
+//!
+//! Run: `cargo bench --bench pipeline`
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sluice::backends::embedded::EmbeddedStore;
+use sluice::config::{FsyncPolicy, Limits};
+use sluice::pipeline::{Incoming, Pipeline};
+use sluice::registry::{files::RepoFiles, load, Registry};
+
+const SCHEMA: &str = r#"{
+  "type": "object",
+  "required": ["order_id", "customer", "items", "total"],
+  "properties": {
+    "order_id": {"type": "string", "minLength": 1},
+    "customer": {"type": "string", "format": "email"},
+    "items": {"type": "array", "minItems": 1, "items": {
+      "type": "object", "required": ["sku", "qty"],
+      "properties": {"sku": {"type": "string"}, "qty": {"type": "integer", "minimum": 1}}
+    }},
+    "total": {"type": "number", "minimum": 0}
+  }
+}"#;
+
+/// About 200 bytes.
+const MESSAGE: &str = r#"{"order_id":"ord-000123456","customer":"ada@example.com","items":[{"sku":"SKU-RED-42","qty":2},{"sku":"SKU-BLUE-7","qty":1},{"sku":"SKU-GREEN-3","qty":5}],"total":129.95,"note":"leave at the door"}"#;
+
+fn pipeline(dir: &std::path::Path) -> Pipeline {
+    let files: RepoFiles = [
+        (
+            "orders/v1.json".to_owned(),
+            Bytes::from_static(SCHEMA.as_bytes()),
+        ),
+        (
+            "stations.toml".to_owned(),
+            Bytes::from_static(b"[[station]]\nname = \"orders\"\nschema = \"orders\"\n"),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let snapshot = load::build(&files, &[]).expect("bench repository loads");
+    let registry = Arc::new(Registry::new("bench".into(), snapshot));
+    let store = EmbeddedStore::open(dir, FsyncPolicy::Never).expect("store opens");
+    Pipeline::new(registry, store, Limits::default())
+}
+
+fn validation(c: &mut Criterion) {
+    let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+    let raw = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(dir.path());
+    let payload = Bytes::from_static(MESSAGE.as_bytes());
+    assert!(
+        pipeline
+            .dry_run("orders", None, &payload, None)
+            .unwrap()
+            .valid
+    );
+    let snapshot = pipeline.registry().snapshot();
+    let compiled = snapshot
+        .station("orders")
+        .unwrap()
+        .pick_version(None)
+        .unwrap()
+        .unwrap()
+        .compiled
+        .clone();
+
+    let mut group = c.benchmark_group("json_validation");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("raw_jsonschema_parse_and_is_valid", |b| {
+        b.iter(|| {
+            let value: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+            assert!(raw.is_valid(&value));
+        })
+    });
+    group.bench_function("sluice_format_validate", |b| {
+        b.iter(|| compiled.validate(&payload).unwrap())
+    });
+    group.bench_function("sluice_pipeline_dry_run", |b| {
+        b.iter(|| {
+            assert!(
+                pipeline
+                    .dry_run("orders", None, &payload, None)
+                    .unwrap()
+                    .valid
+            )
+        })
+    });
+    group.finish();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("pipeline_produce_embedded_fsync_never");
+    for batch in [1usize, 100] {
+        group.throughput(Throughput::Elements(batch as u64));
+        let messages: Vec<Incoming> = (0..batch)
+            .map(|_| Incoming {
+                payload: payload.clone(),
+                content_type: Some("application/json".into()),
+                key: None,
+                headers: Vec::new(),
+                schema_version: None,
+            })
+            .collect();
+        group.bench_function(format!("batch_{batch}"), |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    let results = pipeline
+                        .produce_batch("orders", messages.clone())
+                        .await
+                        .unwrap();
+                    assert!(results.iter().all(Result::is_ok));
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, validation);
+criterion_main!(benches);
