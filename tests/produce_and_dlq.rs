@@ -388,3 +388,30 @@ async fn a_station_on_an_unconfigured_backend_answers_503_with_retry_after() {
     let (_, body) = common::answer(response).await;
     assert_eq!(body["error"], "backend_not_configured");
 }
+
+#[tokio::test]
+async fn consumers_and_the_dlq_get_the_producers_exact_json_bytes() {
+    let repo = orders_repo("");
+    let gw = Gateway::start(&repo, "").await;
+    // Key order, spacing and number spelling are the producer's, not a re-serialization.
+    let sent = r#"{"order_id": "Z", "items": [{"qty": 1.0e0}], "a": 1}"#;
+    let (status, _) = gw
+        .post_bytes(
+            "/v1/stations/orders/messages",
+            "application/json",
+            sent.as_bytes().to_vec(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201);
+    let raw = gw
+        .client
+        .get(gw.url("/v1/stations/orders/messages?group=g"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(raw.contains(&format!("\"value\":{sent}")), "{raw}");
+}

@@ -15,14 +15,16 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::batch::parse_batch;
 use crate::backends::Backend;
 use crate::error::ApiError;
 use crate::pipeline::{Incoming, Pipeline};
-use crate::views::{rfc3339, SchemaVersionView, SchemaView, StationView};
+use crate::views::{
+    rfc3339, DeadLetterView, MessageView, SchemaVersionView, SchemaView, StationView,
+};
 
 /// Prefix of headers carried into the stored message's headers.
 const HEADER_PREFIX: &str = "sluice-header-";
@@ -229,11 +231,18 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+/// Answer of a consume. Serialized directly (not through `serde_json::Value`) so stored JSON
+/// values come back byte for byte.
+#[derive(Serialize)]
+struct Consumed {
+    messages: Vec<MessageView>,
+}
+
 async fn consume(
     State(pipeline): Shared,
     Path(station): Path<String>,
     params: Result<Query<ConsumeParams>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Consumed>, ApiError> {
     let Query(params) = params?;
     let messages = pipeline
         .consume(
@@ -243,7 +252,7 @@ async fn consume(
             Duration::from_millis(params.wait_ms),
         )
         .await?;
-    Ok(Json(json!({ "messages": messages })))
+    Ok(Json(Consumed { messages }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,18 +314,28 @@ fn default_page() -> usize {
     100
 }
 
+#[derive(Serialize)]
+struct DeadLetterPage {
+    dead_letters: Vec<DeadLetterView>,
+    /// The `from` of the next page.
+    next: u64,
+}
+
 async fn dead_letters(
     State(pipeline): Shared,
     Path(station): Path<String>,
     params: Result<Query<PageParams>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeadLetterPage>, ApiError> {
     let Query(params) = params?;
     let letters = pipeline.dead_letters(&station, params.from, params.max)?;
     let next = letters
         .last()
         .and_then(|l| l.id.parse::<u64>().ok())
         .map_or(params.from, |id| id + 1);
-    Ok(Json(json!({ "dead_letters": letters, "next": next })))
+    Ok(Json(DeadLetterPage {
+        dead_letters: letters,
+        next,
+    }))
 }
 
 async fn replay(
