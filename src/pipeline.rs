@@ -141,23 +141,18 @@ impl Pipeline {
 
         let mut valid = Vec::new();
         let mut dead = Vec::new();
-        let judged: Vec<Judged> = messages
-            .into_iter()
-            .map(|message| self.judge(&station, message, received_at_ms))
-            .collect();
-        let mut slots = Vec::with_capacity(judged.len());
-        for verdict in judged {
-            slots.push(match verdict {
+        let mut slots = Vec::with_capacity(messages.len());
+        for message in messages {
+            slots.push(match self.judge(&station, message, received_at_ms) {
                 Judged::Valid(record) => {
                     valid.push(record);
                     Slot::Valid(valid.len() - 1)
                 }
-                Judged::Invalid(record, report) => {
-                    if station.dlq {
-                        dead.push(record);
-                    }
-                    Slot::Invalid(dead.len().wrapping_sub(1), report)
+                Judged::Invalid(record, report) if station.dlq => {
+                    dead.push(record);
+                    Slot::Invalid(Some(dead.len() - 1), report)
                 }
+                Judged::Invalid(_, report) => Slot::Invalid(None, report),
                 Judged::Refused(error) => Slot::Refused(error),
             });
         }
@@ -181,11 +176,9 @@ impl Pipeline {
                     }),
                     Err(e) => Err(ApiError::Backend(e.clone())),
                 },
-                Slot::Invalid(i, mut report) => {
-                    if station.dlq {
-                        if let Ok(positions) = &dead_lettered {
-                            report.dlq_id = Some(positions[i].offset.to_string());
-                        }
+                Slot::Invalid(dead_index, mut report) => {
+                    if let (Some(i), Ok(positions)) = (dead_index, &dead_lettered) {
+                        report.dlq_id = Some(positions[i].offset.to_string());
                     }
                     Err(ApiError::SchemaViolation(Box::new(report)))
                 }
@@ -207,12 +200,7 @@ impl Pipeline {
             Err(refusal) => return Judged::Refused(version_refusal(station, &message, refusal)),
         };
         let Some(version) = version else {
-            let content = if encoding.is_json() {
-                ContentKind::Json
-            } else {
-                ContentKind::Binary
-            };
-            return Judged::Valid(record(message, content, None, received_at_ms));
+            return Judged::Valid(record(message, content_of(&encoding), None, received_at_ms));
         };
         let schema = station.schema.as_ref().expect("a version implies a schema");
         if !schema.format.accepts(&encoding) {
@@ -300,6 +288,18 @@ impl Pipeline {
         })
     }
 
+    /// The station and store a consumer-group operation works on, with the group name checked.
+    fn group_target(
+        &self,
+        station: &str,
+        group: &str,
+    ) -> Result<(Arc<Station>, &EmbeddedStore), ApiError> {
+        let station = Self::station(&self.registry.snapshot(), station)?;
+        check_group_name(group)?;
+        let store = self.embedded_for(&station)?;
+        Ok((station, store))
+    }
+
     /// Long-polls up to `max` messages of `station` for `group`.
     pub async fn consume(
         &self,
@@ -308,10 +308,7 @@ impl Pipeline {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<MessageView>, ApiError> {
-        let snapshot = self.registry.snapshot();
-        let station = Self::station(&snapshot, station)?;
-        let store = self.embedded_for(&station)?;
-        check_group_name(group)?;
+        let (station, store) = self.group_target(station, group)?;
         let max = max.clamp(1, self.limits.max_consume_messages);
         let wait = wait.min(self.limits.max_consume_wait);
         let deliveries = store
@@ -327,13 +324,8 @@ impl Pipeline {
         group: &str,
         offsets: &[u64],
     ) -> Result<AckOutcome, ApiError> {
-        let snapshot = self.registry.snapshot();
-        let station = Self::station(&snapshot, station)?;
-        check_group_name(group)?;
-        Ok(self
-            .embedded_for(&station)?
-            .ack(&station.name, group, offsets)
-            .await?)
+        let (station, store) = self.group_target(station, group)?;
+        Ok(store.ack(&station.name, group, offsets).await?)
     }
 
     /// Gives `offsets` back for redelivery after `delay`.
@@ -344,13 +336,8 @@ impl Pipeline {
         offsets: &[u64],
         delay: Duration,
     ) -> Result<AckOutcome, ApiError> {
-        let snapshot = self.registry.snapshot();
-        let station = Self::station(&snapshot, station)?;
-        check_group_name(group)?;
-        Ok(self
-            .embedded_for(&station)?
-            .nack(&station.name, group, offsets, delay)
-            .await?)
+        let (station, store) = self.group_target(station, group)?;
+        Ok(store.nack(&station.name, group, offsets, delay).await?)
     }
 
     /// Up to `max` dead letters of `station` from id `from` on.
@@ -453,8 +440,10 @@ impl Pipeline {
 
 /// Where a judged message's result comes from once the writes are done.
 enum Slot {
+    /// Index into the valid records.
     Valid(usize),
-    Invalid(usize, ViolationReport),
+    /// Index into the dead letters, when the station keeps them.
+    Invalid(Option<usize>, ViolationReport),
     Refused(ApiError),
 }
 

@@ -65,7 +65,7 @@ impl From<Delivery> for MessageView {
             value: ValueView::new(&record.value, record.content),
             schema_version: record.schema_version,
             delivery: delivery.delivery,
-            received_at: rfc3339(record.received_at_ms),
+            received_at: rfc3339_ms(record.received_at_ms),
         }
     }
 }
@@ -111,7 +111,7 @@ impl DeadLetterView {
             schema: dead.schema,
             schema_version: dead.schema_version,
             violations: dead.violations,
-            received_at: rfc3339(record.received_at_ms),
+            received_at: rfc3339_ms(record.received_at_ms),
             key,
             headers: record.headers.into_iter().collect(),
             content_type: dead.content_type,
@@ -200,7 +200,12 @@ fn key_text(record: &Record) -> Option<String> {
         .map(|k| String::from_utf8_lossy(k).into_owned())
 }
 
-pub fn rfc3339(ms: u64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+/// `at` as an RFC 3339 UTC timestamp with milliseconds.
+pub fn rfc3339(at: std::time::SystemTime) -> String {
     humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// Milliseconds since the Unix epoch as an RFC 3339 timestamp.
+pub fn rfc3339_ms(ms: u64) -> String {
+    rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
 }

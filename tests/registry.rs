@@ -77,6 +77,14 @@ async fn dry_run_validation_stores_nothing() {
     assert!(dlq["dead_letters"].as_array().unwrap().is_empty());
 }
 
+async fn replay(gw: &Gateway, dlq_id: &str) -> (u16, serde_json::Value) {
+    gw.post_json(
+        &format!("/v1/stations/orders/dlq/{dlq_id}/replay"),
+        &json!({}),
+    )
+    .await
+}
+
 async fn revision(gw: &Gateway) -> String {
     gw.get("/v1/registry/status").await.1["serving"]["revision"]
         .as_str()
@@ -95,12 +103,7 @@ async fn a_bad_change_is_refused_whole_and_a_dead_letter_replays_after_a_good_on
     let (status, body) = gw.produce("orders", &relaxed_order).await;
     assert_eq!(status, 422);
     let dlq_id = body["dlq_id"].as_str().unwrap().to_owned();
-    let (status, body) = gw
-        .post_json(
-            &format!("/v1/stations/orders/dlq/{dlq_id}/replay"),
-            &json!({}),
-        )
-        .await;
+    let (status, body) = replay(&gw, &dlq_id).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (422, Some("schema_violation")),
@@ -132,12 +135,7 @@ async fn a_bad_change_is_refused_whole_and_a_dead_letter_replays_after_a_good_on
     let (_, status) = gw.get("/v1/registry/status").await;
     assert!(status["last_refusal"].is_null(), "{status}");
 
-    let (status, body) = gw
-        .post_json(
-            &format!("/v1/stations/orders/dlq/{dlq_id}/replay"),
-            &json!({}),
-        )
-        .await;
+    let (status, body) = replay(&gw, &dlq_id).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["schema_version"], 2);
     let replayed_offset = body["offset"].as_u64().unwrap();
@@ -148,12 +146,7 @@ async fn a_bad_change_is_refused_whole_and_a_dead_letter_replays_after_a_good_on
         .expect("replayed message is consumable");
     assert_eq!(replayed["value"], relaxed_order);
 
-    let (status, body) = gw
-        .post_json(
-            &format!("/v1/stations/orders/dlq/{dlq_id}/replay"),
-            &json!({}),
-        )
-        .await;
+    let (status, body) = replay(&gw, &dlq_id).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (409, Some("already_replayed"))

@@ -453,7 +453,7 @@ async fn registry_status(State(pipeline): Shared) -> Json<serde_json::Value> {
         "source": registry.source(),
         "serving": {
             "revision": snapshot.revision,
-            "loaded_at": rfc3339(snapshot.loaded_at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)),
+            "loaded_at": rfc3339(snapshot.loaded_at),
             "schemas": snapshot.schemas().count(),
             "stations": snapshot.stations().count(),
         },

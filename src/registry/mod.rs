@@ -226,7 +226,7 @@ impl Registry {
             "registry snapshot installed"
         );
         self.current.store(Arc::new(snapshot));
-        *self.last_refusal.lock().expect("refusal lock") = None;
+        self.clear_refusal();
     }
 
     /// Records that a revision was refused; the serving snapshot is untouched.
@@ -235,10 +235,15 @@ impl Registry {
             tracing::error!(%revision, file = %problem.file, rule = problem.rule, "registry change refused: {}", problem.message);
         }
         *self.last_refusal.lock().expect("refusal lock") = Some(Refusal {
-            at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            at: crate::views::rfc3339(SystemTime::now()),
             revision,
             errors,
         });
+    }
+
+    /// Forgets the last refusal, once the files no longer hold the refused change.
+    pub fn clear_refusal(&self) {
+        *self.last_refusal.lock().expect("refusal lock") = None;
     }
 
     pub fn last_refusal(&self) -> Option<Refusal> {

@@ -131,10 +131,54 @@ pub fn reload(root: &Path, registry: &Registry, extra_stations: &[StationConfig]
     };
     let revision = files.fingerprint();
     if revision == registry.snapshot().revision {
+        // Back to what is serving (e.g. a bad edit reverted): nothing is refused any more.
+        registry.clear_refusal();
         return;
     }
     match load::build(&files, extra_stations) {
         Ok(snapshot) => registry.install(snapshot),
         Err(problems) => registry.refuse(revision, problems),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry_for(root: &Path) -> Registry {
+        let files = read_directory(root).unwrap();
+        Registry::new("test".into(), load::build(&files, &[]).unwrap())
+    }
+
+    #[test]
+    fn hidden_entries_are_skipped_and_paths_are_repository_relative() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("orders")).unwrap();
+        std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+        std::fs::write(dir.path().join("orders/v1.json"), "{}").unwrap();
+        std::fs::write(dir.path().join(".git/HEAD"), "ref").unwrap();
+        let files = read_directory(dir.path()).unwrap();
+        let paths: Vec<_> = files.iter().map(|(p, _)| p.to_owned()).collect();
+        assert_eq!(paths, vec!["orders/v1.json"]);
+    }
+
+    #[test]
+    fn a_bad_change_is_refused_and_reverting_it_clears_the_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("orders")).unwrap();
+        std::fs::write(dir.path().join("orders/v1.json"), "{}").unwrap();
+        let registry = registry_for(dir.path());
+        let serving = registry.snapshot().revision.clone();
+
+        std::fs::write(dir.path().join("orders/v2.json"), "{ broken").unwrap();
+        reload(dir.path(), &registry, &[]);
+        let refusal = registry.last_refusal().expect("refused");
+        assert_eq!(refusal.errors[0].file, "orders/v2.json");
+        assert_eq!(registry.snapshot().revision, serving);
+
+        std::fs::remove_file(dir.path().join("orders/v2.json")).unwrap();
+        reload(dir.path(), &registry, &[]);
+        assert!(registry.last_refusal().is_none());
+        assert_eq!(registry.snapshot().revision, serving);
     }
 }

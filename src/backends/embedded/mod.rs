@@ -280,12 +280,8 @@ impl EmbeddedStore {
         wait: Duration,
         ack_timeout: Duration,
     ) -> Result<Vec<Delivery>, BackendError> {
-        let log = self.log(log_name)?;
         let deadline = tokio::time::Instant::now() + wait;
-        let state = self
-            .inner
-            .groups
-            .get(&log.name, group, log.first.load(Ordering::Acquire))?;
+        let (log, state) = self.group_state(log_name, group)?;
         let mut head = log.head.subscribe();
         loop {
             head.borrow_and_update();
@@ -325,6 +321,20 @@ impl EmbeddedStore {
         Ok(out)
     }
 
+    /// The log and `group`'s state on it, loading both on first use.
+    fn group_state(
+        &self,
+        log: &str,
+        group: &str,
+    ) -> Result<(Arc<Log>, groups::SharedGroupState), StoreError> {
+        let log = self.log(log)?;
+        let state = self
+            .inner
+            .groups
+            .get(&log.name, group, log.first.load(Ordering::Acquire))?;
+        Ok((log, state))
+    }
+
     /// Acknowledges `offsets` for `group`: they are never delivered to it again, durably.
     pub async fn ack(
         &self,
@@ -332,11 +342,7 @@ impl EmbeddedStore {
         group: &str,
         offsets: &[u64],
     ) -> Result<AckOutcome, BackendError> {
-        let log = self.log(log)?;
-        let state = self
-            .inner
-            .groups
-            .get(&log.name, group, log.first.load(Ordering::Acquire))?;
+        let (_, state) = self.group_state(log, group)?;
         let mut state = state.lock().await;
         let outcome = state.ack(offsets);
         if outcome.acked > 0 {
@@ -354,11 +360,7 @@ impl EmbeddedStore {
         offsets: &[u64],
         delay: Duration,
     ) -> Result<AckOutcome, BackendError> {
-        let log = self.log(log)?;
-        let state = self
-            .inner
-            .groups
-            .get(&log.name, group, log.first.load(Ordering::Acquire))?;
+        let (_, state) = self.group_state(log, group)?;
         let outcome = state.lock().await.nack(offsets, delay);
         Ok(outcome)
     }
