@@ -10,6 +10,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::backends::embedded::EmbeddedStore;
 use sluice::config::{FsyncPolicy, Limits};
+use sluice::formats::{Normalize, PayloadEncoding};
 use sluice::pipeline::{Incoming, Pipeline};
 use sluice::registry::{files::RepoFiles, load, Registry};
 
@@ -83,7 +84,11 @@ fn validation(c: &mut Criterion) {
         })
     });
     group.bench_function("sluice_format_validate", |b| {
-        b.iter(|| compiled.validate(&payload).unwrap())
+        b.iter(|| {
+            compiled
+                .validate(&payload, &PayloadEncoding::Json, Normalize::AsSent)
+                .unwrap()
+        })
     });
     group.bench_function("sluice_pipeline_dry_run", |b| {
         b.iter(|| {

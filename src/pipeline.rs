@@ -14,7 +14,7 @@ use crate::backends::embedded::{AckOutcome, EmbeddedStore};
 use crate::backends::{now_ms, Backend, BackendError, ContentKind, DeadLetter, Position, Record};
 use crate::config::Limits;
 use crate::error::{ApiError, ViolationReport};
-use crate::formats::{PayloadEncoding, Violation};
+use crate::formats::{Normalize, PayloadEncoding, Violation};
 use crate::registry::stations::BackendRef;
 use crate::registry::{Registry, Snapshot, Station, VersionRefusal};
 use crate::views::{DeadLetterView, MessageView};
@@ -210,15 +210,18 @@ impl Pipeline {
                 expected: schema.format.expected_content_types(),
             });
         }
-        match version.compiled.validate(&message.payload) {
-            Ok(stored) => {
-                let mut record = record(
-                    message,
-                    content_of(&encoding),
-                    Some(version.version),
-                    received_at_ms,
-                );
-                record.value = stored;
+        match version
+            .compiled
+            .validate(&message.payload, &encoding, station.normalize)
+        {
+            Ok(valid) => {
+                let content = if valid.is_json {
+                    ContentKind::Json
+                } else {
+                    ContentKind::Binary
+                };
+                let mut record = record(message, content, Some(version.version), received_at_ms);
+                record.value = valid.value;
                 Judged::Valid(record)
             }
             Err(violations) => {
@@ -269,17 +272,19 @@ impl Pipeline {
                     version: version_number,
                     newest: schema.newest(),
                 })?;
-        if !schema
-            .format
-            .accepts(&PayloadEncoding::from_content_type(content_type))
-        {
+        let encoding = PayloadEncoding::from_content_type(content_type);
+        if !schema.format.accepts(&encoding) {
             return Err(ApiError::UnsupportedMediaType {
                 station: format!("schema {name}"),
                 format: schema.format.display_name(),
                 expected: schema.format.expected_content_types(),
             });
         }
-        let violations = version.compiled.validate(payload).err().unwrap_or_default();
+        let violations = version
+            .compiled
+            .validate(payload, &encoding, Normalize::AsSent)
+            .err()
+            .unwrap_or_default();
         Ok(DryRun {
             valid: violations.is_empty(),
             schema: name.to_owned(),

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{CompileError, CompiledSchema, Violation, MAX_VIOLATIONS};
+use super::{
+    CompileError, CompiledSchema, Normalize, PayloadEncoding, Valid, Violation, MAX_VIOLATIONS,
+};
 use crate::registry::files::RepoFiles;
 
 /// URI scheme prefix under which repository files are addressed while resolving `$ref`s.
@@ -71,11 +73,19 @@ impl JsonSchema {
 }
 
 impl CompiledSchema for JsonSchema {
-    fn validate(&self, payload: &Bytes) -> Result<Bytes, Vec<Violation>> {
+    fn validate(
+        &self,
+        payload: &Bytes,
+        _encoding: &PayloadEncoding,
+        _normalize: Normalize,
+    ) -> Result<Valid, Vec<Violation>> {
         let value: Value = serde_json::from_slice(payload)
             .map_err(|e| vec![Violation::whole_message(format!("not valid JSON: {e}"))])?;
         self.validate_value(&value)?;
-        Ok(payload.clone())
+        Ok(Valid {
+            value: payload.clone(),
+            is_json: true,
+        })
     }
 }
 
@@ -144,7 +154,11 @@ mod tests {
 
     fn judge(schema: &JsonSchema, message: Value) -> Result<(), Vec<Violation>> {
         schema
-            .validate(&Bytes::from(message.to_string()))
+            .validate(
+                &Bytes::from(message.to_string()),
+                &PayloadEncoding::Json,
+                Normalize::AsSent,
+            )
             .map(|_| ())
     }
 
@@ -209,7 +223,13 @@ mod tests {
     #[test]
     fn malformed_json_is_one_whole_message_violation() {
         let schema = compile_in(&[("a/v1.json", json!({"type":"object"}))], "a/v1.json").unwrap();
-        let violations = schema.validate(&Bytes::from_static(b"{nope")).unwrap_err();
+        let violations = schema
+            .validate(
+                &Bytes::from_static(b"{nope"),
+                &PayloadEncoding::Json,
+                Normalize::AsSent,
+            )
+            .unwrap_err();
         assert_eq!(violations.len(), 1);
         assert_eq!(violations[0].path, "");
         assert!(violations[0].reason.starts_with("not valid JSON"));

@@ -6,6 +6,7 @@
 //! encoding is named ([`PayloadEncoding`]) and how a failure is explained ([`Violation`]).
 
 pub mod json;
+pub mod protobuf;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::registry::files::RepoFiles;
+use crate::registry::SchemaSettings;
 
 /// At most this many violations are reported for one message.
 pub const MAX_VIOLATIONS: usize = 20;
@@ -23,6 +25,7 @@ pub const MAX_VIOLATIONS: usize = 20;
 #[serde(rename_all = "snake_case")]
 pub enum FormatKind {
     JsonSchema,
+    Protobuf,
 }
 
 impl FormatKind {
@@ -30,20 +33,23 @@ impl FormatKind {
     pub fn from_extension(ext: &str) -> Option<Self> {
         match ext {
             "json" => Some(Self::JsonSchema),
+            "proto" => Some(Self::Protobuf),
             _ => None,
         }
     }
 
-    /// Compiles one schema version. `file` is the version's path inside the repository, used to
-    /// resolve references to other files of the same repository.
+    /// Compiles one schema version.
     pub fn compile(
         self,
-        file: &Path,
-        text: &str,
-        repo: &RepoFiles,
+        input: &CompileInput<'_>,
     ) -> Result<Arc<dyn CompiledSchema>, CompileError> {
         match self {
-            Self::JsonSchema => Ok(Arc::new(json::JsonSchema::compile(file, text, repo)?)),
+            Self::JsonSchema => Ok(Arc::new(json::JsonSchema::compile(
+                Path::new(input.file),
+                input.text,
+                input.repo,
+            )?)),
+            Self::Protobuf => Ok(Arc::new(protobuf::ProtobufSchema::compile(input)?)),
         }
     }
 
@@ -51,6 +57,7 @@ impl FormatKind {
     pub fn accepts(self, encoding: &PayloadEncoding) -> bool {
         match self {
             Self::JsonSchema => matches!(encoding, PayloadEncoding::Json),
+            Self::Protobuf => matches!(encoding, PayloadEncoding::Json | PayloadEncoding::Protobuf),
         }
     }
 
@@ -58,6 +65,7 @@ impl FormatKind {
     pub fn display_name(self) -> &'static str {
         match self {
             Self::JsonSchema => "JSON Schema",
+            Self::Protobuf => "Protobuf",
         }
     }
 
@@ -65,15 +73,52 @@ impl FormatKind {
     pub fn expected_content_types(self) -> &'static str {
         match self {
             Self::JsonSchema => "application/json",
+            Self::Protobuf => {
+                "application/x-protobuf (binary) or application/json (proto3 JSON mapping)"
+            }
         }
     }
 }
 
+/// What a format compiles: one version file, with the repository around it for imports and
+/// references, and the schema's settings.
+pub struct CompileInput<'a> {
+    /// The version's path inside the repository.
+    pub file: &'a str,
+    /// Where schema folders start inside the repository: `""` or `"schemas/"`.
+    pub schema_root: &'a str,
+    pub text: &'a str,
+    pub repo: &'a RepoFiles,
+    pub settings: &'a SchemaSettings,
+}
+
+/// Whether a station stores messages as they were sent or in the format's binary encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    #[default]
+    AsSent,
+    Binary,
+}
+
+/// A message that passed: the bytes to store and whether they are JSON.
+#[derive(Debug, Clone)]
+pub struct Valid {
+    /// Normally the payload itself (a cheap handle clone); re-encoded when normalizing.
+    pub value: Bytes,
+    pub is_json: bool,
+}
+
 /// A compiled schema version: the object the hot path calls.
 pub trait CompiledSchema: Send + Sync + std::fmt::Debug {
-    /// Judges one message. On success returns the bytes to store (normally `payload` itself, a
-    /// cheap handle clone); on failure the reasons, at most [`MAX_VIOLATIONS`].
-    fn validate(&self, payload: &Bytes) -> Result<Bytes, Vec<Violation>>;
+    /// Judges one message sent with `encoding` (one [`FormatKind::accepts`]). On failure returns
+    /// the reasons, at most [`MAX_VIOLATIONS`].
+    fn validate(
+        &self,
+        payload: &Bytes,
+        encoding: &PayloadEncoding,
+        normalize: Normalize,
+    ) -> Result<Valid, Vec<Violation>>;
 }
 
 /// Why a message failed: where in the message, which schema rule, and a sentence.

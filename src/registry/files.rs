@@ -12,6 +12,7 @@ use serde_json::Value;
 pub struct RepoFiles {
     files: BTreeMap<String, Bytes>,
     json_documents: OnceLock<Arc<HashMap<String, Value>>>,
+    proto_files: OnceLock<Arc<HashMap<String, Bytes>>>,
 }
 
 impl RepoFiles {
@@ -39,6 +40,21 @@ impl RepoFiles {
             .clone()
     }
 
+    /// Every `.proto` file of the repository, shared by all the Protobuf versions compiled from
+    /// this tree (for `import` resolution).
+    pub fn proto_files(&self) -> Arc<HashMap<String, Bytes>> {
+        self.proto_files
+            .get_or_init(|| {
+                Arc::new(
+                    self.iter()
+                        .filter(|(path, _)| path.ends_with(".proto"))
+                        .map(|(path, bytes)| (path.to_owned(), bytes.clone()))
+                        .collect(),
+                )
+            })
+            .clone()
+    }
+
     /// A short fingerprint of the whole tree, shown as the snapshot's revision.
     pub fn fingerprint(&self) -> String {
         use std::hash::{Hash, Hasher};
@@ -56,6 +72,7 @@ impl FromIterator<(String, Bytes)> for RepoFiles {
         Self {
             files: iter.into_iter().collect(),
             json_documents: OnceLock::new(),
+            proto_files: OnceLock::new(),
         }
     }
 }

@@ -8,14 +8,13 @@
 //! `stations.toml` sits at the repository root.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::files::RepoFiles;
 use super::stations::{check_station_name, StationConfig, StationsFile};
 use super::{dlq_name, LoadProblem, Schema, SchemaSettings, SchemaVersion, Snapshot, Station};
-use crate::formats::FormatKind;
+use crate::formats::{CompileInput, FormatKind};
 
 /// Name of the station bindings file at the repository root.
 pub const STATIONS_FILE: &str = "stations.toml";
@@ -89,7 +88,7 @@ fn load_schemas(
                 None => problems.push(problem(
                     path,
                     "unknown_format",
-                    format!("`.{ext}` is not a schema format Sluice knows (use .json)"),
+                    format!("`.{ext}` is not a schema format Sluice knows (use .json or .proto)"),
                 )),
             },
         }
@@ -108,7 +107,7 @@ fn load_schemas(
             },
             None => SchemaSettings::default(),
         };
-        if let Some(schema) = load_schema(name, settings, &version_files, files, problems) {
+        if let Some(schema) = load_schema(name, settings, &version_files, root, files, problems) {
             schemas.insert(name.to_owned(), Arc::new(schema));
         }
     }
@@ -119,6 +118,7 @@ fn load_schema(
     name: &str,
     settings: SchemaSettings,
     version_files: &[VersionFile<'_>],
+    schema_root: &str,
     files: &RepoFiles,
     problems: &mut Vec<LoadProblem>,
 ) -> Option<Schema> {
@@ -150,7 +150,14 @@ fn load_schema(
             problems.push(problem(file.path, "compile", "not valid UTF-8 text"));
             continue;
         };
-        match format.compile(Path::new(file.path), text, files) {
+        let input = CompileInput {
+            file: file.path,
+            schema_root,
+            text,
+            repo: files,
+            settings: &settings,
+        };
+        match format.compile(&input) {
             Ok(compiled) => versions.push(SchemaVersion {
                 version: file.version,
                 file: file.path.to_owned(),
@@ -259,6 +266,7 @@ fn load_stations(
             retention: config.retention,
             ack_timeout: config.ack_timeout,
             max_deliveries: config.max_deliveries,
+            normalize: config.normalize,
             accepted,
         };
         stations.insert(config.name, Arc::new(station));

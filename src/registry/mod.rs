@@ -53,9 +53,13 @@ impl Snapshot {
 #[serde(default, deny_unknown_fields)]
 pub struct SchemaSettings {
     pub compatibility: Compatibility,
-    /// Protobuf: the message type that judges payloads.
+    /// Protobuf: the message type that judges payloads (fully qualified, e.g. `acme.Order`);
+    /// defaults to the file's only top-level message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Protobuf: accept fields the schema does not know (a violation by default).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unknown_fields: bool,
     /// GraphQL: the object type JSON data must match.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root_type: Option<String>,
@@ -124,6 +128,8 @@ pub struct Station {
     pub retention: Retention,
     pub ack_timeout: std::time::Duration,
     pub max_deliveries: u32,
+    /// Store messages as sent, or re-encoded in the format's binary encoding.
+    pub normalize: crate::formats::Normalize,
     /// Name of the dead-letter log, `<name>.dlq`.
     pub dlq_name: String,
     /// Accepted versions `first..=last`, checked when the snapshot was built.

@@ -32,6 +32,9 @@ pub struct StationConfig {
     pub ack_timeout: Duration,
     #[serde(default = "default_max_deliveries")]
     pub max_deliveries: u32,
+    /// `"binary"` stores Protobuf messages sent as JSON in the binary encoding.
+    #[serde(default)]
+    pub normalize: crate::formats::Normalize,
 }
 
 fn default_dlq() -> bool {

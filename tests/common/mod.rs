@@ -17,6 +17,19 @@ pub struct Repo {
     pub dir: TempDir,
 }
 
+impl AsRef<Path> for Repo {
+    fn as_ref(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A committed fixture repository under `tests/fixtures/`.
+pub fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path)
+}
+
 impl Repo {
     pub fn new(files: &[(&str, &str)]) -> Self {
         let repo = Self {
@@ -50,15 +63,19 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts a gateway on `repo` with the given extra config TOML (sections and keys).
-    pub async fn start(repo: &Repo, extra_config: &str) -> Self {
+    pub async fn start(repo: impl AsRef<Path>, extra_config: &str) -> Self {
         let data = tempfile::tempdir().unwrap();
         Self::start_with_data(repo, extra_config, data).await
     }
 
-    pub async fn start_with_data(repo: &Repo, extra_config: &str, data: TempDir) -> Self {
+    pub async fn start_with_data(
+        repo: impl AsRef<Path>,
+        extra_config: &str,
+        data: TempDir,
+    ) -> Self {
         let config_text = format!(
             "{extra_config}\n[registry]\nsource = {source:?}\n[storage]\ndir = {dir:?}\n",
-            source = repo.path().display().to_string(),
+            source = repo.as_ref().display().to_string(),
             dir = data.path().join("store").display().to_string(),
         );
         let config_file = data.path().join("sluice.toml");

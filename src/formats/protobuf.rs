@@ -1,0 +1,333 @@
+//! Protobuf: `.proto` files (proto2 and proto3) compiled at registry load by protox — no system
+//! `protoc` — with imports resolved inside the schema repository (from the schema root, then the
+//! repository root) and Google's well-known types available. Messages are judged by
+//! `prost-reflect`'s dynamic decoding.
+//!
+//! A message is the binary encoding of the schema's message type (`message` in schema.toml, else
+//! the file's only top-level message), or its proto3 JSON mapping when sent as JSON. Violations:
+//! bytes that do not decode (truncation, a wire type that does not match the field, invalid UTF-8
+//! in a `string`, nesting past prost's recursion limit), missing proto2 `required` fields, and
+//! unknown fields unless `allow_unknown_fields = true`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prost::Message as _;
+use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage, Value};
+use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
+
+use super::{
+    CompileError, CompileInput, CompiledSchema, Normalize, PayloadEncoding, Valid, Violation,
+    MAX_VIOLATIONS,
+};
+
+/// A compiled Protobuf version: the message type that judges payloads.
+#[derive(Debug)]
+pub struct ProtobufSchema {
+    message: MessageDescriptor,
+    allow_unknown_fields: bool,
+}
+
+/// Resolves `import`s to repository files: relative to the schema root first, then to the
+/// repository root.
+struct RepoResolver {
+    proto_files: Arc<HashMap<String, Bytes>>,
+    schema_root: String,
+}
+
+impl FileResolver for RepoResolver {
+    fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+        let found = [format!("{}{name}", self.schema_root), name.to_owned()]
+            .into_iter()
+            .find_map(|path| self.proto_files.get(&path));
+        let Some(bytes) = found else {
+            return Err(protox::Error::file_not_found(name));
+        };
+        let source = std::str::from_utf8(bytes).map_err(|_| protox::Error::file_not_found(name))?;
+        File::from_source(name, source)
+    }
+}
+
+impl ProtobufSchema {
+    pub fn compile(input: &CompileInput<'_>) -> Result<Self, CompileError> {
+        let name = input
+            .file
+            .strip_prefix(input.schema_root)
+            .unwrap_or(input.file);
+        let mut resolver = ChainFileResolver::new();
+        resolver.add(RepoResolver {
+            proto_files: input.repo.proto_files(),
+            schema_root: input.schema_root.to_owned(),
+        });
+        resolver.add(GoogleFileResolver::new());
+        let mut compiler = protox::Compiler::with_file_resolver(resolver);
+        compiler.include_imports(true);
+        compiler
+            .open_file(name)
+            .map_err(|e| CompileError::new(e.to_string()))?;
+        let pool = compiler.descriptor_pool();
+        let message = match &input.settings.message {
+            Some(wanted) => pool.get_message_by_name(wanted).ok_or_else(|| {
+                CompileError::new(format!(
+                    "schema.toml names message `{wanted}`, which {name} does not define (use the fully qualified name, e.g. `package.Message`)"
+                ))
+            })?,
+            None => {
+                let file = pool
+                    .get_file_by_name(name)
+                    .expect("the compiled file is in its pool");
+                let top_level: Vec<MessageDescriptor> = file.messages().collect();
+                match top_level.as_slice() {
+                    [only] => only.clone(),
+                    [] => return Err(CompileError::new(format!("{name} defines no message"))),
+                    several => {
+                        let names: Vec<&str> = several.iter().map(|m| m.full_name()).collect();
+                        return Err(CompileError::new(format!(
+                            "{name} defines {} top-level messages ({}): set `message = \"...\"` in schema.toml",
+                            names.len(),
+                            names.join(", ")
+                        )));
+                    }
+                }
+            }
+        };
+        Ok(Self {
+            message,
+            allow_unknown_fields: input.settings.allow_unknown_fields,
+        })
+    }
+
+    /// Decodes `payload` in its encoding, or explains why it does not decode.
+    fn decode(
+        &self,
+        payload: &Bytes,
+        encoding: &PayloadEncoding,
+    ) -> Result<DynamicMessage, Violation> {
+        match encoding {
+            PayloadEncoding::Json => {
+                let options = prost_reflect::DeserializeOptions::new()
+                    .deny_unknown_fields(!self.allow_unknown_fields);
+                let mut deserializer = serde_json::Deserializer::from_slice(payload);
+                let message = DynamicMessage::deserialize_with_options(
+                    self.message.clone(),
+                    &mut deserializer,
+                    &options,
+                )
+                .and_then(|m| deserializer.end().map(|()| m))
+                .map_err(|e| {
+                    Violation::whole_message(format!(
+                        "not a valid JSON {} message: {e}",
+                        self.message.full_name()
+                    ))
+                })?;
+                Ok(message)
+            }
+            _ => DynamicMessage::decode(self.message.clone(), payload.as_ref()).map_err(|e| {
+                Violation::whole_message(format!(
+                    "not a valid binary {} message: {e}",
+                    self.message.full_name()
+                ))
+            }),
+        }
+    }
+}
+
+impl CompiledSchema for ProtobufSchema {
+    fn validate(
+        &self,
+        payload: &Bytes,
+        encoding: &PayloadEncoding,
+        normalize: Normalize,
+    ) -> Result<Valid, Vec<Violation>> {
+        let message = self.decode(payload, encoding).map_err(|v| vec![v])?;
+        let mut violations = Vec::new();
+        check_message(&message, "", self.allow_unknown_fields, &mut violations);
+        if !violations.is_empty() {
+            violations.truncate(MAX_VIOLATIONS);
+            return Err(violations);
+        }
+        let is_json = encoding.is_json();
+        Ok(if is_json && normalize == Normalize::Binary {
+            Valid {
+                value: Bytes::from(message.encode_to_vec()),
+                is_json: false,
+            }
+        } else {
+            Valid {
+                value: payload.clone(),
+                is_json,
+            }
+        })
+    }
+}
+
+/// Collects missing required fields and unknown fields of `message` and everything nested in it.
+fn check_message(
+    message: &DynamicMessage,
+    path: &str,
+    allow_unknown_fields: bool,
+    violations: &mut Vec<Violation>,
+) {
+    if violations.len() >= MAX_VIOLATIONS {
+        return;
+    }
+    let descriptor = message.descriptor();
+    for field in descriptor.fields() {
+        if field.is_required() && !message.has_field(&field) {
+            violations.push(Violation {
+                path: format!("{path}/{}", field.name()),
+                schema_path: format!("{}.{}", descriptor.full_name(), field.name()),
+                reason: format!("required field `{}` is missing", field.name()),
+            });
+        }
+    }
+    if !allow_unknown_fields {
+        for unknown in message.unknown_fields() {
+            violations.push(Violation {
+                path: format!("{path}/{}", unknown.number()),
+                schema_path: descriptor.full_name().to_owned(),
+                reason: format!(
+                    "field number {} is not in {} (set allow_unknown_fields = true in schema.toml to accept unknown fields)",
+                    unknown.number(),
+                    descriptor.full_name()
+                ),
+            });
+        }
+    }
+    for (field, value) in message.fields() {
+        let field_path = format!("{path}/{}", field.name());
+        check_value(value, &field_path, allow_unknown_fields, violations);
+    }
+}
+
+fn check_value(
+    value: &Value,
+    path: &str,
+    allow_unknown_fields: bool,
+    violations: &mut Vec<Violation>,
+) {
+    match value {
+        Value::Message(nested) => check_message(nested, path, allow_unknown_fields, violations),
+        Value::List(items) => {
+            for (index, item) in items.iter().enumerate() {
+                check_value(
+                    item,
+                    &format!("{path}/{index}"),
+                    allow_unknown_fields,
+                    violations,
+                );
+            }
+        }
+        Value::Map(entries) => {
+            for (key, item) in entries {
+                let key = match key {
+                    prost_reflect::MapKey::String(s) => s.clone(),
+                    other => format!("{other:?}"),
+                };
+                check_value(
+                    item,
+                    &format!("{path}/{key}"),
+                    allow_unknown_fields,
+                    violations,
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::files::RepoFiles;
+    use crate::registry::SchemaSettings;
+
+    fn compile(
+        files: &[(&str, &str)],
+        settings: SchemaSettings,
+    ) -> Result<ProtobufSchema, CompileError> {
+        let repo: RepoFiles = files
+            .iter()
+            .map(|(p, c)| (p.to_string(), Bytes::from(c.to_string())))
+            .collect();
+        let (file, text) = files[0];
+        ProtobufSchema::compile(&CompileInput {
+            file,
+            schema_root: "",
+            text,
+            repo: &repo,
+            settings: &settings,
+        })
+    }
+
+    #[test]
+    fn several_top_level_messages_need_a_message_setting() {
+        let two = "syntax = \"proto3\"; package p; message A {} message B {}";
+        let err = compile(&[("s/v1.proto", two)], SchemaSettings::default()).unwrap_err();
+        assert!(err.message.contains("p.A, p.B"), "{}", err.message);
+        let settings = SchemaSettings {
+            message: Some("p.B".into()),
+            ..SchemaSettings::default()
+        };
+        assert_eq!(
+            compile(&[("s/v1.proto", two)], settings)
+                .unwrap()
+                .message
+                .full_name(),
+            "p.B"
+        );
+        let settings = SchemaSettings {
+            message: Some("p.C".into()),
+            ..SchemaSettings::default()
+        };
+        assert!(compile(&[("s/v1.proto", two)], settings).is_err());
+    }
+
+    #[test]
+    fn imports_resolve_inside_the_repository_and_to_well_known_types() {
+        let schema = compile(
+            &[
+                (
+                    "s/v1.proto",
+                    "syntax = \"proto3\"; import \"common/id.proto\"; import \"google/protobuf/any.proto\";
+                     message M { common.Id id = 1; google.protobuf.Any extra = 2; }",
+                ),
+                ("common/id.proto", "syntax = \"proto3\"; package common; message Id { string v = 1; }"),
+            ],
+            SchemaSettings::default(),
+        )
+        .unwrap();
+        assert_eq!(schema.message.full_name(), "M");
+        let err = compile(
+            &[(
+                "s/v1.proto",
+                "syntax = \"proto3\"; import \"missing.proto\"; message M {}",
+            )],
+            SchemaSettings::default(),
+        )
+        .unwrap_err();
+        assert!(err.message.contains("missing.proto"), "{}", err.message);
+    }
+
+    #[test]
+    fn allow_unknown_fields_accepts_them() {
+        let settings = SchemaSettings {
+            allow_unknown_fields: true,
+            ..SchemaSettings::default()
+        };
+        let schema = compile(
+            &[(
+                "s/v1.proto",
+                "syntax = \"proto3\"; message M { int32 a = 1; }",
+            )],
+            settings,
+        )
+        .unwrap();
+        // field 1 = 5, then unknown field 9 = 1
+        let payload = Bytes::from_static(&[0x08, 0x05, 0x48, 0x01]);
+        assert!(schema
+            .validate(&payload, &PayloadEncoding::Protobuf, Normalize::AsSent)
+            .is_ok());
+    }
+}
