@@ -135,6 +135,8 @@ pub struct Limits {
     /// Longest long-poll a consume request may ask for.
     #[serde(with = "humantime_serde")]
     pub max_consume_wait: Duration,
+    /// Most bytes one Avro value's length prefix may make the decoder allocate (422 above it).
+    pub max_avro_allocation_bytes: usize,
 }
 
 impl Default for Limits {
@@ -145,6 +147,7 @@ impl Default for Limits {
             max_batch_bytes: 64 * 1024 * 1024,
             max_consume_messages: 1_000,
             max_consume_wait: Duration::from_secs(30),
+            max_avro_allocation_bytes: 16 * 1024 * 1024,
         }
     }
 }

@@ -39,6 +39,13 @@ fn list(problems: &[LoadProblem]) -> String {
 
 /// Loads the registry and opens the store: everything but the listener.
 pub fn build_pipeline(config: &Config) -> Result<Arc<Pipeline>, ServeError> {
+    let limit = crate::formats::avro::set_allocation_limit(config.limits.max_avro_allocation_bytes);
+    if limit != config.limits.max_avro_allocation_bytes {
+        tracing::warn!(
+            limit,
+            "the Avro allocation limit was already set in this process"
+        );
+    }
     let source_dir = &config.registry.source;
     let files = source::read_directory(source_dir)?;
     let snapshot =

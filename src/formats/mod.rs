@@ -5,6 +5,7 @@
 //! pipeline only see the trait. This module also owns what every format shares: how a payload's
 //! encoding is named ([`PayloadEncoding`]) and how a failure is explained ([`Violation`]).
 
+pub mod avro;
 pub mod json;
 pub mod protobuf;
 
@@ -26,6 +27,7 @@ pub const MAX_VIOLATIONS: usize = 20;
 pub enum FormatKind {
     JsonSchema,
     Protobuf,
+    Avro,
 }
 
 impl FormatKind {
@@ -34,6 +36,7 @@ impl FormatKind {
         match ext {
             "json" => Some(Self::JsonSchema),
             "proto" => Some(Self::Protobuf),
+            "avsc" => Some(Self::Avro),
             _ => None,
         }
     }
@@ -50,6 +53,7 @@ impl FormatKind {
                 input.repo,
             )?)),
             Self::Protobuf => Ok(Arc::new(protobuf::ProtobufSchema::compile(input)?)),
+            Self::Avro => Ok(Arc::new(avro::AvroSchema::compile(input)?)),
         }
     }
 
@@ -58,6 +62,7 @@ impl FormatKind {
         match self {
             Self::JsonSchema => matches!(encoding, PayloadEncoding::Json),
             Self::Protobuf => matches!(encoding, PayloadEncoding::Json | PayloadEncoding::Protobuf),
+            Self::Avro => matches!(encoding, PayloadEncoding::Json | PayloadEncoding::Avro),
         }
     }
 
@@ -66,6 +71,7 @@ impl FormatKind {
         match self {
             Self::JsonSchema => "JSON Schema",
             Self::Protobuf => "Protobuf",
+            Self::Avro => "Avro",
         }
     }
 
@@ -76,6 +82,7 @@ impl FormatKind {
             Self::Protobuf => {
                 "application/x-protobuf (binary) or application/json (proto3 JSON mapping)"
             }
+            Self::Avro => "avro/binary (datum or single-object encoding) or application/json",
         }
     }
 }

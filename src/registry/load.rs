@@ -88,7 +88,9 @@ fn load_schemas(
                 None => problems.push(problem(
                     path,
                     "unknown_format",
-                    format!("`.{ext}` is not a schema format Sluice knows (use .json or .proto)"),
+                    format!(
+                        "`.{ext}` is not a schema format Sluice knows (use .json, .proto or .avsc)"
+                    ),
                 )),
             },
         }

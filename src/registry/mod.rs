@@ -60,6 +60,8 @@ pub struct SchemaSettings {
     /// Protobuf: accept fields the schema does not know (a violation by default).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub allow_unknown_fields: bool,
+    /// Avro: how JSON payloads are written, `"plain"` (unions unwrapped) or `"avro-json"`.
+    pub encoding: crate::formats::avro::JsonEncoding,
     /// GraphQL: the object type JSON data must match.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root_type: Option<String>,

@@ -1,0 +1,597 @@
+//! Avro, through `apache-avro`: `.avsc` versions, and payloads sent as
+//!
+//! * a binary datum (`avro/binary`), read with the version as writer schema; bytes left over after
+//!   the datum are a violation;
+//! * single-object encoding (`C3 01` + the version's 8-byte Rabin fingerprint, then the datum);
+//! * JSON: plain JSON matched against the schema the way `fastavro.validate` judges it (unions
+//!   unwrapped, as Memphis's SDKs send them; a missing field is null), or — with
+//!   `encoding = "avro-json"` in schema.toml — the Avro specification's JSON encoding, where a
+//!   non-null union value is wrapped as `{"<branch type>": value}`.
+//!
+//! Logical types are checked where the specification constrains them: decimal precision,
+//! `uuid` strings, `time-millis`/`time-micros` within a day. A hostile length prefix never
+//! allocates more than `[limits] max_avro_allocation_bytes`.
+
+use std::collections::HashMap;
+
+use apache_avro::headers::{HeaderBuilder, RabinFingerprintHeader};
+use apache_avro::schema::{Name, RecordField};
+use apache_avro::types::Value as AvroValue;
+use apache_avro::Schema;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use super::{
+    CompileError, CompileInput, CompiledSchema, Normalize, PayloadEncoding, Valid, Violation,
+    MAX_VIOLATIONS,
+};
+
+/// How an Avro schema expects JSON payloads (`encoding` in schema.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum JsonEncoding {
+    /// Plain JSON, unions unwrapped.
+    #[default]
+    #[serde(rename = "plain")]
+    Plain,
+    /// The Avro specification's JSON encoding, unions wrapped.
+    #[serde(rename = "avro-json")]
+    AvroJson,
+}
+
+const DAY_MILLIS: i64 = 86_400_000;
+
+/// Sets the most bytes one decode may allocate for a length-prefixed value. The first call wins
+/// for the whole process (the crate keeps it globally).
+pub fn set_allocation_limit(bytes: usize) -> usize {
+    apache_avro::util::max_allocation_bytes(bytes)
+}
+
+/// A compiled Avro version.
+#[derive(Debug)]
+pub struct AvroSchema {
+    schema: Schema,
+    /// Named types by full name, for `Ref`s met while walking the schema.
+    names: HashMap<String, Schema>,
+    /// `C3 01` + this version's Rabin fingerprint.
+    single_object_header: Vec<u8>,
+    json_encoding: JsonEncoding,
+}
+
+impl AvroSchema {
+    pub fn compile(input: &CompileInput<'_>) -> Result<Self, CompileError> {
+        let schema = Schema::parse_str(input.text).map_err(|e| CompileError::new(e.to_string()))?;
+        let mut names = HashMap::new();
+        collect_names(&schema, &mut names);
+        Ok(Self {
+            single_object_header: RabinFingerprintHeader::from_schema(&schema).build_header(),
+            schema,
+            names,
+            json_encoding: input.settings.encoding,
+        })
+    }
+
+    fn resolve<'a>(&'a self, schema: &'a Schema) -> &'a Schema {
+        match schema {
+            Schema::Ref { name } => self.names.get(&full_name(name)).unwrap_or(schema),
+            other => other,
+        }
+    }
+
+    fn validate_binary(&self, payload: &[u8]) -> Result<(), Vec<Violation>> {
+        let datum = match payload.strip_prefix(self.single_object_header.as_slice()) {
+            Some(datum) => datum,
+            None if payload.starts_with(&[0xC3, 0x01]) && payload.len() >= 10 => {
+                return Err(vec![Violation::whole_message(format!(
+                    "single-object encoding with fingerprint {} which is not this version's ({})",
+                    hex(&payload[2..10]),
+                    hex(&self.single_object_header[2..])
+                ))])
+            }
+            None => payload,
+        };
+        let mut rest = datum;
+        let value = apache_avro::from_avro_datum(&self.schema, &mut rest, None).map_err(|e| {
+            vec![Violation::whole_message(format!(
+                "not a valid Avro datum: {e}"
+            ))]
+        })?;
+        if !rest.is_empty() {
+            return Err(vec![Violation::whole_message(format!(
+                "{} bytes left over after the Avro datum",
+                rest.len()
+            ))]);
+        }
+        let mut violations = Vec::new();
+        self.check_decoded(&value, &self.schema, "", &mut violations);
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(violations)
+        }
+    }
+
+    /// Checks the logical-type constraints the decoder does not.
+    fn check_decoded(
+        &self,
+        value: &AvroValue,
+        schema: &Schema,
+        path: &str,
+        out: &mut Vec<Violation>,
+    ) {
+        if out.len() >= MAX_VIOLATIONS {
+            return;
+        }
+        let schema = self.resolve(schema);
+        match (value, schema) {
+            (AvroValue::Union(index, inner), Schema::Union(union)) => {
+                if let Some(branch) = union.variants().get(*index as usize) {
+                    self.check_decoded(inner, branch, path, out);
+                }
+            }
+            (AvroValue::Record(fields), Schema::Record(record)) => {
+                for ((name, field_value), field) in fields.iter().zip(&record.fields) {
+                    self.check_decoded(field_value, &field.schema, &format!("{path}/{name}"), out);
+                }
+            }
+            (AvroValue::Array(items), Schema::Array(array)) => {
+                for (index, item) in items.iter().enumerate() {
+                    self.check_decoded(item, &array.items, &format!("{path}/{index}"), out);
+                }
+            }
+            (AvroValue::Map(entries), Schema::Map(map)) => {
+                for (key, item) in entries {
+                    self.check_decoded(item, &map.types, &format!("{path}/{key}"), out);
+                }
+            }
+            (AvroValue::Decimal(decimal), Schema::Decimal(spec)) => {
+                if let Ok(bytes) = Vec::<u8>::try_from(decimal) {
+                    let digits = decimal_digits(&bytes);
+                    if digits > spec.precision {
+                        out.push(violation(
+                            path,
+                            format!(
+                                "decimal has {digits} digits; its precision is {}",
+                                spec.precision
+                            ),
+                        ));
+                    }
+                }
+            }
+            (AvroValue::TimeMillis(ms), _) => {
+                check_time_of_day(i64::from(*ms), DAY_MILLIS, "time-millis", path, out)
+            }
+            (AvroValue::TimeMicros(us), _) => {
+                check_time_of_day(*us, DAY_MILLIS * 1000, "time-micros", path, out)
+            }
+            _ => {}
+        }
+    }
+
+    /// Judges a JSON value against `schema`; pushes violations and returns whether it matched.
+    fn check_json(
+        &self,
+        value: &Json,
+        schema: &Schema,
+        path: &str,
+        out: &mut Vec<Violation>,
+    ) -> bool {
+        if out.len() >= MAX_VIOLATIONS {
+            return false;
+        }
+        let schema = self.resolve(schema);
+        let mismatch = |out: &mut Vec<Violation>, expected: &str| {
+            out.push(violation(
+                path,
+                format!("expected {expected}, found {}", describe(value)),
+            ));
+            false
+        };
+        match schema {
+            Schema::Null => value.is_null() || mismatch(out, "null"),
+            Schema::Boolean => value.is_boolean() || mismatch(out, "a boolean"),
+            Schema::Int | Schema::Date => {
+                value.as_i64().is_some_and(|n| i32::try_from(n).is_ok())
+                    || mismatch(out, "an int (32-bit)")
+            }
+            Schema::TimeMillis => match value.as_i64() {
+                Some(ms) if i32::try_from(ms).is_ok() => {
+                    let before = out.len();
+                    check_time_of_day(ms, DAY_MILLIS, "time-millis", path, out);
+                    out.len() == before
+                }
+                _ => mismatch(out, "a time-millis int"),
+            },
+            Schema::TimeMicros => match value.as_i64() {
+                Some(us) => {
+                    let before = out.len();
+                    check_time_of_day(us, DAY_MILLIS * 1000, "time-micros", path, out);
+                    out.len() == before
+                }
+                None => mismatch(out, "a time-micros long"),
+            },
+            Schema::Long
+            | Schema::TimestampMillis
+            | Schema::TimestampMicros
+            | Schema::TimestampNanos
+            | Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos => {
+                value.as_i64().is_some() || mismatch(out, "a long (64-bit)")
+            }
+            Schema::Float | Schema::Double => value.is_number() || mismatch(out, "a number"),
+            Schema::String => value.is_string() || mismatch(out, "a string"),
+            Schema::Uuid => match value.as_str() {
+                Some(text) if is_uuid(text) => true,
+                _ => mismatch(out, "a UUID string"),
+            },
+            Schema::Bytes | Schema::BigDecimal => match value.as_str() {
+                Some(text) if latin1_len(text).is_some() => true,
+                _ => mismatch(out, "bytes (a string of code points up to U+00FF)"),
+            },
+            Schema::Fixed(fixed) => match value.as_str().and_then(latin1_len) {
+                Some(len) if len == fixed.size => true,
+                _ => mismatch(out, &format!("fixed {} ({} bytes)", fixed.name, fixed.size)),
+            },
+            Schema::Duration => match value.as_str().and_then(latin1_len) {
+                Some(12) => true,
+                _ => mismatch(out, "a duration (12 bytes)"),
+            },
+            Schema::Decimal(spec) => {
+                self.check_json_decimal(value, spec.precision, spec.scale, path, out)
+            }
+            Schema::Enum(spec) => match value.as_str() {
+                Some(symbol) if spec.symbols.iter().any(|s| s == symbol) => true,
+                _ => mismatch(out, &format!("one of {:?}", spec.symbols)),
+            },
+            Schema::Array(array) => match value.as_array() {
+                Some(items) => every(items.iter().enumerate().map(|(i, item)| {
+                    self.check_json(item, &array.items, &format!("{path}/{i}"), out)
+                })),
+                None => mismatch(out, "an array"),
+            },
+            Schema::Map(map) => match value.as_object() {
+                Some(entries) => every(entries.iter().map(|(key, item)| {
+                    self.check_json(item, &map.types, &format!("{path}/{}", escape(key)), out)
+                })),
+                None => mismatch(out, "an object (map)"),
+            },
+            Schema::Record(record) => match value.as_object() {
+                Some(object) => every(
+                    record
+                        .fields
+                        .iter()
+                        .map(|field| self.check_json_field(object, field, path, out)),
+                ),
+                None => mismatch(out, &format!("an object (record {})", record.name)),
+            },
+            Schema::Union(union) => self.check_json_union(value, union.variants(), path, out),
+            Schema::Ref { name } => {
+                out.push(violation(
+                    path,
+                    format!("unknown named type {}", full_name(name)),
+                ));
+                false
+            }
+        }
+    }
+
+    fn check_json_field(
+        &self,
+        object: &serde_json::Map<String, Json>,
+        field: &RecordField,
+        path: &str,
+        out: &mut Vec<Violation>,
+    ) -> bool {
+        let field_path = format!("{path}/{}", escape(&field.name));
+        match object.get(&field.name) {
+            Some(value) => self.check_json(value, &field.schema, &field_path, out),
+            // A default fills a missing field; like fastavro, a missing field is otherwise null.
+            None if field.default.is_some() => true,
+            None => {
+                let mut scratch = Vec::new();
+                self.check_json(&Json::Null, &field.schema, &field_path, &mut scratch) || {
+                    out.push(violation(
+                        &field_path,
+                        format!("required field `{}` is missing", field.name),
+                    ));
+                    false
+                }
+            }
+        }
+    }
+
+    fn check_json_union(
+        &self,
+        value: &Json,
+        branches: &[Schema],
+        path: &str,
+        out: &mut Vec<Violation>,
+    ) -> bool {
+        match self.json_encoding {
+            JsonEncoding::Plain => {
+                let matched = branches
+                    .iter()
+                    .any(|branch| self.check_json(value, branch, path, &mut Vec::new()));
+                matched || {
+                    let names: Vec<String> = branches
+                        .iter()
+                        .map(|b| type_name(self.resolve(b)))
+                        .collect();
+                    out.push(violation(
+                        path,
+                        format!(
+                            "{} matches no branch of the union [{}]",
+                            describe(value),
+                            names.join(", ")
+                        ),
+                    ));
+                    false
+                }
+            }
+            JsonEncoding::AvroJson => {
+                if value.is_null() && branches.iter().any(|b| matches!(b, Schema::Null)) {
+                    return true;
+                }
+                let wrapped = value
+                    .as_object()
+                    .filter(|o| o.len() == 1)
+                    .and_then(|o| o.iter().next());
+                let Some((tag, inner)) = wrapped else {
+                    out.push(violation(
+                        path,
+                        "a non-null union value must be wrapped as {\"<type>\": value}",
+                    ));
+                    return false;
+                };
+                match branches.iter().find(|b| type_name(self.resolve(b)) == *tag) {
+                    Some(branch) => {
+                        self.check_json(inner, branch, &format!("{path}/{}", escape(tag)), out)
+                    }
+                    None => {
+                        let names: Vec<String> = branches
+                            .iter()
+                            .map(|b| type_name(self.resolve(b)))
+                            .collect();
+                        out.push(violation(
+                            path,
+                            format!(
+                                "`{tag}` is not a branch of the union [{}]",
+                                names.join(", ")
+                            ),
+                        ));
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_json_decimal(
+        &self,
+        value: &Json,
+        precision: usize,
+        scale: usize,
+        path: &str,
+        out: &mut Vec<Violation>,
+    ) -> bool {
+        let text = match value {
+            Json::Number(n) => n.to_string(),
+            Json::String(s) => s.clone(),
+            _ => {
+                out.push(violation(
+                    path,
+                    format!("expected a decimal, found {}", describe(value)),
+                ));
+                return false;
+            }
+        };
+        let unsigned = text.strip_prefix('-').unwrap_or(&text);
+        let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+        if whole.is_empty() && fraction.is_empty()
+            || !whole
+                .bytes()
+                .chain(fraction.bytes())
+                .all(|b| b.is_ascii_digit())
+        {
+            out.push(violation(path, format!("`{text}` is not a decimal number")));
+            return false;
+        }
+        let whole_digits = whole.trim_start_matches('0').len();
+        if fraction.len() > scale || whole_digits + scale > precision {
+            out.push(violation(
+                path,
+                format!("`{text}` does not fit decimal({precision}, {scale})"),
+            ));
+            return false;
+        }
+        true
+    }
+}
+
+impl CompiledSchema for AvroSchema {
+    fn validate(
+        &self,
+        payload: &Bytes,
+        encoding: &PayloadEncoding,
+        _normalize: Normalize,
+    ) -> Result<Valid, Vec<Violation>> {
+        if encoding.is_json() {
+            let value: Json = serde_json::from_slice(payload)
+                .map_err(|e| vec![Violation::whole_message(format!("not valid JSON: {e}"))])?;
+            let mut violations = Vec::new();
+            if !self.check_json(&value, &self.schema, "", &mut violations) {
+                violations.truncate(MAX_VIOLATIONS);
+                return Err(violations);
+            }
+        } else {
+            self.validate_binary(payload)?;
+        }
+        Ok(Valid {
+            value: payload.clone(),
+            is_json: encoding.is_json(),
+        })
+    }
+}
+
+fn collect_names(schema: &Schema, names: &mut HashMap<String, Schema>) {
+    match schema {
+        Schema::Record(record) => {
+            names.insert(full_name(&record.name), schema.clone());
+            for field in &record.fields {
+                collect_names(&field.schema, names);
+            }
+        }
+        Schema::Enum(e) => {
+            names.insert(full_name(&e.name), schema.clone());
+        }
+        Schema::Fixed(f) => {
+            names.insert(full_name(&f.name), schema.clone());
+        }
+        Schema::Array(a) => collect_names(&a.items, names),
+        Schema::Map(m) => collect_names(&m.types, names),
+        Schema::Union(u) => u.variants().iter().for_each(|v| collect_names(v, names)),
+        Schema::Decimal(d) => collect_names(&d.inner, names),
+        _ => {}
+    }
+}
+
+fn full_name(name: &Name) -> String {
+    name.fullname(None)
+}
+
+/// The name a union branch goes by in the Avro JSON encoding.
+fn type_name(schema: &Schema) -> String {
+    match schema {
+        Schema::Record(r) => full_name(&r.name),
+        Schema::Enum(e) => full_name(&e.name),
+        Schema::Fixed(f) => full_name(&f.name),
+        Schema::Ref { name } => full_name(name),
+        Schema::Null => "null".into(),
+        Schema::Boolean => "boolean".into(),
+        Schema::Int | Schema::Date | Schema::TimeMillis => "int".into(),
+        Schema::Long
+        | Schema::TimeMicros
+        | Schema::TimestampMillis
+        | Schema::TimestampMicros
+        | Schema::TimestampNanos
+        | Schema::LocalTimestampMillis
+        | Schema::LocalTimestampMicros
+        | Schema::LocalTimestampNanos => "long".into(),
+        Schema::Float => "float".into(),
+        Schema::Double => "double".into(),
+        Schema::Bytes | Schema::BigDecimal => "bytes".into(),
+        Schema::String | Schema::Uuid => "string".into(),
+        Schema::Array(_) => "array".into(),
+        Schema::Map(_) => "map".into(),
+        Schema::Union(_) => "union".into(),
+        Schema::Decimal(d) => type_name(&d.inner),
+        Schema::Duration => "fixed".into(),
+    }
+}
+
+/// Whether every check passed, running all of them so every violation is reported.
+fn every(checks: impl Iterator<Item = bool>) -> bool {
+    checks.fold(true, |all, ok| all & ok)
+}
+
+fn violation(path: &str, reason: impl Into<String>) -> Violation {
+    Violation {
+        path: path.to_owned(),
+        schema_path: String::new(),
+        reason: reason.into(),
+    }
+}
+
+fn describe(value: &Json) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 40 {
+        format!("{}…", text.chars().take(40).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// Escapes a key for use in a JSON pointer.
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+fn check_time_of_day(value: i64, per_day: i64, kind: &str, path: &str, out: &mut Vec<Violation>) {
+    if !(0..per_day).contains(&value) {
+        out.push(violation(
+            path,
+            format!("{kind} {value} is not a time of day (0 to {})", per_day - 1),
+        ));
+    }
+}
+
+fn is_uuid(text: &str) -> bool {
+    text.len() == 36
+        && text.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// Length in bytes of a string that encodes bytes as code points U+0000..U+00FF.
+fn latin1_len(text: &str) -> Option<usize> {
+    text.chars()
+        .all(|c| (c as u32) <= 0xFF)
+        .then(|| text.chars().count())
+}
+
+/// Decimal digits of a big-endian two's-complement integer's magnitude.
+fn decimal_digits(bytes: &[u8]) -> usize {
+    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
+    let mut magnitude: Vec<u8> = if negative {
+        // Two's complement negation: invert and add one.
+        let mut inverted: Vec<u8> = bytes.iter().map(|b| !b).collect();
+        for byte in inverted.iter_mut().rev() {
+            let (sum, carry) = byte.overflowing_add(1);
+            *byte = sum;
+            if !carry {
+                break;
+            }
+        }
+        inverted
+    } else {
+        bytes.to_vec()
+    };
+    let mut digits = 0;
+    while magnitude.iter().any(|b| *b != 0) {
+        let mut remainder = 0u16;
+        for byte in magnitude.iter_mut() {
+            let current = (remainder << 8) | u16::from(*byte);
+            *byte = (current / 10) as u8;
+            remainder = current % 10;
+        }
+        digits += 1;
+    }
+    digits.max(1)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_digits_count_the_magnitude() {
+        assert_eq!(decimal_digits(&[0x00]), 1);
+        assert_eq!(decimal_digits(&[0x7F]), 3); // 127
+        assert_eq!(decimal_digits(&[0xFF]), 1); // -1
+        assert_eq!(decimal_digits(&[0x80]), 3); // -128
+        assert_eq!(decimal_digits(&[0x27, 0x10]), 5); // 10000
+    }
+
+    #[test]
+    fn uuids_are_recognized() {
+        assert!(is_uuid("123e4567-e89b-12d3-a456-426614174000"));
+        assert!(!is_uuid("123e4567e89b12d3a456426614174000"));
+        assert!(!is_uuid("123e4567-e89b-12d3-a456-42661417400g"));
+    }
+}
