@@ -14,9 +14,10 @@ use crate::backends::embedded::{AckOutcome, EmbeddedStore};
 use crate::backends::{now_ms, Backend, BackendError, ContentKind, DeadLetter, Position, Record};
 use crate::config::Limits;
 use crate::error::{ApiError, ViolationReport};
+use crate::formats::confluent::split_frame;
 use crate::formats::{Normalize, PayloadEncoding, Violation};
 use crate::registry::stations::BackendRef;
-use crate::registry::{Registry, Snapshot, Station, VersionRefusal};
+use crate::registry::{Registry, Schema, Snapshot, Station, VersionRefusal};
 use crate::views::{DeadLetterView, MessageView};
 
 /// A message as a front end received it.
@@ -195,14 +196,9 @@ impl Pipeline {
             });
         }
         let encoding = message.encoding();
-        let version = match station.pick_version(message.schema_version) {
-            Ok(version) => version,
-            Err(refusal) => return Judged::Refused(version_refusal(station, &message, refusal)),
-        };
-        let Some(version) = version else {
+        let Some(schema) = &station.schema else {
             return Judged::Valid(record(message, content_of(&encoding), None, received_at_ms));
         };
-        let schema = station.schema.as_ref().expect("a version implies a schema");
         if !schema.format.accepts(&encoding) {
             return Judged::Refused(ApiError::UnsupportedMediaType {
                 station: station.name.clone(),
@@ -210,18 +206,42 @@ impl Pipeline {
                 expected: schema.format.expected_content_types(),
             });
         }
-        match version
-            .compiled
-            .validate(&message.payload, &encoding, station.normalize)
-        {
+        // A Confluent frame names its version by id; what follows the id is what is judged.
+        let framed = encoding == PayloadEncoding::ConfluentFramed;
+        let (requested, body, frame_violation) = if framed {
+            match read_frame(schema, &message) {
+                Ok((version, body)) => (Some(version), body, None),
+                Err(FrameError::Refused(error)) => return Judged::Refused(error),
+                Err(FrameError::Invalid(violation)) => (
+                    message.schema_version,
+                    message.payload.clone(),
+                    Some(violation),
+                ),
+            }
+        } else {
+            (message.schema_version, message.payload.clone(), None)
+        };
+        let version = match station.pick_version(requested) {
+            Ok(version) => version.expect("a station with a schema picks a version"),
+            Err(refusal) => return Judged::Refused(version_refusal(station, requested, refusal)),
+        };
+        let verdict = match frame_violation {
+            Some(violation) => Err(vec![violation]),
+            None => version
+                .compiled
+                .validate(&body, &encoding, station.normalize),
+        };
+        match verdict {
             Ok(valid) => {
-                let content = if valid.is_json {
-                    ContentKind::Json
+                let (value, content) = if framed {
+                    (message.payload.clone(), ContentKind::Binary)
+                } else if valid.is_json {
+                    (valid.value, ContentKind::Json)
                 } else {
-                    ContentKind::Binary
+                    (valid.value, ContentKind::Binary)
                 };
                 let mut record = record(message, content, Some(version.version), received_at_ms);
-                record.value = valid.value;
+                record.value = value;
                 Judged::Valid(record)
             }
             Err(violations) => {
@@ -488,8 +508,42 @@ fn content_of(encoding: &PayloadEncoding) -> ContentKind {
     }
 }
 
-fn version_refusal(station: &Station, message: &Incoming, refusal: VersionRefusal) -> ApiError {
-    let version = message.schema_version.unwrap_or_default();
+/// Why a Confluent frame cannot be judged.
+enum FrameError {
+    /// The request contradicts itself: a 400.
+    Refused(ApiError),
+    /// The frame is broken or names a version of another schema: a violation, dead-lettered.
+    Invalid(Violation),
+}
+
+/// Splits a framed message and resolves its schema id to a version of `schema`.
+fn read_frame(schema: &Schema, message: &Incoming) -> Result<(u32, Bytes), FrameError> {
+    let (id, body) = split_frame(&message.payload).map_err(FrameError::Invalid)?;
+    let version = schema.version_by_id(id).ok_or_else(|| {
+        FrameError::Invalid(Violation::whole_message(format!(
+            "schema id {id} is not a version of schema `{}` (its ids: {})",
+            schema.name,
+            schema
+                .versions()
+                .iter()
+                .map(|v| format!("v{} = {}", v.version, v.id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    })?;
+    match message.schema_version {
+        Some(header) if header != version.version => {
+            Err(FrameError::Refused(ApiError::BadRequest(format!(
+                "Sluice-Schema-Version says {header} but the frame's schema id {id} is version {}",
+                version.version
+            ))))
+        }
+        _ => Ok((version.version, body)),
+    }
+}
+
+fn version_refusal(station: &Station, requested: Option<u32>, refusal: VersionRefusal) -> ApiError {
+    let version = requested.unwrap_or_default();
     match refusal {
         VersionRefusal::Unknown { newest } => ApiError::UnknownSchemaVersion {
             schema: station

@@ -166,6 +166,8 @@ pub struct SchemaView {
     pub name: String,
     pub format: FormatKind,
     pub versions: Vec<u32>,
+    /// Global ids of the versions, in the same order.
+    pub ids: Vec<u32>,
     pub newest: u32,
     #[serde(flatten)]
     pub settings: SchemaSettings,
@@ -177,6 +179,7 @@ impl From<&Schema> for SchemaView {
             name: schema.name.clone(),
             format: schema.format,
             versions: schema.versions().iter().map(|v| v.version).collect(),
+            ids: schema.versions().iter().map(|v| v.id).collect(),
             newest: schema.newest(),
             settings: schema.settings.clone(),
         }
@@ -188,6 +191,7 @@ impl From<&Schema> for SchemaView {
 pub struct SchemaVersionView {
     pub name: String,
     pub version: u32,
+    pub id: u32,
     pub format: FormatKind,
     pub file: String,
     pub schema: String,

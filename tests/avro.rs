@@ -160,3 +160,28 @@ async fn the_avro_json_encoding_wraps_unions() {
     assert_eq!(body["violations"][0]["path"], "/user");
     assert!(reason(&body).contains("wrapped"), "{body}");
 }
+
+#[tokio::test]
+async fn confluent_framed_datums_are_accepted_and_kept_framed() {
+    let gw = gateway().await;
+    let (status, body) = send(
+        &gw,
+        "clicks",
+        "application/vnd.confluent.avro",
+        "click_framed.avro",
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = send(
+        &gw,
+        "payments",
+        "application/vnd.confluent.avro",
+        "click_framed.avro",
+    )
+    .await;
+    assert_eq!(status, 422, "another schema's id: {body}");
+    assert!(
+        reason(&body).contains("is not a version of schema `payments`"),
+        "{body}"
+    );
+}

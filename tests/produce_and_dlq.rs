@@ -415,3 +415,76 @@ async fn consumers_and_the_dlq_get_the_producers_exact_json_bytes() {
         .unwrap();
     assert!(raw.contains(&format!("\"value\":{sent}")), "{raw}");
 }
+
+#[tokio::test]
+async fn confluent_framed_json_is_judged_by_its_id_and_kept_framed() {
+    let repo = Repo::new(&[
+        ("orders/v1.json", ORDER_SCHEMA),
+        (
+            "orders/v2.json",
+            r#"{"type":"object","required":["total"]}"#,
+        ),
+        (
+            "stations.toml",
+            "[[station]]\nname = \"orders\"\nschema = \"orders\"\naccept = \">=1\"\n",
+        ),
+    ]);
+    let gw = Gateway::start(&repo, "").await;
+    let (_, schema) = gw.get("/v1/schemas/orders").await;
+    let v1_id = schema["ids"][0].as_u64().unwrap() as u32;
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&v1_id.to_be_bytes());
+    framed.extend_from_slice(valid_order("F").to_string().as_bytes());
+
+    // v2 would refuse it (no total); the frame names v1, which accepts it.
+    let (status, body) = gw
+        .post_bytes(
+            "/v1/stations/orders/messages",
+            "application/vnd.confluent.json",
+            framed.clone(),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, body["schema_version"].as_u64()),
+        (201, Some(1)),
+        "{body}"
+    );
+    let messages = gw.consume("orders", "g", 10).await;
+    use base64::Engine as _;
+    let stored = base64::engine::general_purpose::STANDARD
+        .decode(messages[0]["value_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(stored, framed);
+
+    let (status, body) = gw
+        .post_bytes(
+            "/v1/stations/orders/messages",
+            "application/vnd.confluent.json",
+            framed.clone(),
+            &[("Sluice-Schema-Version", "2")],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("bad_request")),
+        "{body}"
+    );
+
+    let (status, body) = gw
+        .post_bytes(
+            "/v1/stations/orders/messages",
+            "application/vnd.confluent.json",
+            b"{}".to_vec(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["violations"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("magic byte"),
+        "{body}"
+    );
+}

@@ -147,3 +147,32 @@ async fn a_protobuf_station_refuses_other_content_types() {
         (415, Some("unsupported_media_type"))
     );
 }
+
+#[tokio::test]
+async fn confluent_framed_messages_are_judged_by_the_version_their_id_names() {
+    const FRAMED: &str = "application/vnd.confluent.protobuf";
+    let gw = gateway().await;
+    let (status, body) = send(&gw, "orders", FRAMED, "order_framed.bin").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["schema_version"], 1);
+    let messages = gw.consume("orders", "g", 10).await;
+    let stored = base64::engine::general_purpose::STANDARD
+        .decode(messages[0]["value_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        stored,
+        message("order_framed.bin"),
+        "framed bytes are kept as sent"
+    );
+
+    let (status, body) = send(&gw, "orders", FRAMED, "order_framed_wrong_message.bin").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(reason(&body).contains("name acme.LineItem"), "{body}");
+
+    let (status, body) = send(&gw, "orders", FRAMED, "order_framed_unknown_id.bin").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        reason(&body).contains("schema id 12345 is not a version of schema `orders`"),
+        "{body}"
+    );
+}

@@ -78,17 +78,19 @@ impl AvroSchema {
         }
     }
 
-    fn validate_binary(&self, payload: &[u8]) -> Result<(), Vec<Violation>> {
+    /// Reads a binary datum; with `single_object`, a payload starting with a single-object
+    /// header is read as one.
+    fn validate_binary(&self, payload: &[u8], single_object: bool) -> Result<(), Vec<Violation>> {
         let datum = match payload.strip_prefix(self.single_object_header.as_slice()) {
-            Some(datum) => datum,
-            None if payload.starts_with(&[0xC3, 0x01]) && payload.len() >= 10 => {
+            Some(datum) if single_object => datum,
+            None if single_object && payload.starts_with(&[0xC3, 0x01]) && payload.len() >= 10 => {
                 return Err(vec![Violation::whole_message(format!(
                     "single-object encoding with fingerprint {} which is not this version's ({})",
                     hex(&payload[2..10]),
                     hex(&self.single_object_header[2..])
                 ))])
             }
-            None => payload,
+            _ => payload,
         };
         let mut rest = datum;
         let value = apache_avro::from_avro_datum(&self.schema, &mut rest, None).map_err(|e| {
@@ -425,7 +427,8 @@ impl CompiledSchema for AvroSchema {
                 return Err(violations);
             }
         } else {
-            self.validate_binary(payload)?;
+            let framed = *encoding == PayloadEncoding::ConfluentFramed;
+            self.validate_binary(payload, !framed)?;
         }
         Ok(Valid {
             value: payload.clone(),

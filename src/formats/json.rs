@@ -76,7 +76,7 @@ impl CompiledSchema for JsonSchema {
     fn validate(
         &self,
         payload: &Bytes,
-        _encoding: &PayloadEncoding,
+        encoding: &PayloadEncoding,
         _normalize: Normalize,
     ) -> Result<Valid, Vec<Violation>> {
         let value: Value = serde_json::from_slice(payload)
@@ -84,7 +84,7 @@ impl CompiledSchema for JsonSchema {
         self.validate_value(&value)?;
         Ok(Valid {
             value: payload.clone(),
-            is_json: true,
+            is_json: encoding.is_json(),
         })
     }
 }

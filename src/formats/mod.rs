@@ -6,6 +6,7 @@
 //! encoding is named ([`PayloadEncoding`]) and how a failure is explained ([`Violation`]).
 
 pub mod avro;
+pub mod confluent;
 pub mod json;
 pub mod protobuf;
 
@@ -60,9 +61,20 @@ impl FormatKind {
     /// Whether messages sent with `encoding` can be judged by this format.
     pub fn accepts(self, encoding: &PayloadEncoding) -> bool {
         match self {
-            Self::JsonSchema => matches!(encoding, PayloadEncoding::Json),
-            Self::Protobuf => matches!(encoding, PayloadEncoding::Json | PayloadEncoding::Protobuf),
-            Self::Avro => matches!(encoding, PayloadEncoding::Json | PayloadEncoding::Avro),
+            Self::JsonSchema => matches!(
+                encoding,
+                PayloadEncoding::Json | PayloadEncoding::ConfluentFramed
+            ),
+            Self::Protobuf => matches!(
+                encoding,
+                PayloadEncoding::Json
+                    | PayloadEncoding::Protobuf
+                    | PayloadEncoding::ConfluentFramed
+            ),
+            Self::Avro => matches!(
+                encoding,
+                PayloadEncoding::Json | PayloadEncoding::Avro | PayloadEncoding::ConfluentFramed
+            ),
         }
     }
 
@@ -78,11 +90,11 @@ impl FormatKind {
     /// Content types a producer may use for this format, for error messages.
     pub fn expected_content_types(self) -> &'static str {
         match self {
-            Self::JsonSchema => "application/json",
+            Self::JsonSchema => "application/json or application/vnd.confluent (framed)",
             Self::Protobuf => {
-                "application/x-protobuf (binary) or application/json (proto3 JSON mapping)"
+                "application/x-protobuf, application/json (proto3 JSON mapping) or application/vnd.confluent (framed)"
             }
-            Self::Avro => "avro/binary (datum or single-object encoding) or application/json",
+            Self::Avro => "avro/binary (datum or single-object encoding), application/json or application/vnd.confluent (framed)",
         }
     }
 }
@@ -118,8 +130,9 @@ pub struct Valid {
 
 /// A compiled schema version: the object the hot path calls.
 pub trait CompiledSchema: Send + Sync + std::fmt::Debug {
-    /// Judges one message sent with `encoding` (one [`FormatKind::accepts`]). On failure returns
-    /// the reasons, at most [`MAX_VIOLATIONS`].
+    /// Judges one message sent with `encoding` (one [`FormatKind::accepts`]). For
+    /// [`PayloadEncoding::ConfluentFramed`], `payload` is what follows the schema id. On failure
+    /// returns the reasons, at most [`MAX_VIOLATIONS`].
     fn validate(
         &self,
         payload: &Bytes,

@@ -17,6 +17,7 @@ use prost::Message as _;
 use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage, Value};
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 
+use super::confluent::split_message_indexes;
 use super::{
     CompileError, CompileInput, CompiledSchema, Normalize, PayloadEncoding, Valid, Violation,
     MAX_VIOLATIONS,
@@ -98,6 +99,20 @@ impl ProtobufSchema {
         })
     }
 
+    /// The message type a Confluent message-index path names in this version's file.
+    fn message_at(&self, indexes: &[i64]) -> Option<MessageDescriptor> {
+        let (first, rest) = indexes.split_first()?;
+        let file = self.message.parent_file();
+        let mut message = file.messages().nth(usize::try_from(*first).ok()?)?;
+        for index in rest {
+            let child = message
+                .child_messages()
+                .nth(usize::try_from(*index).ok()?)?;
+            message = child;
+        }
+        Some(message)
+    }
+
     /// Decodes `payload` in its encoding, or explains why it does not decode.
     fn decode(
         &self,
@@ -122,6 +137,18 @@ impl ProtobufSchema {
                     ))
                 })?;
                 Ok(message)
+            }
+            PayloadEncoding::ConfluentFramed => {
+                let (indexes, body) = split_message_indexes(payload)?;
+                let framed = self.message_at(&indexes);
+                if framed.as_ref() != Some(&self.message) {
+                    return Err(Violation::whole_message(format!(
+                        "the frame's message indexes {indexes:?} name {}, but this schema's message is {}",
+                        framed.map_or("no message".to_owned(), |m| m.full_name().to_owned()),
+                        self.message.full_name()
+                    )));
+                }
+                self.decode(&body, &PayloadEncoding::Protobuf)
             }
             _ => DynamicMessage::decode(self.message.clone(), payload.as_ref()).map_err(|e| {
                 Violation::whole_message(format!(

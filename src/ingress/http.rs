@@ -415,6 +415,7 @@ async fn show_schema_version(
     Ok(Json(SchemaVersionView {
         name,
         version: found.version,
+        id: found.id,
         format: schema.format,
         file: found.file.clone(),
         schema: found.text.to_string(),

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use super::files::RepoFiles;
 use super::stations::{check_station_name, StationConfig, StationsFile};
-use super::{dlq_name, LoadProblem, Schema, SchemaSettings, SchemaVersion, Snapshot, Station};
+use super::{dlq_name, ids, LoadProblem, Schema, SchemaSettings, SchemaVersion, Snapshot, Station};
 use crate::formats::{CompileInput, FormatKind};
 
 /// Name of the station bindings file at the repository root.
@@ -97,6 +97,7 @@ fn load_schemas(
     }
 
     let mut schemas = BTreeMap::new();
+    let mut taken_ids: HashMap<u32, String> = HashMap::new();
     for (name, mut version_files) in folders {
         version_files.sort_by_key(|v| v.version);
         let settings = match settings_files.get(name) {
@@ -110,6 +111,19 @@ fn load_schemas(
             None => SchemaSettings::default(),
         };
         if let Some(schema) = load_schema(name, settings, &version_files, root, files, problems) {
+            for version in schema.versions() {
+                let owner = format!("{name} v{}", version.version);
+                if let Some(other) = taken_ids.insert(version.id, owner.clone()) {
+                    problems.push(problem(
+                        &version.file,
+                        "schema_id",
+                        format!(
+                            "{owner} and {other} derive the same schema id {}; rename one schema",
+                            version.id
+                        ),
+                    ));
+                }
+            }
             schemas.insert(name.to_owned(), Arc::new(schema));
         }
     }
@@ -162,6 +176,7 @@ fn load_schema(
         match format.compile(&input) {
             Ok(compiled) => versions.push(SchemaVersion {
                 version: file.version,
+                id: ids::schema_id(name, file.version),
                 file: file.path.to_owned(),
                 text: Arc::from(text),
                 compiled,

@@ -6,6 +6,7 @@
 //! the refusal is kept for the status endpoint. Readers never see half a change.
 
 pub mod files;
+pub mod ids;
 pub mod load;
 pub mod source;
 pub mod stations;
@@ -106,12 +107,19 @@ impl Schema {
     pub fn newest(&self) -> u32 {
         self.versions.len() as u32
     }
+
+    /// The version with global id `id`, if it is one of this schema's.
+    pub fn version_by_id(&self, id: u32) -> Option<&SchemaVersion> {
+        self.versions.iter().find(|v| v.id == id)
+    }
 }
 
 /// One published version of a schema, compiled.
 #[derive(Debug)]
 pub struct SchemaVersion {
     pub version: u32,
+    /// Global id (see [`ids`]), as used by the Confluent wire format.
+    pub id: u32,
     /// Path of the version's file inside the repository.
     pub file: String,
     pub text: Arc<str>,
