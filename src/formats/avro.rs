@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::{
-    CompileError, CompileInput, CompiledSchema, Normalize, PayloadEncoding, Valid, Violation,
-    MAX_VIOLATIONS,
+    pointer_escape, preview, CompileError, CompileInput, CompiledSchema, Normalize,
+    PayloadEncoding, Valid, Violation, MAX_VIOLATIONS,
 };
 
 /// How an Avro schema expects JSON payloads (`encoding` in schema.toml).
@@ -185,7 +185,7 @@ impl AvroSchema {
         let mismatch = |out: &mut Vec<Violation>, expected: &str| {
             out.push(violation(
                 path,
-                format!("expected {expected}, found {}", describe(value)),
+                format!("expected {expected}, found {}", preview(value)),
             ));
             false
         };
@@ -254,7 +254,12 @@ impl AvroSchema {
             },
             Schema::Map(map) => match value.as_object() {
                 Some(entries) => every(entries.iter().map(|(key, item)| {
-                    self.check_json(item, &map.types, &format!("{path}/{}", escape(key)), out)
+                    self.check_json(
+                        item,
+                        &map.types,
+                        &format!("{path}/{}", pointer_escape(key)),
+                        out,
+                    )
                 })),
                 None => mismatch(out, "an object (map)"),
             },
@@ -285,7 +290,7 @@ impl AvroSchema {
         path: &str,
         out: &mut Vec<Violation>,
     ) -> bool {
-        let field_path = format!("{path}/{}", escape(&field.name));
+        let field_path = format!("{path}/{}", pointer_escape(&field.name));
         match object.get(&field.name) {
             Some(value) => self.check_json(value, &field.schema, &field_path, out),
             // A default fills a missing field; like fastavro, a missing field is otherwise null.
@@ -324,7 +329,7 @@ impl AvroSchema {
                         path,
                         format!(
                             "{} matches no branch of the union [{}]",
-                            describe(value),
+                            preview(value),
                             names.join(", ")
                         ),
                     ));
@@ -347,9 +352,12 @@ impl AvroSchema {
                     return false;
                 };
                 match branches.iter().find(|b| type_name(self.resolve(b)) == *tag) {
-                    Some(branch) => {
-                        self.check_json(inner, branch, &format!("{path}/{}", escape(tag)), out)
-                    }
+                    Some(branch) => self.check_json(
+                        inner,
+                        branch,
+                        &format!("{path}/{}", pointer_escape(tag)),
+                        out,
+                    ),
                     None => {
                         let names: Vec<String> = branches
                             .iter()
@@ -383,7 +391,7 @@ impl AvroSchema {
             _ => {
                 out.push(violation(
                     path,
-                    format!("expected a decimal, found {}", describe(value)),
+                    format!("expected a decimal, found {}", preview(value)),
                 ));
                 return false;
             }
@@ -504,20 +512,6 @@ fn violation(path: &str, reason: impl Into<String>) -> Violation {
         schema_path: String::new(),
         reason: reason.into(),
     }
-}
-
-fn describe(value: &Json) -> String {
-    let text = value.to_string();
-    if text.chars().count() > 40 {
-        format!("{}…", text.chars().take(40).collect::<String>())
-    } else {
-        text
-    }
-}
-
-/// Escapes a key for use in a JSON pointer.
-fn escape(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
 }
 
 fn check_time_of_day(value: i64, per_day: i64, kind: &str, path: &str, out: &mut Vec<Violation>) {

@@ -7,6 +7,7 @@
 
 pub mod avro;
 pub mod confluent;
+pub mod graphql;
 pub mod json;
 pub mod protobuf;
 
@@ -29,6 +30,8 @@ pub enum FormatKind {
     JsonSchema,
     Protobuf,
     Avro,
+    #[serde(rename = "graphql")]
+    GraphQl,
 }
 
 impl FormatKind {
@@ -38,6 +41,7 @@ impl FormatKind {
             "json" => Some(Self::JsonSchema),
             "proto" => Some(Self::Protobuf),
             "avsc" => Some(Self::Avro),
+            "graphql" | "gql" => Some(Self::GraphQl),
             _ => None,
         }
     }
@@ -55,6 +59,7 @@ impl FormatKind {
             )?)),
             Self::Protobuf => Ok(Arc::new(protobuf::ProtobufSchema::compile(input)?)),
             Self::Avro => Ok(Arc::new(avro::AvroSchema::compile(input)?)),
+            Self::GraphQl => Ok(Arc::new(graphql::GraphQlSchema::compile(input)?)),
         }
     }
 
@@ -75,6 +80,7 @@ impl FormatKind {
                 encoding,
                 PayloadEncoding::Json | PayloadEncoding::Avro | PayloadEncoding::ConfluentFramed
             ),
+            Self::GraphQl => matches!(encoding, PayloadEncoding::Json | PayloadEncoding::GraphQl),
         }
     }
 
@@ -84,6 +90,7 @@ impl FormatKind {
             Self::JsonSchema => "JSON Schema",
             Self::Protobuf => "Protobuf",
             Self::Avro => "Avro",
+            Self::GraphQl => "GraphQL",
         }
     }
 
@@ -95,6 +102,7 @@ impl FormatKind {
                 "application/x-protobuf, application/json (proto3 JSON mapping) or application/vnd.confluent (framed)"
             }
             Self::Avro => "avro/binary (datum or single-object encoding), application/json or application/vnd.confluent (framed)",
+            Self::GraphQl => "application/graphql (a document) or application/json (a request, or data with root_type)",
         }
     }
 }
@@ -184,6 +192,7 @@ pub enum PayloadEncoding {
     Json,
     Protobuf,
     Avro,
+    GraphQl,
     ConfluentFramed,
     Other(String),
 }
@@ -205,6 +214,7 @@ impl PayloadEncoding {
             e if e.ends_with("+json") && !e.starts_with("application/vnd.confluent") => Self::Json,
             "application/x-protobuf" | "application/protobuf" => Self::Protobuf,
             "avro/binary" | "application/avro" => Self::Avro,
+            "application/graphql" => Self::GraphQl,
             e if e.starts_with("application/vnd.confluent") => Self::ConfluentFramed,
             _ => Self::Other(essence),
         }
@@ -213,6 +223,21 @@ impl PayloadEncoding {
     pub fn is_json(&self) -> bool {
         matches!(self, Self::Json)
     }
+}
+
+/// A JSON value shortened for an error message.
+pub(crate) fn preview(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 40 {
+        format!("{}…", text.chars().take(40).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// `key` escaped for use as one JSON pointer segment.
+pub(crate) fn pointer_escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
 }
 
 #[cfg(test)]

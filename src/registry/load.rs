@@ -89,7 +89,7 @@ fn load_schemas(
                     path,
                     "unknown_format",
                     format!(
-                        "`.{ext}` is not a schema format Sluice knows (use .json, .proto or .avsc)"
+                        "`.{ext}` is not a schema format Sluice knows (use .json, .proto, .avsc, .graphql or .gql)"
                     ),
                 )),
             },

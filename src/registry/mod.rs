@@ -63,9 +63,15 @@ pub struct SchemaSettings {
     pub allow_unknown_fields: bool,
     /// Avro: how JSON payloads are written, `"plain"` (unions unwrapped) or `"avro-json"`.
     pub encoding: crate::formats::avro::JsonEncoding,
-    /// GraphQL: the object type JSON data must match.
+    /// GraphQL: the type JSON data must match; without it payloads are executable documents.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root_type: Option<String>,
+    /// GraphQL: deepest nesting a document may have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_depth: Option<usize>,
+    /// GraphQL: most lexical tokens a document may have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }

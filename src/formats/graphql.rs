@@ -1,0 +1,500 @@
+//! GraphQL, with both uses people have, parsed and validated by `apollo-compiler`:
+//!
+//! * **documents** (no `root_type`): the payload is a GraphQL executable document — raw with
+//!   `Content-Type: application/graphql`, or a GraphQL-over-HTTP JSON request
+//!   `{"query", "operationName"?, "variables"?}`. It must parse and pass the specification's
+//!   validation rules (§5: operations, fields, arguments, fragments, values, directives, variables)
+//!   against the SDL. This is what Memphis Schemaverse validates. Violations are located as
+//!   `line:column` in the document.
+//! * **data** (`root_type = "Order"` in schema.toml): the payload is JSON data that must match that
+//!   type: objects and input objects field by field (unknown fields are violations), interfaces and
+//!   unions by `__typename`, non-null, lists, enums and the built-in scalars (`Int` is 32-bit).
+//!
+//! Documents are bounded by `max_depth` and `max_tokens` in schema.toml.
+
+use std::collections::HashMap;
+
+use apollo_compiler::ast::Type;
+use apollo_compiler::schema::{ExtendedType, Implementers};
+use apollo_compiler::validation::{DiagnosticList, Valid};
+use apollo_compiler::{Name, Schema};
+use bytes::Bytes;
+use serde_json::Value as Json;
+
+use super::{
+    pointer_escape, preview, CompileError, CompileInput, CompiledSchema, Normalize,
+    PayloadEncoding, Valid as Accepted, Violation, MAX_VIOLATIONS,
+};
+
+/// Nesting allowed in a document by default.
+pub const DEFAULT_MAX_DEPTH: usize = 64;
+/// Lexical tokens allowed in a document by default.
+pub const DEFAULT_MAX_TOKENS: usize = 15_000;
+
+#[derive(Debug)]
+pub struct GraphQlSchema {
+    schema: Valid<Schema>,
+    /// Data mode: the type JSON payloads must match.
+    root_type: Option<Name>,
+    implementers: HashMap<Name, Implementers>,
+    max_depth: usize,
+    max_tokens: usize,
+}
+
+impl GraphQlSchema {
+    pub fn compile(input: &CompileInput<'_>) -> Result<Self, CompileError> {
+        let schema = Schema::parse_and_validate(input.text, input.file)
+            .map_err(|e| CompileError::new(diagnostics(&e.errors)))?;
+        let root_type = match &input.settings.root_type {
+            None => None,
+            Some(wanted) => {
+                let name = Name::new(wanted)
+                    .map_err(|_| CompileError::new(format!("`{wanted}` is not a GraphQL name")))?;
+                match schema.types.get(&name) {
+                    Some(ExtendedType::Object(_) | ExtendedType::Interface(_))
+                    | Some(ExtendedType::Union(_) | ExtendedType::InputObject(_)) => Some(name),
+                    Some(_) => {
+                        return Err(CompileError::new(format!(
+                            "root_type `{wanted}` must be an object, interface, union or input type"
+                        )))
+                    }
+                    None => {
+                        return Err(CompileError::new(format!(
+                            "root_type `{wanted}` is not a type of {}",
+                            input.file
+                        )))
+                    }
+                }
+            }
+        };
+        Ok(Self {
+            implementers: schema.implementers_map().into_iter().collect(),
+            schema,
+            root_type,
+            max_depth: input.settings.max_depth.unwrap_or(DEFAULT_MAX_DEPTH),
+            max_tokens: input.settings.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        })
+    }
+
+    fn validate_document(
+        &self,
+        source: &str,
+        operation: Option<&str>,
+    ) -> Result<(), Vec<Violation>> {
+        let parsed = apollo_compiler::parser::Parser::new()
+            .recursion_limit(self.max_depth)
+            .token_limit(self.max_tokens)
+            .parse_executable(&self.schema, source, "message.graphql");
+        let document = match parsed {
+            Ok(document) => document,
+            Err(invalid) => return Err(located(&invalid.errors)),
+        };
+        let document = match document.validate(&self.schema) {
+            Ok(valid) => valid,
+            Err(invalid) => return Err(located(&invalid.errors)),
+        };
+        if let Some(name) = operation {
+            if document.operations.get(Some(name)).is_err() {
+                return Err(vec![Violation::whole_message(format!(
+                    "operationName `{name}` names no operation of the document"
+                ))]);
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_request(&self, payload: &Bytes) -> Result<(), Vec<Violation>> {
+        let request: Json = serde_json::from_slice(payload)
+            .map_err(|e| vec![Violation::whole_message(format!("not valid JSON: {e}"))])?;
+        let query = request.get("query").and_then(Json::as_str).ok_or_else(|| {
+            vec![Violation::whole_message(
+                "a JSON GraphQL request needs a \"query\" string (or send the document as application/graphql)",
+            )]
+        })?;
+        let operation = match request.get("operationName") {
+            None | Some(Json::Null) => None,
+            Some(Json::String(name)) => Some(name.as_str()),
+            Some(_) => {
+                return Err(vec![Violation {
+                    path: "/operationName".into(),
+                    schema_path: String::new(),
+                    reason: "operationName must be a string".into(),
+                }])
+            }
+        };
+        self.validate_document(query, operation)
+    }
+
+    /// Checks JSON data against a named type; pushes violations.
+    fn check_named(&self, value: &Json, type_name: &Name, path: &str, out: &mut Vec<Violation>) {
+        if out.len() >= MAX_VIOLATIONS {
+            return;
+        }
+        let mismatch = |out: &mut Vec<Violation>, expected: &str| {
+            out.push(violation(
+                path,
+                format!("expected {expected}, found {}", preview(value)),
+            ));
+        };
+        match self.schema.types.get(type_name) {
+            Some(ExtendedType::Scalar(_)) => {
+                let (fits, expected) = match type_name.as_str() {
+                    "Int" => (
+                        value.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+                        "an Int (32-bit integer)",
+                    ),
+                    "Float" => (value.is_number(), "a Float"),
+                    "String" => (value.is_string(), "a String"),
+                    "Boolean" => (value.is_boolean(), "a Boolean"),
+                    "ID" => (
+                        value.is_string() || value.as_i64().is_some(),
+                        "an ID (string or integer)",
+                    ),
+                    // Custom scalars carry whatever their servers agree on.
+                    _ => (true, ""),
+                };
+                if !fits {
+                    mismatch(out, expected);
+                }
+            }
+            Some(ExtendedType::Enum(e)) => {
+                let known = value
+                    .as_str()
+                    .is_some_and(|v| e.values.keys().any(|k| k.as_str() == v));
+                if !known {
+                    let names: Vec<&str> = e.values.keys().map(Name::as_str).collect();
+                    mismatch(out, &format!("one of {}", names.join(", ")));
+                }
+            }
+            Some(ExtendedType::Object(object)) => {
+                let fields = object.fields.iter().map(|(n, f)| (n, &f.ty));
+                self.check_object(value, type_name, fields, path, out);
+            }
+            Some(ExtendedType::InputObject(input)) => {
+                let fields = input.fields.iter().map(|(n, f)| (n, &*f.ty));
+                self.check_object(value, type_name, fields, path, out);
+            }
+            Some(ExtendedType::Interface(interface)) => match self.typename(value, path, out) {
+                Some(concrete) => {
+                    let implements = self
+                        .implementers
+                        .get(type_name)
+                        .is_some_and(|i| i.objects.contains(concrete.as_str()));
+                    if implements {
+                        self.check_named(value, &concrete, path, out);
+                    } else {
+                        out.push(violation(
+                            &format!("{path}/__typename"),
+                            format!("`{concrete}` does not implement {type_name}"),
+                        ));
+                    }
+                }
+                None if value.get("__typename").is_none() => {
+                    let fields = interface.fields.iter().map(|(n, f)| (n, &f.ty));
+                    self.check_object(value, type_name, fields, path, out);
+                }
+                None => {}
+            },
+            Some(ExtendedType::Union(union)) => {
+                if value.get("__typename").is_none() {
+                    out.push(violation(
+                        path,
+                        format!("a {type_name} value needs `__typename` to say which member it is"),
+                    ));
+                    return;
+                }
+                if let Some(concrete) = self.typename(value, path, out) {
+                    if union.members.contains(concrete.as_str()) {
+                        self.check_named(value, &concrete, path, out);
+                    } else {
+                        out.push(violation(
+                            &format!("{path}/__typename"),
+                            format!("`{concrete}` is not a member of {type_name}"),
+                        ));
+                    }
+                }
+            }
+            None => out.push(violation(path, format!("unknown type {type_name}"))),
+        }
+    }
+
+    /// The object type named by a value's `__typename`, if it has a valid one.
+    fn typename(&self, value: &Json, path: &str, out: &mut Vec<Violation>) -> Option<Name> {
+        let named = value.get("__typename")?;
+        let found = named
+            .as_str()
+            .and_then(|n| Name::new(n).ok())
+            .filter(|n| matches!(self.schema.types.get(n), Some(ExtendedType::Object(_))));
+        if found.is_none() {
+            out.push(violation(
+                &format!("{path}/__typename"),
+                format!("{} is not an object type of the schema", preview(named)),
+            ));
+        }
+        found
+    }
+
+    fn check_object<'a>(
+        &self,
+        value: &Json,
+        type_name: &Name,
+        fields: impl Iterator<Item = (&'a Name, &'a Type)> + Clone,
+        path: &str,
+        out: &mut Vec<Violation>,
+    ) {
+        let Some(object) = value.as_object() else {
+            out.push(violation(
+                path,
+                format!("expected a {type_name} object, found {}", preview(value)),
+            ));
+            return;
+        };
+        for (key, item) in object {
+            if key == "__typename" {
+                if item.as_str() != Some(type_name.as_str()) {
+                    out.push(violation(
+                        &format!("{path}/__typename"),
+                        format!("expected \"{type_name}\", found {}", preview(item)),
+                    ));
+                }
+                continue;
+            }
+            match fields.clone().find(|(name, _)| name.as_str() == key) {
+                Some((_, ty)) => {
+                    self.check_type(item, ty, &format!("{path}/{}", pointer_escape(key)), out)
+                }
+                None => out.push(violation(
+                    &format!("{path}/{}", pointer_escape(key)),
+                    format!("{type_name} has no field `{key}`"),
+                )),
+            }
+        }
+        for (name, ty) in fields {
+            if ty.is_non_null() && !object.contains_key(name.as_str()) {
+                out.push(violation(
+                    &format!("{path}/{}", pointer_escape(name)),
+                    format!("non-null field `{name}` ({ty}) is missing"),
+                ));
+            }
+        }
+    }
+
+    fn check_type(&self, value: &Json, ty: &Type, path: &str, out: &mut Vec<Violation>) {
+        if value.is_null() {
+            if ty.is_non_null() {
+                out.push(violation(path, format!("null where {ty} is non-null")));
+            }
+            return;
+        }
+        match ty {
+            Type::Named(name) | Type::NonNullNamed(name) => {
+                self.check_named(value, name, path, out)
+            }
+            Type::List(item) | Type::NonNullList(item) => match value.as_array() {
+                Some(items) => {
+                    for (index, element) in items.iter().enumerate() {
+                        self.check_type(element, item, &format!("{path}/{index}"), out);
+                    }
+                }
+                None => out.push(violation(
+                    path,
+                    format!("expected a list {ty}, found {}", preview(value)),
+                )),
+            },
+        }
+    }
+}
+
+impl CompiledSchema for GraphQlSchema {
+    fn validate(
+        &self,
+        payload: &Bytes,
+        encoding: &PayloadEncoding,
+        _normalize: Normalize,
+    ) -> Result<Accepted, Vec<Violation>> {
+        if let Some(root) = &self.root_type {
+            if !encoding.is_json() {
+                return Err(vec![Violation::whole_message(format!(
+                    "this schema judges JSON data of type {root}; send it as application/json"
+                ))]);
+            }
+            let value: Json = serde_json::from_slice(payload)
+                .map_err(|e| vec![Violation::whole_message(format!("not valid JSON: {e}"))])?;
+            let mut violations = Vec::new();
+            self.check_named(&value, root, "", &mut violations);
+            if !violations.is_empty() {
+                violations.truncate(MAX_VIOLATIONS);
+                return Err(violations);
+            }
+        } else if encoding.is_json() {
+            self.validate_request(payload)?;
+        } else {
+            let source = std::str::from_utf8(payload).map_err(|_| {
+                vec![Violation::whole_message(
+                    "a GraphQL document must be UTF-8 text",
+                )]
+            })?;
+            self.validate_document(source, None)?;
+        }
+        Ok(Accepted {
+            value: payload.clone(),
+            is_json: encoding.is_json(),
+        })
+    }
+}
+
+/// All diagnostics of a list as one line each, for compile errors.
+fn diagnostics(errors: &DiagnosticList) -> String {
+    errors
+        .iter()
+        .map(|d| d.error.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Diagnostics of a message's document as violations located `line:column`.
+fn located(errors: &DiagnosticList) -> Vec<Violation> {
+    errors
+        .iter()
+        .take(MAX_VIOLATIONS)
+        .map(|diagnostic| {
+            let json = diagnostic.to_json();
+            let path = json
+                .locations
+                .first()
+                .map(|at| format!("{}:{}", at.line, at.column))
+                .unwrap_or_default();
+            Violation {
+                path,
+                schema_path: String::new(),
+                reason: json.message,
+            }
+        })
+        .collect()
+}
+
+fn violation(path: &str, reason: impl Into<String>) -> Violation {
+    Violation {
+        path: path.to_owned(),
+        schema_path: String::new(),
+        reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::files::RepoFiles;
+    use crate::registry::SchemaSettings;
+
+    const SDL: &str = "
+        type Query { node(id: ID!): Node }
+        interface Node { id: ID! }
+        type Customer implements Node { id: ID! name: String! }
+        type Shop implements Node { id: ID! city: String }
+        type Money { amount: Float! }
+        union Result = Customer | Shop
+    ";
+
+    fn data_schema(root: &str) -> GraphQlSchema {
+        let settings = SchemaSettings {
+            root_type: Some(root.into()),
+            ..SchemaSettings::default()
+        };
+        GraphQlSchema::compile(&CompileInput {
+            file: "s/v1.graphql",
+            schema_root: "",
+            text: SDL,
+            repo: &RepoFiles::default(),
+            settings: &settings,
+        })
+        .unwrap()
+    }
+
+    fn judge(schema: &GraphQlSchema, data: Json) -> Result<(), Vec<Violation>> {
+        schema
+            .validate(
+                &Bytes::from(data.to_string()),
+                &PayloadEncoding::Json,
+                Normalize::AsSent,
+            )
+            .map(|_| ())
+    }
+
+    #[test]
+    fn union_members_are_picked_by_typename() {
+        let schema = data_schema("Result");
+        assert!(judge(
+            &schema,
+            serde_json::json!({"__typename": "Customer", "id": "1", "name": "A"})
+        )
+        .is_ok());
+        assert!(judge(
+            &schema,
+            serde_json::json!({"__typename": "Shop", "id": "1"})
+        )
+        .is_ok());
+        let missing = judge(&schema, serde_json::json!({"id": "1"})).unwrap_err();
+        assert!(
+            missing[0].reason.contains("needs `__typename`"),
+            "{missing:?}"
+        );
+        let stranger = judge(
+            &schema,
+            serde_json::json!({"__typename": "Money", "amount": 1}),
+        )
+        .unwrap_err();
+        assert!(
+            stranger[0].reason.contains("not a member of Result"),
+            "{stranger:?}"
+        );
+        let wrong = judge(
+            &schema,
+            serde_json::json!({"__typename": "Customer", "id": "1"}),
+        )
+        .unwrap_err();
+        assert_eq!(wrong[0].path, "/name");
+    }
+
+    #[test]
+    fn interfaces_take_an_implementer_or_their_own_fields() {
+        let schema = data_schema("Node");
+        assert!(judge(
+            &schema,
+            serde_json::json!({"__typename": "Shop", "id": "1", "city": "Oslo"})
+        )
+        .is_ok());
+        assert!(judge(&schema, serde_json::json!({"id": "1"})).is_ok());
+        let not_implementer = judge(
+            &schema,
+            serde_json::json!({"__typename": "Money", "amount": 1}),
+        )
+        .unwrap_err();
+        assert!(
+            not_implementer[0]
+                .reason
+                .contains("does not implement Node"),
+            "{not_implementer:?}"
+        );
+    }
+
+    #[test]
+    fn an_invalid_sdl_or_root_type_does_not_compile() {
+        let compile = |text: &str, root: Option<&str>| {
+            let settings = SchemaSettings {
+                root_type: root.map(Into::into),
+                ..SchemaSettings::default()
+            };
+            GraphQlSchema::compile(&CompileInput {
+                file: "s/v1.graphql",
+                schema_root: "",
+                text,
+                repo: &RepoFiles::default(),
+                settings: &settings,
+            })
+        };
+        assert!(compile("type Query { a: Missing }", None).is_err());
+        assert!(compile(SDL, Some("Nope")).is_err());
+        assert!(compile(SDL, Some("ID")).is_err());
+    }
+}
