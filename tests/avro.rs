@@ -185,3 +185,14 @@ async fn confluent_framed_datums_are_accepted_and_kept_framed() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn deeply_nested_recursive_datums_are_refused_before_decoding() {
+    let gw = gateway().await;
+    assert_eq!(send(&gw, "tree", AVRO, "tree_nested_50.avro").await.0, 201);
+    assert_eq!(send(&gw, "tree", AVRO, "tree_nested_100.avro").await.0, 201, "at the limit");
+    let (status, body) = send(&gw, "tree", AVRO, "tree_nested_500000.avro").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(reason(&body).contains("nests deeper than 100"), "{body}");
+    assert_eq!(gw.get("/healthz").await.0, 200);
+}

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use super::confluent::read_zigzag;
 use super::{
     pointer_escape, preview, CompileError, CompileInput, CompiledSchema, Normalize,
     PayloadEncoding, Valid, Violation, MAX_VIOLATIONS,
@@ -40,6 +41,10 @@ pub enum JsonEncoding {
 }
 
 const DAY_MILLIS: i64 = 86_400_000;
+/// Deepest nesting of records, arrays and maps a binary datum may have (as prost allows Protobuf).
+const MAX_NESTING: usize = 100;
+/// Stack for decoding datums of recursive schemas (virtual memory, committed only as used).
+const RECURSIVE_DECODE_STACK: usize = 64 * 1024 * 1024;
 
 /// Sets the most bytes one decode may allocate for a length-prefixed value. The first call wins
 /// for the whole process (the crate keeps it globally).
@@ -56,6 +61,9 @@ pub struct AvroSchema {
     /// `C3 01` + this version's Rabin fingerprint.
     single_object_header: Vec<u8>,
     json_encoding: JsonEncoding,
+    /// Whether the schema refers to named types, the only way it can be recursive. The decoder
+    /// recurses per nesting level, so such datums are measured first (see [`Self::check_nesting`]).
+    has_refs: bool,
 }
 
 impl AvroSchema {
@@ -63,7 +71,9 @@ impl AvroSchema {
         let schema = Schema::parse_str(input.text).map_err(|e| CompileError::new(e.to_string()))?;
         let mut names = HashMap::new();
         collect_names(&schema, &mut names);
+        let has_refs = contains_ref(&schema);
         Ok(Self {
+            has_refs,
             single_object_header: RabinFingerprintHeader::from_schema(&schema).build_header(),
             schema,
             names,
@@ -92,6 +102,31 @@ impl AvroSchema {
             }
             _ => payload,
         };
+        if self.has_refs {
+            self.check_nesting(datum)
+                .map_err(|reason| vec![Violation::whole_message(reason)])?;
+        }
+        if self.has_refs {
+            // apache-avro recurses once per nesting level with large frames; recursive schemas
+            // get a stack sized for MAX_NESTING levels in any build.
+            std::thread::scope(|scope| {
+                std::thread::Builder::new()
+                    .name("sluice-avro-decode".into())
+                    .stack_size(RECURSIVE_DECODE_STACK)
+                    .spawn_scoped(scope, || self.decode_datum(datum))
+                    .map_err(|e| vec![Violation::whole_message(format!("cannot decode now: {e}"))])?
+                    .join()
+                    .unwrap_or_else(|_| {
+                        Err(vec![Violation::whole_message("the Avro decoder failed")])
+                    })
+            })
+        } else {
+            self.decode_datum(datum)
+        }
+    }
+
+    /// Decodes one datum, then checks what the decoder does not.
+    fn decode_datum(&self, datum: &[u8]) -> Result<(), Vec<Violation>> {
         let mut rest = datum;
         let value = apache_avro::from_avro_datum(&self.schema, &mut rest, None).map_err(|e| {
             vec![Violation::whole_message(format!(
@@ -111,6 +146,140 @@ impl AvroSchema {
         } else {
             Err(violations)
         }
+    }
+
+    /// Walks a datum iteratively (an explicit stack, no recursion) and refuses it if records,
+    /// arrays and maps nest deeper than [`MAX_NESTING`]. Anything else wrong with the bytes is left
+    /// for the decoder to report.
+    fn check_nesting(&self, mut bytes: &[u8]) -> Result<(), String> {
+        enum Task<'a> {
+            Value(&'a Schema, usize),
+            /// `remaining` items of the current block, then the next block's count.
+            Items {
+                item: &'a Schema,
+                remaining: i64,
+                depth: usize,
+                map: bool,
+            },
+        }
+        let too_deep = || format!("the datum nests deeper than {MAX_NESTING} levels");
+        let mut stack = vec![Task::Value(&self.schema, 0)];
+        while let Some(task) = stack.pop() {
+            let (schema, depth) = match task {
+                Task::Value(schema, depth) => (self.resolve(schema), depth),
+                Task::Items {
+                    item,
+                    remaining,
+                    depth,
+                    map,
+                } => {
+                    if remaining > 0 {
+                        stack.push(Task::Items {
+                            item,
+                            remaining: remaining - 1,
+                            depth,
+                            map,
+                        });
+                        if map {
+                            let Some(len) = read_zigzag(&mut bytes) else {
+                                return Ok(());
+                            };
+                            let Some(rest) =
+                                bytes.get(usize::try_from(len).unwrap_or(usize::MAX)..)
+                            else {
+                                return Ok(());
+                            };
+                            bytes = rest;
+                        }
+                        stack.push(Task::Value(item, depth));
+                    } else {
+                        let Some(count) = read_block_count(&mut bytes) else {
+                            return Ok(());
+                        };
+                        if count > 0 {
+                            stack.push(Task::Items {
+                                item,
+                                remaining: count,
+                                depth,
+                                map,
+                            });
+                        }
+                    }
+                    continue;
+                }
+            };
+            if depth > MAX_NESTING {
+                return Err(too_deep());
+            }
+            let skip = |bytes: &mut &[u8], n: usize| match bytes.get(n..) {
+                Some(rest) => {
+                    *bytes = rest;
+                    true
+                }
+                None => false,
+            };
+            let ok = match schema {
+                Schema::Record(record) => {
+                    stack.extend(
+                        record
+                            .fields
+                            .iter()
+                            .rev()
+                            .map(|f| Task::Value(&f.schema, depth + 1)),
+                    );
+                    true
+                }
+                Schema::Array(array) => {
+                    stack.push(Task::Items {
+                        item: &array.items,
+                        remaining: 0,
+                        depth: depth + 1,
+                        map: false,
+                    });
+                    true
+                }
+                Schema::Map(map) => {
+                    stack.push(Task::Items {
+                        item: &map.types,
+                        remaining: 0,
+                        depth: depth + 1,
+                        map: true,
+                    });
+                    true
+                }
+                Schema::Union(union) => match read_zigzag(&mut bytes)
+                    .and_then(|i| union.variants().get(usize::try_from(i).ok()?))
+                {
+                    Some(branch) => {
+                        stack.push(Task::Value(branch, depth));
+                        true
+                    }
+                    None => false,
+                },
+                Schema::Null => true,
+                Schema::Boolean => skip(&mut bytes, 1),
+                Schema::Float => skip(&mut bytes, 4),
+                Schema::Double => skip(&mut bytes, 8),
+                Schema::Fixed(fixed) => skip(&mut bytes, fixed.size),
+                Schema::Duration => skip(&mut bytes, 12),
+                Schema::Decimal(decimal) => match &*decimal.inner {
+                    Schema::Fixed(fixed) => skip(&mut bytes, fixed.size),
+                    _ => read_zigzag(&mut bytes).is_some_and(|n| {
+                        skip(&mut bytes, usize::try_from(n).unwrap_or(usize::MAX))
+                    }),
+                },
+                Schema::Bytes | Schema::String | Schema::Uuid | Schema::BigDecimal => {
+                    read_zigzag(&mut bytes)
+                        .is_some_and(|n| skip(&mut bytes, usize::try_from(n).unwrap_or(usize::MAX)))
+                }
+                // int, long, enum and the logical types on them: one varint.
+                _ => read_zigzag(&mut bytes).is_some(),
+            };
+            if !ok {
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     /// Checks the logical-type constraints the decoder does not.
@@ -443,6 +612,28 @@ impl CompiledSchema for AvroSchema {
             is_json: encoding.is_json(),
         })
     }
+}
+
+/// Whether `schema` mentions a named type by reference anywhere.
+fn contains_ref(schema: &Schema) -> bool {
+    match schema {
+        Schema::Ref { .. } => true,
+        Schema::Record(record) => record.fields.iter().any(|f| contains_ref(&f.schema)),
+        Schema::Array(a) => contains_ref(&a.items),
+        Schema::Map(m) => contains_ref(&m.types),
+        Schema::Union(u) => u.variants().iter().any(contains_ref),
+        _ => false,
+    }
+}
+
+/// Reads an array or map block count; a negative count is followed by the block's byte size.
+fn read_block_count(bytes: &mut &[u8]) -> Option<i64> {
+    let count = read_zigzag(bytes)?;
+    if count < 0 {
+        read_zigzag(bytes)?;
+        return count.checked_neg();
+    }
+    Some(count)
 }
 
 fn collect_names(schema: &Schema, names: &mut HashMap<String, Schema>) {

@@ -37,7 +37,8 @@ pub fn split_message_indexes(body: &Bytes) -> Result<(Vec<i64>, Bytes), Violatio
     Ok((indexes, body.slice(consumed..)))
 }
 
-fn read_zigzag(cursor: &mut &[u8]) -> Option<i64> {
+/// Reads one zig-zag varint (as Protobuf's `sint64` and Avro's `long` are written).
+pub(crate) fn read_zigzag(cursor: &mut &[u8]) -> Option<i64> {
     let mut value: u64 = 0;
     for shift in (0..64).step_by(7) {
         let (&byte, rest) = cursor.split_first()?;
