@@ -3,6 +3,7 @@
 
 mod common;
 
+use base64::Engine as _;
 use common::{fixture, Gateway};
 use serde_json::Value;
 
@@ -190,9 +191,39 @@ async fn confluent_framed_datums_are_accepted_and_kept_framed() {
 async fn deeply_nested_recursive_datums_are_refused_before_decoding() {
     let gw = gateway().await;
     assert_eq!(send(&gw, "tree", AVRO, "tree_nested_50.avro").await.0, 201);
-    assert_eq!(send(&gw, "tree", AVRO, "tree_nested_100.avro").await.0, 201, "at the limit");
+    assert_eq!(
+        send(&gw, "tree", AVRO, "tree_nested_100.avro").await.0,
+        201,
+        "at the limit"
+    );
     let (status, body) = send(&gw, "tree", AVRO, "tree_nested_500000.avro").await;
     assert_eq!(status, 422, "{body}");
     assert!(reason(&body).contains("nests deeper than 100"), "{body}");
     assert_eq!(gw.get("/healthz").await.0, 200);
+}
+
+#[tokio::test]
+async fn json_is_normalized_to_the_same_binary_datum_fastavro_writes() {
+    let gw = gateway().await;
+    for (station, json_file, reference) in [
+        ("clicks-binary", "valid_click.json", "click_valid.avro"),
+        (
+            "clicks-wrapped-binary",
+            "wrapped_valid_click.json",
+            "click_valid.avro",
+        ),
+        (
+            "payments-binary",
+            "payment_valid_plain.json",
+            "payment_valid.avro",
+        ),
+    ] {
+        let (status, body) = send(&gw, station, "application/json", json_file).await;
+        assert_eq!(status, 201, "{station}: {body}");
+        let messages = gw.consume(station, "g", 10).await;
+        let stored = base64::engine::general_purpose::STANDARD
+            .decode(messages[0]["value_base64"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(stored, message(reference), "{station}");
+    }
 }

@@ -10,7 +10,8 @@
 //!
 //! Logical types are checked where the specification constrains them: decimal precision,
 //! `uuid` strings, `time-millis`/`time-micros` within a day. A hostile length prefix never
-//! allocates more than `[limits] max_avro_allocation_bytes`.
+//! allocates more than `[limits] max_avro_allocation_bytes`. Stations with
+//! `normalize = "binary"` store JSON payloads as binary datums.
 
 use std::collections::HashMap;
 
@@ -588,12 +589,112 @@ impl AvroSchema {
     }
 }
 
+impl AvroSchema {
+    /// Builds the Avro value of JSON that [`Self::check_json`] accepted, for normalization.
+    fn avro_value(&self, value: &Json, schema: &Schema) -> AvroValue {
+        let schema = self.resolve(schema);
+        match (schema, value) {
+            (Schema::Bytes, Json::String(text)) => AvroValue::Bytes(latin1_bytes(text)),
+            (Schema::Fixed(fixed), Json::String(text)) => {
+                AvroValue::Fixed(fixed.size, latin1_bytes(text))
+            }
+            (Schema::Duration, Json::String(text)) => AvroValue::Fixed(12, latin1_bytes(text)),
+            (Schema::Decimal(spec), _) => {
+                let text = match value {
+                    Json::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                AvroValue::Decimal(apache_avro::Decimal::from(unscaled_bytes(
+                    &text, spec.scale,
+                )))
+            }
+            (Schema::Enum(spec), Json::String(symbol)) => {
+                let index = spec.symbols.iter().position(|s| s == symbol).unwrap_or(0);
+                AvroValue::Enum(index as u32, symbol.clone())
+            }
+            (Schema::Array(array), Json::Array(items)) => AvroValue::Array(
+                items
+                    .iter()
+                    .map(|item| self.avro_value(item, &array.items))
+                    .collect(),
+            ),
+            (Schema::Map(map), Json::Object(entries)) => AvroValue::Map(
+                entries
+                    .iter()
+                    .map(|(key, item)| (key.clone(), self.avro_value(item, &map.types)))
+                    .collect(),
+            ),
+            (Schema::Record(record), Json::Object(object)) => AvroValue::Record(
+                record
+                    .fields
+                    .iter()
+                    .map(|field| {
+                        let field_value = match (object.get(&field.name), &field.default) {
+                            (Some(v), _) => self.avro_value(v, &field.schema),
+                            (None, Some(default)) => self.default_value(default, &field.schema),
+                            (None, None) => self.avro_value(&Json::Null, &field.schema),
+                        };
+                        (field.name.clone(), field_value)
+                    })
+                    .collect(),
+            ),
+            (Schema::Union(union), _) => {
+                let (branch_value, candidates): (&Json, Vec<(usize, &Schema)>) =
+                    match (self.json_encoding, value) {
+                        (JsonEncoding::AvroJson, Json::Object(o)) if o.len() == 1 => {
+                            let (tag, inner) = o.iter().next().expect("one entry");
+                            let found = union
+                                .variants()
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, b)| type_name(self.resolve(b)) == *tag)
+                                .collect();
+                            (inner, found)
+                        }
+                        _ => (value, union.variants().iter().enumerate().collect()),
+                    };
+                let (index, branch) = candidates
+                    .into_iter()
+                    .find(|(_, b)| self.check_json(branch_value, b, "", &mut Vec::new()))
+                    .unwrap_or((0, &union.variants()[0]));
+                AvroValue::Union(
+                    index as u32,
+                    Box::new(self.avro_value(branch_value, branch)),
+                )
+            }
+            _ => AvroValue::from(value.clone()),
+        }
+    }
+
+    /// A field default, which the specification writes for the union's first branch.
+    fn default_value(&self, default: &Json, schema: &Schema) -> AvroValue {
+        match self.resolve(schema) {
+            Schema::Union(union) => {
+                AvroValue::Union(0, Box::new(self.avro_value(default, &union.variants()[0])))
+            }
+            other => self.avro_value(default, other),
+        }
+    }
+
+    /// The binary datum of accepted JSON.
+    fn to_binary(&self, value: &Json) -> Result<Vec<u8>, Violation> {
+        let avro = self
+            .avro_value(value, &self.schema)
+            .resolve(&self.schema)
+            .map_err(|e| {
+                Violation::whole_message(format!("cannot be stored as binary Avro: {e}"))
+            })?;
+        apache_avro::to_avro_datum(&self.schema, avro)
+            .map_err(|e| Violation::whole_message(format!("cannot be stored as binary Avro: {e}")))
+    }
+}
+
 impl CompiledSchema for AvroSchema {
     fn validate(
         &self,
         payload: &Bytes,
         encoding: &PayloadEncoding,
-        _normalize: Normalize,
+        normalize: Normalize,
     ) -> Result<Valid, Vec<Violation>> {
         if encoding.is_json() {
             let value: Json = serde_json::from_slice(payload)
@@ -602,6 +703,13 @@ impl CompiledSchema for AvroSchema {
             if !self.check_json(&value, &self.schema, "", &mut violations) {
                 violations.truncate(MAX_VIOLATIONS);
                 return Err(violations);
+            }
+            if normalize == Normalize::Binary {
+                let datum = self.to_binary(&value).map_err(|v| vec![v])?;
+                return Ok(Valid {
+                    value: Bytes::from(datum),
+                    is_json: false,
+                });
             }
         } else {
             let framed = *encoding == PayloadEncoding::ConfluentFramed;
@@ -729,6 +837,34 @@ fn latin1_len(text: &str) -> Option<usize> {
         .then(|| text.chars().count())
 }
 
+/// A string of code points U+0000..U+00FF as the bytes it stands for.
+fn latin1_bytes(text: &str) -> Vec<u8> {
+    text.chars().map(|c| c as u32 as u8).collect()
+}
+
+/// `text` (a decimal numeral that fits its schema) as the big-endian two's-complement bytes of its
+/// unscaled value at `scale`.
+fn unscaled_bytes(text: &str, scale: usize) -> Vec<u8> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let digits = format!("{whole}{fraction:0<scale$}");
+    let magnitude: i128 = digits.trim_start_matches('0').parse().unwrap_or(0);
+    let unscaled = if negative { -magnitude } else { magnitude };
+    let bytes = unscaled.to_be_bytes();
+    // Drop leading bytes that only repeat the sign.
+    let mut start = 0;
+    while start < 15
+        && ((bytes[start] == 0 && bytes[start + 1] & 0x80 == 0)
+            || (bytes[start] == 0xFF && bytes[start + 1] & 0x80 != 0))
+    {
+        start += 1;
+    }
+    bytes[start..].to_vec()
+}
+
 /// Decimal digits of a big-endian two's-complement integer's magnitude.
 fn decimal_digits(bytes: &[u8]) -> usize {
     let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
@@ -774,6 +910,14 @@ mod tests {
         assert_eq!(decimal_digits(&[0xFF]), 1); // -1
         assert_eq!(decimal_digits(&[0x80]), 3); // -128
         assert_eq!(decimal_digits(&[0x27, 0x10]), 5); // 10000
+    }
+
+    #[test]
+    fn decimals_become_minimal_twos_complement_bytes() {
+        assert_eq!(unscaled_bytes("1234.50", 2), vec![0x01, 0xE2, 0x3A]); // 123450
+        assert_eq!(unscaled_bytes("1.5", 2), vec![0x00, 0x96]); // 150
+        assert_eq!(unscaled_bytes("-1", 0), vec![0xFF]);
+        assert_eq!(unscaled_bytes("0", 2), vec![0x00]);
     }
 
     #[test]
