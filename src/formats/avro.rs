@@ -65,6 +65,9 @@ pub struct AvroSchema {
     /// Whether the schema refers to named types, the only way it can be recursive. The decoder
     /// recurses per nesting level, so such datums are measured first (see [`Self::check_nesting`]).
     has_refs: bool,
+    /// Whether the schema uses a logical type whose values the decoder does not bound (decimal
+    /// precision, time of day); only then is a decoded datum walked again.
+    has_bounded_logical_types: bool,
 }
 
 impl AvroSchema {
@@ -73,8 +76,13 @@ impl AvroSchema {
         let mut names = HashMap::new();
         collect_names(&schema, &mut names);
         let has_refs = contains_ref(&schema);
+        let has_bounded_logical_types = names
+            .values()
+            .chain(std::iter::once(&schema))
+            .any(has_bounded_logical_type);
         Ok(Self {
             has_refs,
+            has_bounded_logical_types,
             single_object_header: RabinFingerprintHeader::from_schema(&schema).build_header(),
             schema,
             names,
@@ -139,6 +147,9 @@ impl AvroSchema {
                 "{} bytes left over after the Avro datum",
                 rest.len()
             ))]);
+        }
+        if !self.has_bounded_logical_types {
+            return Ok(());
         }
         let mut violations = Vec::new();
         self.check_decoded(&value, &self.schema, "", &mut violations);
@@ -719,6 +730,22 @@ impl CompiledSchema for AvroSchema {
             value: payload.clone(),
             is_json: encoding.is_json(),
         })
+    }
+}
+
+/// Whether `schema` directly holds a decimal or time-of-day value (named types are checked one by
+/// one by the caller).
+fn has_bounded_logical_type(schema: &Schema) -> bool {
+    match schema {
+        Schema::Decimal(_) | Schema::TimeMillis | Schema::TimeMicros => true,
+        Schema::Record(record) => record
+            .fields
+            .iter()
+            .any(|f| has_bounded_logical_type(&f.schema)),
+        Schema::Array(a) => has_bounded_logical_type(&a.items),
+        Schema::Map(m) => has_bounded_logical_type(&m.types),
+        Schema::Union(u) => u.variants().iter().any(has_bounded_logical_type),
+        _ => false,
     }
 }
 

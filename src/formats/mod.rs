@@ -198,25 +198,37 @@ pub enum PayloadEncoding {
 }
 
 impl PayloadEncoding {
-    /// Maps a `Content-Type` value; a missing one is taken as JSON.
+    /// Maps a `Content-Type` value; a missing one is taken as JSON. Allocates only for types
+    /// Sluice does not know.
     pub fn from_content_type(content_type: Option<&str>) -> Self {
         let Some(raw) = content_type else {
             return Self::Json;
         };
-        let essence = raw
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        match essence.as_str() {
-            "application/json" | "text/json" => Self::Json,
-            e if e.ends_with("+json") && !e.starts_with("application/vnd.confluent") => Self::Json,
-            "application/x-protobuf" | "application/protobuf" => Self::Protobuf,
-            "avro/binary" | "application/avro" => Self::Avro,
-            "application/graphql" => Self::GraphQl,
-            e if e.starts_with("application/vnd.confluent") => Self::ConfluentFramed,
-            _ => Self::Other(essence),
+        let essence = raw.split(';').next().unwrap_or_default().trim();
+        let is = |name: &str| essence.eq_ignore_ascii_case(name);
+        let starts = |prefix: &str| {
+            essence
+                .get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+        };
+        let ends = |suffix: &str| {
+            essence.len() >= suffix.len()
+                && essence
+                    .get(essence.len() - suffix.len()..)
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
+        };
+        if starts("application/vnd.confluent") {
+            Self::ConfluentFramed
+        } else if is("application/json") || is("text/json") || ends("+json") {
+            Self::Json
+        } else if is("application/x-protobuf") || is("application/protobuf") {
+            Self::Protobuf
+        } else if is("avro/binary") || is("application/avro") {
+            Self::Avro
+        } else if is("application/graphql") {
+            Self::GraphQl
+        } else {
+            Self::Other(essence.to_ascii_lowercase())
         }
     }
 
@@ -261,8 +273,16 @@ mod tests {
             Protobuf
         );
         assert_eq!(
-            PayloadEncoding::from_content_type(Some("text/plain")),
+            PayloadEncoding::from_content_type(Some("Text/Plain")),
             Other("text/plain".into())
+        );
+        assert_eq!(
+            PayloadEncoding::from_content_type(Some("application/vnd.confluent.avro+json")),
+            ConfluentFramed
+        );
+        assert_eq!(
+            PayloadEncoding::from_content_type(Some("APPLICATION/GRAPHQL")),
+            GraphQl
         );
     }
 }

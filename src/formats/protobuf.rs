@@ -28,6 +28,8 @@ use super::{
 pub struct ProtobufSchema {
     message: MessageDescriptor,
     allow_unknown_fields: bool,
+    /// Whether any message reachable from `message` has a proto2 `required` field.
+    has_required: bool,
 }
 
 /// Resolves `import`s to repository files: relative to the schema root first, then to the
@@ -94,6 +96,7 @@ impl ProtobufSchema {
             }
         };
         Ok(Self {
+            has_required: reaches_required(&message, &mut Vec::new()),
             message,
             allow_unknown_fields: input.settings.allow_unknown_fields,
         })
@@ -168,9 +171,10 @@ impl CompiledSchema for ProtobufSchema {
         normalize: Normalize,
     ) -> Result<Valid, Vec<Violation>> {
         let message = self.decode(payload, encoding).map_err(|v| vec![v])?;
-        let mut violations = Vec::new();
-        check_message(&message, "", self.allow_unknown_fields, &mut violations);
-        if !violations.is_empty() {
+        let needs_walk = self.has_required || !self.allow_unknown_fields;
+        if needs_walk && !is_complete(&message, self.allow_unknown_fields, self.has_required) {
+            let mut violations = Vec::new();
+            check_message(&message, "", self.allow_unknown_fields, &mut violations);
             violations.truncate(MAX_VIOLATIONS);
             return Err(violations);
         }
@@ -187,6 +191,53 @@ impl CompiledSchema for ProtobufSchema {
             }
         })
     }
+}
+
+/// Fast path: whether `message` and everything nested in it has every required field and (unless
+/// allowed) no unknown field. Allocates nothing; [`check_message`] explains a `false`.
+fn is_complete(message: &DynamicMessage, allow_unknown_fields: bool, has_required: bool) -> bool {
+    if !allow_unknown_fields && message.unknown_fields().next().is_some() {
+        return false;
+    }
+    if has_required
+        && message
+            .descriptor()
+            .fields()
+            .any(|field| field.is_required() && !message.has_field(&field))
+    {
+        return false;
+    }
+    message
+        .fields()
+        .all(|(_, value)| value_is_complete(value, allow_unknown_fields, has_required))
+}
+
+fn value_is_complete(value: &Value, allow_unknown_fields: bool, has_required: bool) -> bool {
+    match value {
+        Value::Message(nested) => is_complete(nested, allow_unknown_fields, has_required),
+        Value::List(items) => items
+            .iter()
+            .all(|item| value_is_complete(item, allow_unknown_fields, has_required)),
+        Value::Map(entries) => entries
+            .values()
+            .all(|item| value_is_complete(item, allow_unknown_fields, has_required)),
+        _ => true,
+    }
+}
+
+/// Whether `message` or any message type reachable through its fields has a required field.
+fn reaches_required(message: &MessageDescriptor, seen: &mut Vec<String>) -> bool {
+    if seen.iter().any(|name| name == message.full_name()) {
+        return false;
+    }
+    seen.push(message.full_name().to_owned());
+    message.fields().any(|field| {
+        field.is_required()
+            || match field.kind() {
+                prost_reflect::Kind::Message(nested) => reaches_required(&nested, seen),
+                _ => false,
+            }
+    })
 }
 
 /// Collects missing required fields and unknown fields of `message` and everything nested in it.
