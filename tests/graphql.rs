@@ -96,7 +96,7 @@ async fn json_requests_carry_the_document_and_may_name_the_operation() {
 }
 
 #[tokio::test]
-async fn deep_or_long_documents_are_refused_and_the_server_stays_healthy() {
+async fn deep_long_or_garbage_documents_are_refused_and_the_server_stays_healthy() {
     let gw = gateway().await;
     let deep = format!(
         "{{ category(name: \"a\") {{ {} name {} }} }}",
@@ -122,6 +122,24 @@ async fn deep_or_long_documents_are_refused_and_the_server_stays_healthy() {
             .contains("token limit"),
         "{body}"
     );
+    let (status, body) = gw
+        .post_bytes(
+            "/v1/stations/queries/messages",
+            "application/graphql",
+            vec![0xFF, 0xFE, 0x00, 0x7B],
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["violations"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("UTF-8"),
+        "{body}"
+    );
+    let (status, _) = send_document(&gw, "\u{0}\u{1}}}}{{{{ query mutation").await;
+    assert_eq!(status, 422);
     assert_eq!(gw.get("/healthz").await.0, 200);
     assert_eq!(send_document(&gw, "{ orders { id } }").await.0, 201);
 }

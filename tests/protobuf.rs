@@ -73,12 +73,17 @@ async fn broken_binary_messages_are_422_with_the_reason_and_dead_lettered() {
         ("order_wrong_wire_type.bin", "wire type"),
         ("order_invalid_utf8.bin", "UTF-8"),
         ("garbage.bin", "not a valid binary acme.Order message"),
+        (
+            "order_huge_length.bin",
+            "not a valid binary acme.Order message",
+        ),
     ] {
         let (status, body) = send(&gw, "orders", PROTOBUF, name).await;
         assert_eq!(status, 422, "{name}: {body}");
         assert!(reason(&body).contains(expected), "{name}: {body}");
         assert!(body["dlq_id"].is_string(), "{name}: {body}");
     }
+    assert_eq!(gw.get("/healthz").await.0, 200);
     let (_, dlq) = gw.get("/v1/stations/orders/dlq").await;
     let first = &dlq["dead_letters"][0];
     assert_eq!(first["content_type"], PROTOBUF);
