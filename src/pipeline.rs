@@ -219,7 +219,20 @@ impl Pipeline {
                 ),
             }
         } else {
-            (message.schema_version, message.payload.clone(), None)
+            let named_by_payload = schema
+                .versions()
+                .iter()
+                .rev()
+                .find(|v| {
+                    v.compiled
+                        .written_with_this_version(&message.payload, &encoding)
+                })
+                .map(|v| v.version);
+            (
+                message.schema_version.or(named_by_payload),
+                message.payload.clone(),
+                None,
+            )
         };
         let version = match station.pick_version(requested) {
             Ok(version) => version.expect("a station with a schema picks a version"),

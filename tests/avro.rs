@@ -57,7 +57,7 @@ async fn broken_binary_messages_are_422_with_the_reason() {
         (
             "clicks",
             "click_unknown_fingerprint.avro",
-            "not this version's",
+            "no version of this schema",
         ),
         (
             "payments",
@@ -226,4 +226,19 @@ async fn json_is_normalized_to_the_same_binary_datum_fastavro_writes() {
             .unwrap();
         assert_eq!(stored, message(reference), "{station}");
     }
+}
+
+#[tokio::test]
+async fn a_single_object_fingerprint_picks_the_version_that_wrote_it() {
+    let gw = gateway().await;
+    // Written by fastavro with v1; the station also accepts v2, the newest.
+    let (status, body) = send(&gw, "clicks-evolving", AVRO, "click_single_object.avro").await;
+    assert_eq!(
+        (status, body["schema_version"].as_u64()),
+        (201, Some(1)),
+        "{body}"
+    );
+    // The same datum without its header is judged by v2, which has one more field.
+    let (status, body) = send(&gw, "clicks-evolving", AVRO, "click_valid.avro").await;
+    assert_eq!((status, body["version"].as_u64()), (422, Some(2)), "{body}");
 }

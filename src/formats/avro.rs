@@ -104,7 +104,7 @@ impl AvroSchema {
             Some(datum) if single_object => datum,
             None if single_object && payload.starts_with(&[0xC3, 0x01]) && payload.len() >= 10 => {
                 return Err(vec![Violation::whole_message(format!(
-                    "single-object encoding with fingerprint {} which is not this version's ({})",
+                    "single-object encoding with fingerprint {}, which is no version of this schema (this version's is {})",
                     hex(&payload[2..10]),
                     hex(&self.single_object_header[2..])
                 ))])
@@ -135,9 +135,22 @@ impl AvroSchema {
     }
 
     /// Decodes one datum, then checks what the decoder does not.
+    ///
+    /// apache-avro reads end-of-input as null for booleans, strings and union indexes, which would
+    /// let a truncated datum pass. The datum is therefore read followed by one sentinel byte: a
+    /// complete datum never reaches it, an incomplete one always reads into it.
     fn decode_datum(&self, datum: &[u8]) -> Result<(), Vec<Violation>> {
-        let mut rest = datum;
-        let value = apache_avro::from_avro_datum(&self.schema, &mut rest, None).map_err(|e| {
+        use std::io::Read as _;
+        const SENTINEL: [u8; 1] = [0x80];
+        let mut reader = datum.chain(&SENTINEL[..]);
+        let decoded = apache_avro::from_avro_datum(&self.schema, &mut reader, None);
+        let (rest, sentinel) = reader.into_inner();
+        if sentinel.is_empty() {
+            return Err(vec![Violation::whole_message(
+                "not a valid Avro datum: the bytes end before the datum does",
+            )]);
+        }
+        let value = decoded.map_err(|e| {
             vec![Violation::whole_message(format!(
                 "not a valid Avro datum: {e}"
             ))]
@@ -730,6 +743,10 @@ impl CompiledSchema for AvroSchema {
             value: payload.clone(),
             is_json: encoding.is_json(),
         })
+    }
+
+    fn written_with_this_version(&self, payload: &Bytes, encoding: &PayloadEncoding) -> bool {
+        *encoding == PayloadEncoding::Avro && payload.starts_with(&self.single_object_header)
     }
 }
 

@@ -147,6 +147,12 @@ pub trait CompiledSchema: Send + Sync + std::fmt::Debug {
         encoding: &PayloadEncoding,
         normalize: Normalize,
     ) -> Result<Valid, Vec<Violation>>;
+
+    /// Whether `payload` says it was written with this very version (e.g. Avro's single-object
+    /// fingerprint), so that this version, rather than the newest accepted, judges it.
+    fn written_with_this_version(&self, _payload: &Bytes, _encoding: &PayloadEncoding) -> bool {
+        false
+    }
 }
 
 /// Why a message failed: where in the message, which schema rule, and a sentence.
