@@ -4,13 +4,13 @@
 mod common;
 
 use base64::Engine as _;
-use common::{fixture, Gateway};
+use common::{first_reason, fixture, fixture_bytes, Gateway};
 use serde_json::Value;
 
 const AVRO: &str = "avro/binary";
 
 fn message(name: &str) -> Vec<u8> {
-    std::fs::read(fixture("avro/messages").join(name)).unwrap()
+    fixture_bytes(&format!("avro/messages/{name}"))
 }
 
 async fn gateway() -> Gateway {
@@ -18,20 +18,8 @@ async fn gateway() -> Gateway {
 }
 
 async fn send(gw: &Gateway, station: &str, content_type: &str, name: &str) -> (u16, Value) {
-    gw.post_bytes(
-        &format!("/v1/stations/{station}/messages"),
-        content_type,
-        message(name),
-        &[],
-    )
-    .await
-}
-
-fn reason(body: &Value) -> String {
-    body["violations"][0]["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    gw.send_fixture(station, content_type, &format!("avro/messages/{name}"))
+        .await
 }
 
 #[tokio::test]
@@ -69,7 +57,7 @@ async fn broken_binary_messages_are_422_with_the_reason() {
     ] {
         let (status, body) = send(&gw, station, AVRO, name).await;
         assert_eq!(status, 422, "{name}: {body}");
-        assert!(reason(&body).contains(expected), "{name}: {body}");
+        assert!(first_reason(&body).contains(expected), "{name}: {body}");
         assert!(body["dlq_id"].is_string(), "{name}: {body}");
     }
     assert!(gw.consume("clicks", "g", 10).await.is_empty());
@@ -81,7 +69,7 @@ async fn a_hostile_length_prefix_is_refused_without_allocating_and_the_server_st
     let (status, body) = send(&gw, "clicks", AVRO, "click_huge_string.avro").await;
     assert_eq!(status, 422, "{body}");
     assert!(
-        reason(&body).contains("Unable to allocate 2147483648 bytes"),
+        first_reason(&body).contains("Unable to allocate 2147483648 bytes"),
         "{body}"
     );
     assert_eq!(gw.get("/healthz").await.0, 200);
@@ -119,7 +107,7 @@ async fn json_violations_name_the_field_and_why() {
     )
     .await;
     assert_eq!(body["violations"][0]["path"], "/attrs/x");
-    assert!(reason(&body).contains("expected a long"), "{body}");
+    assert!(first_reason(&body).contains("expected a long"), "{body}");
     let (_, body) = send(
         &gw,
         "clicks",
@@ -128,7 +116,7 @@ async fn json_violations_name_the_field_and_why() {
     )
     .await;
     assert_eq!(body["violations"][0]["path"], "/kind");
-    assert!(reason(&body).contains("VIEW"), "{body}");
+    assert!(first_reason(&body).contains("VIEW"), "{body}");
     let (_, body) = send(
         &gw,
         "clicks",
@@ -159,7 +147,7 @@ async fn the_avro_json_encoding_wraps_unions() {
     .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["violations"][0]["path"], "/user");
-    assert!(reason(&body).contains("wrapped"), "{body}");
+    assert!(first_reason(&body).contains("wrapped"), "{body}");
 }
 
 #[tokio::test]
@@ -182,7 +170,7 @@ async fn confluent_framed_datums_are_accepted_and_kept_framed() {
     .await;
     assert_eq!(status, 422, "another schema's id: {body}");
     assert!(
-        reason(&body).contains("is not a version of schema `payments`"),
+        first_reason(&body).contains("is not a version of schema `payments`"),
         "{body}"
     );
 }
@@ -198,7 +186,10 @@ async fn deeply_nested_recursive_datums_are_refused_before_decoding() {
     );
     let (status, body) = send(&gw, "tree", AVRO, "tree_nested_500000.avro").await;
     assert_eq!(status, 422, "{body}");
-    assert!(reason(&body).contains("nests deeper than 100"), "{body}");
+    assert!(
+        first_reason(&body).contains("nests deeper than 100"),
+        "{body}"
+    );
     assert_eq!(gw.get("/healthz").await.0, 200);
 }
 

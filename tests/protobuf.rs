@@ -4,13 +4,13 @@
 mod common;
 
 use base64::Engine as _;
-use common::{fixture, Gateway};
+use common::{first_reason, fixture, fixture_bytes, Gateway};
 use serde_json::Value;
 
 const PROTOBUF: &str = "application/x-protobuf";
 
 fn message(name: &str) -> Vec<u8> {
-    std::fs::read(fixture("protobuf/messages").join(name)).unwrap()
+    fixture_bytes(&format!("protobuf/messages/{name}"))
 }
 
 async fn gateway() -> Gateway {
@@ -18,20 +18,8 @@ async fn gateway() -> Gateway {
 }
 
 async fn send(gw: &Gateway, station: &str, content_type: &str, name: &str) -> (u16, Value) {
-    gw.post_bytes(
-        &format!("/v1/stations/{station}/messages"),
-        content_type,
-        message(name),
-        &[],
-    )
-    .await
-}
-
-fn reason(body: &Value) -> String {
-    body["violations"][0]["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    gw.send_fixture(station, content_type, &format!("protobuf/messages/{name}"))
+        .await
 }
 
 #[tokio::test]
@@ -80,7 +68,7 @@ async fn broken_binary_messages_are_422_with_the_reason_and_dead_lettered() {
     ] {
         let (status, body) = send(&gw, "orders", PROTOBUF, name).await;
         assert_eq!(status, 422, "{name}: {body}");
-        assert!(reason(&body).contains(expected), "{name}: {body}");
+        assert!(first_reason(&body).contains(expected), "{name}: {body}");
         assert!(body["dlq_id"].is_string(), "{name}: {body}");
     }
     assert_eq!(gw.get("/healthz").await.0, 200);
@@ -104,7 +92,7 @@ async fn unknown_fields_are_violations_naming_the_field() {
     let (status, body) = send(&gw, "orders", PROTOBUF, "order_unknown_field.bin").await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["violations"][0]["path"], "/99");
-    assert!(reason(&body).contains("field number 99"), "{body}");
+    assert!(first_reason(&body).contains("field number 99"), "{body}");
 
     let (status, body) = send(
         &gw,
@@ -114,7 +102,7 @@ async fn unknown_fields_are_violations_naming_the_field() {
     )
     .await;
     assert_eq!(status, 422, "{body}");
-    assert!(reason(&body).contains("discount"), "{body}");
+    assert!(first_reason(&body).contains("discount"), "{body}");
 
     let (status, body) = send(&gw, "orders", "application/json", "order_wrong_type.json").await;
     assert_eq!(status, 422, "{body}");
@@ -130,7 +118,10 @@ async fn proto2_required_fields_are_enforced() {
     let (status, body) = send(&gw, "legacy", PROTOBUF, "legacy_missing_required.bin").await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["violations"][0]["path"], "/id");
-    assert!(reason(&body).contains("required field `id`"), "{body}");
+    assert!(
+        first_reason(&body).contains("required field `id`"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -139,7 +130,7 @@ async fn nesting_past_the_recursion_limit_is_refused_and_the_server_stays_health
     assert_eq!(send(&gw, "tree", PROTOBUF, "tree_shallow.bin").await.0, 201);
     let (status, body) = send(&gw, "tree", PROTOBUF, "tree_deep.bin").await;
     assert_eq!(status, 422, "{body}");
-    assert!(reason(&body).contains("recursion"), "{body}");
+    assert!(first_reason(&body).contains("recursion"), "{body}");
     assert_eq!(gw.get("/healthz").await.0, 200);
 }
 
@@ -172,12 +163,12 @@ async fn confluent_framed_messages_are_judged_by_the_version_their_id_names() {
 
     let (status, body) = send(&gw, "orders", FRAMED, "order_framed_wrong_message.bin").await;
     assert_eq!(status, 422, "{body}");
-    assert!(reason(&body).contains("name acme.LineItem"), "{body}");
+    assert!(first_reason(&body).contains("name acme.LineItem"), "{body}");
 
     let (status, body) = send(&gw, "orders", FRAMED, "order_framed_unknown_id.bin").await;
     assert_eq!(status, 422, "{body}");
     assert!(
-        reason(&body).contains("schema id 12345 is not a version of schema `orders`"),
+        first_reason(&body).contains("schema id 12345 is not a version of schema `orders`"),
         "{body}"
     );
 }

@@ -30,6 +30,19 @@ pub fn fixture(path: &str) -> PathBuf {
         .join(path)
 }
 
+/// The bytes of a committed fixture file, e.g. `fixture_bytes("avro/messages/click_valid.avro")`.
+pub fn fixture_bytes(path: &str) -> Vec<u8> {
+    std::fs::read(fixture(path)).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+}
+
+/// The reason of the first violation in a 422 body (empty if there is none).
+pub fn first_reason(body: &Value) -> String {
+    body["violations"][0]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 impl Repo {
     pub fn new(files: &[(&str, &str)]) -> Self {
         let repo = Self {
@@ -144,6 +157,22 @@ impl Gateway {
             request = request.header(*name, *value);
         }
         answer(request.send().await.unwrap()).await
+    }
+
+    /// Produces the bytes of fixture file `path` to `station` with `content_type`.
+    pub async fn send_fixture(
+        &self,
+        station: &str,
+        content_type: &str,
+        path: &str,
+    ) -> (u16, Value) {
+        self.post_bytes(
+            &format!("/v1/stations/{station}/messages"),
+            content_type,
+            fixture_bytes(path),
+            &[],
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
