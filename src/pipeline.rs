@@ -219,20 +219,19 @@ impl Pipeline {
                 ),
             }
         } else {
-            let named_by_payload = schema
-                .versions()
-                .iter()
-                .rev()
-                .find(|v| {
-                    v.compiled
-                        .written_with_this_version(&message.payload, &encoding)
-                })
-                .map(|v| v.version);
-            (
-                message.schema_version.or(named_by_payload),
-                message.payload.clone(),
-                None,
-            )
+            // Only when the producer named no version: a payload may name the one that wrote it.
+            let requested = message.schema_version.or_else(|| {
+                schema
+                    .versions()
+                    .iter()
+                    .rev()
+                    .find(|v| {
+                        v.compiled
+                            .written_with_this_version(&message.payload, &encoding)
+                    })
+                    .map(|v| v.version)
+            });
+            (requested, message.payload.clone(), None)
         };
         let version = match station.pick_version(requested) {
             Ok(version) => version.expect("a station with a schema picks a version"),

@@ -1,0 +1,232 @@
+//! Avro, through `apache-avro`: `.avsc` versions, and payloads sent as
+//!
+//! * a binary datum (`avro/binary`), read with the version as writer schema; bytes left over after
+//!   the datum are a violation;
+//! * single-object encoding (`C3 01` + the version's 8-byte Rabin fingerprint, then the datum);
+//! * JSON: plain JSON matched against the schema the way `fastavro.validate` judges it (unions
+//!   unwrapped, as Memphis's SDKs send them; a missing field is null), or — with
+//!   `encoding = "avro-json"` in schema.toml — the Avro specification's JSON encoding, where a
+//!   non-null union value is wrapped as `{"<branch type>": value}`.
+//!
+//! Logical types are checked where the specification constrains them: decimal precision,
+//! `uuid` strings, `time-millis`/`time-micros` within a day. A hostile length prefix never
+//! allocates more than `[limits] max_avro_allocation_bytes`. Stations with
+//! `normalize = "binary"` store JSON payloads as binary datums.
+//!
+//! This module owns compiling a version and the entry point; `binary` reads datums, `json` judges
+//! and normalizes JSON payloads.
+
+mod binary;
+mod json;
+
+use std::collections::HashMap;
+
+use apache_avro::headers::{HeaderBuilder, RabinFingerprintHeader};
+use apache_avro::schema::Name;
+use apache_avro::Schema;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use super::{
+    CompileError, CompileInput, CompiledSchema, Normalize, PayloadEncoding, Valid, Violation,
+    MAX_VIOLATIONS,
+};
+
+/// How an Avro schema expects JSON payloads (`encoding` in schema.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum JsonEncoding {
+    /// Plain JSON, unions unwrapped.
+    #[default]
+    #[serde(rename = "plain")]
+    Plain,
+    /// The Avro specification's JSON encoding, unions wrapped.
+    #[serde(rename = "avro-json")]
+    AvroJson,
+}
+
+const DAY_MILLIS: i64 = 86_400_000;
+/// Deepest nesting of records, arrays and maps a binary datum may have (as prost allows Protobuf).
+const MAX_NESTING: usize = 100;
+/// Stack for decoding datums of recursive schemas (virtual memory, committed only as used).
+const RECURSIVE_DECODE_STACK: usize = 64 * 1024 * 1024;
+
+/// Sets the most bytes one decode may allocate for a length-prefixed value. The first call wins
+/// for the whole process (the crate keeps it globally).
+pub fn set_allocation_limit(bytes: usize) -> usize {
+    apache_avro::util::max_allocation_bytes(bytes)
+}
+
+/// A compiled Avro version.
+#[derive(Debug)]
+pub struct AvroSchema {
+    schema: Schema,
+    /// Named types by full name, for `Ref`s met while walking the schema.
+    names: HashMap<String, Schema>,
+    /// `C3 01` + this version's Rabin fingerprint.
+    single_object_header: Vec<u8>,
+    json_encoding: JsonEncoding,
+    /// Whether the schema refers to named types, the only way it can be recursive. The decoder
+    /// recurses per nesting level, so such datums are measured first (see [`Self::check_nesting`]).
+    has_refs: bool,
+    /// Whether the schema uses a logical type whose values the decoder does not bound (decimal
+    /// precision, time of day); only then is a decoded datum walked again.
+    has_bounded_logical_types: bool,
+}
+
+impl AvroSchema {
+    pub fn compile(input: &CompileInput<'_>) -> Result<Self, CompileError> {
+        let schema = Schema::parse_str(input.text).map_err(|e| CompileError::new(e.to_string()))?;
+        let mut names = HashMap::new();
+        collect_names(&schema, &mut names);
+        let has_refs = contains_ref(&schema);
+        let has_bounded_logical_types = names
+            .values()
+            .chain(std::iter::once(&schema))
+            .any(has_bounded_logical_type);
+        Ok(Self {
+            has_refs,
+            has_bounded_logical_types,
+            single_object_header: RabinFingerprintHeader::from_schema(&schema).build_header(),
+            schema,
+            names,
+            json_encoding: input.settings.encoding,
+        })
+    }
+
+    fn resolve<'a>(&'a self, schema: &'a Schema) -> &'a Schema {
+        match schema {
+            Schema::Ref { name } => self.names.get(&full_name(name)).unwrap_or(schema),
+            other => other,
+        }
+    }
+}
+
+impl CompiledSchema for AvroSchema {
+    fn validate(
+        &self,
+        payload: &Bytes,
+        encoding: &PayloadEncoding,
+        normalize: Normalize,
+    ) -> Result<Valid, Vec<Violation>> {
+        if encoding.is_json() {
+            let value: Json = serde_json::from_slice(payload)
+                .map_err(|e| vec![Violation::whole_message(format!("not valid JSON: {e}"))])?;
+            let mut violations = Vec::new();
+            if !self.check_json(&value, &self.schema, "", &mut violations) {
+                violations.truncate(MAX_VIOLATIONS);
+                return Err(violations);
+            }
+            if normalize == Normalize::Binary {
+                let datum = self.to_binary(&value).map_err(|v| vec![v])?;
+                return Ok(Valid {
+                    value: Bytes::from(datum),
+                    is_json: false,
+                });
+            }
+        } else {
+            let framed = *encoding == PayloadEncoding::ConfluentFramed;
+            self.validate_binary(payload, !framed)?;
+        }
+        Ok(Valid {
+            value: payload.clone(),
+            is_json: encoding.is_json(),
+        })
+    }
+
+    fn written_with_this_version(&self, payload: &Bytes, encoding: &PayloadEncoding) -> bool {
+        *encoding == PayloadEncoding::Avro && payload.starts_with(&self.single_object_header)
+    }
+}
+
+/// Whether `schema` directly holds a decimal or time-of-day value (named types are checked one by
+/// one by the caller).
+fn has_bounded_logical_type(schema: &Schema) -> bool {
+    match schema {
+        Schema::Decimal(_) | Schema::TimeMillis | Schema::TimeMicros => true,
+        Schema::Record(record) => record
+            .fields
+            .iter()
+            .any(|f| has_bounded_logical_type(&f.schema)),
+        Schema::Array(a) => has_bounded_logical_type(&a.items),
+        Schema::Map(m) => has_bounded_logical_type(&m.types),
+        Schema::Union(u) => u.variants().iter().any(has_bounded_logical_type),
+        _ => false,
+    }
+}
+
+/// Whether `schema` mentions a named type by reference anywhere.
+fn contains_ref(schema: &Schema) -> bool {
+    match schema {
+        Schema::Ref { .. } => true,
+        Schema::Record(record) => record.fields.iter().any(|f| contains_ref(&f.schema)),
+        Schema::Array(a) => contains_ref(&a.items),
+        Schema::Map(m) => contains_ref(&m.types),
+        Schema::Union(u) => u.variants().iter().any(contains_ref),
+        _ => false,
+    }
+}
+
+fn collect_names(schema: &Schema, names: &mut HashMap<String, Schema>) {
+    match schema {
+        Schema::Record(record) => {
+            names.insert(full_name(&record.name), schema.clone());
+            for field in &record.fields {
+                collect_names(&field.schema, names);
+            }
+        }
+        Schema::Enum(e) => {
+            names.insert(full_name(&e.name), schema.clone());
+        }
+        Schema::Fixed(f) => {
+            names.insert(full_name(&f.name), schema.clone());
+        }
+        Schema::Array(a) => collect_names(&a.items, names),
+        Schema::Map(m) => collect_names(&m.types, names),
+        Schema::Union(u) => u.variants().iter().for_each(|v| collect_names(v, names)),
+        Schema::Decimal(d) => collect_names(&d.inner, names),
+        _ => {}
+    }
+}
+
+fn full_name(name: &Name) -> String {
+    name.fullname(None)
+}
+
+/// The name a union branch goes by in the Avro JSON encoding.
+fn type_name(schema: &Schema) -> String {
+    match schema {
+        Schema::Record(r) => full_name(&r.name),
+        Schema::Enum(e) => full_name(&e.name),
+        Schema::Fixed(f) => full_name(&f.name),
+        Schema::Ref { name } => full_name(name),
+        Schema::Null => "null".into(),
+        Schema::Boolean => "boolean".into(),
+        Schema::Int | Schema::Date | Schema::TimeMillis => "int".into(),
+        Schema::Long
+        | Schema::TimeMicros
+        | Schema::TimestampMillis
+        | Schema::TimestampMicros
+        | Schema::TimestampNanos
+        | Schema::LocalTimestampMillis
+        | Schema::LocalTimestampMicros
+        | Schema::LocalTimestampNanos => "long".into(),
+        Schema::Float => "float".into(),
+        Schema::Double => "double".into(),
+        Schema::Bytes | Schema::BigDecimal => "bytes".into(),
+        Schema::String | Schema::Uuid => "string".into(),
+        Schema::Array(_) => "array".into(),
+        Schema::Map(_) => "map".into(),
+        Schema::Union(_) => "union".into(),
+        Schema::Decimal(d) => type_name(&d.inner),
+        Schema::Duration => "fixed".into(),
+    }
+}
+
+fn violation(path: &str, reason: impl Into<String>) -> Violation {
+    Violation {
+        path: path.to_owned(),
+        schema_path: String::new(),
+        reason: reason.into(),
+    }
+}
