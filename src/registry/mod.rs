@@ -62,6 +62,7 @@ pub struct SchemaSettings {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub allow_unknown_fields: bool,
     /// Avro: how JSON payloads are written, `"plain"` (unions unwrapped) or `"avro-json"`.
+    #[serde(skip_serializing_if = "is_default")]
     pub encoding: crate::formats::avro::JsonEncoding,
     /// GraphQL: the type JSON data must match; without it payloads are executable documents.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,6 +75,10 @@ pub struct SchemaSettings {
     pub max_tokens: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// Compatibility modes, in Confluent Schema Registry's vocabulary.
