@@ -13,6 +13,15 @@ use crate::formats::{pointer_escape, preview, Violation, MAX_VIOLATIONS};
 
 impl AvroSchema {
     /// Judges a JSON value against `schema`; pushes violations and returns whether it matched.
+    /// A union's branches as the JSON encoding names them, for messages.
+    fn branch_names(&self, branches: &[Schema]) -> String {
+        branches
+            .iter()
+            .map(|b| type_name(self.resolve(b)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub(super) fn check_json(
         &self,
         value: &Json,
@@ -163,16 +172,12 @@ impl AvroSchema {
                     .iter()
                     .any(|branch| self.check_json(value, branch, path, &mut Vec::new()));
                 matched || {
-                    let names: Vec<String> = branches
-                        .iter()
-                        .map(|b| type_name(self.resolve(b)))
-                        .collect();
                     out.push(violation(
                         path,
                         format!(
                             "{} matches no branch of the union [{}]",
                             preview(value),
-                            names.join(", ")
+                            self.branch_names(branches)
                         ),
                     ));
                     false
@@ -201,15 +206,11 @@ impl AvroSchema {
                         out,
                     ),
                     None => {
-                        let names: Vec<String> = branches
-                            .iter()
-                            .map(|b| type_name(self.resolve(b)))
-                            .collect();
                         out.push(violation(
                             path,
                             format!(
                                 "`{tag}` is not a branch of the union [{}]",
-                                names.join(", ")
+                                self.branch_names(branches)
                             ),
                         ));
                         false
