@@ -121,7 +121,7 @@ impl GroupState {
         ack_timeout: Duration,
     ) -> Vec<(u64, u32)> {
         let now = Instant::now();
-        self.leases.retain(|offset, _| *offset >= first);
+        self.skip_trimmed(first);
         let mut out = Vec::new();
         for (offset, lease) in self.leases.iter_mut() {
             if out.len() == max {
@@ -133,7 +133,6 @@ impl GroupState {
                 out.push((*offset, lease.delivery));
             }
         }
-        self.next = self.next.max(first);
         while out.len() < max && self.next < next {
             let offset = self.next;
             self.next += 1;
@@ -158,8 +157,21 @@ impl GroupState {
         self.leases.values().map(|l| l.deadline).min()
     }
 
-    /// Acknowledges `offsets`; offsets never leased to this group are reported unknown.
-    pub(super) fn ack(&mut self, offsets: &[u64]) -> AckOutcome {
+    /// Forgets everything below `first`, the log's oldest retained offset: messages retention
+    /// removed can never be acked, and must not hold the committed position back.
+    fn skip_trimmed(&mut self, first: u64) {
+        self.leases.retain(|offset, _| *offset >= first);
+        if self.committed.below < first {
+            self.committed.below = first;
+            self.committed.acked = self.committed.acked.split_off(&first);
+        }
+        self.next = self.next.max(first);
+    }
+
+    /// Acknowledges `offsets` of a log whose oldest retained offset is `first`; offsets never
+    /// leased to this group are reported unknown.
+    pub(super) fn ack(&mut self, offsets: &[u64], first: u64) -> AckOutcome {
+        self.skip_trimmed(first);
         let mut outcome = AckOutcome::default();
         for &offset in offsets {
             if self.leases.remove(&offset).is_some() {
@@ -229,7 +241,7 @@ mod tests {
     fn acked_offsets_advance_the_committed_position() {
         let mut group = state();
         group.lease(0, 3, 3, LONG);
-        let outcome = group.ack(&[1, 0, 9]);
+        let outcome = group.ack(&[1, 0, 9], 0);
         assert_eq!(
             outcome,
             AckOutcome {
@@ -238,7 +250,25 @@ mod tests {
             }
         );
         assert_eq!(group.committed.below, 2);
-        assert_eq!(group.ack(&[0]).acked, 1, "re-acking is harmless");
+        assert_eq!(group.ack(&[0], 0).acked, 1, "re-acking is harmless");
+    }
+
+    #[test]
+    fn messages_removed_by_retention_do_not_hold_the_position_back() {
+        let mut group = state();
+        group.lease(0, 10, 10, LONG);
+        group.ack(&[1, 2, 3], 0);
+        assert_eq!(group.committed.below, 0, "offset 0 is still pending");
+        // Retention removed offsets 0..5; 0 can never be acked now.
+        group.ack(&[6], 5);
+        assert_eq!(group.committed.below, 5);
+        group.ack(&[5], 5);
+        assert_eq!(group.committed.below, 7);
+        assert!(
+            group.committed.acked.is_empty(),
+            "{:?}",
+            group.committed.acked
+        );
     }
 
     #[test]

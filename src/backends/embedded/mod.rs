@@ -342,9 +342,9 @@ impl EmbeddedStore {
         group: &str,
         offsets: &[u64],
     ) -> Result<AckOutcome, BackendError> {
-        let (_, state) = self.group_state(log, group)?;
+        let (log, state) = self.group_state(log, group)?;
         let mut state = state.lock().await;
-        let outcome = state.ack(offsets);
+        let outcome = state.ack(offsets, log.first.load(Ordering::Acquire));
         if outcome.acked > 0 {
             let (key, value) = state.persisted();
             self.put_meta(key, value).await?;
