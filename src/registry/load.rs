@@ -7,7 +7,7 @@
 //! folders without versions, such as `common/`) are support files that `$ref`s may use.
 //! `stations.toml` sits at the repository root.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -27,8 +27,14 @@ pub fn build(
     extra_stations: &[StationConfig],
 ) -> Result<Snapshot, Vec<LoadProblem>> {
     let mut problems = Vec::new();
-    let schemas = load_schemas(files, &mut problems);
-    let stations = load_stations(files, extra_stations, &schemas, &mut problems);
+    let (schemas, failed_schemas) = load_schemas(files, &mut problems);
+    let stations = load_stations(
+        files,
+        extra_stations,
+        &schemas,
+        &failed_schemas,
+        &mut problems,
+    );
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -55,10 +61,11 @@ fn schema_root(files: &RepoFiles) -> &'static str {
     }
 }
 
+/// The schemas that loaded, and the names of those that did not (their problems already reported).
 fn load_schemas(
     files: &RepoFiles,
     problems: &mut Vec<LoadProblem>,
-) -> BTreeMap<String, Arc<Schema>> {
+) -> (BTreeMap<String, Arc<Schema>>, HashSet<String>) {
     let root = schema_root(files);
     let mut folders: BTreeMap<&str, Vec<VersionFile<'_>>> = BTreeMap::new();
     let mut settings_files: HashMap<&str, &str> = HashMap::new();
@@ -97,6 +104,7 @@ fn load_schemas(
     }
 
     let mut schemas = BTreeMap::new();
+    let mut failed = HashSet::new();
     let mut taken_ids: HashMap<u32, String> = HashMap::new();
     for (name, mut version_files) in folders {
         version_files.sort_by_key(|v| v.version);
@@ -105,6 +113,7 @@ fn load_schemas(
                 Ok(settings) => settings,
                 Err(message) => {
                     problems.push(problem(path, "schema_settings", message));
+                    failed.insert(name.to_owned());
                     continue;
                 }
             },
@@ -125,9 +134,11 @@ fn load_schemas(
                 }
             }
             schemas.insert(name.to_owned(), Arc::new(schema));
+        } else {
+            failed.insert(name.to_owned());
         }
     }
-    schemas
+    (schemas, failed)
 }
 
 fn load_schema(
@@ -214,6 +225,7 @@ fn load_stations(
     files: &RepoFiles,
     extra_stations: &[StationConfig],
     schemas: &BTreeMap<String, Arc<Schema>>,
+    failed_schemas: &HashSet<String>,
     problems: &mut Vec<LoadProblem>,
 ) -> BTreeMap<String, Arc<Station>> {
     let mut configs: Vec<(&str, StationConfig)> = Vec::new();
@@ -248,10 +260,7 @@ fn load_stations(
                 Some(schema) => Some(schema.clone()),
                 None => {
                     // A schema that failed to load was already reported; don't pile on.
-                    if !problems
-                        .iter()
-                        .any(|p| p.file.contains(&format!("{name}/")))
-                    {
+                    if !failed_schemas.contains(name) {
                         problems.push(station_problem(format!("no schema named `{name}`")));
                     }
                     continue;
@@ -397,6 +406,26 @@ mod tests {
                 .iter()
                 .any(|p| p.rule == "station" && p.message.contains("no schema named `nope`")),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_schema_is_reported_even_when_a_similarly_named_one_failed() {
+        let files = repo(&[
+            ("banana/v1.json", "{broken"),
+            ("stations.toml", "[[station]]\nname = \"s\"\nschema = \"a\"\n[[station]]\nname = \"t\"\nschema = \"banana\"\n"),
+        ]);
+        let problems = build(&files, &[]).unwrap_err();
+        let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        assert!(
+            messages.contains(&"station `s`: no schema named `a`"),
+            "{messages:?}"
+        );
+        assert!(
+            !messages
+                .iter()
+                .any(|m| m.contains("no schema named `banana`")),
+            "the broken schema is reported once, as a compile problem: {messages:?}"
         );
     }
 
