@@ -196,7 +196,7 @@ impl Config {
             message,
         };
         // Parse the file on its own first, so errors point at its lines.
-        toml::from_str::<Config>(&text).map_err(|e| invalid(e.to_string()))?;
+        let from_file: Config = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         let mut table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         let mut applied = Vec::new();
         for (var, raw) in vars {
@@ -211,8 +211,8 @@ impl Config {
                 applied.push(var);
             }
         }
-        let config: Config = if applied.is_empty() {
-            toml::from_str(&text).map_err(|e| invalid(e.to_string()))?
+        let config = if applied.is_empty() {
+            from_file
         } else {
             Config::deserialize(toml::Value::Table(table)).map_err(|e| {
                 ConfigError::Environment {

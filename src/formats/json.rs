@@ -102,7 +102,7 @@ fn repo_path(file: &Path) -> String {
 pub fn index_json_documents(files: &RepoFiles) -> HashMap<String, Value> {
     let mut documents = HashMap::new();
     for (path, contents) in files.iter() {
-        if !path.ends_with(".json") || path.ends_with("stations.json") {
+        if !path.ends_with(".json") {
             continue;
         }
         let Ok(value) = serde_json::from_slice::<Value>(contents) else {

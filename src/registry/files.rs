@@ -24,14 +24,6 @@ impl RepoFiles {
         self.files.iter().map(|(p, b)| (p.as_str(), b))
     }
 
-    pub fn len(&self) -> usize {
-        self.files.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
-
     /// Every JSON document of the repository, parsed once per tree and shared by all the JSON
     /// Schema versions compiled from it (for `$ref` resolution).
     pub fn json_documents(&self) -> Arc<HashMap<String, Value>> {
