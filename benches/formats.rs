@@ -25,8 +25,9 @@ fn fixtures(path: &str) -> std::path::PathBuf {
 
 fn pipeline(repo: &str, store_dir: &Path) -> Pipeline {
     let files = source::read_directory(&fixtures(repo)).unwrap();
-    let snapshot = load::build(&files, &[]).unwrap();
-    let registry = Arc::new(Registry::new(repo.into(), snapshot));
+    let revision = files.fingerprint();
+    let snapshot = load::build(Arc::new(files), revision, &[], load::History::Unknown).unwrap();
+    let registry = Arc::new(Registry::serving(repo.into(), snapshot));
     Pipeline::new(
         registry,
         EmbeddedStore::open(store_dir, FsyncPolicy::Never).unwrap(),

@@ -44,8 +44,10 @@ fn pipeline(dir: &std::path::Path) -> Pipeline {
     ]
     .into_iter()
     .collect();
-    let snapshot = load::build(&files, &[]).expect("bench repository loads");
-    let registry = Arc::new(Registry::new("bench".into(), snapshot));
+    let revision = files.fingerprint();
+    let snapshot = load::build(Arc::new(files), revision, &[], load::History::Unknown)
+        .expect("bench repository loads");
+    let registry = Arc::new(Registry::serving("bench".into(), snapshot));
     let store = EmbeddedStore::open(dir, FsyncPolicy::Never).expect("store opens");
     Pipeline::new(registry, store, Limits::default())
 }

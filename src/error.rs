@@ -78,6 +78,12 @@ pub enum ApiError {
         id: u64,
         offset: u64,
     },
+    #[error("{0}")]
+    RegistryNotReady(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("the schema source cannot be read: {0}")]
+    SourceUnavailable(String),
     #[error("no such endpoint: {0}")]
     NotFound(String),
     #[error("method not allowed on this endpoint")]
@@ -101,7 +107,10 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::BackendNotConfigured { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BackendNotConfigured { .. }
+            | Self::RegistryNotReady(_)
+            | Self::SourceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Backend(BackendError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Backend(BackendError::Corrupt { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::AlreadyReplayed { .. } => StatusCode::CONFLICT,
@@ -128,6 +137,9 @@ impl ApiError {
             Self::Backend(BackendError::Corrupt { .. }) => "storage_corrupt",
             Self::DeadLetterNotFound { .. } => "unknown_dead_letter",
             Self::AlreadyReplayed { .. } => "already_replayed",
+            Self::RegistryNotReady(_) => "registry_not_ready",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::SourceUnavailable(_) => "registry_source_unavailable",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
         }

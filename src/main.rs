@@ -1,13 +1,16 @@
-//! The `sluice` command: `serve` runs the gateway, `check` vets a schema repository offline.
+//! The `sluice` command: `serve` runs the gateway, `check` vets a schema repository offline (and,
+//! with `--base`, a change to one).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use sluice::config::Config;
-use sluice::registry::{load, source};
+use sluice::registry::load::{self, History};
+use sluice::registry::{git, source};
 
 /// Default config file, used when `--config` is not given (a missing default file means defaults).
 const DEFAULT_CONFIG: &str = "config/sluice.toml";
@@ -32,12 +35,19 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Compile every schema and station binding of a schema repository and list every problem,
-    /// one line each (file: rule: why). Exits non-zero if there is any. For schema authors' CI.
+    /// Compile every schema and station binding of a schema repository and run every registry
+    /// rule on it, listing each problem on one line (file: version: rule: why). Exits non-zero if
+    /// there is any. For schema authors' CI.
     Check {
-        /// The schema repository (a directory).
+        /// The schema repository (a directory; with --base, inside a git working tree).
         #[arg(default_value = "schemas")]
         dir: PathBuf,
+        /// A git revision (branch, tag or commit) the directory's files are a change to, e.g.
+        /// `origin/main`: published versions must be unchanged and new versions compatible with
+        /// it, as the gateway would require. Without it, every version is judged against the ones
+        /// before it.
+        #[arg(long, value_name = "REV")]
+        base: Option<String>,
     },
 }
 
@@ -52,7 +62,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve { config } => serve(config),
-        Command::Check { dir } => check(&dir),
+        Command::Check { dir, base } => check(&dir, base.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -100,16 +110,43 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
-fn check(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn check(dir: &std::path::Path, base: Option<&str>) -> anyhow::Result<ExitCode> {
     let files = source::read_directory(dir)?;
-    match load::build(&files, &[]) {
+    let base_snapshot = match base {
+        None => None,
+        Some(rev) => {
+            let (commit, base_files) = git::files_at_revision(dir, rev)?;
+            match load::build(
+                Arc::new(base_files),
+                commit.clone(),
+                &[],
+                History::AlreadyServed,
+            ) {
+                Ok(snapshot) => Some(snapshot),
+                Err(problems) => {
+                    eprintln!(
+                        "note: the base {rev} ({commit}) does not load itself ({} problem(s)); judging every version instead",
+                        problems.len()
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let history = base_snapshot
+        .as_ref()
+        .map_or(History::Unknown, History::Since);
+    let revision = files.fingerprint();
+    match load::build(Arc::new(files), revision, &[], history) {
         Ok(snapshot) => {
             let versions: usize = snapshot.schemas().map(|s| s.versions().len()).sum();
             println!(
-                "ok: {} schemas, {versions} versions, {} stations in {}",
+                "ok: {} schemas, {versions} versions, {} stations in {}{}",
                 snapshot.schemas().count(),
                 snapshot.stations().count(),
-                dir.display()
+                dir.display(),
+                base.map(|rev| format!(", compatible with {rev}"))
+                    .unwrap_or_default()
             );
             Ok(ExitCode::SUCCESS)
         }

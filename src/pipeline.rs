@@ -93,11 +93,14 @@ impl Pipeline {
         &self.limits
     }
 
-    fn station(snapshot: &Snapshot, name: &str) -> Result<Arc<Station>, ApiError> {
+    fn station(&self, snapshot: &Snapshot, name: &str) -> Result<Arc<Station>, ApiError> {
         snapshot
             .station(name)
             .cloned()
-            .ok_or_else(|| ApiError::UnknownStation(name.to_owned()))
+            .ok_or_else(|| match self.registry.not_ready_reason() {
+                Some(reason) => ApiError::RegistryNotReady(reason),
+                None => ApiError::UnknownStation(name.to_owned()),
+            })
     }
 
     fn backend(&self, station: &Station) -> Result<&dyn Backend, ApiError> {
@@ -136,7 +139,7 @@ impl Pipeline {
         messages: Vec<Incoming>,
     ) -> Result<Vec<Result<Accepted, ApiError>>, ApiError> {
         let snapshot = self.registry.snapshot();
-        let station = Self::station(&snapshot, station)?;
+        let station = self.station(&snapshot, station)?;
         let backend = self.backend(&station)?;
         let received_at_ms = now_ms();
 
@@ -331,7 +334,7 @@ impl Pipeline {
         station: &str,
         group: &str,
     ) -> Result<(Arc<Station>, &EmbeddedStore), ApiError> {
-        let station = Self::station(&self.registry.snapshot(), station)?;
+        let station = self.station(&self.registry.snapshot(), station)?;
         check_group_name(group)?;
         let store = self.embedded_for(&station)?;
         Ok((station, store))
@@ -385,7 +388,7 @@ impl Pipeline {
         max: usize,
     ) -> Result<Vec<DeadLetterView>, ApiError> {
         let snapshot = self.registry.snapshot();
-        let station = Self::station(&snapshot, station)?;
+        let station = self.station(&snapshot, station)?;
         let store = self.embedded_for(&station)?;
         let max = max.clamp(1, self.limits.max_consume_messages);
         store
@@ -402,7 +405,7 @@ impl Pipeline {
     /// passes. A dead letter is forwarded at most once.
     pub async fn replay(&self, station_name: &str, id: &str) -> Result<Accepted, ApiError> {
         let snapshot = self.registry.snapshot();
-        let station = Self::station(&snapshot, station_name)?;
+        let station = self.station(&snapshot, station_name)?;
         let store = self.embedded_for(&station)?;
         let not_found = || ApiError::DeadLetterNotFound {
             station: station.name.clone(),

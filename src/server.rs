@@ -10,9 +10,10 @@ use tokio::net::TcpListener;
 use crate::backends::embedded::{EmbeddedStore, StoreError};
 use crate::config::Config;
 use crate::pipeline::Pipeline;
-use crate::registry::source::{self, SourceError};
+use crate::registry::source::{Source, SourceError};
 use crate::registry::stations::BackendRef;
-use crate::registry::{load, LoadProblem, Registry};
+use crate::registry::sync::Syncer;
+use crate::registry::{LoadProblem, Registry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -37,8 +38,9 @@ fn list(problems: &[LoadProblem]) -> String {
         .join("\n")
 }
 
-/// Loads the registry and opens the store: everything but the listener.
-pub fn build_pipeline(config: &Config) -> Result<Arc<Pipeline>, ServeError> {
+/// Loads the registry and opens the store: everything but the listener and background tasks.
+/// Returns the syncer that keeps the registry current, for [`serve`] to start.
+pub fn build_pipeline(config: &Config) -> Result<(Arc<Pipeline>, Syncer), ServeError> {
     let limit = crate::formats::avro::set_allocation_limit(config.limits.max_avro_allocation_bytes);
     if limit != config.limits.max_avro_allocation_bytes {
         tracing::warn!(
@@ -46,14 +48,41 @@ pub fn build_pipeline(config: &Config) -> Result<Arc<Pipeline>, ServeError> {
             "the Avro allocation limit was already set in this process"
         );
     }
-    let source_dir = &config.registry.source;
-    let files = source::read_directory(source_dir)?;
-    let snapshot =
-        load::build(&files, &config.station).map_err(|problems| ServeError::Registry {
-            source_dir: source_dir.display().to_string(),
-            problems,
-        })?;
-    for station in snapshot.stations() {
+    let source = Source::open(&config.registry, &config.storage.dir)?;
+    let is_directory = source.watched_directory().is_some();
+    let registry = Arc::new(Registry::new(source.describe()));
+    let mut syncer = Syncer::new(
+        source,
+        registry.clone(),
+        config.station.clone(),
+        &config.storage.dir,
+    );
+    syncer.start();
+    if !registry.is_serving() {
+        // A directory is right here: a repository that does not load is a start-up error. A git
+        // remote may come back, so the gateway starts, not ready, and says why.
+        let problems = match (registry.last_refusal(), registry.source_failure()) {
+            (Some(refusal), _) => refusal.errors,
+            (None, Some(failure)) => vec![LoadProblem {
+                file: registry.source().to_owned(),
+                version: None,
+                rule: "source",
+                message: failure.message,
+            }],
+            (None, None) => Vec::new(),
+        };
+        if is_directory {
+            return Err(ServeError::Registry {
+                source_dir: registry.source().to_owned(),
+                problems,
+            });
+        }
+        tracing::error!(
+            "not ready: {}",
+            registry.not_ready_reason().unwrap_or_default()
+        );
+    }
+    for station in registry.snapshot().stations() {
         if station.backend != BackendRef::Embedded {
             tracing::warn!(
                 station = %station.name,
@@ -62,13 +91,9 @@ pub fn build_pipeline(config: &Config) -> Result<Arc<Pipeline>, ServeError> {
             );
         }
     }
-    let registry = Arc::new(Registry::new(source_dir.display().to_string(), snapshot));
     let store = EmbeddedStore::open(&config.storage.dir, config.storage.fsync)?;
-    Ok(Arc::new(Pipeline::new(
-        registry,
-        store,
-        config.limits.clone(),
-    )))
+    let pipeline = Arc::new(Pipeline::new(registry, store, config.limits.clone()));
+    Ok((pipeline, syncer))
 }
 
 /// Serves the gateway on `listener` until `shutdown` completes, then drains in-flight requests.
@@ -77,15 +102,16 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let pipeline = build_pipeline(&config)?;
-    let mut background = Vec::new();
-    if config.registry.watch {
-        background.push(source::watch_directory(
-            config.registry.source.clone(),
-            pipeline.registry().clone(),
-            config.station.clone(),
-        )?);
-    }
+    let (pipeline, syncer) = build_pipeline(&config)?;
+    let webhook_secret = std::env::var(&config.registry.webhook_secret_env)
+        .ok()
+        .filter(|secret| !secret.is_empty())
+        .map(String::into_bytes);
+    let mut background = vec![syncer.spawn(
+        config.registry.poll_interval,
+        config.registry.watch,
+        webhook_secret,
+    )?];
     let retention = pipeline.clone();
     let every = config.storage.retention_check_interval;
     background.push(tokio::spawn(async move {
@@ -97,7 +123,7 @@ pub async fn serve(
     }));
     tracing::info!(
         http = %listener.local_addr()?,
-        registry = %config.registry.source.display(),
+        registry = %pipeline.registry().source(),
         storage = %config.storage.dir.display(),
         "sluice is serving"
     );

@@ -271,6 +271,7 @@ async fn producers_pick_among_accepted_versions() {
     let repo = Repo::new(&[
         ("orders/v1.json", ORDER_SCHEMA),
         ("orders/v2.json", r#"{"type":"object","required":["order_id","total"]}"#),
+        ("orders/schema.toml", "compatibility = \"none\"\n"),
         (
             "stations.toml",
             "[[station]]\nname = \"orders\"\nschema = \"orders\"\naccept = \">=1\"\n\n[[station]]\nname = \"strict\"\nschema = \"orders\"\n",
@@ -418,6 +419,7 @@ async fn confluent_framed_json_is_judged_by_its_id_and_kept_framed() {
             "orders/v2.json",
             r#"{"type":"object","required":["total"]}"#,
         ),
+        ("orders/schema.toml", "compatibility = \"none\"\n"),
         (
             "stations.toml",
             "[[station]]\nname = \"orders\"\nschema = \"orders\"\naccept = \">=1\"\n",

@@ -3,7 +3,8 @@
 //!
 //! Adding a format means one new file and one arm in [`FormatKind`]'s matches; the registry and the
 //! pipeline only see the trait. This module also owns what every format shares: how a payload's
-//! encoding is named ([`PayloadEncoding`]) and how a failure is explained ([`Violation`]).
+//! encoding is named ([`PayloadEncoding`]), how a failure is explained ([`Violation`]) and how a
+//! breaking change between two versions is described ([`Incompatibility`]).
 
 pub mod avro;
 pub mod confluent;
@@ -153,6 +154,78 @@ pub trait CompiledSchema: Send + Sync + std::fmt::Debug {
     fn written_with_this_version(&self, _payload: &Bytes, _encoding: &PayloadEncoding) -> bool {
         false
     }
+
+    /// What changed from `older` (a version of the same schema, same format) to this version that
+    /// breaks readers, each change tagged with the readers it breaks. The registry decides, from
+    /// the schema's compatibility mode, which of them refuse a commit.
+    fn changes_since(&self, older: &dyn CompiledSchema) -> Vec<Incompatibility>;
+
+    /// For [`Self::changes_since`]: the concrete type behind the trait object.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// Which readers a schema change breaks, in Confluent's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Breaks {
+    /// Readers using the new version cannot read data written with the old one.
+    Backward,
+    /// Readers still on the old version cannot read data written with the new one.
+    Forward,
+    /// Both.
+    Both,
+}
+
+impl Breaks {
+    pub fn backward(self) -> bool {
+        matches!(self, Self::Backward | Self::Both)
+    }
+
+    pub fn forward(self) -> bool {
+        matches!(self, Self::Forward | Self::Both)
+    }
+}
+
+/// One breaking change between two versions of a schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Incompatibility {
+    pub breaks: Breaks,
+    /// A short stable name of the rule, e.g. `field_removed`, `required_added`.
+    pub rule: &'static str,
+    /// Where in the schema: a field path, JSON pointer or type name.
+    pub path: String,
+    pub message: String,
+}
+
+impl Incompatibility {
+    pub fn new(
+        breaks: Breaks,
+        rule: &'static str,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            breaks,
+            rule,
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// `older` as the concrete schema type `T`; versions of one schema share a format, so anything
+/// else is a registry bug, reported as a change rather than a panic.
+pub(crate) fn same_format<T: 'static>(
+    older: &dyn CompiledSchema,
+) -> Result<&T, Vec<Incompatibility>> {
+    older.as_any().downcast_ref::<T>().ok_or_else(|| {
+        vec![Incompatibility::new(
+            Breaks::Both,
+            "format_changed",
+            "",
+            "the versions use different schema formats",
+        )]
+    })
 }
 
 /// Why a message failed: where in the message, which schema rule, and a sentence.

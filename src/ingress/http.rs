@@ -56,6 +56,7 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
         )
         .route("/v1/schemas/{name}/validate", post(validate))
         .route("/v1/registry/status", get(registry_status))
+        .route("/v1/registry/sync", post(registry_sync))
         .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(pipeline)
@@ -77,7 +78,15 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(pipeline): Shared) -> Response {
-    let snapshot = pipeline.registry().snapshot();
+    let registry = pipeline.registry();
+    if let Some(reason) = registry.not_ready_reason() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "error": "registry_not_ready", "message": reason })),
+        )
+            .into_response();
+    }
+    let snapshot = registry.snapshot();
     match pipeline.embedded().check_ready().await {
         Ok(()) => {
             Json(json!({ "ready": true, "registry_revision": snapshot.revision })).into_response()
@@ -448,16 +457,60 @@ async fn validate(
 }
 
 async fn registry_status(State(pipeline): Shared) -> Json<serde_json::Value> {
-    let registry = pipeline.registry();
+    Json(registry_status_body(pipeline.registry()))
+}
+
+/// The registry status: what is serving, what was last refused and why, whether the source can be
+/// reached.
+fn registry_status_body(registry: &crate::registry::Registry) -> serde_json::Value {
     let snapshot = registry.snapshot();
-    Json(json!({
+    let refusal = registry.last_refusal();
+    let serving = registry.is_serving();
+    json!({
         "source": registry.source(),
-        "serving": {
+        "ready": serving,
+        "serving_commit": serving.then(|| snapshot.revision.clone()),
+        "serving": serving.then(|| json!({
             "revision": snapshot.revision,
             "loaded_at": rfc3339(snapshot.loaded_at),
             "schemas": snapshot.schemas().count(),
             "stations": snapshot.stations().count(),
-        },
-        "last_refusal": registry.last_refusal(),
-    }))
+        })),
+        "refused_commit": refusal.as_ref().map(|r| r.revision.clone()),
+        "errors": refusal.as_ref().map_or(&[][..], |r| &r.errors[..]),
+        "last_refusal": refusal,
+        "refusals_total": registry.refusals_total(),
+        "source_error": registry.source_failure(),
+    })
+}
+
+/// How long a webhook call waits for its sync before answering 202.
+const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn registry_sync(
+    State(pipeline): Shared,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let registry = pipeline.registry();
+    let Some(handle) = registry.sync_handle() else {
+        return Err(ApiError::RegistryNotReady(
+            "the registry is not syncing yet".into(),
+        ));
+    };
+    let body = read_body(body, pipeline.limits().max_message_bytes).await?;
+    if let Some(secret) = handle.webhook_secret() {
+        super::webhook::verify(&headers, &body, secret)?;
+    }
+    if !handle.sync(SYNC_WAIT).await {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "syncing": true, "message": "the sync is still running; see /v1/registry/status" })),
+        )
+            .into_response());
+    }
+    if let Some(failure) = registry.source_failure() {
+        return Err(ApiError::SourceUnavailable(failure.message));
+    }
+    Ok(Json(registry_status_body(registry)).into_response())
 }

@@ -3,3 +3,4 @@
 
 pub mod batch;
 pub mod http;
+pub mod webhook;

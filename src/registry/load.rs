@@ -13,7 +13,9 @@ use std::time::SystemTime;
 
 use super::files::RepoFiles;
 use super::stations::{check_station_name, StationConfig, StationsFile};
-use super::{dlq_name, ids, LoadProblem, Schema, SchemaSettings, SchemaVersion, Snapshot, Station};
+use super::{
+    compat, dlq_name, ids, LoadProblem, Schema, SchemaSettings, SchemaVersion, Snapshot, Station,
+};
 use crate::formats::{CompileInput, FormatKind};
 
 /// Name of the station bindings file at the repository root.
@@ -21,15 +23,34 @@ pub const STATIONS_FILE: &str = "stations.toml";
 /// Name of a schema folder's optional settings file.
 pub const SCHEMA_SETTINGS_FILE: &str = "schema.toml";
 
-/// Builds the snapshot for `files`, with `extra_stations` from the config file.
+/// What a revision is judged against by the rules between revisions ([`compat::check`]).
+#[derive(Clone, Copy)]
+pub enum History<'a> {
+    /// Nothing is known of earlier revisions: every version is judged against the ones before it.
+    Unknown,
+    /// The revision follows this one (the serving snapshot, or `sluice check --base`).
+    Since(&'a Snapshot),
+    /// The revision was served before and passed then; it is not judged again.
+    AlreadyServed,
+}
+
+/// Builds the snapshot of `files` at `revision`, with `extra_stations` from the config file,
+/// judged against `history`.
 pub fn build(
-    files: &RepoFiles,
+    files: Arc<RepoFiles>,
+    revision: String,
     extra_stations: &[StationConfig],
+    history: History<'_>,
 ) -> Result<Snapshot, Vec<LoadProblem>> {
     let mut problems = Vec::new();
-    let (schemas, failed_schemas) = load_schemas(files, &mut problems);
+    let (schemas, failed_schemas) = load_schemas(&files, &mut problems);
+    match history {
+        History::Unknown => compat::check(&schemas, None, &mut problems),
+        History::Since(baseline) => compat::check(&schemas, Some(baseline), &mut problems),
+        History::AlreadyServed => {}
+    }
     let stations = load_stations(
-        files,
+        &files,
         extra_stations,
         &schemas,
         &failed_schemas,
@@ -39,8 +60,9 @@ pub fn build(
         return Err(problems);
     }
     Ok(Snapshot {
-        revision: files.fingerprint(),
+        revision,
         loaded_at: SystemTime::now(),
+        files,
         schemas,
         stations,
     })
@@ -309,6 +331,7 @@ fn read_toml<T: serde::de::DeserializeOwned>(files: &RepoFiles, path: &str) -> R
 fn problem(file: &str, rule: &'static str, message: impl Into<String>) -> LoadProblem {
     LoadProblem {
         file: file.to_owned(),
+        version: None,
         rule,
         message: message.into(),
     }
@@ -328,6 +351,15 @@ mod tests {
             .collect()
     }
 
+    fn build_all(files: RepoFiles) -> Result<Snapshot, Vec<LoadProblem>> {
+        load_with(files, &[])
+    }
+
+    fn load_with(files: RepoFiles, extra: &[StationConfig]) -> Result<Snapshot, Vec<LoadProblem>> {
+        let revision = files.fingerprint();
+        build(Arc::new(files), revision, extra, History::Unknown)
+    }
+
     const OBJECT: &str = r#"{"type":"object"}"#;
 
     #[test]
@@ -342,7 +374,7 @@ mod tests {
                     "[[station]]\nname = \"orders\"\nschema = \"orders\"\naccept = \">=1\"\n",
                 ),
             ]);
-            let snapshot = build(&files, &[]).unwrap();
+            let snapshot = build_all(files).unwrap();
             let schema = snapshot.schema("orders").unwrap();
             assert_eq!(schema.newest(), 2);
             assert!(snapshot.schema("common").is_none());
@@ -366,7 +398,7 @@ mod tests {
                 "[[station]]\nname = \"orders\"\nschema = \"orders\"\n",
             ),
         ]);
-        let snapshot = build(&files, &[]).unwrap();
+        let snapshot = build_all(files).unwrap();
         let station = snapshot.station("orders").unwrap();
         assert_eq!(
             station.pick_version(Some(1)).unwrap_err(),
@@ -389,7 +421,7 @@ mod tests {
                 "[[station]]\nname = \"s\"\nschema = \"nope\"\n[[station]]\nname = \"t\"\nschema = \"b\"\naccept = 7\n",
             ),
         ]);
-        let problems = build(&files, &[]).unwrap_err();
+        let problems = build_all(files).unwrap_err();
         let rules: Vec<_> = problems.iter().map(|p| (p.file.as_str(), p.rule)).collect();
         assert!(rules.contains(&("a/v1.json", "compile")), "{rules:?}");
         assert!(
@@ -415,7 +447,7 @@ mod tests {
             ("banana/v1.json", "{broken"),
             ("stations.toml", "[[station]]\nname = \"s\"\nschema = \"a\"\n[[station]]\nname = \"t\"\nschema = \"banana\"\n"),
         ]);
-        let problems = build(&files, &[]).unwrap_err();
+        let problems = build_all(files).unwrap_err();
         let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
         assert!(
             messages.contains(&"station `s`: no schema named `a`"),
@@ -432,7 +464,7 @@ mod tests {
     #[test]
     fn stations_without_schema_are_pass_through() {
         let files = repo(&[("stations.toml", "[[station]]\nname = \"raw\"\n")]);
-        let snapshot = build(&files, &[]).unwrap();
+        let snapshot = build_all(files).unwrap();
         let station = snapshot.station("raw").unwrap();
         assert!(station.schema.is_none());
         assert!(station.pick_version(Some(9)).unwrap().is_none());
@@ -442,7 +474,7 @@ mod tests {
     fn a_station_declared_twice_is_refused() {
         let files = repo(&[("stations.toml", "[[station]]\nname = \"raw\"\n")]);
         let extra: StationsFile = toml::from_str("[[station]]\nname = \"raw\"\n").unwrap();
-        let problems = build(&files, &extra.station).unwrap_err();
+        let problems = load_with(files, &extra.station).unwrap_err();
         assert!(problems[0].message.contains("declared twice"));
     }
 }

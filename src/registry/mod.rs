@@ -5,14 +5,18 @@
 //! installed with one atomic swap or refused whole, in which case the previous one keeps serving and
 //! the refusal is kept for the status endpoint. Readers never see half a change.
 
+pub mod compat;
 pub mod files;
+pub mod git;
 pub mod ids;
 pub mod load;
 pub mod source;
 pub mod stations;
+pub mod sync;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -24,14 +28,35 @@ use stations::{Accept, BackendRef, Retention, DLQ_SUFFIX};
 /// Every schema and station at one revision of the repository.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// Fingerprint of the repository files this snapshot was built from.
+    /// The commit this snapshot was built from (for a directory, a fingerprint of its files).
     pub revision: String,
     pub loaded_at: SystemTime,
+    /// The repository files, for compiling candidate schemas against (Confluent's compatibility
+    /// endpoint).
+    pub files: Arc<files::RepoFiles>,
     schemas: BTreeMap<String, Arc<Schema>>,
     stations: BTreeMap<String, Arc<Station>>,
 }
 
 impl Snapshot {
+    /// The snapshot of a registry that has loaded nothing yet: no schemas, no stations.
+    pub fn empty() -> Self {
+        Self {
+            revision: String::new(),
+            loaded_at: SystemTime::now(),
+            files: Arc::default(),
+            schemas: BTreeMap::new(),
+            stations: BTreeMap::new(),
+        }
+    }
+
+    /// The version with global id `id`, with its schema.
+    pub fn version_by_id(&self, id: u32) -> Option<(&Arc<Schema>, &SchemaVersion)> {
+        self.schemas
+            .values()
+            .find_map(|schema| schema.version_by_id(id).map(|version| (schema, version)))
+    }
+
     pub fn schema(&self, name: &str) -> Option<&Arc<Schema>> {
         self.schemas.get(name)
     }
@@ -93,6 +118,21 @@ pub enum Compatibility {
     ForwardTransitive,
     Full,
     FullTransitive,
+}
+
+impl Compatibility {
+    /// The mode as written in `schema.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Backward => "backward",
+            Self::BackwardTransitive => "backward_transitive",
+            Self::Forward => "forward",
+            Self::ForwardTransitive => "forward_transitive",
+            Self::Full => "full",
+            Self::FullTransitive => "full_transitive",
+        }
+    }
 }
 
 /// A named schema with its versions `1..=N`.
@@ -201,13 +241,23 @@ impl Station {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LoadProblem {
     pub file: String,
+    /// The schema version the problem is about, when it is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
     pub rule: &'static str,
     pub message: String,
 }
 
 impl std::fmt::Display for LoadProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}: {}", self.file, self.rule, self.message)
+        match self.version {
+            Some(version) => write!(
+                f,
+                "{}: v{version}: {}: {}",
+                self.file, self.rule, self.message
+            ),
+            None => write!(f, "{}: {}: {}", self.file, self.rule, self.message),
+        }
     }
 }
 
@@ -219,20 +269,44 @@ pub struct Refusal {
     pub errors: Vec<LoadProblem>,
 }
 
+/// The last failure to reach the source (e.g. a remote that cannot be fetched).
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceFailure {
+    pub at: String,
+    pub message: String,
+}
+
 /// The live registry: the serving snapshot plus what happened to the latest change.
 pub struct Registry {
     source: String,
     current: ArcSwap<Snapshot>,
+    /// Whether any snapshot was installed; until then the registry serves nothing.
+    serving: AtomicBool,
     last_refusal: Mutex<Option<Refusal>>,
+    source_failure: Mutex<Option<SourceFailure>>,
+    refusals_total: AtomicU64,
+    sync: OnceLock<sync::SyncHandle>,
 }
 
 impl Registry {
-    pub fn new(source: String, first: Snapshot) -> Self {
+    /// A registry that serves nothing until a snapshot is installed.
+    pub fn new(source: String) -> Self {
         Self {
             source,
-            current: ArcSwap::from_pointee(first),
+            current: ArcSwap::from_pointee(Snapshot::empty()),
+            serving: AtomicBool::new(false),
             last_refusal: Mutex::new(None),
+            source_failure: Mutex::new(None),
+            refusals_total: AtomicU64::new(0),
+            sync: OnceLock::new(),
         }
+    }
+
+    /// A registry serving `first`.
+    pub fn serving(source: String, first: Snapshot) -> Self {
+        let registry = Self::new(source);
+        registry.install(first);
+        registry
     }
 
     /// The serving snapshot. One atomic load and reference-count increment.
@@ -244,6 +318,11 @@ impl Registry {
         &self.source
     }
 
+    /// Whether a snapshot has been installed (the registry is ready).
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(Ordering::Acquire)
+    }
+
     /// Serves `snapshot` from now on and clears the last refusal.
     pub fn install(&self, snapshot: Snapshot) {
         tracing::info!(
@@ -253,6 +332,7 @@ impl Registry {
             "registry snapshot installed"
         );
         self.current.store(Arc::new(snapshot));
+        self.serving.store(true, Ordering::Release);
         self.clear_refusal();
     }
 
@@ -261,6 +341,7 @@ impl Registry {
         for problem in &errors {
             tracing::error!(%revision, file = %problem.file, rule = problem.rule, "registry change refused: {}", problem.message);
         }
+        self.refusals_total.fetch_add(1, Ordering::Relaxed);
         *self.last_refusal.lock().expect("refusal lock") = Some(Refusal {
             at: crate::views::rfc3339(SystemTime::now()),
             revision,
@@ -268,13 +349,61 @@ impl Registry {
         });
     }
 
-    /// Forgets the last refusal, once the files no longer hold the refused change.
+    /// Forgets the last refusal, once the source no longer holds the refused change.
     pub fn clear_refusal(&self) {
         *self.last_refusal.lock().expect("refusal lock") = None;
     }
 
     pub fn last_refusal(&self) -> Option<Refusal> {
         self.last_refusal.lock().expect("refusal lock").clone()
+    }
+
+    /// How many revisions were refused since start.
+    pub fn refusals_total(&self) -> u64 {
+        self.refusals_total.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the source could be reached on the latest attempt.
+    pub fn set_source_failure(&self, failure: Option<String>) {
+        if let Some(message) = &failure {
+            tracing::warn!(source = %self.source, "registry source unavailable: {message}");
+        }
+        *self.source_failure.lock().expect("source lock") = failure.map(|message| SourceFailure {
+            at: crate::views::rfc3339(SystemTime::now()),
+            message,
+        });
+    }
+
+    pub fn source_failure(&self) -> Option<SourceFailure> {
+        self.source_failure.lock().expect("source lock").clone()
+    }
+
+    /// Why the registry is not ready, or `None` when it serves a snapshot.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if self.is_serving() {
+            return None;
+        }
+        Some(match (self.source_failure(), self.last_refusal()) {
+            (Some(failure), _) => format!(
+                "no schema snapshot loaded yet: the source cannot be read ({}) and none was served before",
+                failure.message
+            ),
+            (None, Some(refusal)) => format!(
+                "no schema snapshot loaded yet: revision {} was refused ({} problem(s), see /v1/registry/status)",
+                refusal.revision,
+                refusal.errors.len()
+            ),
+            (None, None) => "no schema snapshot loaded yet".to_owned(),
+        })
+    }
+
+    /// Connects the handle that `POST /v1/registry/sync` uses; set once, when serving starts.
+    pub fn attach_sync(&self, handle: sync::SyncHandle) {
+        let _ = self.sync.set(handle);
+    }
+
+    pub fn sync_handle(&self) -> Option<&sync::SyncHandle> {
+        self.sync.get()
     }
 }
 

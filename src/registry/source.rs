@@ -1,22 +1,20 @@
-//! Where the schema repository comes from: a local directory, read into [`RepoFiles`] and watched
-//! for changes. On each change the snapshot is rebuilt off the hot path and installed, or refused
-//! whole with the previous snapshot still serving.
+//! Where the schema repository comes from — a plain directory (read from disk and watched) or a
+//! git repository (mirrored, see [`super::git`]) — and how one revision of it is read into
+//! [`RepoFiles`]. Deciding what to serve is [`super::sync`]'s job.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use notify::Watcher;
 
 use super::files::RepoFiles;
-use super::stations::StationConfig;
-use super::{load, Registry};
+use super::git::{is_git_source, GitError, GitMirror};
+use crate::config::RegistryConfig;
 
 /// Files above this size are not part of a schema repository.
-const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
-/// Changes arriving within this window are rebuilt once.
-const DEBOUNCE: Duration = Duration::from_millis(200);
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// Where a git source's mirror lives inside the data directory.
+pub const MIRROR_DIR: &str = "registry/mirror.git";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -29,6 +27,8 @@ pub enum SourceError {
     TooLarge { path: PathBuf },
     #[error("cannot watch {path}: {cause}")]
     Watch { path: PathBuf, cause: notify::Error },
+    #[error(transparent)]
+    Git(#[from] GitError),
 }
 
 /// Reads every file under `root` (skipping hidden entries such as `.git`).
@@ -74,81 +74,128 @@ pub fn read_directory(root: &Path) -> Result<RepoFiles, SourceError> {
     Ok(files.into_iter().collect())
 }
 
-/// Watches `root` and rebuilds the registry when anything below it changes. The returned task
-/// owns the watcher; it runs until the runtime stops.
+/// Where schemas come from, as configured by `[registry] source`.
+pub enum Source {
+    /// A plain directory, read as it is on disk (and watched).
+    Directory(PathBuf),
+    /// A git repository, local or remote, mirrored into the data directory.
+    Git(GitMirror),
+}
+
+/// One revision of the repository: its id (a commit, or a directory's fingerprint) and files.
+pub struct Revision {
+    pub id: String,
+    pub files: RepoFiles,
+}
+
+impl Source {
+    /// Opens the configured source; a git source's mirror lives under `data_dir`.
+    pub fn open(config: &RegistryConfig, data_dir: &Path) -> Result<Self, SourceError> {
+        let source = config.source.to_string_lossy();
+        if is_git_source(&source) {
+            let url = if source.contains("://") || source.starts_with("git@") {
+                source.into_owned()
+            } else {
+                std::path::absolute(&config.source)
+                    .map_err(|cause| SourceError::Read {
+                        path: config.source.clone(),
+                        cause,
+                    })?
+                    .display()
+                    .to_string()
+            };
+            let mirror = GitMirror::open(&url, &config.branch, &data_dir.join(MIRROR_DIR))?;
+            Ok(Self::Git(mirror))
+        } else {
+            Ok(Self::Directory(config.source.clone()))
+        }
+    }
+
+    /// How the source is shown in the status endpoint and the log.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Directory(path) => path.display().to_string(),
+            Self::Git(mirror) => format!("{} (branch {})", mirror.url(), mirror.branch()),
+        }
+    }
+
+    /// Brings the source up to date: fetches a git remote; nothing for a directory.
+    pub fn refresh(&self) -> Result<(), SourceError> {
+        match self {
+            Self::Directory(_) => Ok(()),
+            Self::Git(mirror) => Ok(mirror.fetch()?),
+        }
+    }
+
+    /// The newest revision: the fetched branch's tip, or the directory as it is now.
+    pub fn newest(&self) -> Result<Revision, SourceError> {
+        match self {
+            Self::Directory(path) => {
+                let files = read_directory(path)?;
+                Ok(Revision {
+                    id: files.fingerprint(),
+                    files,
+                })
+            }
+            Self::Git(mirror) => {
+                let id = mirror.tip()?;
+                let files = mirror.files_at(&id)?;
+                Ok(Revision { id, files })
+            }
+        }
+    }
+
+    /// A revision served before, if the source still has it (git only: a directory keeps no
+    /// history).
+    pub fn revision(&self, id: &str) -> Option<Revision> {
+        match self {
+            Self::Directory(_) => None,
+            Self::Git(mirror) if mirror.has_commit(id) => {
+                mirror.files_at(id).ok().map(|files| Revision {
+                    id: id.to_owned(),
+                    files,
+                })
+            }
+            Self::Git(_) => None,
+        }
+    }
+
+    /// The directory to watch for changes, for a directory source.
+    pub fn watched_directory(&self) -> Option<&Path> {
+        match self {
+            Self::Directory(path) => Some(path),
+            Self::Git(_) => None,
+        }
+    }
+}
+
+/// Calls `changed` (debounced) whenever anything below `root` changes. The watcher lives as long
+/// as the returned value.
 pub fn watch_directory(
-    root: PathBuf,
-    registry: Arc<Registry>,
-    extra_stations: Vec<StationConfig>,
-) -> Result<tokio::task::JoinHandle<()>, SourceError> {
-    let (changed_tx, mut changed_rx) = tokio::sync::mpsc::unbounded_channel();
+    root: &Path,
+    changed: impl Fn() + Send + 'static,
+) -> Result<notify::RecommendedWatcher, SourceError> {
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
-            let _ = changed_tx.send(());
+            changed();
         }
     })
     .map_err(|cause| SourceError::Watch {
-        path: root.clone(),
+        path: root.to_owned(),
         cause,
     })?;
     watcher
-        .watch(&root, notify::RecursiveMode::Recursive)
+        .watch(root, notify::RecursiveMode::Recursive)
         .map_err(|cause| SourceError::Watch {
-            path: root.clone(),
+            path: root.to_owned(),
             cause,
         })?;
-    Ok(tokio::spawn(async move {
-        let _watcher = watcher;
-        while changed_rx.recv().await.is_some() {
-            tokio::time::sleep(DEBOUNCE).await;
-            while changed_rx.try_recv().is_ok() {}
-            let root = root.clone();
-            let extra = extra_stations.clone();
-            let registry = registry.clone();
-            let rebuilt = tokio::task::spawn_blocking(move || reload(&root, &registry, &extra));
-            if let Err(e) = rebuilt.await {
-                tracing::error!("registry rebuild panicked: {e}");
-            }
-        }
-    }))
-}
-
-/// Rebuilds from `root` and installs the result, or records why it was refused.
-pub fn reload(root: &Path, registry: &Registry, extra_stations: &[StationConfig]) {
-    let files = match read_directory(root) {
-        Ok(files) => files,
-        Err(e) => {
-            registry.refuse(
-                "unreadable".into(),
-                vec![super::LoadProblem {
-                    file: root.display().to_string(),
-                    rule: "read",
-                    message: e.to_string(),
-                }],
-            );
-            return;
-        }
-    };
-    let revision = files.fingerprint();
-    if revision == registry.snapshot().revision {
-        // Back to what is serving (e.g. a bad edit reverted): nothing is refused any more.
-        registry.clear_refusal();
-        return;
-    }
-    match load::build(&files, extra_stations) {
-        Ok(snapshot) => registry.install(snapshot),
-        Err(problems) => registry.refuse(revision, problems),
-    }
+    Ok(watcher)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn registry_for(root: &Path) -> Registry {
-        let files = read_directory(root).unwrap();
-        Registry::new("test".into(), load::build(&files, &[]).unwrap())
-    }
 
     #[test]
     fn hidden_entries_are_skipped_and_paths_are_repository_relative() {
@@ -160,25 +207,5 @@ mod tests {
         let files = read_directory(dir.path()).unwrap();
         let paths: Vec<_> = files.iter().map(|(p, _)| p.to_owned()).collect();
         assert_eq!(paths, vec!["orders/v1.json"]);
-    }
-
-    #[test]
-    fn a_bad_change_is_refused_and_reverting_it_clears_the_refusal() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("orders")).unwrap();
-        std::fs::write(dir.path().join("orders/v1.json"), "{}").unwrap();
-        let registry = registry_for(dir.path());
-        let serving = registry.snapshot().revision.clone();
-
-        std::fs::write(dir.path().join("orders/v2.json"), "{ broken").unwrap();
-        reload(dir.path(), &registry, &[]);
-        let refusal = registry.last_refusal().expect("refused");
-        assert_eq!(refusal.errors[0].file, "orders/v2.json");
-        assert_eq!(registry.snapshot().revision, serving);
-
-        std::fs::remove_file(dir.path().join("orders/v2.json")).unwrap();
-        reload(dir.path(), &registry, &[]);
-        assert!(registry.last_refusal().is_none());
-        assert_eq!(registry.snapshot().revision, serving);
     }
 }

@@ -17,6 +17,7 @@
 //! and normalizes JSON payloads.
 
 mod binary;
+mod compat;
 mod json;
 
 use std::collections::HashMap;
@@ -136,6 +137,17 @@ impl CompiledSchema for AvroSchema {
 
     fn written_with_this_version(&self, payload: &Bytes, encoding: &PayloadEncoding) -> bool {
         *encoding == PayloadEncoding::Avro && payload.starts_with(&self.single_object_header)
+    }
+
+    fn changes_since(&self, older: &dyn CompiledSchema) -> Vec<super::Incompatibility> {
+        match super::same_format::<Self>(older) {
+            Ok(older) => compat::changes(older, self),
+            Err(changed) => changed,
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -4,7 +4,9 @@
 //! `$ref`s to other files resolve inside the schema repository only — by relative path from the
 //! referring file, or by another file's absolute `$id` — and never over the network. On the hot
 //! path a message is parsed once; `is_valid` decides, and the violation list is built only for
-//! messages that fail.
+//! messages that fail. Compatibility between versions lives in [`compat`].
+
+mod compat;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,7 +16,8 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::{
-    CompileError, CompiledSchema, Normalize, PayloadEncoding, Valid, Violation, MAX_VIOLATIONS,
+    CompileError, CompiledSchema, Incompatibility, Normalize, PayloadEncoding, Valid, Violation,
+    MAX_VIOLATIONS,
 };
 use crate::registry::files::RepoFiles;
 
@@ -24,6 +27,12 @@ const REPO_URI_PREFIX: &str = "file:///";
 /// A compiled JSON Schema version.
 pub struct JsonSchema {
     validator: jsonschema::Validator,
+    /// The schema document, for comparing versions.
+    document: Value,
+    /// The version's repository path, the base of relative `$ref`s.
+    file: String,
+    /// The repository's JSON documents, for following `$ref`s when comparing versions.
+    documents: Arc<HashMap<String, Value>>,
 }
 
 impl std::fmt::Debug for JsonSchema {
@@ -42,16 +51,23 @@ impl JsonSchema {
                 "a JSON Schema must be an object or a boolean",
             ));
         }
-        let base_uri = format!("{REPO_URI_PREFIX}{}", repo_path(file));
+        let file = repo_path(file);
+        let base_uri = format!("{REPO_URI_PREFIX}{file}");
+        let documents = repo.json_documents();
         let validator = jsonschema::options()
             .with_base_uri(base_uri)
             .should_validate_formats(true)
             .with_retriever(RepoRetriever {
-                documents: repo.json_documents(),
+                documents: documents.clone(),
             })
             .build(&schema)
             .map_err(|e| CompileError::new(e.to_string()))?;
-        Ok(Self { validator })
+        Ok(Self {
+            validator,
+            document: schema,
+            file,
+            documents,
+        })
     }
 
     /// Judges an already parsed JSON value.
@@ -86,6 +102,17 @@ impl CompiledSchema for JsonSchema {
             value: payload.clone(),
             is_json: encoding.is_json(),
         })
+    }
+
+    fn changes_since(&self, older: &dyn CompiledSchema) -> Vec<Incompatibility> {
+        match super::same_format::<Self>(older) {
+            Ok(older) => compat::changes(older, self),
+            Err(changed) => changed,
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -9,6 +9,8 @@
 //! in a `string`, nesting past prost's recursion limit), missing proto2 `required` fields, and
 //! unknown fields unless `allow_unknown_fields = true`.
 
+mod compat;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -190,6 +192,16 @@ impl CompiledSchema for ProtobufSchema {
                 is_json,
             }
         })
+    }
+    fn changes_since(&self, older: &dyn CompiledSchema) -> Vec<super::Incompatibility> {
+        match super::same_format::<Self>(older) {
+            Ok(older) => compat::changes(older, self),
+            Err(changed) => changed,
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

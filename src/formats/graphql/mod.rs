@@ -12,6 +12,8 @@
 //!
 //! Documents are bounded by `max_depth` and `max_tokens` in schema.toml.
 
+mod compat;
+
 use std::collections::HashMap;
 
 use apollo_compiler::ast::Type;
@@ -340,6 +342,17 @@ impl CompiledSchema for GraphQlSchema {
             value: payload.clone(),
             is_json: encoding.is_json(),
         })
+    }
+
+    fn changes_since(&self, older: &dyn CompiledSchema) -> Vec<super::Incompatibility> {
+        match super::same_format::<Self>(older) {
+            Ok(older) => compat::changes(older, self),
+            Err(changed) => changed,
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

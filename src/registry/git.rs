@@ -1,0 +1,277 @@
+//! A git repository as a schema source, through libgit2 (`git2`): a bare mirror kept in the data
+//! directory and fetched from the configured remote, and the files of one commit's tree read
+//! straight from the object database — no checkout, no `git` binary, no parsing of our own.
+//!
+//! The mirror is what lets Sluice start with the remote unreachable: the commit it last served is
+//! still in it.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use git2::{
+    FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, TreeWalkMode, TreeWalkResult,
+};
+
+use super::files::RepoFiles;
+use super::source::MAX_FILE_BYTES;
+
+const REMOTE: &str = "origin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("cannot open the registry mirror {path}: {cause}")]
+    Mirror { path: PathBuf, cause: git2::Error },
+    #[error("cannot fetch branch `{branch}` of {url}: {}", .cause.message())]
+    Fetch {
+        url: String,
+        branch: String,
+        cause: git2::Error,
+    },
+    #[error("branch `{branch}` of {url} has not been fetched (does the branch exist?)")]
+    NoBranch { url: String, branch: String },
+    #[error("cannot read {what}: {}", .cause.message())]
+    Read { what: String, cause: git2::Error },
+    #[error("{path} in commit {commit} is larger than {MAX_FILE_BYTES} bytes; schema repositories hold text files")]
+    TooLarge { path: String, commit: String },
+}
+
+/// A bare mirror of one branch of a remote repository.
+pub struct GitMirror {
+    repo: Repository,
+    url: String,
+    branch: String,
+}
+
+impl GitMirror {
+    /// Opens the mirror at `dir`, creating it on first use, and points it at `url`.
+    pub fn open(url: &str, branch: &str, dir: &Path) -> Result<Self, GitError> {
+        let mirror_error = |cause| GitError::Mirror {
+            path: dir.to_owned(),
+            cause,
+        };
+        let repo = match Repository::open_bare(dir) {
+            Ok(repo) => repo,
+            Err(_) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| mirror_error(git2::Error::from_str(&e.to_string())))?;
+                Repository::init_bare(dir).map_err(mirror_error)?
+            }
+        };
+        match repo.find_remote(REMOTE) {
+            Ok(remote) if remote.url() == Some(url) => {}
+            Ok(_) => repo.remote_set_url(REMOTE, url).map_err(mirror_error)?,
+            Err(_) => {
+                repo.remote(REMOTE, url).map_err(mirror_error)?;
+            }
+        }
+        Ok(Self {
+            repo,
+            url: url.to_owned(),
+            branch: branch.to_owned(),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    /// Fetches the branch from the remote (forced, so a rewritten branch is followed too).
+    pub fn fetch(&self) -> Result<(), GitError> {
+        let fetch_error = |cause| GitError::Fetch {
+            url: self.url.clone(),
+            branch: self.branch.clone(),
+            cause,
+        };
+        let mut remote = self.repo.find_remote(REMOTE).map_err(fetch_error)?;
+        let mut callbacks = RemoteCallbacks::new();
+        callbacks.credentials(credentials);
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(callbacks);
+        options.download_tags(git2::AutotagOption::None);
+        let refspec = format!("+refs/heads/{0}:refs/remotes/{REMOTE}/{0}", self.branch);
+        remote
+            .fetch(&[refspec], Some(&mut options), None)
+            .map_err(fetch_error)
+    }
+
+    /// The commit the fetched branch points at.
+    pub fn tip(&self) -> Result<String, GitError> {
+        let reference = format!("refs/remotes/{REMOTE}/{}", self.branch);
+        let oid = self
+            .repo
+            .refname_to_id(&reference)
+            .map_err(|_| GitError::NoBranch {
+                url: self.url.clone(),
+                branch: self.branch.clone(),
+            })?;
+        Ok(oid.to_string())
+    }
+
+    /// Whether the mirror holds `commit`.
+    pub fn has_commit(&self, commit: &str) -> bool {
+        Oid::from_str(commit)
+            .ok()
+            .and_then(|oid| self.repo.find_commit(oid).ok())
+            .is_some()
+    }
+
+    /// The files of `commit`'s tree.
+    pub fn files_at(&self, commit: &str) -> Result<RepoFiles, GitError> {
+        let oid = Oid::from_str(commit).map_err(|cause| GitError::Read {
+            what: format!("commit {commit}"),
+            cause,
+        })?;
+        files_of_commit(&self.repo, oid, "")
+    }
+}
+
+/// The files under `prefix` (a `/`-terminated folder, or `""`) of commit `oid`'s tree, with paths
+/// relative to `prefix`. Hidden entries (`.github/`, `.gitignore`…) are skipped, as they are for a
+/// directory source; so are symbolic links and submodules.
+pub fn files_of_commit(repo: &Repository, oid: Oid, prefix: &str) -> Result<RepoFiles, GitError> {
+    let commit_name = oid.to_string();
+    let read_error = |what: String| move |cause| GitError::Read { what, cause };
+    let commit = repo
+        .find_commit(oid)
+        .map_err(read_error(format!("commit {commit_name}")))?;
+    let tree = commit
+        .tree()
+        .map_err(read_error(format!("the tree of commit {commit_name}")))?;
+    let mut entries = Vec::new();
+    tree.walk(TreeWalkMode::PreOrder, |folder, entry| {
+        let name = entry.name().unwrap_or_default();
+        if name.starts_with('.') {
+            return TreeWalkResult::Skip;
+        }
+        let path = format!("{folder}{name}");
+        let is_file = entry.kind() == Some(ObjectType::Blob) && entry.filemode() != 0o120000;
+        if is_file {
+            if let Some(relative) = path.strip_prefix(prefix) {
+                entries.push((relative.to_owned(), entry.id()));
+            }
+        }
+        TreeWalkResult::Ok
+    })
+    .map_err(read_error(format!("the tree of commit {commit_name}")))?;
+    let mut files = Vec::with_capacity(entries.len());
+    for (path, blob_id) in entries {
+        let blob = repo
+            .find_blob(blob_id)
+            .map_err(read_error(format!("{path} in commit {commit_name}")))?;
+        if blob.size() as u64 > MAX_FILE_BYTES {
+            return Err(GitError::TooLarge {
+                path,
+                commit: commit_name,
+            });
+        }
+        files.push((path, Bytes::copy_from_slice(blob.content())));
+    }
+    Ok(files.into_iter().collect())
+}
+
+/// The files of revision `rev` (a branch, tag or commit) of the git repository around `dir`, as
+/// the folder `dir` held them then; with the commit id. For `sluice check --base`.
+pub fn files_at_revision(dir: &Path, rev: &str) -> Result<(String, RepoFiles), GitError> {
+    let repo = Repository::discover(dir).map_err(|cause| GitError::Read {
+        what: format!("the git repository around {}", dir.display()),
+        cause,
+    })?;
+    let not_found = |cause| GitError::Read {
+        what: format!("revision `{rev}`"),
+        cause,
+    };
+    let commit = repo
+        .revparse_single(rev)
+        .and_then(|object| object.peel_to_commit())
+        .map_err(not_found)?;
+    let prefix = match repo.workdir() {
+        Some(workdir) => {
+            let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+            let workdir = workdir
+                .canonicalize()
+                .unwrap_or_else(|_| workdir.to_owned());
+            let relative = dir.strip_prefix(&workdir).unwrap_or(Path::new(""));
+            let relative = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            if relative.is_empty() {
+                String::new()
+            } else {
+                format!("{relative}/")
+            }
+        }
+        None => String::new(),
+    };
+    let files = files_of_commit(&repo, commit.id(), &prefix)?;
+    Ok((commit.id().to_string(), files))
+}
+
+/// Credentials for a fetch: a user and password (or token) written in the URL, else the
+/// default credential helper of libgit2 (e.g. an SSH agent where built with SSH).
+fn credentials(
+    url: &str,
+    username: Option<&str>,
+    allowed: git2::CredentialType,
+) -> Result<git2::Cred, git2::Error> {
+    if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+        if let Some((user, password)) = userinfo(url) {
+            return git2::Cred::userpass_plaintext(&user, &password);
+        }
+        if let Ok(token) = std::env::var("SLUICE_GIT_TOKEN") {
+            return git2::Cred::userpass_plaintext(username.unwrap_or("git"), &token);
+        }
+    }
+    git2::Cred::default()
+}
+
+/// `user:password` from `https://user:password@host/...`.
+fn userinfo(url: &str) -> Option<(String, String)> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (user, password) = userinfo.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// Whether `source` names a git repository rather than a plain directory: a URL, or a local
+/// repository (a working tree with `.git`, or a bare repository).
+pub fn is_git_source(source: &str) -> bool {
+    if source.contains("://") || source.starts_with("git@") {
+        return true;
+    }
+    let path = Path::new(source);
+    path.join(".git").exists() || (path.join("HEAD").is_file() && path.join("objects").is_dir())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_the_url_are_found() {
+        assert_eq!(
+            userinfo("https://ci:s3cret@git.example/acme/schemas.git"),
+            Some(("ci".into(), "s3cret".into()))
+        );
+        assert_eq!(userinfo("https://git.example/acme/schemas.git"), None);
+    }
+
+    #[test]
+    fn urls_and_repositories_are_git_sources_and_plain_folders_are_not() {
+        assert!(is_git_source("https://git.example/acme/schemas.git"));
+        assert!(is_git_source("git@git.example:acme/schemas.git"));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_git_source(dir.path().to_str().unwrap()));
+        Repository::init(dir.path()).unwrap();
+        assert!(is_git_source(dir.path().to_str().unwrap()));
+        let bare = tempfile::tempdir().unwrap();
+        Repository::init_bare(bare.path()).unwrap();
+        assert!(is_git_source(bare.path().to_str().unwrap()));
+    }
+}
