@@ -239,6 +239,14 @@ fn userinfo(url: &str) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
+/// Whether the mirror at `dir` exists and fetches from `url`.
+pub fn mirror_points_at(dir: &Path, url: &str) -> bool {
+    Repository::open_bare(dir).is_ok_and(|repo| {
+        repo.find_remote(REMOTE)
+            .is_ok_and(|remote| remote.url() == Some(url))
+    })
+}
+
 /// Whether `source` names a git repository rather than a plain directory: a URL, or a local
 /// repository (a working tree with `.git`, or a bare repository).
 pub fn is_git_source(source: &str) -> bool {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use notify::Watcher;
 
 use super::files::RepoFiles;
-use super::git::{is_git_source, GitError, GitMirror};
+use super::git::{is_git_source, mirror_points_at, GitError, GitMirror};
 use crate::config::RegistryConfig;
 
 /// Files above this size are not part of a schema repository.
@@ -92,7 +92,11 @@ impl Source {
     /// Opens the configured source; a git source's mirror lives under `data_dir`.
     pub fn open(config: &RegistryConfig, data_dir: &Path) -> Result<Self, SourceError> {
         let source = config.source.to_string_lossy();
-        if is_git_source(&source) {
+        let mirror_dir = data_dir.join(MIRROR_DIR);
+        let mirrored = std::path::absolute(&config.source)
+            .is_ok_and(|path| mirror_points_at(&mirror_dir, &path.display().to_string()));
+        // A local repository mirrored before is still a git source when its path is gone.
+        if is_git_source(&source) || mirrored {
             let url = if source.contains("://") || source.starts_with("git@") {
                 source.into_owned()
             } else {
@@ -104,7 +108,7 @@ impl Source {
                     .display()
                     .to_string()
             };
-            let mirror = GitMirror::open(&url, &config.branch, &data_dir.join(MIRROR_DIR))?;
+            let mirror = GitMirror::open(&url, &config.branch, &mirror_dir)?;
             Ok(Self::Git(mirror))
         } else {
             Ok(Self::Directory(config.source.clone()))

@@ -65,6 +65,75 @@ impl Repo {
     }
 }
 
+/// A git repository in a temp dir, changed by commits as a schema author would (with the `git`
+/// command, as authors do; Sluice itself reads it through libgit2).
+pub struct GitRepo {
+    pub dir: TempDir,
+}
+
+impl AsRef<Path> for GitRepo {
+    fn as_ref(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl GitRepo {
+    /// A repository on branch `main` whose first commit holds `files`.
+    pub fn new(files: &[(&str, &str)]) -> Self {
+        let repo = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo.git(&["config", "user.email", "author@example.com"]);
+        repo.git(&["config", "user.name", "Schema Author"]);
+        for (path, contents) in files {
+            repo.write(path, contents);
+        }
+        repo.commit("first schemas");
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, path: &str, contents: &str) {
+        let full = self.dir.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, contents).unwrap();
+    }
+
+    pub fn remove(&self, path: &str) {
+        std::fs::remove_file(self.dir.path().join(path)).unwrap();
+    }
+
+    /// Commits everything in the working tree; returns the commit id.
+    pub fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.head()
+    }
+
+    pub fn head(&self) -> String {
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// Runs `git` in the repository; returns its trimmed output, failing the test on error.
+    pub fn git(&self, args: &[&str]) -> String {
+        let output = Command::new("git")
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("the git command is installed (scripts/test installs it)");
+        assert!(
+            output.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+}
+
 /// A gateway served in-process on 127.0.0.1:0 with a temp data dir.
 pub struct Gateway {
     pub base: String,
@@ -86,11 +155,22 @@ impl Gateway {
         extra_config: &str,
         data: TempDir,
     ) -> Self {
-        let config_text = format!(
-            "{extra_config}\n[registry]\nsource = {source:?}\n[storage]\ndir = {dir:?}\n",
-            source = repo.as_ref().display().to_string(),
-            dir = data.path().join("store").display().to_string(),
+        let mut table: toml::Table = toml::from_str(extra_config).expect("extra config is TOML");
+        let mut set = |section: &str, key: &str, value: String| {
+            table
+                .entry(section)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .expect("a config section is a table")
+                .insert(key.to_owned(), toml::Value::String(value));
+        };
+        set("registry", "source", repo.as_ref().display().to_string());
+        set(
+            "storage",
+            "dir",
+            data.path().join("store").display().to_string(),
         );
+        let config_text = toml::to_string(&table).unwrap();
         let config_file = data.path().join("sluice.toml");
         std::fs::write(&config_file, config_text).unwrap();
         let config = sluice::config::Config::load(&config_file, true, std::iter::empty()).unwrap();
@@ -104,13 +184,17 @@ impl Gateway {
             .await
             .expect("gateway serves");
         });
-        Self {
+        let gateway = Self {
             base: format!("http://{addr}"),
             client: reqwest::Client::new(),
             data,
             shutdown: Some(shutdown_tx),
             task: Some(task),
-        }
+        };
+        // The listener is bound before the registry loads; the first answer comes after it has.
+        let (status, _) = gateway.get("/healthz").await;
+        assert_eq!(status, 200, "the gateway answers once started");
+        gateway
     }
 
     /// Stops serving and waits for the server to finish; returns the data dir for a restart.
@@ -245,6 +329,11 @@ pub struct Process {
 impl Process {
     /// Starts `sluice serve` with the repository, data dir and a free port; waits until healthy.
     pub fn serve(repo: &Path, data: &Path) -> Self {
+        Self::serve_with_env(repo, data, &[])
+    }
+
+    /// [`Process::serve`] with extra environment variables.
+    pub fn serve_with_env(repo: &Path, data: &Path, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let config = data.join("empty.toml");
@@ -256,6 +345,7 @@ impl Process {
             .env("SLUICE_SERVER_HTTP", addr.to_string())
             .env("SLUICE_REGISTRY_SOURCE", repo)
             .env("SLUICE_STORAGE_DIR", data.join("store"))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
