@@ -16,7 +16,7 @@ use crate::config::Limits;
 use crate::error::{ApiError, ViolationReport};
 use crate::formats::confluent::split_frame;
 use crate::formats::{Normalize, PayloadEncoding, Violation};
-use crate::registry::stations::BackendRef;
+use crate::registry::stations::{BackendRef, Framing};
 use crate::registry::{Registry, Schema, Snapshot, Station, VersionRefusal};
 use crate::views::{DeadLetterView, MessageView};
 
@@ -242,14 +242,22 @@ impl Pipeline {
         };
         let verdict = match frame_violation {
             Some(violation) => Err(vec![violation]),
-            None => version
-                .compiled
-                .validate(&body, &encoding, station.normalize),
+            None => {
+                // Confluent framing wraps the format's binary encoding.
+                let normalize = match station.framing {
+                    Framing::Confluent => Normalize::Binary,
+                    Framing::None => station.normalize,
+                };
+                version.compiled.validate(&body, &encoding, normalize)
+            }
         };
         match verdict {
             Ok(valid) => {
                 let (value, content) = if framed {
                     (message.payload.clone(), ContentKind::Binary)
+                } else if station.framing == Framing::Confluent {
+                    let value = version.compiled.confluent_frame(version.id, &valid.value);
+                    (value, ContentKind::Binary)
                 } else if valid.is_json {
                     (valid.value, ContentKind::Json)
                 } else {

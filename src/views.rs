@@ -136,6 +136,7 @@ pub struct StationView {
     #[serde(with = "humantime_serde")]
     pub ack_timeout: std::time::Duration,
     pub max_deliveries: u32,
+    pub framing: crate::registry::stations::Framing,
     pub messages: LogStats,
     pub dead_letters: LogStats,
 }
@@ -154,6 +155,7 @@ impl StationView {
             retention: station.retention,
             ack_timeout: station.ack_timeout,
             max_deliveries: station.max_deliveries,
+            framing: station.framing,
             messages,
             dead_letters,
         }

@@ -20,6 +20,40 @@ pub fn split_frame(payload: &Bytes) -> Result<(u32, Bytes), Violation> {
     Ok((id, payload.slice(HEADER_LEN..)))
 }
 
+/// Frames `value` for schema `id`: magic byte, id, the Protobuf message-index array when
+/// `message_indexes` is given (`[0]` written as the single byte 0, as Confluent's serializers do),
+/// then the value.
+pub fn frame(id: u32, message_indexes: Option<&[i64]>, value: &[u8]) -> Bytes {
+    let mut framed = Vec::with_capacity(HEADER_LEN + 8 + value.len());
+    framed.push(0);
+    framed.extend_from_slice(&id.to_be_bytes());
+    match message_indexes {
+        None => {}
+        Some([0]) => framed.push(0),
+        Some(indexes) => {
+            write_zigzag(&mut framed, indexes.len() as i64);
+            for index in indexes {
+                write_zigzag(&mut framed, *index);
+            }
+        }
+    }
+    framed.extend_from_slice(value);
+    Bytes::from(framed)
+}
+
+fn write_zigzag(out: &mut Vec<u8>, value: i64) {
+    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+    loop {
+        let byte = (zigzag & 0x7F) as u8;
+        zigzag >>= 7;
+        if zigzag == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
 /// Reads the Protobuf message-index array at the start of `body`: a zig-zag varint count, then
 /// that many zig-zag varint indexes; a count of 0 means `[0]`, the file's first message.
 pub fn split_message_indexes(body: &Bytes) -> Result<(Vec<i64>, Bytes), Violation> {
@@ -73,5 +107,17 @@ mod tests {
         let (indexes, rest) = split_message_indexes(&Bytes::from_static(&[4, 2, 0, 7])).unwrap();
         assert_eq!((indexes, &rest[..]), (vec![1, 0], &[7u8][..]));
         assert!(split_message_indexes(&Bytes::from_static(&[4, 2])).is_err());
+    }
+
+    #[test]
+    fn framing_round_trips_through_splitting() {
+        let framed = frame(258, None, b"{}");
+        assert_eq!(&framed[..], &[0, 0, 0, 1, 2, b'{', b'}']);
+        let framed = frame(7, Some(&[0]), &[9]);
+        assert_eq!(&framed[..], &[0, 0, 0, 0, 7, 0, 9]);
+        let framed = frame(7, Some(&[1, 0]), &[9]);
+        let (_, body) = split_frame(&framed).unwrap();
+        let (indexes, rest) = split_message_indexes(&body).unwrap();
+        assert_eq!((indexes, &rest[..]), (vec![1, 0], &[9u8][..]));
     }
 }

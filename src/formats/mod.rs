@@ -155,6 +155,18 @@ pub trait CompiledSchema: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// `value` (this format's binary encoding, or JSON for JSON Schema) in Confluent's wire format
+    /// under schema id `id`.
+    fn confluent_frame(&self, id: u32, value: &[u8]) -> Bytes {
+        confluent::frame(id, None, value)
+    }
+
+    /// Protobuf: the encoded `FileDescriptorProto` of the version's file, which Confluent clients
+    /// ask for with `format=serialized`. `None` for other formats.
+    fn serialized_descriptor(&self) -> Option<Vec<u8>> {
+        None
+    }
+
     /// What changed from `older` (a version of the same schema, same format) to this version that
     /// breaks readers, each change tagged with the readers it breaks. The registry decides, from
     /// the schema's compatibility mode, which of them refuse a commit.

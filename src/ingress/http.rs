@@ -57,6 +57,7 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
         .route("/v1/schemas/{name}/validate", post(validate))
         .route("/v1/registry/status", get(registry_status))
         .route("/v1/registry/sync", post(registry_sync))
+        .merge(super::confluent::routes())
         .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(pipeline)

@@ -2,5 +2,6 @@
 //! results back; none holds validation or routing logic of its own.
 
 pub mod batch;
+pub mod confluent;
 pub mod http;
 pub mod webhook;

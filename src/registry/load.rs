@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::files::RepoFiles;
-use super::stations::{check_station_name, StationConfig, StationsFile};
+use super::stations::{check_station_name, Framing, StationConfig, StationsFile};
 use super::{
     compat, dlq_name, ids, LoadProblem, Schema, SchemaSettings, SchemaVersion, Snapshot, Station,
 };
@@ -75,7 +75,8 @@ struct VersionFile<'a> {
     format: FormatKind,
 }
 
-fn schema_root(files: &RepoFiles) -> &'static str {
+/// Where schema folders start: `"schemas/"` when the repository has that folder, else `""`.
+pub fn schema_root(files: &RepoFiles) -> &'static str {
     if files.iter().any(|(path, _)| path.starts_with("schemas/")) {
         "schemas/"
     } else {
@@ -304,7 +305,22 @@ fn load_stations(
                 }
             },
         };
+        if config.framing == Framing::Confluent {
+            let framable = schema.as_ref().is_some_and(|s| {
+                matches!(
+                    s.format,
+                    FormatKind::JsonSchema | FormatKind::Avro | FormatKind::Protobuf
+                )
+            });
+            if !framable {
+                problems.push(station_problem(
+                    "framing = \"confluent\" needs a JSON Schema, Avro or Protobuf schema".into(),
+                ));
+                continue;
+            }
+        }
         let station = Station {
+            framing: config.framing,
             dlq_name: dlq_name(&config.name),
             name: config.name.clone(),
             schema,

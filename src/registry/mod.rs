@@ -191,6 +191,8 @@ pub struct Station {
     pub max_deliveries: u32,
     /// Store messages as sent, or re-encoded in the format's binary encoding.
     pub normalize: crate::formats::Normalize,
+    /// How messages are stored: as judged, or in Confluent's wire format.
+    pub framing: stations::Framing,
     /// Name of the dead-letter log, `<name>.dlq`.
     pub dlq_name: String,
     /// Accepted versions `first..=last`, checked when the snapshot was built.

@@ -35,6 +35,21 @@ pub struct StationConfig {
     /// `"binary"` stores Protobuf messages sent as JSON in the binary encoding.
     #[serde(default)]
     pub normalize: crate::formats::Normalize,
+    /// `"confluent"` stores every message in Confluent's wire format (magic byte, schema id, the
+    /// format's binary encoding), so consumers using Confluent deserializers read it unchanged.
+    #[serde(default)]
+    pub framing: Framing,
+}
+
+/// How a station's messages are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Framing {
+    /// As judged: the producer's bytes (or their normalized encoding).
+    #[default]
+    None,
+    /// Confluent's wire format, whatever the producer sent.
+    Confluent,
 }
 
 fn default_dlq() -> bool {

@@ -425,3 +425,8 @@ pub fn orders_repo(station_extra: &str) -> Repo {
 pub fn valid_order(id: &str) -> Value {
     serde_json::json!({"order_id": id, "items": [{"qty": 1}]})
 }
+
+/// A file of this project, by path from its root.
+pub fn project_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}

@@ -32,6 +32,8 @@ pub struct ProtobufSchema {
     allow_unknown_fields: bool,
     /// Whether any message reachable from `message` has a proto2 `required` field.
     has_required: bool,
+    /// Where `message` sits in its file, as Confluent's message-index array names it.
+    message_indexes: Vec<i64>,
 }
 
 /// Resolves `import`s to repository files: relative to the schema root first, then to the
@@ -99,6 +101,7 @@ impl ProtobufSchema {
         };
         Ok(Self {
             has_required: reaches_required(&message, &mut Vec::new()),
+            message_indexes: message_indexes(&message),
             message,
             allow_unknown_fields: input.settings.allow_unknown_fields,
         })
@@ -193,6 +196,19 @@ impl CompiledSchema for ProtobufSchema {
             }
         })
     }
+    fn serialized_descriptor(&self) -> Option<Vec<u8>> {
+        Some(
+            self.message
+                .parent_file()
+                .file_descriptor_proto()
+                .encode_to_vec(),
+        )
+    }
+
+    fn confluent_frame(&self, id: u32, value: &[u8]) -> Bytes {
+        super::confluent::frame(id, Some(&self.message_indexes), value)
+    }
+
     fn changes_since(&self, older: &dyn CompiledSchema) -> Vec<super::Incompatibility> {
         match super::same_format::<Self>(older) {
             Ok(older) => compat::changes(older, self),
@@ -203,6 +219,30 @@ impl CompiledSchema for ProtobufSchema {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
+}
+
+/// The index path of `message` in its file: its position among the file's top-level messages,
+/// then among each parent's nested messages.
+fn message_indexes(message: &MessageDescriptor) -> Vec<i64> {
+    let mut path = Vec::new();
+    let mut current = message.clone();
+    loop {
+        let siblings: Vec<MessageDescriptor> = match current.parent_message() {
+            Some(parent) => parent.child_messages().collect(),
+            None => current.parent_file().messages().collect(),
+        };
+        let position = siblings
+            .iter()
+            .position(|m| m.full_name() == current.full_name())
+            .unwrap_or(0);
+        path.push(position as i64);
+        match current.parent_message() {
+            Some(parent) => current = parent,
+            None => break,
+        }
+    }
+    path.reverse();
+    path
 }
 
 /// Fast path: whether `message` and everything nested in it has every required field and (unless
