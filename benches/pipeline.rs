@@ -118,6 +118,7 @@ fn validation(c: &mut Criterion) {
                 key: None,
                 headers: Vec::new(),
                 schema_version: None,
+                deliver_after_ms: None,
             })
             .collect();
         group.bench_function(format!("batch_{batch}"), |b| {

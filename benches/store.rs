@@ -15,6 +15,7 @@ use sluice::config::FsyncPolicy;
 fn record() -> Record {
     Record {
         received_at_ms: sluice::backends::now_ms(),
+        deliver_after_ms: None,
         key: None,
         headers: Vec::new(),
         value: Bytes::from(vec![b'x'; 200]),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::backends::embedded::{AckOutcome, EmbeddedStore};
+use crate::backends::embedded::{AckOutcome, ConsumeOptions, EmbeddedStore};
 use crate::backends::{now_ms, Backend, BackendError, ContentKind, DeadLetter, Position, Record};
 use crate::config::Limits;
 use crate::error::{ApiError, ViolationReport};
@@ -30,6 +30,8 @@ pub struct Incoming {
     pub headers: Vec<(String, String)>,
     /// The schema version the producer asked to be judged by.
     pub schema_version: Option<u32>,
+    /// Not delivered to consumers before this time (ms since the Unix epoch).
+    pub deliver_after_ms: Option<u64>,
 }
 
 impl Incoming {
@@ -359,9 +361,14 @@ impl Pipeline {
         let (station, store) = self.group_target(station, group)?;
         let max = max.clamp(1, self.limits.max_consume_messages);
         let wait = wait.min(self.limits.max_consume_wait);
-        let deliveries = store
-            .consume(&station.name, group, max, wait, station.ack_timeout)
-            .await?;
+        let options = ConsumeOptions {
+            max,
+            wait,
+            ack_timeout: station.ack_timeout,
+            max_deliveries: station.max_deliveries,
+            dead_letters: station.dlq.then(|| station.dlq_name.clone()),
+        };
+        let deliveries = store.consume(&station.name, group, &options).await?;
         Ok(deliveries.into_iter().map(MessageView::from).collect())
     }
 
@@ -441,6 +448,7 @@ impl Pipeline {
             key: record.key,
             headers: record.headers,
             schema_version: None,
+            deliver_after_ms: None,
         };
         match self.judge(&station, message, now_ms()) {
             Judged::Valid(record) => {
@@ -514,6 +522,7 @@ fn record(
 ) -> Record {
     Record {
         received_at_ms,
+        deliver_after_ms: message.deliver_after_ms,
         key: message.key,
         headers: message.headers,
         value: message.payload,

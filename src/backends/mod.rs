@@ -65,10 +65,13 @@ pub enum ContentKind {
     Binary,
 }
 
-/// A stored message. `received_at_ms` stays the first field: retention reads only it.
+/// A stored message. `received_at_ms` stays the first field (retention reads only it) and
+/// `deliver_after_ms` the second (consumers read only the two).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub received_at_ms: u64,
+    /// Not delivered to consumers before this time (ms since the Unix epoch), if set.
+    pub deliver_after_ms: Option<u64>,
     pub key: Option<Bytes>,
     pub headers: Vec<(String, String)>,
     pub value: Bytes,
@@ -103,6 +106,11 @@ impl Record {
     pub fn decode_received_at(bytes: &[u8]) -> Result<u64, postcard::Error> {
         postcard::take_from_bytes::<u64>(bytes).map(|(at, _)| at)
     }
+
+    /// Reads only `deliver_after_ms` from an encoded record.
+    pub fn decode_deliver_after(bytes: &[u8]) -> Result<Option<u64>, postcard::Error> {
+        postcard::take_from_bytes::<(u64, Option<u64>)>(bytes).map(|((_, after), _)| after)
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -120,6 +128,7 @@ mod tests {
     fn record_round_trips_and_exposes_its_timestamp() {
         let record = Record {
             received_at_ms: 1_700_000_000_123,
+            deliver_after_ms: Some(1_700_000_060_000),
             key: Some(Bytes::from_static(b"k")),
             headers: vec![("trace".into(), "1".into())],
             value: Bytes::from_static(b"{\"a\":1}"),
@@ -139,6 +148,10 @@ mod tests {
         assert_eq!(
             Record::decode_received_at(&bytes).unwrap(),
             1_700_000_000_123
+        );
+        assert_eq!(
+            Record::decode_deliver_after(&bytes).unwrap(),
+            Some(1_700_000_060_000)
         );
     }
 }

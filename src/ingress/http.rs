@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::batch::parse_batch;
-use crate::backends::Backend;
+use crate::backends::{now_ms, Backend};
 use crate::error::ApiError;
 use crate::pipeline::{Incoming, Pipeline};
 use crate::views::{
@@ -137,6 +137,23 @@ fn schema_version_header(headers: &HeaderMap) -> Result<Option<u32>, ApiError> {
         .transpose()
 }
 
+/// `Sluice-Deliver-After`: a delay (`"30s"`, `"5m"`) or an RFC 3339 time, as ms since the epoch.
+fn deliver_after_header(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(text) = header_text(headers, "sluice-deliver-after")? else {
+        return Ok(None);
+    };
+    let text = text.trim();
+    if let Ok(delay) = humantime::parse_duration(text) {
+        return Ok(Some(now_ms().saturating_add(delay.as_millis() as u64)));
+    }
+    match text.parse::<jiff::Timestamp>() {
+        Ok(at) => Ok(Some(at.as_millisecond().max(0) as u64)),
+        Err(_) => Err(ApiError::BadRequest(format!(
+            "Sluice-Deliver-After must be a delay such as `30s` or `5m`, or an RFC 3339 time such as `2026-01-31T09:00:00Z`, not `{text}`"
+        ))),
+    }
+}
+
 /// The `Sluice-Header-*` headers, without their prefix.
 fn carried_headers(headers: &HeaderMap) -> Result<Vec<(String, String)>, ApiError> {
     let mut carried = Vec::new();
@@ -168,6 +185,7 @@ async fn produce(
         key: header_text(&headers, "sluice-key")?.map(|k| Bytes::copy_from_slice(k.as_bytes())),
         headers: carried_headers(&headers)?,
         schema_version: schema_version_header(&headers)?,
+        deliver_after_ms: deliver_after_header(&headers)?,
     };
     let accepted = pipeline.produce(&station, message).await?;
     Ok((StatusCode::CREATED, Json(accepted)).into_response())
@@ -182,7 +200,7 @@ async fn produce_batch(
     let limits = pipeline.limits();
     let body = read_body(body, limits.max_batch_bytes).await?;
     let content_type = content_type(&headers)?;
-    let messages = parse_batch(
+    let mut messages = parse_batch(
         &body,
         content_type.as_deref(),
         schema_version_header(&headers)?,
@@ -193,6 +211,10 @@ async fn produce_batch(
             count: messages.len(),
             limit: limits.max_batch_messages,
         });
+    }
+    let deliver_after_ms = deliver_after_header(&headers)?;
+    for message in &mut messages {
+        message.deliver_after_ms = deliver_after_ms;
     }
     let results = pipeline.produce_batch(&station, messages).await?;
     let accepted = results.iter().filter(|r| r.is_ok()).count();

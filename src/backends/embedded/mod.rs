@@ -24,6 +24,19 @@ use super::{Backend, BackendError, Position, Record};
 use crate::config::FsyncPolicy;
 use crate::registry::stations::Retention;
 pub use groups::{AckOutcome, Delivery};
+use groups::{LeaseRules, MetaChange};
+
+/// How a consume call behaves.
+#[derive(Debug, Clone)]
+pub struct ConsumeOptions {
+    pub max: usize,
+    pub wait: Duration,
+    pub ack_timeout: Duration,
+    /// Deliveries without an ack before a message is dead-lettered; 0: never.
+    pub max_deliveries: u32,
+    /// The log exhausted messages go to; none drops them for the group (with a warning).
+    pub dead_letters: Option<String>,
+}
 
 /// Prefix of the keyspaces that hold logs.
 const LOG_KEYSPACE_PREFIX: &str = "log:";
@@ -199,8 +212,16 @@ impl EmbeddedStore {
 
     /// Durably sets a metadata key.
     async fn put_meta(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
+        self.write_meta(vec![(key, Some(value))]).await
+    }
+
+    /// Durably applies metadata changes, all in one commit.
+    async fn write_meta(&self, changes: Vec<MetaChange>) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
         let (reply, answer) = oneshot::channel();
-        self.send(writer::Command::PutMeta { key, value, reply }, answer)
+        self.send(writer::Command::Meta { changes, reply }, answer)
             .await
     }
 
@@ -269,38 +290,109 @@ impl EmbeddedStore {
             })
     }
 
-    /// Delivers up to `max` messages of `log` to a consumer of `group`, waiting up to `wait` for
-    /// some to arrive. Delivered messages are leased to the caller for `ack_timeout`; unacked ones
-    /// are delivered again after it.
+    /// Delivers up to `options.max` messages of `log` to a consumer of `group`, waiting up to
+    /// `options.wait` for some to arrive. Delivered messages are leased to the caller for
+    /// `ack_timeout`; unacked ones are delivered again after it, until `max_deliveries`, after which
+    /// they are dead-lettered (to `options.dead_letters`, if set) and settled for the group.
     pub async fn consume(
         &self,
         log_name: &str,
         group: &str,
-        max: usize,
-        wait: Duration,
-        ack_timeout: Duration,
+        options: &ConsumeOptions,
     ) -> Result<Vec<Delivery>, BackendError> {
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = tokio::time::Instant::now() + options.wait;
         let (log, state) = self.group_state(log_name, group)?;
         let mut head = log.head.subscribe();
+        let rules = LeaseRules {
+            max: options.max,
+            ack_timeout: options.ack_timeout,
+            max_deliveries: options.max_deliveries,
+        };
         loop {
             head.borrow_and_update();
-            let (offsets, next_expiry) = {
+            let (leased, next_expiry) = {
                 let mut state = state.lock().await;
                 let first = log.first.load(Ordering::Acquire);
                 let next = log.next.load(Ordering::Acquire);
-                let leased = state.lease(first, next, max, ack_timeout);
-                (leased, state.next_expiry())
+                let mut leased = state.lease(first, next, rules, |offset| {
+                    self.deliver_after(&log, offset)
+                });
+                // Persisted under the group's lock, so concurrent consumers' writes stay in order.
+                self.write_meta(std::mem::take(&mut leased.changes)).await?;
+                (leased, state.next_expiry_ms())
             };
-            if !offsets.is_empty() {
-                return self.deliveries(&log.name, offsets);
+            if !leased.exhausted.is_empty() {
+                self.dead_letter_exhausted(&log, group, options, &leased.exhausted)
+                    .await?;
             }
-            let wake = next_expiry.map_or(deadline, |at| at.min(deadline));
-            if tokio::time::Instant::now() >= deadline {
+            if !leased.deliver.is_empty() {
+                return self.deliveries(&log.name, leased.deliver);
+            }
+            if leased.more || !leased.exhausted.is_empty() {
+                continue;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
                 return Ok(Vec::new());
             }
+            let wake = next_expiry
+                .map(|at_ms| now + Duration::from_millis(at_ms.saturating_sub(super::now_ms())))
+                .map_or(deadline, |at| at.min(deadline));
             let _ = tokio::time::timeout_at(wake, head.changed()).await;
         }
+    }
+
+    /// When the record at `offset` may first be delivered, if it was produced with a delay.
+    fn deliver_after(&self, log: &Log, offset: u64) -> Option<u64> {
+        let bytes = log.keyspace.get(offset.to_be_bytes()).ok()??;
+        Record::decode_deliver_after(&bytes).ok()?
+    }
+
+    /// Moves messages `group` failed to ack `max_deliveries` times to the dead-letter log, then
+    /// settles them for the group so they are never delivered to it again.
+    async fn dead_letter_exhausted(
+        &self,
+        log: &Log,
+        group: &str,
+        options: &ConsumeOptions,
+        exhausted: &[(u64, u32)],
+    ) -> Result<(), BackendError> {
+        if let Some(dlq) = &options.dead_letters {
+            let mut records = Vec::with_capacity(exhausted.len());
+            for &(offset, delivery) in exhausted {
+                let Some(mut record) = self.read_one(&log.name, offset)? else {
+                    continue;
+                };
+                let reason = format!(
+                    "delivered {delivery} times to consumer group `{group}` without an ack \
+                     (max_deliveries = {}); it was offset {offset} of `{}`",
+                    options.max_deliveries, log.name
+                );
+                record.dead_letter = Some(super::DeadLetter {
+                    station: log.name.clone(),
+                    error: "max_deliveries".to_owned(),
+                    schema: None,
+                    schema_version: record.schema_version,
+                    violations: vec![crate::formats::Violation::whole_message(reason)],
+                    content_type: None,
+                });
+                record.deliver_after_ms = None;
+                records.push(record.encode());
+            }
+            if !records.is_empty() {
+                self.append_encoded(dlq, records).await?;
+            }
+        } else {
+            tracing::warn!(
+                log = %log.name,
+                group,
+                count = exhausted.len(),
+                "messages reached max_deliveries and the station keeps no dead letters: dropped for this group"
+            );
+        }
+        let offsets: Vec<u64> = exhausted.iter().map(|&(offset, _)| offset).collect();
+        self.ack(&log.name, group, &offsets).await?;
+        Ok(())
     }
 
     fn deliveries(
@@ -344,15 +436,12 @@ impl EmbeddedStore {
     ) -> Result<AckOutcome, BackendError> {
         let (log, state) = self.group_state(log, group)?;
         let mut state = state.lock().await;
-        let outcome = state.ack(offsets, log.first.load(Ordering::Acquire));
-        if outcome.acked > 0 {
-            let (key, value) = state.persisted();
-            self.put_meta(key, value).await?;
-        }
+        let (outcome, changes) = state.ack(offsets, log.first.load(Ordering::Acquire));
+        self.write_meta(changes).await?;
         Ok(outcome)
     }
 
-    /// Gives leased `offsets` back to `group`, to be delivered again after `delay`.
+    /// Gives leased `offsets` back to `group`, to be delivered again after `delay`, durably.
     pub async fn nack(
         &self,
         log: &str,
@@ -361,7 +450,9 @@ impl EmbeddedStore {
         delay: Duration,
     ) -> Result<AckOutcome, BackendError> {
         let (_, state) = self.group_state(log, group)?;
-        let outcome = state.lock().await.nack(offsets, delay);
+        let mut state = state.lock().await;
+        let (outcome, changes) = state.nack(offsets, delay);
+        self.write_meta(changes).await?;
         Ok(outcome)
     }
 
@@ -503,6 +594,7 @@ mod tests {
     fn record(value: &str) -> Record {
         Record {
             received_at_ms: crate::backends::now_ms(),
+            deliver_after_ms: None,
             key: None,
             headers: Vec::new(),
             value: Bytes::from(value.to_owned()),

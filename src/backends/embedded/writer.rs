@@ -10,6 +10,7 @@ use std::sync::Arc;
 use fjall::{Database, Keyspace, PersistMode};
 use tokio::sync::{mpsc, oneshot};
 
+use super::groups::MetaChange;
 use super::{log_bytes_key, Log, StoreError};
 use crate::config::FsyncPolicy;
 
@@ -29,10 +30,9 @@ pub(super) enum Command {
         below: u64,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
-    /// Durably set a metadata key.
-    PutMeta {
-        key: Vec<u8>,
-        value: Vec<u8>,
+    /// Durably set (or, with `None`, delete) metadata keys, all in one commit.
+    Meta {
+        changes: Vec<MetaChange>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     /// Commit what is pending, fsync, stop, and answer once the writer let go of the database.
@@ -145,8 +145,13 @@ fn commit(db: &Database, meta: &Keyspace, fsync: FsyncPolicy, pending: &mut Vec<
                 tally.bytes = tally.bytes.saturating_sub(removed);
                 answers.push(Some(removed));
             }
-            Command::PutMeta { key, value, .. } => {
-                batch.insert(meta, key.as_slice(), value.as_slice());
+            Command::Meta { changes, .. } => {
+                for (key, value) in changes {
+                    match value {
+                        Some(value) => batch.insert(meta, key.as_slice(), value.as_slice()),
+                        None => batch.remove(meta, key.as_slice()),
+                    }
+                }
                 answers.push(None);
             }
             Command::Shutdown { .. } => unreachable!("shutdown is taken out before commit"),
@@ -175,7 +180,7 @@ fn commit(db: &Database, meta: &Keyspace, fsync: FsyncPolicy, pending: &mut Vec<
             Command::Append { reply, .. } | Command::Trim { reply, .. } => {
                 let _ = reply.send(result.clone().map(|()| answer.unwrap_or_default()));
             }
-            Command::PutMeta { reply, .. } => {
+            Command::Meta { reply, .. } => {
                 let _ = reply.send(result.clone());
             }
             Command::Shutdown { .. } => {}
