@@ -3,9 +3,11 @@
 //! station's backend, invalid ones in the station's dead-letter queue with the reason.
 //!
 //! The flow is `ingress` → [`pipeline`] → (`registry` snapshot, `formats`) → `backends`;
-//! [`server`] assembles it, [`config`] describes it, [`error`] decides every status code.
+//! [`server`] assembles it, [`config`] describes it, [`error`] decides every status code;
+//! [`client`] is what the `sluice produce` and `sluice consume` commands talk to a gateway with.
 
 pub mod backends;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod formats;

@@ -1,5 +1,8 @@
 //! The `sluice` command: `serve` runs the gateway, `check` vets a schema repository offline (and,
-//! with `--base`, a change to one).
+//! with `--base`, a change to one), `produce` and `consume` talk to a running gateway.
+
+#[path = "cli/transfer.rs"]
+mod transfer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +52,14 @@ enum Command {
         #[arg(long, value_name = "REV")]
         base: Option<String>,
     },
+    /// Send messages to a station of a running gateway: one message per line of FILE (or of
+    /// standard input), in batches; JSON lines are sent as JSON, other lines as text. Prints a
+    /// summary and each rejected line with its reason; exits 1 if any line was rejected.
+    Produce(transfer::ProduceArgs),
+    /// Read a station of a running gateway as a member of a consumer group, printing each
+    /// message as one JSON line (offset, key, headers, value or value_base64, schema_version,
+    /// delivery). With --ack, each message is acknowledged once printed.
+    Consume(transfer::ConsumeArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +74,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Check { dir, base } => check(&dir, base.as_deref()),
+        Command::Produce(args) => transfer::produce(args),
+        Command::Consume(args) => transfer::consume(args),
     };
     match result {
         Ok(code) => code,
