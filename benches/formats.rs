@@ -18,8 +18,10 @@ use sluice::pipeline::Pipeline;
 use sluice::registry::{load, source, Registry};
 
 fn fixtures(path: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    root.join("tests/fixtures")
         .join(path)
 }
 

@@ -25,9 +25,16 @@ impl AsRef<Path> for Repo {
 
 /// A committed fixture repository under `tests/fixtures/`.
 pub fn fixture(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(path)
+    project_root().join("tests/fixtures").join(path)
+}
+
+/// The project's root, read when the test runs: cargo sets `CARGO_MANIFEST_DIR` for test
+/// processes, and reading it at run time keeps a shared `CARGO_TARGET_DIR` correct for every
+/// clone (the compile-time value names whichever clone built the binary first).
+fn project_root() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// The bytes of a committed fixture file, e.g. `fixture_bytes("avro/messages/click_valid.avro")`.
@@ -428,5 +435,5 @@ pub fn valid_order(id: &str) -> Value {
 
 /// A file of this project, by path from its root.
 pub fn project_file(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+    project_root().join(path)
 }
