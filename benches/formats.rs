@@ -21,8 +21,7 @@ fn fixtures(path: &str) -> std::path::PathBuf {
     let root = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    root.join("tests/fixtures")
-        .join(path)
+    root.join("tests/fixtures").join(path)
 }
 
 fn pipeline(repo: &str, store_dir: &Path) -> Pipeline {

@@ -117,8 +117,7 @@ fn validation(c: &mut Criterion) {
                 content_type: Some("application/json".into()),
                 key: None,
                 headers: Vec::new(),
-                schema_version: None,
-                deliver_after_ms: None,
+                ..Incoming::default()
             })
             .collect();
         group.bench_function(format!("batch_{batch}"), |b| {

@@ -191,7 +191,11 @@ fn commit_to_serving(c: &mut Criterion) {
         .unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(sluice::server::serve(config, listener, async {
+    let listeners = sluice::server::Listeners {
+        http: listener,
+        grpc: None,
+    };
+    let server = runtime.spawn(sluice::server::serve(config, listeners, async {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::new();

@@ -29,12 +29,15 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address of the HTTP API.
     pub http: SocketAddr,
+    /// Address of the gRPC API.
+    pub grpc: SocketAddr,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            grpc: SocketAddr::from(([127, 0, 0, 1], 50051)),
         }
     }
 }
@@ -238,10 +241,10 @@ impl Config {
 
     /// Refuses settings that are unsafe together.
     pub fn check_bind_addresses(&self) -> Result<(), ConfigError> {
-        if !self.server.http.ip().is_loopback() {
-            return Err(ConfigError::NonLoopbackWithoutAuth {
-                addr: self.server.http,
-            });
+        for addr in [self.server.http, self.server.grpc] {
+            if !addr.ip().is_loopback() {
+                return Err(ConfigError::NonLoopbackWithoutAuth { addr });
+            }
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! Every error a client can receive, and the one place that decides its status code, its `error`
-//! code and its JSON body. Handlers return [`ApiError`]; they never pick a status themselves.
+//! code and its JSON body — and, for gRPC, its status code and rich error details. Handlers of
+//! both front ends return [`ApiError`]; they never pick a status themselves.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,6 +13,10 @@ use crate::registry::stations::Accept;
 
 /// Seconds a client is asked to wait before retrying when a backend is unavailable.
 const RETRY_AFTER_SECONDS: &str = "1";
+/// The same wait, for gRPC's `google.rpc.RetryInfo`.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+/// The `domain` of every `google.rpc.ErrorInfo` Sluice sends.
+const ERROR_DOMAIN: &str = "sluice";
 
 /// Why a message was judged invalid, as reported to the producer.
 #[derive(Debug, Clone, Serialize)]
@@ -156,6 +161,70 @@ impl ApiError {
             }
         }
         body
+    }
+}
+
+impl ApiError {
+    /// The gRPC status code: the same decision as [`ApiError::status`], in gRPC's vocabulary.
+    pub fn grpc_code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            Self::UnknownStation(_)
+            | Self::UnknownSchema(_)
+            | Self::SchemaVersionNotFound { .. }
+            | Self::DeadLetterNotFound { .. }
+            | Self::NotFound(_) => Code::NotFound,
+            Self::UnknownSchemaVersion { .. }
+            | Self::VersionNotAccepted { .. }
+            | Self::BadRequest(_)
+            | Self::SchemaViolation(_)
+            | Self::UnsupportedMediaType { .. } => Code::InvalidArgument,
+            Self::NotConsumable { .. } => Code::FailedPrecondition,
+            Self::PayloadTooLarge { .. } | Self::TooManyMessages { .. } => Code::ResourceExhausted,
+            Self::BackendNotConfigured { .. }
+            | Self::RegistryNotReady(_)
+            | Self::SourceUnavailable(_)
+            | Self::Backend(BackendError::Unavailable { .. }) => Code::Unavailable,
+            Self::Backend(BackendError::Corrupt { .. }) => Code::Internal,
+            Self::Unauthorized(_) => Code::Unauthenticated,
+            Self::AlreadyReplayed { .. } => Code::AlreadyExists,
+            Self::MethodNotAllowed => Code::Unimplemented,
+        }
+    }
+
+    /// The gRPC status: code, sentence, and details — a `google.rpc.ErrorInfo` carrying the
+    /// `error` code (and, for schema violations, schema, version and DLQ id), a
+    /// `google.rpc.BadRequest` with one field violation per problem, and a `google.rpc.RetryInfo`
+    /// when retrying later can succeed.
+    pub fn to_grpc_status(&self) -> tonic::Status {
+        use tonic_types::{ErrorDetails, StatusExt};
+        let code = self.grpc_code();
+        if code == tonic::Code::Internal || code == tonic::Code::Unavailable {
+            tracing::warn!(error = self.code(), "{self}");
+        }
+        let mut details = ErrorDetails::new();
+        let mut metadata = std::collections::HashMap::new();
+        if let Self::SchemaViolation(report) = self {
+            metadata.insert("schema".to_owned(), report.schema.clone());
+            metadata.insert("version".to_owned(), report.version.to_string());
+            if let Some(dlq_id) = &report.dlq_id {
+                metadata.insert("dlq_id".to_owned(), dlq_id.clone());
+            }
+            for violation in &report.violations {
+                details.add_bad_request_violation(&violation.path, &violation.reason);
+            }
+        }
+        details.set_error_info(self.code(), ERROR_DOMAIN, metadata);
+        if code == tonic::Code::Unavailable {
+            details.set_retry_info(Some(RETRY_AFTER));
+        }
+        tonic::Status::with_error_details(code, self.to_string(), details)
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(error: ApiError) -> Self {
+        error.to_grpc_status()
     }
 }
 

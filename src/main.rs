@@ -92,10 +92,8 @@ fn serve(config_path: PathBuf) -> anyhow::Result<ExitCode> {
     config.check_bind_addresses()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.server.http)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.server.http))?;
-        sluice::server::serve(config, listener, shutdown_signal()).await?;
+        let listeners = sluice::server::Listeners::bind(&config).await?;
+        sluice::server::serve(config, listeners, shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::backends::embedded::{AckOutcome, ConsumeOptions, EmbeddedStore};
+use crate::backends::embedded::{AckOutcome, ConsumeOptions, Delivery, EmbeddedStore};
 use crate::backends::{now_ms, Backend, BackendError, ContentKind, DeadLetter, Position, Record};
 use crate::config::Limits;
 use crate::error::{ApiError, ViolationReport};
@@ -18,10 +18,10 @@ use crate::formats::confluent::split_frame;
 use crate::formats::{Normalize, PayloadEncoding, Violation};
 use crate::registry::stations::{BackendRef, Framing};
 use crate::registry::{Registry, Schema, Snapshot, Station, VersionRefusal};
-use crate::views::{DeadLetterView, MessageView};
+use crate::views::DeadLetterView;
 
 /// A message as a front end received it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Incoming {
     pub payload: Bytes,
     /// The `Content-Type` as sent, kept with dead letters.
@@ -32,6 +32,8 @@ pub struct Incoming {
     pub schema_version: Option<u32>,
     /// Not delivered to consumers before this time (ms since the Unix epoch).
     pub deliver_after_ms: Option<u64>,
+    /// The producer's `Idempotency-Key`, naming retries of one message.
+    pub idempotency_key: Option<String>,
 }
 
 impl Incoming {
@@ -93,6 +95,15 @@ impl Pipeline {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Ready to take messages: a registry snapshot is serving and the backends answer.
+    pub async fn check_ready(&self) -> Result<(), ApiError> {
+        if let Some(reason) = self.registry.not_ready_reason() {
+            return Err(ApiError::RegistryNotReady(reason));
+        }
+        self.embedded.check_ready().await?;
+        Ok(())
     }
 
     fn station(&self, snapshot: &Snapshot, name: &str) -> Result<Arc<Station>, ApiError> {
@@ -357,7 +368,7 @@ impl Pipeline {
         group: &str,
         max: usize,
         wait: Duration,
-    ) -> Result<Vec<MessageView>, ApiError> {
+    ) -> Result<Vec<Delivery>, ApiError> {
         let (station, store) = self.group_target(station, group)?;
         let max = max.clamp(1, self.limits.max_consume_messages);
         let wait = wait.min(self.limits.max_consume_wait);
@@ -368,8 +379,7 @@ impl Pipeline {
             max_deliveries: station.max_deliveries,
             dead_letters: station.dlq.then(|| station.dlq_name.clone()),
         };
-        let deliveries = store.consume(&station.name, group, &options).await?;
-        Ok(deliveries.into_iter().map(MessageView::from).collect())
+        Ok(store.consume(&station.name, group, &options).await?)
     }
 
     /// Acknowledges `offsets` of `station` for `group`.
@@ -447,8 +457,7 @@ impl Pipeline {
             content_type,
             key: record.key,
             headers: record.headers,
-            schema_version: None,
-            deliver_after_ms: None,
+            ..Incoming::default()
         };
         match self.judge(&station, message, now_ms()) {
             Judged::Valid(record) => {

@@ -1,6 +1,6 @@
 //! Assembles a running gateway from a [`Config`]: loads the registry, opens the embedded store,
 //! builds the pipeline, starts the background tasks (registry watcher, retention) and serves the
-//! HTTP API until shutdown. `main` and the integration tests both start Sluice through here.
+//! HTTP and gRPC APIs until shutdown. `main` and the integration tests both start Sluice through here.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,8 +26,15 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot serve HTTP: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot serve gRPC: {0}")]
+    Grpc(#[from] tonic::transport::Error),
 }
 
 fn list(problems: &[LoadProblem]) -> String {
@@ -96,10 +103,33 @@ pub fn build_pipeline(config: &Config) -> Result<(Arc<Pipeline>, Syncer), ServeE
     Ok((pipeline, syncer))
 }
 
-/// Serves the gateway on `listener` until `shutdown` completes, then drains in-flight requests.
+/// The sockets a gateway serves on, bound by the caller (so tests can bind port 0).
+pub struct Listeners {
+    pub http: TcpListener,
+    /// None: no gRPC API.
+    pub grpc: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses of `[server]`.
+    pub async fn bind(config: &Config) -> Result<Self, ServeError> {
+        let bind = |addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })
+        };
+        Ok(Self {
+            http: bind(config.server.http).await?,
+            grpc: Some(bind(config.server.grpc).await?),
+        })
+    }
+}
+
+/// Serves the gateway's HTTP and gRPC APIs until `shutdown` completes, then drains in-flight
+/// requests on both.
 pub async fn serve(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (pipeline, syncer) = build_pipeline(&config)?;
@@ -121,21 +151,44 @@ pub async fn serve(
             retention.enforce_retention().await;
         }
     }));
+    let Listeners { http, grpc } = listeners;
     tracing::info!(
-        http = %listener.local_addr()?,
+        http = %http.local_addr()?,
+        grpc = %grpc.as_ref().map(|l| l.local_addr()).transpose()?.map_or("off".to_owned(), |a| a.to_string()),
         registry = %pipeline.registry().source(),
         storage = %config.storage.dir.display(),
         "sluice is serving"
     );
+    // One shutdown signal, seen by both servers.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
     let app = crate::ingress::http::router(pipeline.clone());
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let http_served = axum::serve(http, app).with_graceful_shutdown(until_stopped());
+    let grpc_served = async {
+        match grpc {
+            Some(listener) => {
+                crate::ingress::grpc::serve(pipeline.clone(), listener, until_stopped()).await
+            }
+            None => Ok(()),
+        }
+    };
+    let (http_served, grpc_served) = tokio::join!(http_served, grpc_served);
     for task in background {
         task.abort();
         let _ = task.await;
     }
     pipeline.embedded().close().await;
     tracing::info!("sluice stopped");
-    served.map_err(ServeError::Io)
+    http_served?;
+    grpc_served?;
+    Ok(())
 }

@@ -122,15 +122,19 @@ fn serve_refuses_a_bad_config_naming_the_key_and_the_file() {
 #[test]
 fn serve_refuses_a_non_loopback_address_without_auth() {
     let repo = orders_repo("");
-    let output = Command::new(sluice_binary())
-        .args(["serve"])
-        .env("SLUICE_SERVER_HTTP", "0.0.0.0:0")
-        .env("SLUICE_REGISTRY_SOURCE", repo.path())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("only binds loopback"), "{stderr}");
+    for (http, grpc) in [("0.0.0.0:0", "127.0.0.1:0"), ("127.0.0.1:0", "0.0.0.0:0")] {
+        let output = Command::new(sluice_binary())
+            .args(["serve"])
+            .env("SLUICE_SERVER_HTTP", http)
+            .env("SLUICE_SERVER_GRPC", grpc)
+            .env("SLUICE_REGISTRY_SOURCE", repo.path())
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("only binds loopback"), "{stderr}");
+        assert!(stderr.contains("0.0.0.0:0"), "{stderr}");
+    }
 }
 
 #[test]
@@ -140,6 +144,7 @@ fn serve_refuses_a_repository_with_problems_and_says_which() {
     let output = Command::new(sluice_binary())
         .args(["serve"])
         .env("SLUICE_SERVER_HTTP", "127.0.0.1:0")
+        .env("SLUICE_SERVER_GRPC", "127.0.0.1:0")
         .env("SLUICE_REGISTRY_SOURCE", repo.path())
         .env("SLUICE_STORAGE_DIR", data.path())
         .output()

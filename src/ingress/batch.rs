@@ -111,7 +111,7 @@ fn into_message(
         key: item.key.map(Bytes::from),
         headers,
         schema_version: item.schema_version.or(schema_version),
-        deliver_after_ms: None,
+        ..Incoming::default()
     })
 }
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::batch::parse_batch;
-use crate::backends::{now_ms, Backend};
+use crate::backends::now_ms;
 use crate::error::ApiError;
 use crate::pipeline::{Incoming, Pipeline};
 use crate::views::{
@@ -79,26 +79,16 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(pipeline): Shared) -> Response {
-    let registry = pipeline.registry();
-    if let Some(reason) = registry.not_ready_reason() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ready": false, "error": "registry_not_ready", "message": reason })),
-        )
-            .into_response();
-    }
-    let snapshot = registry.snapshot();
-    match pipeline.embedded().check_ready().await {
+    match pipeline.check_ready().await {
         Ok(()) => {
-            Json(json!({ "ready": true, "registry_revision": snapshot.revision })).into_response()
+            let revision = pipeline.registry().snapshot().revision.clone();
+            Json(json!({ "ready": true, "registry_revision": revision })).into_response()
         }
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(
-                json!({ "ready": false, "error": "backend_unavailable", "message": e.to_string() }),
-            ),
-        )
-            .into_response(),
+        Err(e) => {
+            let mut body = e.body();
+            body["ready"] = json!(false);
+            (e.status(), Json(body)).into_response()
+        }
     }
 }
 
@@ -186,6 +176,7 @@ async fn produce(
         headers: carried_headers(&headers)?,
         schema_version: schema_version_header(&headers)?,
         deliver_after_ms: deliver_after_header(&headers)?,
+        idempotency_key: header_text(&headers, "idempotency-key")?.map(str::to_owned),
     };
     let accepted = pipeline.produce(&station, message).await?;
     Ok((StatusCode::CREATED, Json(accepted)).into_response())
@@ -284,7 +275,9 @@ async fn consume(
             Duration::from_millis(params.wait_ms),
         )
         .await?;
-    Ok(Json(Consumed { messages }))
+    Ok(Json(Consumed {
+        messages: messages.into_iter().map(MessageView::from).collect(),
+    }))
 }
 
 #[derive(Debug, Deserialize)]

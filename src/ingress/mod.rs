@@ -3,5 +3,6 @@
 
 pub mod batch;
 pub mod confluent;
+pub mod grpc;
 pub mod http;
 pub mod webhook;

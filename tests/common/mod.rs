@@ -144,6 +144,8 @@ impl GitRepo {
 /// A gateway served in-process on 127.0.0.1:0 with a temp data dir.
 pub struct Gateway {
     pub base: String,
+    /// The gRPC API's address, as `http://127.0.0.1:PORT`.
+    pub grpc: String,
     pub client: reqwest::Client,
     pub data: TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -181,11 +183,15 @@ impl Gateway {
         let config_file = data.path().join("sluice.toml");
         std::fs::write(&config_file, config_text).unwrap();
         let config = sluice::config::Config::load(&config_file, true, std::iter::empty()).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listeners = sluice::server::Listeners {
+            http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            grpc: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+        };
+        let addr = listeners.http.local_addr().unwrap();
+        let grpc_addr = listeners.grpc.as_ref().unwrap().local_addr().unwrap();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            sluice::server::serve(config, listener, async {
+            sluice::server::serve(config, listeners, async {
                 let _ = shutdown_rx.await;
             })
             .await
@@ -193,6 +199,7 @@ impl Gateway {
         });
         let gateway = Self {
             base: format!("http://{addr}"),
+            grpc: format!("http://{grpc_addr}"),
             client: reqwest::Client::new(),
             data,
             shutdown: Some(shutdown_tx),
@@ -331,6 +338,7 @@ where
 pub struct Process {
     pub child: Child,
     pub addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
 }
 
 impl Process {
@@ -341,8 +349,8 @@ impl Process {
 
     /// [`Process::serve`] with extra environment variables.
     pub fn serve_with_env(repo: &Path, data: &Path, env: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let grpc_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = data.join("empty.toml");
         std::fs::write(&config, "").unwrap();
         let child = Command::new(sluice_binary())
@@ -350,6 +358,7 @@ impl Process {
             .arg("--config")
             .arg(config)
             .env("SLUICE_SERVER_HTTP", addr.to_string())
+            .env("SLUICE_SERVER_GRPC", grpc_addr.to_string())
             .env("SLUICE_REGISTRY_SOURCE", repo)
             .env("SLUICE_STORAGE_DIR", data.join("store"))
             .envs(env.iter().copied())
@@ -357,7 +366,11 @@ impl Process {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let process = Self { child, addr };
+        let process = Self {
+            child,
+            addr,
+            grpc_addr,
+        };
         process.wait_healthy();
         process
     }
