@@ -415,3 +415,54 @@ async fn reflection_lists_the_gateway_and_health_says_serving() {
         .into_inner();
     assert_eq!(overall.status, ServingStatus::Serving as i32);
 }
+
+#[tokio::test]
+async fn a_python_grpcio_client_gets_the_same_answers() {
+    let repo = orders_repo("");
+    let gw = Gateway::start(&repo, "").await;
+    let script = common::project_file("tests/clients/grpc_produce.py");
+    let proto_root = common::project_file("proto");
+    let target = gw.grpc.trim_start_matches("http://").to_owned();
+    // The gateway runs on this test's runtime: the client runs on a blocking thread beside it.
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(&script)
+            .arg(&proto_root)
+            .arg(&target)
+            .output()
+            .expect("python3 runs (scripts/test installs grpcio, grpcio-tools, grpcio-status)")
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "the Python client failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    assert_eq!(report["valid"]["code"], "OK", "{report}");
+    assert_eq!(report["valid"]["schema_version"], 1);
+    assert_eq!(report["invalid"]["code"], "INVALID_ARGUMENT", "{report}");
+    assert_eq!(report["invalid"]["reason"], "schema_violation");
+    assert_eq!(report["invalid"]["violations"][0]["field"], "/items/0/qty");
+    assert!(report["invalid"]["metadata"]["dlq_id"].is_string());
+    assert_eq!(report["unknown_station"]["code"], "NOT_FOUND", "{report}");
+    assert_eq!(report["unknown_station"]["reason"], "unknown_station");
+    let stream = report["stream"].as_array().unwrap();
+    assert_eq!(stream.len(), 20);
+    for (i, result) in stream.iter().enumerate() {
+        assert_eq!(result["index"], i);
+        if i % 10 == 9 {
+            assert_eq!(result["rejected"], "schema_violation", "{result}");
+            assert_eq!(result["path"], "/items/0/qty");
+        } else {
+            assert!(result["accepted"].is_u64(), "{result}");
+        }
+    }
+
+    let stored = read_all(&gw, "orders", "check").await;
+    assert_eq!(stored.len(), 1 + 18);
+    assert_eq!(stored[0]["key"], "py-key");
+    assert_eq!(stored[0]["headers"]["origin"], "python");
+}
