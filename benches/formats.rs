@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::backends::embedded::EmbeddedStore;
+use sluice::backends::routing::Backends;
 use sluice::config::{FsyncPolicy, Limits};
 use sluice::formats::{Normalize, PayloadEncoding};
 use sluice::pipeline::Pipeline;
@@ -31,7 +32,7 @@ fn pipeline(repo: &str, store_dir: &Path) -> Pipeline {
     let registry = Arc::new(Registry::serving(repo.into(), snapshot));
     Pipeline::new(
         registry,
-        EmbeddedStore::open(store_dir, FsyncPolicy::Never).unwrap(),
+        Backends::with_defaults(EmbeddedStore::open(store_dir, FsyncPolicy::Never).unwrap()),
         Limits::default(),
     )
 }

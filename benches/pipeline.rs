@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::backends::embedded::EmbeddedStore;
+use sluice::backends::routing::Backends;
 use sluice::config::{FsyncPolicy, Limits};
 use sluice::formats::{Normalize, PayloadEncoding};
 use sluice::pipeline::{Incoming, Pipeline};
@@ -49,7 +50,7 @@ fn pipeline(dir: &std::path::Path) -> Pipeline {
         .expect("bench repository loads");
     let registry = Arc::new(Registry::serving("bench".into(), snapshot));
     let store = EmbeddedStore::open(dir, FsyncPolicy::Never).expect("store opens");
-    Pipeline::new(registry, store, Limits::default())
+    Pipeline::new(registry, Backends::with_defaults(store), Limits::default())
 }
 
 fn validation(c: &mut Criterion) {

@@ -22,6 +22,7 @@ fn record() -> Record {
         content: ContentKind::Json,
         schema_version: Some(1),
         dead_letter: None,
+        provenance: Default::default(),
     }
 }
 

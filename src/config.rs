@@ -19,6 +19,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub registry: RegistryConfig,
     pub storage: StorageConfig,
+    pub kafka: KafkaConfig,
+    pub nats: NatsConfig,
     pub limits: Limits,
     /// Stations declared in the config file, in addition to the registry's `stations.toml`.
     pub station: Vec<StationConfig>,
@@ -135,6 +137,81 @@ impl std::str::FromStr for FsyncPolicy {
     }
 }
 
+/// The Kafka backend, used by stations with `backend = { kafka = "topic" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Create a station's topic and its dead-letter topic when they are missing.
+    pub create_topics: bool,
+    /// Partitions of topics Sluice creates.
+    pub partitions: i32,
+    /// Replication factor of topics Sluice creates.
+    pub replication_factor: i32,
+    /// Dead letters of topic `t` go to topic `t` + this suffix.
+    pub dlq_suffix: String,
+    /// How long a produce waits for the brokers' acknowledgement before answering 503.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How long the producer waits to fill a batch (librdkafka `linger.ms`).
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    /// Further librdkafka producer properties, e.g. `"compression.type" = "zstd"`.
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".to_owned(),
+            create_topics: true,
+            partitions: 1,
+            replication_factor: 1,
+            dlq_suffix: ".dlq".to_owned(),
+            request_timeout: Duration::from_secs(10),
+            linger: Duration::from_millis(5),
+            properties: Default::default(),
+        }
+    }
+}
+
+/// The NATS JetStream backend, used by stations with `backend = { nats = "subject" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL(s), comma-separated.
+    pub url: String,
+    /// What to do when no JetStream stream holds a station's subject.
+    pub streams: StreamPolicy,
+    /// Dead letters of subject `s` go to subject `s` + this suffix.
+    pub dlq_suffix: String,
+    /// How long a publish waits for JetStream's acknowledgement before answering 503.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".to_owned(),
+            streams: StreamPolicy::Create,
+            dlq_suffix: ".dlq".to_owned(),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Whether Sluice creates the JetStream streams its subjects need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamPolicy {
+    /// Create a file-backed stream `SLUICE_<SUBJECT>` for a subject no stream holds.
+    Create,
+    /// Only publish to subjects an existing stream holds; otherwise answer 503 saying so.
+    Require,
+}
+
 /// Limits applied to every request. Each is a config key under `[limits]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -186,7 +263,7 @@ pub enum ConfigError {
 }
 
 /// Sections that `SLUICE_<SECTION>_<KEY>` variables may override.
-const ENV_SECTIONS: &[&str] = &["server", "registry", "storage", "limits"];
+const ENV_SECTIONS: &[&str] = &["server", "registry", "storage", "kafka", "nats", "limits"];
 
 impl Config {
     /// Reads `path` (a missing file is an error only when `required`), applies environment

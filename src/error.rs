@@ -68,11 +68,6 @@ pub enum ApiError {
         station: String,
         backend: &'static str,
     },
-    #[error("station `{station}` uses the {backend} backend, which this gateway does not have configured")]
-    BackendNotConfigured {
-        station: String,
-        backend: &'static str,
-    },
     #[error("{0}")]
     Backend(#[from] BackendError),
     #[error("station `{station}` has no dead letter {id}")]
@@ -112,9 +107,9 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::BackendNotConfigured { .. }
-            | Self::RegistryNotReady(_)
-            | Self::SourceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RegistryNotReady(_) | Self::SourceUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Backend(BackendError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Backend(BackendError::Corrupt { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -137,7 +132,6 @@ impl ApiError {
             Self::TooManyMessages { .. } => "too_many_messages",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
             Self::NotConsumable { .. } => "not_consumable",
-            Self::BackendNotConfigured { .. } => "backend_not_configured",
             Self::Backend(BackendError::Unavailable { .. }) => "backend_unavailable",
             Self::Backend(BackendError::Corrupt { .. }) => "storage_corrupt",
             Self::DeadLetterNotFound { .. } => "unknown_dead_letter",
@@ -181,8 +175,7 @@ impl ApiError {
             | Self::UnsupportedMediaType { .. } => Code::InvalidArgument,
             Self::NotConsumable { .. } => Code::FailedPrecondition,
             Self::PayloadTooLarge { .. } | Self::TooManyMessages { .. } => Code::ResourceExhausted,
-            Self::BackendNotConfigured { .. }
-            | Self::RegistryNotReady(_)
+            Self::RegistryNotReady(_)
             | Self::SourceUnavailable(_)
             | Self::Backend(BackendError::Unavailable { .. }) => Code::Unavailable,
             Self::Backend(BackendError::Corrupt { .. }) => Code::Internal,

@@ -4,6 +4,7 @@
 //! only once the backend has durably accepted them. Consume, ack, dead-letter browse and replay,
 //! dry-run validation and retention also live here, so front ends stay thin translators.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,10 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::backends::embedded::{AckOutcome, ConsumeOptions, Delivery, EmbeddedStore};
-use crate::backends::{now_ms, Backend, BackendError, ContentKind, DeadLetter, Position, Record};
+use crate::backends::routing::Backends;
+use crate::backends::{
+    now_ms, Backend, BackendError, ContentKind, DeadLetter, Position, Provenance, Record,
+};
 use crate::config::Limits;
 use crate::error::{ApiError, ViolationReport};
 use crate::formats::confluent::split_frame;
@@ -69,17 +73,17 @@ enum Judged {
 
 pub struct Pipeline {
     registry: Arc<Registry>,
-    embedded: EmbeddedStore,
+    backends: Backends,
     limits: Limits,
     /// Serializes dead-letter replays so one dead letter is never forwarded twice.
     replay_lock: tokio::sync::Mutex<()>,
 }
 
 impl Pipeline {
-    pub fn new(registry: Arc<Registry>, embedded: EmbeddedStore, limits: Limits) -> Self {
+    pub fn new(registry: Arc<Registry>, backends: Backends, limits: Limits) -> Self {
         Self {
             registry,
-            embedded,
+            backends,
             limits,
             replay_lock: tokio::sync::Mutex::new(()),
         }
@@ -90,7 +94,11 @@ impl Pipeline {
     }
 
     pub fn embedded(&self) -> &EmbeddedStore {
-        &self.embedded
+        self.backends.embedded()
+    }
+
+    pub fn backends(&self) -> &Backends {
+        &self.backends
     }
 
     pub fn limits(&self) -> &Limits {
@@ -102,7 +110,7 @@ impl Pipeline {
         if let Some(reason) = self.registry.not_ready_reason() {
             return Err(ApiError::RegistryNotReady(reason));
         }
-        self.embedded.check_ready().await?;
+        self.backends.check_ready().await?;
         Ok(())
     }
 
@@ -116,20 +124,10 @@ impl Pipeline {
             })
     }
 
-    fn backend(&self, station: &Station) -> Result<&dyn Backend, ApiError> {
-        match &station.backend {
-            BackendRef::Embedded => Ok(&self.embedded),
-            other => Err(ApiError::BackendNotConfigured {
-                station: station.name.clone(),
-                backend: other.kind(),
-            }),
-        }
-    }
-
     /// The embedded store, for operations only it supports (consume, DLQ browse).
     fn embedded_for(&self, station: &Station) -> Result<&EmbeddedStore, ApiError> {
         match station.backend {
-            BackendRef::Embedded => Ok(&self.embedded),
+            BackendRef::Embedded => Ok(self.backends.embedded()),
             ref other => Err(ApiError::NotConsumable {
                 station: station.name.clone(),
                 backend: other.kind(),
@@ -153,30 +151,33 @@ impl Pipeline {
     ) -> Result<Vec<Result<Accepted, ApiError>>, ApiError> {
         let snapshot = self.registry.snapshot();
         let station = self.station(&snapshot, station)?;
-        let backend = self.backend(&station)?;
+        let route = self.backends.route(&station).await?;
         let received_at_ms = now_ms();
 
         let mut valid = Vec::new();
         let mut dead = Vec::new();
         let mut slots = Vec::with_capacity(messages.len());
+        let schema_name = shared_schema_name(&station);
         for message in messages {
-            slots.push(match self.judge(&station, message, received_at_ms) {
-                Judged::Valid(record) => {
-                    valid.push(record);
-                    Slot::Valid(valid.len() - 1)
-                }
-                Judged::Invalid(record, report) if station.dlq => {
-                    dead.push(record);
-                    Slot::Invalid(Some(dead.len() - 1), report)
-                }
-                Judged::Invalid(_, report) => Slot::Invalid(None, report),
-                Judged::Refused(error) => Slot::Refused(error),
-            });
+            slots.push(
+                match self.judge(&station, &schema_name, message, received_at_ms) {
+                    Judged::Valid(record) => {
+                        valid.push(record);
+                        Slot::Valid(valid.len() - 1)
+                    }
+                    Judged::Invalid(record, report) if station.dlq => {
+                        dead.push(record);
+                        Slot::Invalid(Some(dead.len() - 1), report)
+                    }
+                    Judged::Invalid(_, report) => Slot::Invalid(None, report),
+                    Judged::Refused(error) => Slot::Refused(error),
+                },
+            );
         }
         let versions: Vec<Option<u32>> = valid.iter().map(|r| r.schema_version).collect();
         let (stored, dead_lettered) = tokio::join!(
-            append_if_any(backend, &station.name, valid),
-            append_if_any(backend, &station.dlq_name, dead),
+            append_if_any(route.backend, &route.log, valid),
+            append_if_any(route.backend, &route.dead_letters, dead),
         );
         if let Err(e) = &dead_lettered {
             tracing::error!(station = %station.name, "dead letters could not be stored: {e}");
@@ -205,7 +206,14 @@ impl Pipeline {
     }
 
     /// Judges one message against the station's schema and builds what will be stored.
-    fn judge(&self, station: &Station, message: Incoming, received_at_ms: u64) -> Judged {
+    /// `schema_name` is the station's schema name, shared by every record of a batch.
+    fn judge(
+        &self,
+        station: &Station,
+        schema_name: &Option<Arc<str>>,
+        message: Incoming,
+        received_at_ms: u64,
+    ) -> Judged {
         if message.payload.len() > self.limits.max_message_bytes {
             return Judged::Refused(ApiError::PayloadTooLarge {
                 limit: self.limits.max_message_bytes,
@@ -213,7 +221,13 @@ impl Pipeline {
         }
         let encoding = message.encoding();
         let Some(schema) = &station.schema else {
-            return Judged::Valid(record(message, content_of(&encoding), None, received_at_ms));
+            let content_type = match &message.content_type {
+                Some(sent) => Cow::Owned(sent.clone()),
+                None => Cow::Borrowed("application/json"),
+            };
+            let mut record = record(message, content_of(&encoding), None, received_at_ms);
+            record.provenance.content_type = Some(content_type);
+            return Judged::Valid(record);
         };
         if !schema.format.accepts(&encoding) {
             return Judged::Refused(ApiError::UnsupportedMediaType {
@@ -266,18 +280,26 @@ impl Pipeline {
         };
         match verdict {
             Ok(valid) => {
-                let (value, content) = if framed {
-                    (message.payload.clone(), ContentKind::Binary)
+                let (value, content, content_type) = if framed {
+                    (
+                        message.payload.clone(),
+                        ContentKind::Binary,
+                        CONFLUENT_FRAMED,
+                    )
                 } else if station.framing == Framing::Confluent {
                     let value = version.compiled.confluent_frame(version.id, &valid.value);
-                    (value, ContentKind::Binary)
+                    (value, ContentKind::Binary, CONFLUENT_FRAMED)
                 } else if valid.is_json {
-                    (valid.value, ContentKind::Json)
+                    (valid.value, ContentKind::Json, "application/json")
                 } else {
-                    (valid.value, ContentKind::Binary)
+                    let binary = schema.format.binary_content_type();
+                    (valid.value, ContentKind::Binary, binary)
                 };
                 let mut record = record(message, content, Some(version.version), received_at_ms);
                 record.value = value;
+                record.provenance.schema = schema_name.clone();
+                record.provenance.schema_id = Some(version.id);
+                record.provenance.content_type = Some(Cow::Borrowed(content_type));
                 Judged::Valid(record)
             }
             Err(violations) => {
@@ -459,13 +481,11 @@ impl Pipeline {
             headers: record.headers,
             ..Incoming::default()
         };
-        match self.judge(&station, message, now_ms()) {
+        match self.judge(&station, &shared_schema_name(&station), message, now_ms()) {
             Judged::Valid(record) => {
                 let version = record.schema_version;
-                let position = self
-                    .backend(&station)?
-                    .append(&station.name, vec![record])
-                    .await?[0];
+                let route = self.backends.route(&station).await?;
+                let position = route.backend.append(&route.log, vec![record]).await?[0];
                 store
                     .mark_replayed(&station.dlq_name, id, position.offset)
                     .await?;
@@ -493,7 +513,12 @@ impl Pipeline {
                 continue;
             }
             for log in [&station.name, &station.dlq_name] {
-                match self.embedded.apply_retention(log, &station.retention).await {
+                match self
+                    .backends
+                    .embedded()
+                    .apply_retention(log, &station.retention)
+                    .await
+                {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(log = %log, dropped = n, "retention applied"),
                     Err(e) => tracing::warn!(log = %log, "retention failed: {e}"),
@@ -523,6 +548,13 @@ async fn append_if_any(
     backend.append(log, records).await
 }
 
+fn shared_schema_name(station: &Station) -> Option<Arc<str>> {
+    station.schema.as_ref().map(|s| Arc::from(s.name.as_str()))
+}
+
+/// The media type of a message stored in Confluent's wire format.
+const CONFLUENT_FRAMED: &str = "application/vnd.confluent";
+
 fn record(
     message: Incoming,
     content: ContentKind,
@@ -538,6 +570,10 @@ fn record(
         content,
         schema_version: version,
         dead_letter: None,
+        provenance: Provenance {
+            idempotency_key: message.idempotency_key,
+            ..Provenance::default()
+        },
     }
 }
 

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::backends::embedded::{EmbeddedStore, StoreError};
+use crate::backends::routing::Backends;
 use crate::config::Config;
 use crate::pipeline::Pipeline;
 use crate::registry::source::{Source, SourceError};
-use crate::registry::stations::BackendRef;
 use crate::registry::sync::Syncer;
 use crate::registry::{LoadProblem, Registry};
 
@@ -89,17 +89,9 @@ pub fn build_pipeline(config: &Config) -> Result<(Arc<Pipeline>, Syncer), ServeE
             registry.not_ready_reason().unwrap_or_default()
         );
     }
-    for station in registry.snapshot().stations() {
-        if station.backend != BackendRef::Embedded {
-            tracing::warn!(
-                station = %station.name,
-                backend = station.backend.kind(),
-                "station uses a backend this gateway does not have configured; its producers get 503"
-            );
-        }
-    }
     let store = EmbeddedStore::open(&config.storage.dir, config.storage.fsync)?;
-    let pipeline = Arc::new(Pipeline::new(registry, store, config.limits.clone()));
+    let backends = Backends::new(store, config.kafka.clone(), config.nats.clone());
+    let pipeline = Arc::new(Pipeline::new(registry, backends, config.limits.clone()));
     Ok((pipeline, syncer))
 }
 
@@ -142,6 +134,17 @@ pub async fn serve(
         config.registry.watch,
         webhook_secret,
     )?];
+    // Kafka and NATS stations: connect and create topics or streams now, not on the first message.
+    let preparing = pipeline.clone();
+    background.push(tokio::spawn(async move {
+        let stations = preparing
+            .registry()
+            .snapshot()
+            .stations()
+            .cloned()
+            .collect::<Vec<_>>();
+        preparing.backends().prepare(stations).await;
+    }));
     let retention = pipeline.clone();
     let every = config.storage.retention_check_interval;
     background.push(tokio::spawn(async move {

@@ -62,7 +62,12 @@ async fn unary_produce_answers_each_outcome_with_its_code_and_details() {
         "[[station]]\nname = \"orders\"\nschema = \"orders\"\n\n\
          [[station]]\nname = \"far\"\nbackend = { kafka = \"far-topic\" }\n",
     );
-    let gw = Gateway::start(&repo, "[limits]\nmax_message_bytes = 2048\n").await;
+    // Nothing listens at the Kafka address: its station answers UNAVAILABLE.
+    let gw = Gateway::start(
+        &repo,
+        "[limits]\nmax_message_bytes = 2048\n\n[kafka]\nbrokers = \"127.0.0.1:9\"\nrequest_timeout = \"1s\"\n",
+    )
+    .await;
     let mut grpc = client(&gw).await;
 
     let mut valid = order_request("orders", &valid_order("a-1"));

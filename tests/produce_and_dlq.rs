@@ -364,12 +364,21 @@ async fn json_schema_drafts_are_honoured_end_to_end() {
 }
 
 #[tokio::test]
-async fn a_station_on_an_unconfigured_backend_answers_503_with_retry_after() {
+async fn a_station_whose_broker_is_unreachable_answers_503_with_retry_after() {
     let repo = Repo::new(&[(
         "stations.toml",
         "[[station]]\nname = \"k\"\nbackend = { kafka = \"topic\" }\n",
     )]);
-    let gw = Gateway::start(&repo, "").await;
+    // Nothing listens on the port: the answer comes within the request timeout.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let gw = Gateway::start(
+        &repo,
+        &format!("[kafka]\nbrokers = \"127.0.0.1:{port}\"\nrequest_timeout = \"1s\"\n"),
+    )
+    .await;
+    let started = std::time::Instant::now();
     let response = gw
         .client
         .post(gw.url("/v1/stations/k/messages"))
@@ -381,7 +390,12 @@ async fn a_station_on_an_unconfigured_backend_answers_503_with_retry_after() {
     assert_eq!(response.status().as_u16(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
     let (_, body) = common::answer(response).await;
-    assert_eq!(body["error"], "backend_not_configured");
+    assert_eq!(body["error"], "backend_unavailable");
+    assert!(
+        body["message"].as_str().unwrap().contains("kafka"),
+        "{body}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
 
 #[tokio::test]

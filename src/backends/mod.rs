@@ -1,8 +1,15 @@
 //! Station backends: where accepted messages (and dead letters) are durably stored. Each backend is
 //! one module behind [`Backend`]; the pipeline only ever calls `append` and waits for its durable
-//! acknowledgement. This module also owns the stored [`Record`] and its encoding.
+//! acknowledgement. This module also owns the stored [`Record`], its encoding, and the headers a
+//! remote backend sends with it.
 
 pub mod embedded;
+pub mod kafka;
+pub mod nats;
+pub mod routing;
+
+use std::borrow::Cow;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -22,6 +29,12 @@ pub trait Backend: Send + Sync {
 
     /// Whether the backend can take writes now (for `/readyz`).
     async fn check_ready(&self) -> Result<(), BackendError>;
+
+    /// Makes sure `log` can be appended to (creates a missing topic or stream, where the backend
+    /// does that).
+    async fn prepare(&self, _log: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
 }
 
 /// Where a message was stored.
@@ -79,6 +92,21 @@ pub struct Record {
     pub schema_version: Option<u32>,
     /// Present on records of a dead-letter queue.
     pub dead_letter: Option<DeadLetter>,
+    /// What remote backends put in headers; not part of the embedded store's encoding.
+    #[serde(skip)]
+    pub provenance: Provenance,
+}
+
+/// Where a record came from and how it is encoded: sent by remote backends as message headers
+/// (`sluice-schema`, `sluice-schema-id`, `content-type`, `Nats-Msg-Id`...).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    pub schema: Option<Arc<str>>,
+    pub schema_id: Option<u32>,
+    /// The media type of the stored value.
+    pub content_type: Option<Cow<'static, str>>,
+    /// The producer's `Idempotency-Key`.
+    pub idempotency_key: Option<String>,
 }
 
 /// Why a message was dead-lettered, kept with the original bytes.
@@ -113,6 +141,49 @@ impl Record {
     }
 }
 
+/// The headers a remote backend sends with `record`: Sluice's own (schema, version, id, content
+/// type; for dead letters the error, station and violations), then the producer's.
+pub fn remote_headers(record: &Record) -> Vec<(String, String)> {
+    let mut headers = Vec::with_capacity(4 + record.headers.len());
+    let provenance = &record.provenance;
+    if let Some(schema) = &provenance.schema {
+        headers.push(("sluice-schema".to_owned(), schema.to_string()));
+    }
+    if let Some(version) = record.schema_version {
+        headers.push(("sluice-schema-version".to_owned(), version.to_string()));
+    }
+    if let Some(id) = provenance.schema_id {
+        headers.push(("sluice-schema-id".to_owned(), id.to_string()));
+    }
+    if let Some(content_type) = &provenance.content_type {
+        headers.push(("content-type".to_owned(), content_type.to_string()));
+    }
+    if let Some(dead) = &record.dead_letter {
+        headers.push(("sluice-error".to_owned(), dead.error.clone()));
+        headers.push(("sluice-station".to_owned(), dead.station.clone()));
+        if let Some(schema) = &dead.schema {
+            headers.push(("sluice-schema".to_owned(), schema.clone()));
+        }
+        if let Some(first) = dead.violations.first() {
+            let reason = if first.path.is_empty() {
+                first.reason.clone()
+            } else {
+                format!("{}: {}", first.path, first.reason)
+            };
+            headers.push(("sluice-reason".to_owned(), reason));
+        }
+        headers.push((
+            "sluice-violations".to_owned(),
+            serde_json::to_string(&dead.violations).expect("violations serialize"),
+        ));
+        if let Some(content_type) = &dead.content_type {
+            headers.push(("content-type".to_owned(), content_type.clone()));
+        }
+    }
+    headers.extend(record.headers.iter().cloned());
+    headers
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -142,6 +213,7 @@ mod tests {
                 violations: vec![Violation::whole_message("not valid JSON")],
                 content_type: None,
             }),
+            provenance: Provenance::default(),
         };
         let bytes = record.encode();
         assert_eq!(Record::decode(&bytes).unwrap(), record);

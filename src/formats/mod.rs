@@ -96,6 +96,16 @@ impl FormatKind {
     }
 
     /// Content types a producer may use for this format, for error messages.
+    /// The media type of the format's binary encoding (what `normalize = "binary"` stores).
+    pub fn binary_content_type(self) -> &'static str {
+        match self {
+            Self::JsonSchema => "application/json",
+            Self::Protobuf => "application/x-protobuf",
+            Self::Avro => "avro/binary",
+            Self::GraphQl => "application/graphql",
+        }
+    }
+
     pub fn expected_content_types(self) -> &'static str {
         match self {
             Self::JsonSchema => "application/json or application/vnd.confluent (framed)",

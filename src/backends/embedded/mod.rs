@@ -601,6 +601,7 @@ mod tests {
             content: ContentKind::Json,
             schema_version: None,
             dead_letter: None,
+            provenance: Default::default(),
         }
     }
 

@@ -1,0 +1,202 @@
+//! The Kafka backend (rdkafka, with its bundled librdkafka): an idempotent producer with
+//! `acks=all`, so a record's position is returned only once every in-sync replica has it. Owns the
+//! producer, topic creation, and the mapping of a [`Record`] to a Kafka message: key, value and
+//! headers (`sluice-schema`, `sluice-schema-version`, `sluice-schema-id`, `content-type`, the
+//! producer's own; dead letters add `sluice-error`, `sluice-reason`, `sluice-violations`).
+//!
+//! A broker that is down or slow never hangs a request: every append is bounded by
+//! `request_timeout` and answers [`BackendError::Unavailable`] (HTTP 503) past it; librdkafka
+//! reconnects on its own, so producing works again as soon as the brokers are back.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::join_all;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use super::{remote_headers, Backend, BackendError, Position, Record};
+use crate::config::KafkaConfig;
+
+const KIND: &str = "kafka";
+
+pub struct KafkaBackend {
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    create_topics: bool,
+    partitions: i32,
+    replication_factor: i32,
+    request_timeout: Duration,
+    /// Topics known to exist (created or found), so creation is tried once per topic.
+    known_topics: Mutex<HashSet<String>>,
+}
+
+fn unavailable(reason: impl std::fmt::Display) -> BackendError {
+    BackendError::Unavailable {
+        backend: KIND,
+        reason: reason.to_string(),
+    }
+}
+
+impl KafkaBackend {
+    /// Builds the producer. Nothing is contacted yet: librdkafka connects in the background.
+    pub fn connect(config: &KafkaConfig) -> Result<Self, BackendError> {
+        let timeout_ms = config.request_timeout.as_millis().max(1).to_string();
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("client.id", "sluice")
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", config.linger.as_millis().to_string())
+            .set("batch.num.messages", "10000")
+            .set("message.timeout.ms", &timeout_ms)
+            .set("socket.connection.setup.timeout.ms", &timeout_ms);
+        for (key, value) in &config.properties {
+            client.set(key, value);
+        }
+        let producer: FutureProducer = client
+            .create()
+            .map_err(|e| unavailable(format!("cannot create the Kafka producer: {e}")))?;
+        let admin: AdminClient<DefaultClientContext> = client
+            .create()
+            .map_err(|e| unavailable(format!("cannot create the Kafka admin client: {e}")))?;
+        Ok(Self {
+            producer,
+            admin,
+            create_topics: config.create_topics,
+            partitions: config.partitions,
+            replication_factor: config.replication_factor,
+            request_timeout: config.request_timeout,
+            known_topics: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn is_known(&self, topic: &str) -> bool {
+        self.known_topics
+            .lock()
+            .expect("topic set lock")
+            .contains(topic)
+    }
+
+    /// Creates `topic` if it is missing (when configured to); remembers it once it exists.
+    async fn ensure_topic(&self, topic: &str) -> Result<(), BackendError> {
+        if !self.create_topics || self.is_known(topic) {
+            return Ok(());
+        }
+        let new_topic = NewTopic::new(
+            topic,
+            self.partitions,
+            TopicReplication::Fixed(self.replication_factor),
+        );
+        let options = AdminOptions::new()
+            .request_timeout(Some(self.request_timeout))
+            .operation_timeout(Some(self.request_timeout));
+        let results = tokio::time::timeout(
+            self.request_timeout,
+            self.admin.create_topics([&new_topic], &options),
+        )
+        .await
+        .map_err(|_| {
+            unavailable(format!(
+                "creating topic `{topic}` took longer than {:?}",
+                self.request_timeout
+            ))
+        })?
+        .map_err(|e| unavailable(format!("cannot create topic `{topic}`: {e}")))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(unavailable(format!("cannot create topic `{name}`: {code}")))
+                }
+            }
+        }
+        self.known_topics
+            .lock()
+            .expect("topic set lock")
+            .insert(topic.to_owned());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Backend for KafkaBackend {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    async fn append(&self, log: &str, records: Vec<Record>) -> Result<Vec<Position>, BackendError> {
+        self.ensure_topic(log).await?;
+        let mut deliveries = Vec::with_capacity(records.len());
+        for record in &records {
+            let headers =
+                remote_headers(record)
+                    .iter()
+                    .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                        headers.insert(Header {
+                            key,
+                            value: Some(value.as_bytes()),
+                        })
+                    });
+            let mut message = FutureRecord::<[u8], [u8]>::to(log)
+                .payload(&record.value[..])
+                .headers(headers);
+            if let Some(key) = &record.key {
+                message = message.key(&key[..]);
+            }
+            match self.producer.send_result(message) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    return Err(unavailable("the producer's queue is full"))
+                }
+                Err((e, _)) => return Err(unavailable(e)),
+            }
+        }
+        // librdkafka fails each message after `message.timeout.ms`; the outer bound is a backstop.
+        let acknowledged = tokio::time::timeout(
+            self.request_timeout + Duration::from_secs(1),
+            join_all(deliveries),
+        )
+        .await
+        .map_err(|_| {
+            unavailable(format!(
+                "no acknowledgement from the brokers within {:?}",
+                self.request_timeout
+            ))
+        })?;
+        acknowledged
+            .into_iter()
+            .map(|delivery| match delivery {
+                Ok(Ok(delivery)) => Ok(Position {
+                    partition: Some(delivery.partition as u32),
+                    offset: delivery.offset as u64,
+                }),
+                Ok(Err((e, _))) => {
+                    Err(unavailable(format!("not acknowledged by the brokers: {e}")))
+                }
+                Err(_) => Err(unavailable("the producer was shut down")),
+            })
+            .collect()
+    }
+
+    async fn check_ready(&self) -> Result<(), BackendError> {
+        let producer = self.producer.clone();
+        let timeout = self.request_timeout.min(Duration::from_secs(2));
+        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout))
+            .await
+            .map_err(unavailable)?
+            .map_err(|e| unavailable(format!("the brokers do not answer: {e}")))?;
+        Ok(())
+    }
+
+    async fn prepare(&self, log: &str) -> Result<(), BackendError> {
+        self.ensure_topic(log).await
+    }
+}
