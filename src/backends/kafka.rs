@@ -6,12 +6,15 @@
 //!
 //! A broker that is down or slow never hangs a request: every append is bounded by
 //! `request_timeout` and answers [`BackendError::Unavailable`] (HTTP 503) past it; librdkafka
-//! reconnects on its own, so producing works again as soon as the brokers are back.
+//! reconnects on its own, so producing works again as soon as the brokers are back. An idempotent
+//! producer can end in a fatal state (fenced after its epoch could not be bumped, say); the backend
+//! then replaces it with a new producer rather than failing every later message.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use futures_util::future::join_all;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -27,7 +30,11 @@ use crate::config::KafkaConfig;
 const KIND: &str = "kafka";
 
 pub struct KafkaBackend {
-    producer: FutureProducer,
+    producer: ArcSwap<FutureProducer>,
+    /// What new producers are made from, when one has to be replaced.
+    client_config: ClientConfig,
+    /// Held while a fatal producer is replaced, so it is replaced once.
+    replacing: Mutex<()>,
     admin: AdminClient<DefaultClientContext>,
     create_topics: bool,
     partitions: i32,
@@ -68,7 +75,9 @@ impl KafkaBackend {
             .create()
             .map_err(|e| unavailable(format!("cannot create the Kafka admin client: {e}")))?;
         Ok(Self {
-            producer,
+            producer: ArcSwap::from_pointee(producer),
+            client_config: client,
+            replacing: Mutex::new(()),
             admin,
             create_topics: config.create_topics,
             partitions: config.partitions,
@@ -76,6 +85,34 @@ impl KafkaBackend {
             request_timeout: config.request_timeout,
             known_topics: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Replaces the spent `producer` with a new one, unless another request already did.
+    fn replace(&self, producer: &Arc<FutureProducer>, why: &BackendError) {
+        let _one_at_a_time = self.replacing.lock().expect("replacement lock");
+        if !Arc::ptr_eq(&self.producer.load(), producer) {
+            return;
+        }
+        match self.client_config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                tracing::warn!(
+                    "the Kafka producer cannot go on ({why}); replaced it with a new one"
+                );
+                let spent = self.producer.swap(Arc::new(fresh));
+                // Destroying a librdkafka handle blocks until its requests end: not on a runtime thread.
+                tokio::task::spawn_blocking(move || drop(spent));
+            }
+            Err(e) => tracing::error!(
+                "the Kafka producer cannot go on ({why}) and cannot be replaced: {e}"
+            ),
+        }
+    }
+
+    fn forget_topic(&self, topic: &str) {
+        self.known_topics
+            .lock()
+            .expect("topic set lock")
+            .remove(topic);
     }
 
     fn is_known(&self, topic: &str) -> bool {
@@ -134,60 +171,21 @@ impl Backend for KafkaBackend {
 
     async fn append(&self, log: &str, records: Vec<Record>) -> Result<Vec<Position>, BackendError> {
         self.ensure_topic(log).await?;
-        let mut deliveries = Vec::with_capacity(records.len());
-        for record in &records {
-            let headers =
-                remote_headers(record)
-                    .iter()
-                    .fold(OwnedHeaders::new(), |headers, (key, value)| {
-                        headers.insert(Header {
-                            key,
-                            value: Some(value.as_bytes()),
-                        })
-                    });
-            let mut message = FutureRecord::<[u8], [u8]>::to(log)
-                .payload(&record.value[..])
-                .headers(headers);
-            if let Some(key) = &record.key {
-                message = message.key(&key[..]);
-            }
-            match self.producer.send_result(message) {
-                Ok(delivery) => deliveries.push(delivery),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    return Err(unavailable("the producer's queue is full"))
+        let producer = self.producer.load_full();
+        produce(&producer, log, &records, self.request_timeout)
+            .await
+            .map_err(|failure| {
+                // The topic may be gone (a broker that lost its data): check it again next time.
+                self.forget_topic(log);
+                if failure.producer_spent || producer.client().fatal_error().is_some() {
+                    self.replace(&producer, &failure.error);
                 }
-                Err((e, _)) => return Err(unavailable(e)),
-            }
-        }
-        // librdkafka fails each message after `message.timeout.ms`; the outer bound is a backstop.
-        let acknowledged = tokio::time::timeout(
-            self.request_timeout + Duration::from_secs(1),
-            join_all(deliveries),
-        )
-        .await
-        .map_err(|_| {
-            unavailable(format!(
-                "no acknowledgement from the brokers within {:?}",
-                self.request_timeout
-            ))
-        })?;
-        acknowledged
-            .into_iter()
-            .map(|delivery| match delivery {
-                Ok(Ok(delivery)) => Ok(Position {
-                    partition: Some(delivery.partition as u32),
-                    offset: delivery.offset as u64,
-                }),
-                Ok(Err((e, _))) => {
-                    Err(unavailable(format!("not acknowledged by the brokers: {e}")))
-                }
-                Err(_) => Err(unavailable("the producer was shut down")),
+                failure.error
             })
-            .collect()
     }
 
     async fn check_ready(&self) -> Result<(), BackendError> {
-        let producer = self.producer.clone();
+        let producer = self.producer.load_full();
         let timeout = self.request_timeout.min(Duration::from_secs(2));
         tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout))
             .await
@@ -199,4 +197,93 @@ impl Backend for KafkaBackend {
     async fn prepare(&self, log: &str) -> Result<(), BackendError> {
         self.ensure_topic(log).await
     }
+}
+
+/// Why a produce failed, and whether the producer that failed can be used again.
+struct ProduceFailure {
+    error: BackendError,
+    /// The producer is fenced or lost its idempotence state: only a new producer can go on.
+    producer_spent: bool,
+}
+
+/// Errors after which an idempotent producer cannot be trusted to produce again: it is fenced,
+/// lost its sequence state, or timed a message out (which leaves librdkafka's idempotence state
+/// waiting on a broker that may never answer for it, as after a broker restart).
+fn spends_the_producer(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        error,
+        KafkaError::MessageProduction(
+            ProducerFenced
+                | InvalidProducerEpoch
+                | OutOfOrderSequenceNumber
+                | UnknownProducerId
+                | MessageTimedOut
+        )
+    )
+}
+
+/// Sends `records` to `log` and waits for every acknowledgement, at most `request_timeout`.
+async fn produce(
+    producer: &FutureProducer,
+    log: &str,
+    records: &[Record],
+    request_timeout: Duration,
+) -> Result<Vec<Position>, ProduceFailure> {
+    let failed = |error, producer_spent| ProduceFailure {
+        error,
+        producer_spent,
+    };
+    let mut deliveries = Vec::with_capacity(records.len());
+    for record in records {
+        let headers =
+            remote_headers(record)
+                .iter()
+                .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                    headers.insert(Header {
+                        key,
+                        value: Some(value.as_bytes()),
+                    })
+                });
+        let mut message = FutureRecord::<[u8], [u8]>::to(log)
+            .payload(&record.value[..])
+            .headers(headers);
+        if let Some(key) = &record.key {
+            message = message.key(&key[..]);
+        }
+        match producer.send_result(message) {
+            Ok(delivery) => deliveries.push(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                return Err(failed(unavailable("the producer's queue is full"), false))
+            }
+            Err((e, _)) => {
+                let spent = spends_the_producer(&e);
+                return Err(failed(unavailable(e), spent));
+            }
+        }
+    }
+    // librdkafka fails each message after `message.timeout.ms`; the outer bound is a backstop.
+    let acknowledged = tokio::time::timeout(
+        request_timeout + Duration::from_secs(1),
+        join_all(deliveries),
+    )
+    .await
+    .map_err(|_| {
+        let reason = format!("no acknowledgement from the brokers within {request_timeout:?}");
+        failed(unavailable(reason), false)
+    })?;
+    acknowledged
+        .into_iter()
+        .map(|delivery| match delivery {
+            Ok(Ok(delivery)) => Ok(Position {
+                partition: Some(delivery.partition as u32),
+                offset: delivery.offset as u64,
+            }),
+            Ok(Err((e, _))) => {
+                let reason = format!("not acknowledged by the brokers: {e}");
+                Err(failed(unavailable(reason), spends_the_producer(&e)))
+            }
+            Err(_) => Err(failed(unavailable("the producer was shut down"), true)),
+        })
+        .collect()
 }

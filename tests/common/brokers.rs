@@ -1,0 +1,190 @@
+//! Real brokers for the backend tests: a Kafka-protocol broker (`tansu`) and `nats-server` with
+//! JetStream, each started on a free loopback port and stopped when dropped. `scripts/test`
+//! installs both; a test that cannot start them fails, it does not skip.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// Finds `name` on PATH or in the usual install directories.
+fn find_binary(name: &str, also: &[&str]) -> PathBuf {
+    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .collect()
+        })
+        .unwrap_or_default();
+    candidates.extend(also.iter().map(PathBuf::from));
+    if let Some(home) = std::env::var_os("HOME") {
+        candidates.push(PathBuf::from(home).join(".cargo/bin").join(name));
+    }
+    candidates
+        .into_iter()
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("`{name}` is not installed; scripts/test installs it"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16, what: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status} before listening on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{what} did not listen on port {port} within 30 s");
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{name} failed");
+}
+
+fn stop(child: &mut Child) {
+    signal(child, "CONT"); // a frozen process cannot die until it runs again
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A `tansu` broker (Kafka protocol) with in-memory storage.
+pub struct Kafka {
+    child: Child,
+    pub port: u16,
+}
+
+impl Kafka {
+    pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Self {
+        Self {
+            child: Self::spawn(port),
+            port,
+        }
+    }
+
+    fn spawn(port: u16) -> Child {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut child = Command::new(find_binary("tansu", &[]))
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        wait_listening(port, "tansu", &mut child);
+        child
+    }
+
+    /// The `[kafka] brokers` value.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// SIGSTOP: the broker keeps its sockets and its data but answers nothing.
+    pub fn freeze(&self) {
+        signal(&self.child, "STOP");
+    }
+
+    /// SIGCONT: the frozen broker carries on.
+    pub fn thaw(&self) {
+        signal(&self.child, "CONT");
+    }
+
+    /// Kills the broker (its in-memory data goes with it).
+    pub fn kill(&mut self) {
+        stop(&mut self.child);
+    }
+
+    /// Starts a fresh broker on the same port.
+    pub fn start_again(&mut self) {
+        self.child = Self::spawn(self.port);
+    }
+}
+
+impl Drop for Kafka {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// A `nats-server` with JetStream on file storage, which survives a restart.
+pub struct Nats {
+    child: Child,
+    pub port: u16,
+    store: TempDir,
+}
+
+impl Nats {
+    pub fn start() -> Self {
+        let store = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Self::spawn(port, &store);
+        Self { child, port, store }
+    }
+
+    fn spawn(port: u16, store: &TempDir) -> Child {
+        let mut child = Command::new(find_binary("nats-server", &["/usr/sbin/nats-server"]))
+            .args([
+                "--jetstream",
+                "--addr",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .arg("--store_dir")
+            .arg(store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        wait_listening(port, "nats-server", &mut child);
+        child
+    }
+
+    /// The `[nats] url` value.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server; its JetStream data stays on disk for [`Nats::start_again`].
+    pub fn kill(&mut self) {
+        stop(&mut self.child);
+    }
+
+    /// Starts the server again on the same port and store.
+    pub fn start_again(&mut self) {
+        self.child = Self::spawn(self.port, &self.store);
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}

@@ -1,0 +1,299 @@
+//! Kafka stations against a real Kafka-protocol broker (`tansu`), read back with an independent
+//! rdkafka consumer: valid messages land on the topic with Sluice's headers, invalid ones only on
+//! the dead-letter topic; a frozen or killed broker gets 503s within the request timeout, never a
+//! hang, and producing recovers on its own; every message answered 201 is on the broker.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::brokers::Kafka;
+use common::{eventually, valid_order, Gateway, Repo, ORDER_SCHEMA};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{json, Value};
+
+const STATIONS: &str = r#"
+[[station]]
+name = "orders"
+schema = "orders"
+backend = { kafka = "orders-topic" }
+
+[[station]]
+name = "framed"
+schema = "orders"
+backend = { kafka = "framed-topic" }
+framing = "confluent"
+"#;
+
+/// A message read back from the broker.
+#[derive(Debug)]
+struct Read {
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    headers: HashMap<String, String>,
+    offset: i64,
+}
+
+impl Read {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.value).unwrap()
+    }
+}
+
+/// The messages of partition 0 of `topic`, read from the start with a consumer of its own: at
+/// least `expected` of them, and any more that arrive within half a second after those.
+async fn read_topic(brokers: &str, topic: &str, expected: usize) -> Vec<Read> {
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", "sluice-tests-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut partitions = TopicPartitionList::new();
+        partitions
+            .add_partition_offset(&topic, 0, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&partitions).unwrap();
+        let mut read = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let wait = if read.len() < expected {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "read {} of {expected} messages of {topic}",
+                    read.len()
+                );
+                Duration::from_millis(200)
+            } else {
+                Duration::from_millis(500)
+            };
+            let Some(message) = consumer.poll(wait) else {
+                if read.len() >= expected {
+                    return read;
+                }
+                continue;
+            };
+            let message = message.unwrap();
+            let headers = message
+                .headers()
+                .map(|headers| {
+                    headers
+                        .iter()
+                        .map(|h| {
+                            let value = h.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                            (h.key.to_owned(), value.unwrap_or_default())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            read.push(Read {
+                key: message.key().map(<[u8]>::to_vec),
+                value: message.payload().unwrap_or_default().to_vec(),
+                headers,
+                offset: message.offset(),
+            });
+        }
+    })
+    .await
+    .unwrap()
+}
+
+fn repo() -> Repo {
+    Repo::new(&[
+        ("orders/v1.json", ORDER_SCHEMA),
+        ("stations.toml", STATIONS),
+    ])
+}
+
+fn config(kafka: &Kafka, request_timeout: &str) -> String {
+    format!(
+        "[kafka]\nbrokers = \"{}\"\nrequest_timeout = \"{request_timeout}\"\n",
+        kafka.brokers()
+    )
+}
+
+#[tokio::test]
+async fn valid_messages_reach_the_topic_with_headers_and_invalid_ones_only_the_dlq_topic() {
+    let kafka = Kafka::start();
+    let gw = Gateway::start(&repo(), &config(&kafka, "10s")).await;
+
+    let (status, first) = gw
+        .post_bytes(
+            "/v1/stations/orders/messages",
+            "application/json",
+            serde_json::to_vec(&valid_order("k-1")).unwrap(),
+            &[("Sluice-Key", "customer-1"), ("Sluice-Header-Trace", "t-1")],
+        )
+        .await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["partition"], 0);
+    assert_eq!(first["schema_version"], 1);
+    let (status, rejected) = gw
+        .produce(
+            "orders",
+            &json!({"order_id": "k-bad", "items": [{"qty": 0}]}),
+        )
+        .await;
+    assert_eq!(status, 422, "{rejected}");
+    assert_eq!(rejected["violations"][0]["path"], "/items/0/qty");
+    let batch = format!(
+        "{}\n{}\n",
+        json!({"value": valid_order("k-2")}),
+        json!({"value": valid_order("k-3")})
+    );
+    let (status, answer) = gw
+        .post_bytes(
+            "/v1/stations/orders/messages:batch",
+            "application/x-ndjson",
+            batch.into_bytes(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["accepted"], 2, "{answer}");
+
+    let (_, schema) = gw.get("/v1/schemas/orders/versions/1").await;
+    let schema_id = schema["id"].to_string();
+
+    let topic = read_topic(&kafka.brokers(), "orders-topic", 3).await;
+    let ids: Vec<Value> = topic.iter().map(|m| m.json()["order_id"].clone()).collect();
+    assert_eq!(ids, vec![json!("k-1"), json!("k-2"), json!("k-3")]);
+    let message = &topic[0];
+    assert_eq!(message.offset, first["offset"].as_i64().unwrap());
+    assert_eq!(message.key.as_deref(), Some(&b"customer-1"[..]));
+    assert_eq!(message.headers["sluice-schema"], "orders");
+    assert_eq!(message.headers["sluice-schema-version"], "1");
+    assert_eq!(message.headers["sluice-schema-id"], schema_id);
+    assert_eq!(message.headers["content-type"], "application/json");
+    assert_eq!(message.headers["trace"], "t-1");
+
+    let dead = read_topic(&kafka.brokers(), "orders-topic.dlq", 1).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].json()["order_id"], "k-bad");
+    assert_eq!(dead[0].headers["sluice-error"], "schema_violation");
+    assert_eq!(dead[0].headers["sluice-station"], "orders");
+    assert!(
+        dead[0].headers["sluice-reason"].starts_with("/items/0/qty: "),
+        "{:?}",
+        dead[0].headers
+    );
+    let violations: Value = serde_json::from_str(&dead[0].headers["sluice-violations"]).unwrap();
+    assert_eq!(violations[0]["path"], "/items/0/qty");
+
+    // A Confluent-framed station: magic byte 0, the version's id, then the JSON.
+    assert_eq!(gw.produce("framed", &valid_order("f-1")).await.0, 201);
+    let framed = read_topic(&kafka.brokers(), "framed-topic", 1).await;
+    assert_eq!(framed.len(), 1);
+    assert_eq!(framed[0].value[0], 0);
+    let id = u32::from_be_bytes(framed[0].value[1..5].try_into().unwrap());
+    assert_eq!(id.to_string(), schema_id);
+    assert_eq!(
+        framed[0].headers["content-type"],
+        "application/vnd.confluent"
+    );
+    let body: Value = serde_json::from_slice(&framed[0].value[5..]).unwrap();
+    assert_eq!(body["order_id"], "f-1");
+}
+
+/// Produces order `id`; returns the status.
+async fn produce(gw: &Gateway, id: &str) -> u16 {
+    gw.produce("orders", &valid_order(id)).await.0
+}
+
+#[tokio::test]
+async fn a_frozen_broker_gets_503s_then_201s_again_and_every_201_is_on_the_broker() {
+    let kafka = Kafka::start();
+    let gw = Gateway::start(&repo(), &config(&kafka, "2s")).await;
+    let mut answered_201 = Vec::new();
+    for i in 0..5 {
+        let id = format!("before-{i}");
+        assert_eq!(produce(&gw, &id).await, 201);
+        answered_201.push(id);
+    }
+    assert_eq!(gw.get("/readyz").await.0, 200);
+
+    kafka.freeze();
+    let started = std::time::Instant::now();
+    let (status, body) = gw.produce("orders", &valid_order("frozen-1")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "backend_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "answered within the request timeout, not a hang: {:?}",
+        started.elapsed()
+    );
+    eventually(Duration::from_secs(20), || async {
+        (gw.get("/readyz").await.0 == 503).then_some(())
+    })
+    .await;
+
+    kafka.thaw();
+    let mut n = 0;
+    eventually(Duration::from_secs(60), || {
+        n += 1;
+        let id = format!("after-{n}");
+        let gw = &gw;
+        async move { (produce(gw, &id).await == 201).then_some(id) }
+    })
+    .await;
+    for i in 0..5 {
+        let id = format!("resumed-{i}");
+        assert_eq!(produce(&gw, &id).await, 201);
+        answered_201.push(id);
+    }
+    assert_eq!(gw.get("/readyz").await.0, 200);
+
+    let on_broker: Vec<String> = read_topic(&kafka.brokers(), "orders-topic", answered_201.len())
+        .await
+        .iter()
+        .map(|m| m.json()["order_id"].as_str().unwrap().to_owned())
+        .collect();
+    for id in &answered_201 {
+        assert!(
+            on_broker.contains(id),
+            "{id} got a 201 but is not on the broker"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_killed_broker_gets_503s_and_producing_resumes_when_it_is_back() {
+    let mut kafka = Kafka::start();
+    let gw = Gateway::start(&repo(), &config(&kafka, "2s")).await;
+    assert_eq!(produce(&gw, "up-1").await, 201);
+
+    kafka.kill();
+    let (status, body) = gw.produce("orders", &valid_order("down-1")).await;
+    assert_eq!(status, 503, "{body}");
+    eventually(Duration::from_secs(20), || async {
+        (gw.get("/readyz").await.0 == 503).then_some(())
+    })
+    .await;
+
+    // A new broker on the same address (its memory storage starts empty).
+    kafka.start_again();
+    let mut n = 0;
+    let back = eventually(Duration::from_secs(60), || {
+        n += 1;
+        let id = format!("back-{n}");
+        let gw = &gw;
+        async move { (produce(gw, &id).await == 201).then_some(id) }
+    })
+    .await;
+    eventually(Duration::from_secs(20), || async {
+        (gw.get("/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    let on_broker: Vec<String> = read_topic(&kafka.brokers(), "orders-topic", 1)
+        .await
+        .iter()
+        .map(|m| m.json()["order_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(on_broker.contains(&back), "{back} got a 201: {on_broker:?}");
+}

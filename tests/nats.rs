@@ -1,0 +1,232 @@
+//! NATS JetStream stations against a real `nats-server`, read back with an independent async-nats
+//! consumer: valid messages land on the subject's stream with Sluice's headers, invalid ones only
+//! on the dead-letter subject, retries with one `Idempotency-Key` are stored once; a stopped server
+//! gets 503s within the request timeout and producing recovers when it is back, with every message
+//! answered 201 still on the stream.
+
+mod common;
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, stream};
+use common::brokers::Nats;
+use common::{eventually, valid_order, Gateway, Repo, ORDER_SCHEMA};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+const STATIONS: &str = r#"
+[[station]]
+name = "orders"
+schema = "orders"
+backend = { nats = "orders.new" }
+"#;
+
+fn repo() -> Repo {
+    Repo::new(&[
+        ("orders/v1.json", ORDER_SCHEMA),
+        ("stations.toml", STATIONS),
+    ])
+}
+
+fn config(nats: &Nats, extra: &str) -> String {
+    format!(
+        "[nats]\nurl = \"{}\"\nrequest_timeout = \"2s\"\n{extra}\n",
+        nats.url()
+    )
+}
+
+/// A message read back from a stream.
+#[derive(Debug)]
+struct Read {
+    sequence: u64,
+    value: Value,
+    headers: async_nats::HeaderMap,
+}
+
+impl Read {
+    fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("header {name} in {:?}", self.headers))
+            .to_string()
+    }
+}
+
+/// Every message of `stream`, read with an ephemeral pull consumer of its own.
+async fn read_stream(url: &str, stream: &str) -> Vec<Read> {
+    let client = async_nats::connect(url).await.unwrap();
+    let js = jetstream::new(client);
+    let stream = js
+        .get_stream(stream)
+        .await
+        .unwrap_or_else(|e| panic!("stream {stream}: {e}"));
+    let consumer = stream
+        .create_consumer(pull::Config::default())
+        .await
+        .unwrap();
+    let mut read = Vec::new();
+    loop {
+        let mut batch = consumer.fetch().max_messages(100).messages().await.unwrap();
+        let before = read.len();
+        while let Some(message) = batch.next().await {
+            let message = message.unwrap();
+            let info = message.info().unwrap();
+            read.push(Read {
+                sequence: info.stream_sequence,
+                value: serde_json::from_slice(&message.payload).unwrap(),
+                headers: message.headers.clone().unwrap_or_default(),
+            });
+            message.ack().await.unwrap();
+        }
+        if read.len() == before {
+            return read;
+        }
+    }
+}
+
+fn ids(messages: &[Read]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m.value["order_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn valid_messages_reach_the_stream_with_headers_and_invalid_ones_only_the_dlq() {
+    let nats = Nats::start();
+    let gw = Gateway::start(&repo(), &config(&nats, "")).await;
+
+    let (status, first) = gw
+        .post_bytes(
+            "/v1/stations/orders/messages",
+            "application/json",
+            serde_json::to_vec(&valid_order("n-1")).unwrap(),
+            &[("Sluice-Key", "customer-1"), ("Sluice-Header-Trace", "t-1")],
+        )
+        .await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["offset"], 1, "the stream sequence");
+    let (status, rejected) = gw
+        .produce(
+            "orders",
+            &json!({"order_id": "n-bad", "items": [{"qty": 0}]}),
+        )
+        .await;
+    assert_eq!(status, 422, "{rejected}");
+
+    // Two tries of one message with one Idempotency-Key: JetStream keeps one.
+    let retry = || {
+        gw.post_bytes(
+            "/v1/stations/orders/messages",
+            "application/json",
+            serde_json::to_vec(&valid_order("n-2")).unwrap(),
+            &[("Idempotency-Key", "order-n-2")],
+        )
+    };
+    let (status, once) = retry().await;
+    assert_eq!(status, 201, "{once}");
+    let (status, twice) = retry().await;
+    assert_eq!(status, 201, "{twice}");
+    assert_eq!(
+        once["offset"], twice["offset"],
+        "the retry names the first copy"
+    );
+
+    let (_, schema) = gw.get("/v1/schemas/orders/versions/1").await;
+    let stored = read_stream(&nats.url(), "SLUICE_ORDERS_NEW").await;
+    assert_eq!(ids(&stored), vec!["n-1", "n-2"]);
+    let message = &stored[0];
+    assert_eq!(message.sequence, 1);
+    assert_eq!(message.header("sluice-schema"), "orders");
+    assert_eq!(message.header("sluice-schema-version"), "1");
+    assert_eq!(message.header("sluice-schema-id"), schema["id"].to_string());
+    assert_eq!(message.header("content-type"), "application/json");
+    assert_eq!(message.header("sluice-key"), "customer-1");
+    assert_eq!(message.header("trace"), "t-1");
+    assert_eq!(stored[1].header("Nats-Msg-Id"), "order-n-2");
+
+    let dead = read_stream(&nats.url(), "SLUICE_ORDERS_NEW_DLQ").await;
+    assert_eq!(ids(&dead), vec!["n-bad"]);
+    assert_eq!(dead[0].header("sluice-error"), "schema_violation");
+    assert!(dead[0]
+        .header("sluice-reason")
+        .starts_with("/items/0/qty: "));
+}
+
+#[tokio::test]
+async fn a_stopped_server_gets_503s_and_every_201_is_on_the_stream_after_it_is_back() {
+    let mut nats = Nats::start();
+    let gw = Gateway::start(&repo(), &config(&nats, "")).await;
+    let mut answered_201 = Vec::new();
+    for i in 0..5 {
+        let id = format!("before-{i}");
+        assert_eq!(gw.produce("orders", &valid_order(&id)).await.0, 201);
+        answered_201.push(id);
+    }
+
+    nats.kill();
+    let started = std::time::Instant::now();
+    let (status, body) = gw.produce("orders", &valid_order("down-1")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "backend_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "answered within the request timeout, not a hang: {:?}",
+        started.elapsed()
+    );
+    eventually(Duration::from_secs(20), || async {
+        (gw.get("/readyz").await.0 == 503).then_some(())
+    })
+    .await;
+
+    nats.start_again();
+    let mut n = 0;
+    let first_back = eventually(Duration::from_secs(60), || {
+        n += 1;
+        let id = format!("back-{n}");
+        let gw = &gw;
+        async move { (gw.produce("orders", &valid_order(&id)).await.0 == 201).then_some(id) }
+    })
+    .await;
+    answered_201.push(first_back);
+    for i in 0..5 {
+        let id = format!("after-{i}");
+        assert_eq!(gw.produce("orders", &valid_order(&id)).await.0, 201);
+        answered_201.push(id);
+    }
+    assert_eq!(gw.get("/readyz").await.0, 200);
+
+    let on_stream = ids(&read_stream(&nats.url(), "SLUICE_ORDERS_NEW").await);
+    for id in &answered_201 {
+        assert!(
+            on_stream.contains(id),
+            "{id} got a 201 but is not on the stream"
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_streams_required_a_subject_no_stream_holds_is_refused_until_one_does() {
+    let nats = Nats::start();
+    let gw = Gateway::start(&repo(), &config(&nats, "streams = \"require\"")).await;
+    let (status, body) = gw.produce("orders", &valid_order("r-1")).await;
+    assert_eq!(status, 503, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("no JetStream stream holds subject `orders.new`"),
+        "{message}"
+    );
+
+    // The operator creates the stream; the next message goes to it.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    jetstream::new(client)
+        .create_stream(stream::Config {
+            name: "ORDERS".into(),
+            subjects: vec!["orders.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(gw.produce("orders", &valid_order("r-2")).await.0, 201);
+    assert_eq!(ids(&read_stream(&nats.url(), "ORDERS").await), vec!["r-2"]);
+}
