@@ -9,77 +9,29 @@
 //!
 //! Run: `cargo bench --bench ingress`
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{ndjson, order, post_batch, BenchGateway};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::ingress::grpc::proto::gateway_client::GatewayClient;
 use sluice::ingress::grpc::proto::ProduceRequest;
 
-const ORDER_SCHEMA: &str = r#"{
-  "type": "object",
-  "required": ["order_id", "customer", "items"],
-  "properties": {
-    "order_id": {"type": "string", "minLength": 1},
-    "customer": {"type": "string"},
-    "note": {"type": "string", "maxLength": 200},
-    "items": {"type": "array", "minItems": 1, "items": {
-      "type": "object", "required": ["sku", "qty"],
-      "properties": {"sku": {"type": "string"}, "qty": {"type": "integer", "minimum": 1}}
-    }}
-  }
-}"#;
-
-fn order(i: usize) -> Vec<u8> {
-    format!(
-        r#"{{"order_id":"ord-{i:08}","customer":"cus-{c:05}","note":"leave at the door, ring twice","items":[{{"sku":"SKU-{i:06}-A","qty":2}},{{"sku":"SKU-{i:06}-B","qty":1}}]}}"#,
-        c = i % 10_000
-    )
-    .into_bytes()
-}
-
 fn produce(c: &mut Criterion) {
-    let repo = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(repo.path().join("orders")).unwrap();
-    std::fs::write(repo.path().join("orders/v1.json"), ORDER_SCHEMA).unwrap();
-    std::fs::write(
-        repo.path().join("stations.toml"),
-        "[[station]]\nname = \"orders\"\nschema = \"orders\"\n",
-    )
-    .unwrap();
-    let config_file = data.path().join("sluice.toml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "[registry]\nsource = \"{}\"\n\n[storage]\ndir = \"{}\"\nfsync = \"always\"\n",
-            repo.path().display(),
-            data.path().join("store").display()
-        ),
-    )
-    .unwrap();
-    let config = sluice::config::Config::load(&config_file, true, std::iter::empty()).unwrap();
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let listeners = runtime.block_on(async {
-        sluice::server::Listeners {
-            http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            grpc: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
-        }
-    });
-    let http = format!("http://{}", listeners.http.local_addr().unwrap());
-    let grpc_url = format!(
-        "http://{}",
-        listeners.grpc.as_ref().unwrap().local_addr().unwrap()
+    let gateway = BenchGateway::start(
+        &runtime,
+        "[[station]]\nname = \"orders\"\nschema = \"orders\"\n",
+        "",
     );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(sluice::server::serve(config, listeners, async {
-        let _ = stopped.await;
-    }));
+    let http = gateway.http.clone();
     let client = reqwest::Client::new();
+    let grpc_url = gateway.grpc.clone();
     let grpc = runtime.block_on(async {
         for _ in 0..200 {
             if let Ok(client) = GatewayClient::connect(grpc_url.clone()).await {
@@ -91,15 +43,7 @@ fn produce(c: &mut Criterion) {
     });
 
     let orders: Vec<Bytes> = (0..1000).map(|i| Bytes::from(order(i))).collect();
-    // The batch envelope: one `{"value": ...}` per line.
-    let ndjson: Bytes = orders
-        .iter()
-        .flat_map(|o| {
-            let line = [br#"{"value":"#.as_slice(), o, b"}\n"].concat();
-            line.into_iter()
-        })
-        .collect::<Vec<u8>>()
-        .into();
+    let ndjson = ndjson(&orders);
     let requests: Vec<ProduceRequest> = orders
         .iter()
         .map(|payload| ProduceRequest {
@@ -114,21 +58,7 @@ fn produce(c: &mut Criterion) {
     group.throughput(Throughput::Elements(orders.len() as u64));
     group.sample_size(20);
     group.bench_function("http_batch", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let answer: serde_json::Value = client
-                    .post(format!("{http}/v1/stations/orders/messages:batch"))
-                    .header("content-type", "application/x-ndjson")
-                    .body(ndjson.clone())
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                assert_eq!(answer["accepted"], 1000, "{answer}");
-            })
-        })
+        b.iter(|| runtime.block_on(post_batch(&client, &http, "orders", ndjson.clone(), 1000)))
     });
     group.bench_function("grpc_stream", |b| {
         b.iter(|| {
@@ -176,8 +106,7 @@ fn produce(c: &mut Criterion) {
     });
     group.finish();
 
-    let _ = stop.send(());
-    runtime.block_on(server).unwrap().unwrap();
+    gateway.stop(&runtime);
 }
 
 criterion_group!(benches, produce);

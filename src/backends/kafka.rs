@@ -24,7 +24,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-use super::{remote_headers, Backend, BackendError, Position, Record};
+use super::{for_each_remote_header, Backend, BackendError, Position, Record};
 use crate::config::KafkaConfig;
 
 const KIND: &str = "kafka";
@@ -236,15 +236,17 @@ async fn produce(
     };
     let mut deliveries = Vec::with_capacity(records.len());
     for record in records {
-        let headers =
-            remote_headers(record)
-                .iter()
-                .fold(OwnedHeaders::new(), |headers, (key, value)| {
-                    headers.insert(Header {
-                        key,
-                        value: Some(value.as_bytes()),
-                    })
-                });
+        let mut headers = Some(OwnedHeaders::new_with_capacity(4 + record.headers.len()));
+        for_each_remote_header(record, |key, value| {
+            let built = headers
+                .take()
+                .expect("headers are put back after each insert");
+            headers = Some(built.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            }));
+        });
+        let headers = headers.expect("headers are put back after each insert");
         let mut message = FutureRecord::<[u8], [u8]>::to(log)
             .payload(&record.value[..])
             .headers(headers);

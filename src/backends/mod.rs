@@ -141,47 +141,71 @@ impl Record {
     }
 }
 
-/// The headers a remote backend sends with `record`: Sluice's own (schema, version, id, content
-/// type; for dead letters the error, station and violations), then the producer's.
-pub fn remote_headers(record: &Record) -> Vec<(String, String)> {
-    let mut headers = Vec::with_capacity(4 + record.headers.len());
+/// Calls `header(name, value)` for each header a remote backend sends with `record`: Sluice's
+/// own (schema, version, id, content type; for dead letters the error, station and violations),
+/// then the producer's. Nothing is allocated for an accepted message's headers.
+pub fn for_each_remote_header(record: &Record, mut header: impl FnMut(&str, &str)) {
+    let mut digits = NumberText::default();
     let provenance = &record.provenance;
     if let Some(schema) = &provenance.schema {
-        headers.push(("sluice-schema".to_owned(), schema.to_string()));
+        header("sluice-schema", schema);
     }
     if let Some(version) = record.schema_version {
-        headers.push(("sluice-schema-version".to_owned(), version.to_string()));
+        header("sluice-schema-version", digits.of(version.into()));
     }
     if let Some(id) = provenance.schema_id {
-        headers.push(("sluice-schema-id".to_owned(), id.to_string()));
+        header("sluice-schema-id", digits.of(id.into()));
     }
     if let Some(content_type) = &provenance.content_type {
-        headers.push(("content-type".to_owned(), content_type.to_string()));
+        header("content-type", content_type);
     }
     if let Some(dead) = &record.dead_letter {
-        headers.push(("sluice-error".to_owned(), dead.error.clone()));
-        headers.push(("sluice-station".to_owned(), dead.station.clone()));
+        header("sluice-error", &dead.error);
+        header("sluice-station", &dead.station);
         if let Some(schema) = &dead.schema {
-            headers.push(("sluice-schema".to_owned(), schema.clone()));
+            header("sluice-schema", schema);
+        }
+        if let Some(version) = dead.schema_version {
+            header("sluice-schema-version", digits.of(version.into()));
         }
         if let Some(first) = dead.violations.first() {
-            let reason = if first.path.is_empty() {
-                first.reason.clone()
+            if first.path.is_empty() {
+                header("sluice-reason", &first.reason);
             } else {
-                format!("{}: {}", first.path, first.reason)
-            };
-            headers.push(("sluice-reason".to_owned(), reason));
+                header(
+                    "sluice-reason",
+                    &format!("{}: {}", first.path, first.reason),
+                );
+            }
         }
-        headers.push((
-            "sluice-violations".to_owned(),
-            serde_json::to_string(&dead.violations).expect("violations serialize"),
-        ));
+        let violations = serde_json::to_string(&dead.violations).expect("violations serialize");
+        header("sluice-violations", &violations);
         if let Some(content_type) = &dead.content_type {
-            headers.push(("content-type".to_owned(), content_type.clone()));
+            header("content-type", content_type);
         }
     }
-    headers.extend(record.headers.iter().cloned());
-    headers
+    for (name, value) in &record.headers {
+        header(name, value);
+    }
+}
+
+/// A number written as decimal text on the stack.
+#[derive(Default)]
+struct NumberText([u8; 20]);
+
+impl NumberText {
+    fn of(&mut self, mut n: u64) -> &str {
+        let mut at = self.0.len();
+        loop {
+            at -= 1;
+            self.0[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        std::str::from_utf8(&self.0[at..]).expect("digits are ASCII")
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -194,6 +218,62 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_headers_name_the_schema_and_the_dead_letters_reason() {
+        let mut record = Record {
+            received_at_ms: 0,
+            deliver_after_ms: None,
+            key: None,
+            headers: vec![("trace".into(), "t-1".into())],
+            value: Bytes::from_static(b"{}"),
+            content: ContentKind::Json,
+            schema_version: Some(12),
+            dead_letter: None,
+            provenance: Provenance {
+                schema: Some("orders".into()),
+                schema_id: Some(4_000_000_007),
+                content_type: Some("application/json".into()),
+                idempotency_key: None,
+            },
+        };
+        let collect = |record: &Record| {
+            let mut headers = Vec::new();
+            for_each_remote_header(record, |name, value| {
+                headers.push(format!("{name}={value}"))
+            });
+            headers
+        };
+        assert_eq!(
+            collect(&record),
+            [
+                "sluice-schema=orders",
+                "sluice-schema-version=12",
+                "sluice-schema-id=4000000007",
+                "content-type=application/json",
+                "trace=t-1"
+            ]
+        );
+        record.provenance = Provenance::default();
+        record.dead_letter = Some(DeadLetter {
+            station: "orders".into(),
+            error: "schema_violation".into(),
+            schema: Some("orders".into()),
+            schema_version: Some(0),
+            violations: vec![Violation {
+                path: "/qty".into(),
+                schema_path: "/properties/qty".into(),
+                reason: "0 is less than 1".into(),
+            }],
+            content_type: None,
+        });
+        let headers = collect(&record);
+        assert!(headers.contains(&"sluice-reason=/qty: 0 is less than 1".to_owned()));
+        assert!(headers.contains(&"sluice-schema-version=0".to_owned()));
+        assert!(headers
+            .iter()
+            .any(|h| h.starts_with("sluice-violations=[{")));
+    }
 
     #[test]
     fn record_round_trips_and_exposes_its_timestamp() {

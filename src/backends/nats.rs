@@ -19,7 +19,7 @@ use async_nats::HeaderMap;
 use async_trait::async_trait;
 use futures_util::future::join_all;
 
-use super::{remote_headers, Backend, BackendError, Position, Record};
+use super::{for_each_remote_header, Backend, BackendError, Position, Record};
 use crate::config::{NatsConfig, StreamPolicy};
 
 const KIND: &str = "nats";
@@ -147,11 +147,11 @@ impl NatsBackend {
         records: Vec<Record>,
     ) -> Result<Vec<Position>, BackendError> {
         let mut acks = Vec::with_capacity(records.len());
+        // Built once: each publish clones a reference-counted handle.
+        let target = async_nats::Subject::from(subject);
         for record in records {
             let mut headers = HeaderMap::new();
-            for (name, value) in remote_headers(&record) {
-                headers.insert(name.as_str(), value.as_str());
-            }
+            for_each_remote_header(&record, |name, value| headers.insert(name, value));
             if let Some(key) = &record.key {
                 headers.insert("sluice-key", String::from_utf8_lossy(key).as_ref());
             }
@@ -160,7 +160,7 @@ impl NatsBackend {
             }
             let ack = self
                 .jetstream
-                .publish_with_headers(subject.to_owned(), headers, record.value)
+                .publish_with_headers(target.clone(), headers, record.value)
                 .await
                 .map_err(|e| unavailable(format!("cannot publish to `{subject}`: {e}")))?;
             acks.push(ack.into_future());

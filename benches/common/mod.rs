@@ -1,0 +1,144 @@
+//! Shared by the end-to-end benches: a gateway served in-process on loopback ports, on a schema
+//! repository written into a temp dir, stopped when dropped.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use tempfile::TempDir;
+
+/// The order schema the end-to-end benches validate against.
+pub const ORDER_SCHEMA: &str = r#"{
+  "type": "object",
+  "required": ["order_id", "customer", "items"],
+  "properties": {
+    "order_id": {"type": "string", "minLength": 1},
+    "customer": {"type": "string"},
+    "note": {"type": "string", "maxLength": 200},
+    "items": {"type": "array", "minItems": 1, "items": {
+      "type": "object", "required": ["sku", "qty"],
+      "properties": {"sku": {"type": "string"}, "qty": {"type": "integer", "minimum": 1}}
+    }}
+  }
+}"#;
+
+/// Order `i`: about 200 bytes of JSON that passes [`ORDER_SCHEMA`].
+pub fn order(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"order_id":"ord-{i:08}","customer":"cus-{c:05}","note":"leave at the door, ring twice","items":[{{"sku":"SKU-{i:06}-A","qty":2}},{{"sku":"SKU-{i:06}-B","qty":1}}]}}"#,
+        c = i % 10_000
+    )
+    .into_bytes()
+}
+
+/// NDJSON batch envelopes (`{"value": ...}` per line) for `orders`.
+pub fn ndjson(orders: &[bytes::Bytes]) -> bytes::Bytes {
+    orders
+        .iter()
+        .flat_map(|o| [br#"{"value":"#.as_slice(), o, b"}\n"].concat())
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+pub struct BenchGateway {
+    pub http: String,
+    pub grpc: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), sluice::server::ServeError>>>,
+    _repo: TempDir,
+    _data: TempDir,
+}
+
+impl BenchGateway {
+    /// Serves `stations_toml` over the order schema, with `extra_config` (TOML sections) added.
+    pub fn start(
+        runtime: &tokio::runtime::Runtime,
+        stations_toml: &str,
+        extra_config: &str,
+    ) -> Self {
+        let repo = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        write(repo.path(), "orders/v1.json", ORDER_SCHEMA);
+        write(repo.path(), "stations.toml", stations_toml);
+        let config_file = data.path().join("sluice.toml");
+        std::fs::write(
+            &config_file,
+            format!(
+                "[registry]\nsource = \"{}\"\n\n[storage]\ndir = \"{}\"\nfsync = \"always\"\n\n{extra_config}\n",
+                repo.path().display(),
+                data.path().join("store").display()
+            ),
+        )
+        .unwrap();
+        let config = sluice::config::Config::load(&config_file, true, std::iter::empty()).unwrap();
+        let listeners = runtime.block_on(async {
+            sluice::server::Listeners {
+                http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+                grpc: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            }
+        });
+        let http = format!("http://{}", listeners.http.local_addr().unwrap());
+        let grpc = format!(
+            "http://{}",
+            listeners.grpc.as_ref().unwrap().local_addr().unwrap()
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = runtime.spawn(sluice::server::serve(config, listeners, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            http,
+            grpc,
+            stop: Some(stop),
+            server: Some(server),
+            _repo: repo,
+            _data: data,
+        }
+    }
+
+    pub fn stop(mut self, runtime: &tokio::runtime::Runtime) {
+        let _ = self.stop.take().unwrap().send(());
+        runtime
+            .block_on(self.server.take().unwrap())
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn write(root: &Path, path: &str, text: &str) {
+    let full = root.join(path);
+    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+    std::fs::write(full, text).unwrap();
+}
+
+/// The part of a batch answer the benches check (the rest is skipped, not built).
+#[derive(serde::Deserialize)]
+struct BatchCounts {
+    accepted: usize,
+    rejected: usize,
+}
+
+/// POSTs one NDJSON batch to `station` and checks every message was accepted.
+pub async fn post_batch(
+    client: &reqwest::Client,
+    http: &str,
+    station: &str,
+    body: bytes::Bytes,
+    count: usize,
+) {
+    let answer: BatchCounts = client
+        .post(format!("{http}/v1/stations/{station}/messages:batch"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (answer.accepted, answer.rejected),
+        (count, 0),
+        "every message of the batch is accepted"
+    );
+}
