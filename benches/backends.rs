@@ -53,10 +53,7 @@ backend = { nats = "raw.via-sluice" }
 fn backends(c: &mut Criterion) {
     let kafka = brokers::Kafka::start();
     let nats = brokers::Nats::start();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     let gateway = BenchGateway::start(
         &runtime,
         STATIONS,
@@ -136,28 +133,16 @@ fn backends(c: &mut Criterion) {
             })
         })
     });
-    group.bench_function("gateway_http_batch", |b| {
-        b.iter(|| {
-            runtime.block_on(post_batch(
-                &client,
-                &http,
-                "orders-kafka",
-                batch.clone(),
-                MESSAGES,
-            ))
-        })
-    });
-    group.bench_function("gateway_http_batch_no_schema", |b| {
-        b.iter(|| {
-            runtime.block_on(post_batch(
-                &client,
-                &http,
-                "raw-kafka",
-                batch.clone(),
-                MESSAGES,
-            ))
-        })
-    });
+    for (name, station) in [
+        ("gateway_http_batch", "orders-kafka"),
+        ("gateway_http_batch_no_schema", "raw-kafka"),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                runtime.block_on(post_batch(&client, &http, station, batch.clone(), MESSAGES))
+            })
+        });
+    }
     group.finish();
 
     let mut group = c.benchmark_group("nats_1000");
@@ -183,28 +168,16 @@ fn backends(c: &mut Criterion) {
             })
         })
     });
-    group.bench_function("gateway_http_batch", |b| {
-        b.iter(|| {
-            runtime.block_on(post_batch(
-                &client,
-                &http,
-                "orders-nats",
-                batch.clone(),
-                MESSAGES,
-            ))
-        })
-    });
-    group.bench_function("gateway_http_batch_no_schema", |b| {
-        b.iter(|| {
-            runtime.block_on(post_batch(
-                &client,
-                &http,
-                "raw-nats",
-                batch.clone(),
-                MESSAGES,
-            ))
-        })
-    });
+    for (name, station) in [
+        ("gateway_http_batch", "orders-nats"),
+        ("gateway_http_batch_no_schema", "raw-nats"),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                runtime.block_on(post_batch(&client, &http, station, batch.clone(), MESSAGES))
+            })
+        });
+    }
     group.finish();
 
     gateway.stop(&runtime);

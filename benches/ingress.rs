@@ -20,10 +20,7 @@ use sluice::ingress::grpc::proto::gateway_client::GatewayClient;
 use sluice::ingress::grpc::proto::ProduceRequest;
 
 fn produce(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     let gateway = BenchGateway::start(
         &runtime,
         "[[station]]\nname = \"orders\"\nschema = \"orders\"\n",

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::brokers::Kafka;
-use common::{eventually, valid_order, Gateway, Repo, ORDER_SCHEMA};
+use common::{valid_order, Gateway, Repo, ORDER_SCHEMA};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -201,52 +201,21 @@ async fn valid_messages_reach_the_topic_with_headers_and_invalid_ones_only_the_d
     assert_eq!(body["order_id"], "f-1");
 }
 
-/// Produces order `id`; returns the status.
-async fn produce(gw: &Gateway, id: &str) -> u16 {
-    gw.produce("orders", &valid_order(id)).await.0
-}
-
 #[tokio::test]
 async fn a_frozen_broker_gets_503s_then_201s_again_and_every_201_is_on_the_broker() {
     let kafka = Kafka::start();
     let gw = Gateway::start(&repo(), &config(&kafka, "2s")).await;
-    let mut answered_201 = Vec::new();
-    for i in 0..5 {
-        let id = format!("before-{i}");
-        assert_eq!(produce(&gw, &id).await, 201);
-        answered_201.push(id);
-    }
+    let mut answered_201 = gw.produce_orders("orders", "before", 5).await;
     assert_eq!(gw.get("/readyz").await.0, 200);
 
     kafka.freeze();
-    let started = std::time::Instant::now();
-    let (status, body) = gw.produce("orders", &valid_order("frozen-1")).await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["error"], "backend_unavailable");
-    assert!(
-        started.elapsed() < Duration::from_secs(6),
-        "answered within the request timeout, not a hang: {:?}",
-        started.elapsed()
-    );
-    eventually(Duration::from_secs(20), || async {
-        (gw.get("/readyz").await.0 == 503).then_some(())
-    })
-    .await;
+    gw.expect_backend_unavailable("orders", Duration::from_secs(6))
+        .await;
+    gw.wait_readiness(503).await;
 
     kafka.thaw();
-    let mut n = 0;
-    eventually(Duration::from_secs(60), || {
-        n += 1;
-        let id = format!("after-{n}");
-        let gw = &gw;
-        async move { (produce(gw, &id).await == 201).then_some(id) }
-    })
-    .await;
-    for i in 0..5 {
-        let id = format!("resumed-{i}");
-        assert_eq!(produce(&gw, &id).await, 201);
-        answered_201.push(id);
-    }
+    answered_201.push(gw.produce_until_accepted("orders", "after").await);
+    answered_201.extend(gw.produce_orders("orders", "resumed", 5).await);
     assert_eq!(gw.get("/readyz").await.0, 200);
 
     let on_broker: Vec<String> = read_topic(&kafka.brokers(), "orders-topic", answered_201.len())
@@ -266,30 +235,17 @@ async fn a_frozen_broker_gets_503s_then_201s_again_and_every_201_is_on_the_broke
 async fn a_killed_broker_gets_503s_and_producing_resumes_when_it_is_back() {
     let mut kafka = Kafka::start();
     let gw = Gateway::start(&repo(), &config(&kafka, "2s")).await;
-    assert_eq!(produce(&gw, "up-1").await, 201);
+    gw.produce_orders("orders", "up", 1).await;
 
     kafka.kill();
-    let (status, body) = gw.produce("orders", &valid_order("down-1")).await;
-    assert_eq!(status, 503, "{body}");
-    eventually(Duration::from_secs(20), || async {
-        (gw.get("/readyz").await.0 == 503).then_some(())
-    })
-    .await;
+    gw.expect_backend_unavailable("orders", Duration::from_secs(6))
+        .await;
+    gw.wait_readiness(503).await;
 
     // A new broker on the same address (its memory storage starts empty).
     kafka.start_again();
-    let mut n = 0;
-    let back = eventually(Duration::from_secs(60), || {
-        n += 1;
-        let id = format!("back-{n}");
-        let gw = &gw;
-        async move { (produce(gw, &id).await == 201).then_some(id) }
-    })
-    .await;
-    eventually(Duration::from_secs(20), || async {
-        (gw.get("/readyz").await.0 == 200).then_some(())
-    })
-    .await;
+    let back = gw.produce_until_accepted("orders", "back").await;
+    gw.wait_readiness(200).await;
     let on_broker: Vec<String> = read_topic(&kafka.brokers(), "orders-topic", 1)
         .await
         .iter()

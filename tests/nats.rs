@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, stream};
 use common::brokers::Nats;
-use common::{eventually, valid_order, Gateway, Repo, ORDER_SCHEMA};
+use common::{valid_order, Gateway, Repo, ORDER_SCHEMA};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
@@ -157,43 +157,16 @@ async fn valid_messages_reach_the_stream_with_headers_and_invalid_ones_only_the_
 async fn a_stopped_server_gets_503s_and_every_201_is_on_the_stream_after_it_is_back() {
     let mut nats = Nats::start();
     let gw = Gateway::start(&repo(), &config(&nats, "")).await;
-    let mut answered_201 = Vec::new();
-    for i in 0..5 {
-        let id = format!("before-{i}");
-        assert_eq!(gw.produce("orders", &valid_order(&id)).await.0, 201);
-        answered_201.push(id);
-    }
+    let mut answered_201 = gw.produce_orders("orders", "before", 5).await;
 
     nats.kill();
-    let started = std::time::Instant::now();
-    let (status, body) = gw.produce("orders", &valid_order("down-1")).await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["error"], "backend_unavailable");
-    assert!(
-        started.elapsed() < Duration::from_secs(6),
-        "answered within the request timeout, not a hang: {:?}",
-        started.elapsed()
-    );
-    eventually(Duration::from_secs(20), || async {
-        (gw.get("/readyz").await.0 == 503).then_some(())
-    })
-    .await;
+    gw.expect_backend_unavailable("orders", Duration::from_secs(6))
+        .await;
+    gw.wait_readiness(503).await;
 
     nats.start_again();
-    let mut n = 0;
-    let first_back = eventually(Duration::from_secs(60), || {
-        n += 1;
-        let id = format!("back-{n}");
-        let gw = &gw;
-        async move { (gw.produce("orders", &valid_order(&id)).await.0 == 201).then_some(id) }
-    })
-    .await;
-    answered_201.push(first_back);
-    for i in 0..5 {
-        let id = format!("after-{i}");
-        assert_eq!(gw.produce("orders", &valid_order(&id)).await.0, 201);
-        answered_201.push(id);
-    }
+    answered_201.push(gw.produce_until_accepted("orders", "back").await);
+    answered_201.extend(gw.produce_orders("orders", "after", 5).await);
     assert_eq!(gw.get("/readyz").await.0, 200);
 
     let on_stream = ids(&read_stream(&nats.url(), "SLUICE_ORDERS_NEW").await);

@@ -40,6 +40,14 @@ pub fn ndjson(orders: &[bytes::Bytes]) -> bytes::Bytes {
         .into()
 }
 
+/// The multi-threaded runtime the gateway and the bench's clients share.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 pub struct BenchGateway {
     pub http: String,
     pub grpc: String,

@@ -27,7 +27,8 @@ fn find_binary(name: &str, also: &[&str]) -> PathBuf {
         .unwrap_or_else(|| panic!("`{name}` is not installed; scripts/test installs it"))
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -296,6 +296,55 @@ impl Gateway {
         body["messages"].as_array().unwrap().clone()
     }
 
+    /// Produces valid orders `{prefix}-0`..`{prefix}-{count-1}`, each answered 201; their ids.
+    pub async fn produce_orders(&self, station: &str, prefix: &str, count: usize) -> Vec<String> {
+        let mut ids = Vec::with_capacity(count);
+        for i in 0..count {
+            let id = format!("{prefix}-{i}");
+            let (status, body) = self.produce(station, &valid_order(&id)).await;
+            assert_eq!(status, 201, "{id}: {body}");
+            ids.push(id);
+        }
+        ids
+    }
+
+    /// Produces one order and expects `503 backend_unavailable` within `bound`: an answer, not a
+    /// hang.
+    pub async fn expect_backend_unavailable(&self, station: &str, bound: Duration) {
+        let started = Instant::now();
+        let (status, body) = self.produce(station, &valid_order("unavailable")).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"], "backend_unavailable");
+        assert!(
+            started.elapsed() < bound,
+            "answered within the request timeout, not a hang: {:?}",
+            started.elapsed()
+        );
+    }
+
+    /// Waits until `/readyz` answers `status`.
+    pub async fn wait_readiness(&self, status: u16) {
+        eventually(Duration::from_secs(20), || async {
+            (self.get("/readyz").await.0 == status).then_some(())
+        })
+        .await
+    }
+
+    /// Produces fresh orders `{prefix}-1`, `{prefix}-2`... until one is accepted (a backend
+    /// coming back); returns the accepted one's id.
+    pub async fn produce_until_accepted(&self, station: &str, prefix: &str) -> String {
+        let mut n = 0;
+        eventually(Duration::from_secs(60), || {
+            n += 1;
+            let id = format!("{prefix}-{n}");
+            async move {
+                let (status, _) = self.produce(station, &valid_order(&id)).await;
+                (status == 201).then_some(id)
+            }
+        })
+        .await
+    }
+
     pub async fn ack(&self, station: &str, group: &str, offsets: &[u64]) -> Value {
         let (status, body) = self
             .post_json(
@@ -410,13 +459,7 @@ pub fn sluice_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use brokers::free_port;
 
 /// The JSON Schema used by most tests: an order with items of positive quantity.
 pub const ORDER_SCHEMA: &str = r#"{
