@@ -89,13 +89,22 @@ pub struct ProduceOptions {
 pub struct GatewayClient {
     base: String,
     http: reqwest::Client,
+    /// Sent as `Authorization: Bearer <token>` when set.
+    token: Option<String>,
 }
 
 impl GatewayClient {
+    /// Sends `token` as a bearer token with every request.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
     pub fn new(base: &str) -> Self {
         Self {
             base: base.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
+            token: None,
         }
     }
 
@@ -194,7 +203,11 @@ impl GatewayClient {
     ) -> Result<T, ClientError> {
         let mut attempt = 0;
         loop {
-            let response = build()
+            let mut request = build();
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            let response = request
                 .send()
                 .await
                 .map_err(|cause| ClientError::Unreachable {

@@ -22,6 +22,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub nats: NatsConfig,
     pub limits: Limits,
+    pub auth: AuthConfig,
     /// Stations declared in the config file, in addition to the registry's `stations.toml`.
     pub station: Vec<StationConfig>,
 }
@@ -135,6 +136,13 @@ impl std::str::FromStr for FsyncPolicy {
             },
         }
     }
+}
+
+/// Bearer tokens; none means auth is off.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub tokens: Vec<crate::ingress::auth::TokenConfig>,
 }
 
 /// The Kafka backend, used by stations with `backend = { kafka = "topic" }`.
@@ -257,7 +265,7 @@ pub enum ConfigError {
     #[error("environment variable {var}: {message}")]
     Environment { var: String, message: String },
     #[error(
-        "refusing to listen on {addr}: without auth tokens Sluice only binds loopback addresses"
+        "refusing to listen on {addr}: without auth tokens Sluice only binds loopback addresses (add [[auth.tokens]] to serve other machines)"
     )]
     NonLoopbackWithoutAuth { addr: SocketAddr },
 }
@@ -319,7 +327,7 @@ impl Config {
     /// Refuses settings that are unsafe together.
     pub fn check_bind_addresses(&self) -> Result<(), ConfigError> {
         for addr in [self.server.http, self.server.grpc] {
-            if !addr.ip().is_loopback() {
+            if !addr.ip().is_loopback() && self.auth.tokens.is_empty() {
                 return Err(ConfigError::NonLoopbackWithoutAuth { addr });
             }
         }

@@ -82,6 +82,8 @@ pub enum ApiError {
     RegistryNotReady(String),
     #[error("{0}")]
     Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("the schema source cannot be read: {0}")]
     SourceUnavailable(String),
     #[error("no such endpoint: {0}")]
@@ -111,6 +113,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Backend(BackendError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Backend(BackendError::Corrupt { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::AlreadyReplayed { .. } => StatusCode::CONFLICT,
@@ -138,6 +141,7 @@ impl ApiError {
             Self::AlreadyReplayed { .. } => "already_replayed",
             Self::RegistryNotReady(_) => "registry_not_ready",
             Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
             Self::SourceUnavailable(_) => "registry_source_unavailable",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -180,6 +184,7 @@ impl ApiError {
             | Self::Backend(BackendError::Unavailable { .. }) => Code::Unavailable,
             Self::Backend(BackendError::Corrupt { .. }) => Code::Internal,
             Self::Unauthorized(_) => Code::Unauthenticated,
+            Self::Forbidden(_) => Code::PermissionDenied,
             Self::AlreadyReplayed { .. } => Code::AlreadyExists,
             Self::MethodNotAllowed => Code::Unimplemented,
         }

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::backends::embedded::{EmbeddedStore, StoreError};
 use crate::backends::routing::Backends;
 use crate::config::Config;
+use crate::ingress::auth::Authenticator;
 use crate::pipeline::Pipeline;
 use crate::registry::source::{Source, SourceError};
 use crate::registry::sync::Syncer;
@@ -26,6 +27,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Auth(#[from] crate::ingress::auth::AuthConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -124,6 +127,10 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let auth = Arc::new(Authenticator::new(&config.auth.tokens)?);
+    if auth.is_enabled() {
+        tracing::info!(tokens = config.auth.tokens.len(), "bearer tokens required");
+    }
     let (pipeline, syncer) = build_pipeline(&config)?;
     let webhook_secret = std::env::var(&config.registry.webhook_secret_env)
         .ok()
@@ -174,12 +181,13 @@ pub async fn serve(
         shutdown.await;
         let _ = stop.send(true);
     });
-    let app = crate::ingress::http::router(pipeline.clone());
+    let app = crate::ingress::http::router(pipeline.clone(), auth.clone());
     let http_served = axum::serve(http, app).with_graceful_shutdown(until_stopped());
     let grpc_served = async {
         match grpc {
             Some(listener) => {
-                crate::ingress::grpc::serve(pipeline.clone(), listener, until_stopped()).await
+                let auth = auth.clone();
+                crate::ingress::grpc::serve(pipeline.clone(), auth, listener, until_stopped()).await
             }
             None => Ok(()),
         }

@@ -26,6 +26,9 @@ pub struct ProduceArgs {
     /// The gateway's base URL.
     #[arg(long, env = "SLUICE_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// Bearer token, for a gateway with `[[auth.tokens]]`.
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Send the whole input as one message (binary payloads: Protobuf, Avro) instead of a line each.
     #[arg(long)]
     whole: bool,
@@ -63,6 +66,9 @@ pub struct ConsumeArgs {
     /// The gateway's base URL.
     #[arg(long, env = "SLUICE_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// Bearer token, for a gateway with `[[auth.tokens]]`.
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 pub fn produce(args: ProduceArgs) -> anyhow::Result<ExitCode> {
@@ -93,7 +99,7 @@ fn open_input(file: Option<&PathBuf>) -> anyhow::Result<(Box<dyn Read>, Option<u
 }
 
 async fn produce_async(args: ProduceArgs) -> anyhow::Result<ExitCode> {
-    let client = GatewayClient::new(&args.url);
+    let client = GatewayClient::new(&args.url).with_token(args.token.clone());
     let options = ProduceOptions {
         schema_version: args.schema_version,
         deliver_after: args.deliver_after.clone(),
@@ -285,7 +291,7 @@ fn describe_rejection(result: &ItemResult) -> String {
 }
 
 async fn consume_async(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
-    let client = GatewayClient::new(&args.url);
+    let client = GatewayClient::new(&args.url).with_token(args.token.clone());
     let mut printed = 0u64;
     let mut idle_since = Instant::now();
     let stdout = std::io::stdout();

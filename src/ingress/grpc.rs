@@ -15,6 +15,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_health::ServingStatus;
 
+use super::auth::{Authenticator, Need};
 use crate::backends::embedded::{AckOutcome, Delivery};
 use crate::backends::ContentKind;
 use crate::error::ApiError;
@@ -48,6 +49,7 @@ const ENVELOPE_ALLOWANCE: usize = 64 * 1024;
 /// Serves the gRPC API on `listener` until `shutdown` completes.
 pub async fn serve(
     pipeline: Arc<Pipeline>,
+    auth: Arc<Authenticator>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
@@ -64,7 +66,7 @@ pub async fn serve(
         .build_v1alpha()
         .expect("the compiled descriptors are valid");
     let largest = pipeline.limits().max_message_bytes + ENVELOPE_ALLOWANCE;
-    let gateway = GatewayServer::new(GatewayService { pipeline })
+    let gateway = GatewayServer::new(GatewayService { pipeline, auth })
         .max_decoding_message_size(largest)
         .max_encoding_message_size(largest);
     let served = tonic::transport::Server::builder()
@@ -103,6 +105,18 @@ async fn report_health(pipeline: Arc<Pipeline>, health: tonic_health::server::He
 
 struct GatewayService {
     pipeline: Arc<Pipeline>,
+    auth: Arc<Authenticator>,
+}
+
+impl GatewayService {
+    /// Checks the `authorization` metadata (`Bearer <token>`) against `need`.
+    fn check<T>(&self, request: &Request<T>, need: Need<'_>) -> Result<(), Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        Ok(self.auth.check(authorization, need)?)
+    }
 }
 
 #[tonic::async_trait]
@@ -111,6 +125,7 @@ impl Gateway for GatewayService {
         &self,
         request: Request<ProduceRequest>,
     ) -> Result<Response<ProduceResponse>, Status> {
+        self.check(&request, Need::Produce(&request.get_ref().station))?;
         let (station, message) = incoming(request.into_inner());
         let accepted = self.pipeline.produce(&station, message).await?;
         Ok(Response::new(accepted.into()))
@@ -122,6 +137,14 @@ impl Gateway for GatewayService {
         &self,
         request: Request<Streaming<ProduceRequest>>,
     ) -> Result<Response<Self::ProduceStreamStream>, Status> {
+        // The caller must be known to open a stream; each message's station is checked on its own.
+        self.check(&request, Need::Read)?;
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let auth = self.auth.clone();
         let chunk_size = MAX_STREAM_CHUNK.min(self.pipeline.limits().max_batch_messages.max(1));
         let mut inbound = request.into_inner().ready_chunks(chunk_size);
         let (results, receiver) = mpsc::channel(chunk_size);
@@ -133,7 +156,11 @@ impl Gateway for GatewayService {
                 let mut broken = None;
                 for item in chunk {
                     match item {
-                        Ok(request) => requests.push(incoming(request)),
+                        Ok(request) => {
+                            let allowed = auth
+                                .check(authorization.as_deref(), Need::Produce(&request.station));
+                            requests.push((incoming(request), allowed));
+                        }
                         Err(status) => {
                             broken = Some(status);
                             break;
@@ -166,6 +193,7 @@ impl Gateway for GatewayService {
         &self,
         request: Request<ConsumeRequest>,
     ) -> Result<Response<Self::ConsumeStream>, Status> {
+        self.check(&request, Need::Consume(&request.get_ref().station))?;
         let ConsumeRequest {
             station,
             group,
@@ -212,6 +240,7 @@ impl Gateway for GatewayService {
     }
 
     async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
+        self.check(&request, Need::Consume(&request.get_ref().station))?;
         let AckRequest {
             station,
             group,
@@ -222,6 +251,7 @@ impl Gateway for GatewayService {
     }
 
     async fn nack(&self, request: Request<NackRequest>) -> Result<Response<AckResponse>, Status> {
+        self.check(&request, Need::Consume(&request.get_ref().station))?;
         let NackRequest {
             station,
             group,
@@ -238,16 +268,23 @@ impl Gateway for GatewayService {
 }
 
 /// Produces requests in order, one pipeline call per run of consecutive requests to one station.
+/// A request its caller may not send is answered with that refusal and not produced.
 async fn produce_in_runs(
     pipeline: &Pipeline,
-    requests: Vec<(String, Incoming)>,
+    requests: Vec<((String, Incoming), Result<(), ApiError>)>,
 ) -> Vec<proto::produce_result::Outcome> {
     use proto::produce_result::Outcome;
     let mut outcomes = Vec::with_capacity(requests.len());
     let mut requests = requests.into_iter().peekable();
-    while let Some((station, first)) = requests.next() {
+    while let Some(((station, first), allowed)) = requests.next() {
+        if let Err(refusal) = allowed {
+            outcomes.push(Outcome::Rejected(rejection(&refusal)));
+            continue;
+        }
         let mut run = vec![first];
-        while let Some((_, message)) = requests.next_if(|(next, _)| *next == station) {
+        while let Some(((_, message), _)) =
+            requests.next_if(|((next, _), allowed)| *next == station && allowed.is_ok())
+        {
             run.push(message);
         }
         let count = run.len();

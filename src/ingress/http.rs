@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,6 +19,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::auth::{Authenticator, Need};
 use super::batch::parse_batch;
 use crate::backends::now_ms;
 use crate::error::ApiError;
@@ -31,8 +33,12 @@ const HEADER_PREFIX: &str = "sluice-header-";
 
 type Shared = State<Arc<Pipeline>>;
 
-/// The whole HTTP API.
-pub fn router(pipeline: Arc<Pipeline>) -> Router {
+/// The whole HTTP API, every request checked by `auth` first.
+pub fn router(pipeline: Arc<Pipeline>, auth: Arc<Authenticator>) -> Router {
+    let guard = Guard {
+        auth,
+        pipeline: pipeline.clone(),
+    };
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
@@ -60,7 +66,87 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
         .merge(super::confluent::routes())
         .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(guard, authorize))
         .with_state(pipeline)
+}
+
+/// What the auth check needs: the tokens, and whether a webhook secret vouches for syncs.
+#[derive(Clone)]
+struct Guard {
+    auth: Arc<Authenticator>,
+    pipeline: Arc<Pipeline>,
+}
+
+/// Checks the bearer token against the right the request's route needs: 401 or 403 before any
+/// handler runs.
+async fn authorize(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    if guard.auth.is_enabled() {
+        if let Some(need) = need_of(&request, &guard.pipeline) {
+            let authorization = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            if let Err(error) = guard.auth.check(authorization, need.as_need()) {
+                return error.into_response();
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// The right a route needs (an owned station name, decoded from the path).
+enum RouteNeed {
+    Read,
+    Produce(String),
+    Consume(String),
+    Admin,
+}
+
+impl RouteNeed {
+    fn as_need(&self) -> Need<'_> {
+        match self {
+            Self::Read => Need::Read,
+            Self::Produce(station) => Need::Produce(station),
+            Self::Consume(station) => Need::Consume(station),
+            Self::Admin => Need::Admin,
+        }
+    }
+}
+
+/// Health and the index are open; producing and consuming need the station's right; station
+/// listings, dead letters and syncs need admin (a sync signed with the webhook secret needs no
+/// token); everything else — schema and registry reads, the Confluent API — needs a known token.
+fn need_of(request: &Request, pipeline: &Pipeline) -> Option<RouteNeed> {
+    let path = request.uri().path();
+    if matches!(path, "/" | "/healthz" | "/readyz") {
+        return None;
+    }
+    if path == "/v1/registry/sync" {
+        let signed = request.headers().contains_key("x-hub-signature-256")
+            || request.headers().contains_key("x-gitlab-token");
+        let secret_set = pipeline
+            .registry()
+            .sync_handle()
+            .is_some_and(|h| h.webhook_secret().is_some());
+        return (!(signed && secret_set)).then_some(RouteNeed::Admin);
+    }
+    let Some(rest) = path.strip_prefix("/v1/stations") else {
+        return Some(RouteNeed::Read);
+    };
+    let mut segments = rest.trim_start_matches('/').split('/');
+    let station = segments
+        .next()
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy());
+    let (Some(station), Some(action)) = (station, segments.next()) else {
+        return Some(RouteNeed::Admin); // listings
+    };
+    let station = station.into_owned();
+    Some(match (request.method(), action) {
+        (&Method::POST, "messages" | "messages:batch") => RouteNeed::Produce(station),
+        (&Method::GET, "messages") | (&Method::POST, "ack" | "nack") => RouteNeed::Consume(station),
+        _ => RouteNeed::Admin,
+    })
 }
 
 async fn index() -> Json<serde_json::Value> {

@@ -1,6 +1,7 @@
 //! Front ends. Each translates its protocol into [`crate::pipeline::Pipeline`] calls and the
 //! results back; none holds validation or routing logic of its own.
 
+pub mod auth;
 pub mod batch;
 pub mod confluent;
 pub mod grpc;

@@ -1,0 +1,271 @@
+//! Who may do what (DESIGN §8–9): bearer tokens from `[[auth.tokens]]`, stored only as SHA-256
+//! hashes and compared in constant time, each with `produce` and `consume` station globs and an
+//! `admin` flag. Owns the rights model and the check; the front ends only say which right a request
+//! needs ([`Need`]) and pass the `Authorization` value. Without tokens, auth is off (and `config`
+//! refuses non-loopback addresses).
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+
+/// One `[[auth.tokens]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// A name for logs and errors; never the token.
+    pub id: String,
+    /// Hex SHA-256 of the bearer token.
+    pub sha256: String,
+    /// Station globs this token may produce to (`"orders"`, `"clicks*"`).
+    #[serde(default)]
+    pub produce: Vec<String>,
+    /// Station globs this token may consume from (and ack, nack).
+    #[serde(default)]
+    pub consume: Vec<String>,
+    /// Station listings, dead-letter browse and replay, registry sync.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// What a request needs.
+#[derive(Debug, Clone, Copy)]
+pub enum Need<'a> {
+    /// Only that the caller is known: schema and registry reads.
+    Read,
+    Produce(&'a str),
+    Consume(&'a str),
+    Admin,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error("auth token `{id}`: sha256 must be 64 hex digits (the SHA-256 of the token)")]
+    BadHash { id: String },
+    #[error("auth token `{id}`: `{glob}` is not a valid station glob: {reason}")]
+    BadGlob {
+        id: String,
+        glob: String,
+        reason: String,
+    },
+}
+
+struct Token {
+    id: String,
+    hash: [u8; 32],
+    produce: Vec<glob::Pattern>,
+    consume: Vec<glob::Pattern>,
+    admin: bool,
+}
+
+/// The configured tokens; empty means auth is off.
+pub struct Authenticator {
+    tokens: Vec<Token>,
+}
+
+impl Authenticator {
+    pub fn new(tokens: &[TokenConfig]) -> Result<Self, AuthConfigError> {
+        let tokens = tokens
+            .iter()
+            .map(|config| {
+                let hash = decode_hash(&config.sha256).ok_or_else(|| AuthConfigError::BadHash {
+                    id: config.id.clone(),
+                })?;
+                let globs = |globs: &[String]| {
+                    globs
+                        .iter()
+                        .map(|glob| {
+                            glob::Pattern::new(glob).map_err(|e| AuthConfigError::BadGlob {
+                                id: config.id.clone(),
+                                glob: glob.clone(),
+                                reason: e.to_string(),
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                };
+                Ok(Token {
+                    id: config.id.clone(),
+                    hash,
+                    produce: globs(&config.produce)?,
+                    consume: globs(&config.consume)?,
+                    admin: config.admin,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { tokens })
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// Checks an `Authorization` header value (`Bearer <token>`) against `need`: 401 without a
+    /// known token, 403 without the right.
+    pub fn check(&self, authorization: Option<&str>, need: Need<'_>) -> Result<(), ApiError> {
+        if !self.is_enabled() {
+            return Ok(());
+        }
+        let token = self.identify(authorization)?;
+        let allowed = match need {
+            Need::Read => true,
+            Need::Produce(station) => token.admin || matches(&token.produce, station),
+            Need::Consume(station) => token.admin || matches(&token.consume, station),
+            Need::Admin => token.admin,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(match need {
+                Need::Produce(station) => {
+                    format!(
+                        "token `{}` may not produce to station `{station}`",
+                        token.id
+                    )
+                }
+                Need::Consume(station) => {
+                    format!(
+                        "token `{}` may not consume from station `{station}`",
+                        token.id
+                    )
+                }
+                Need::Admin | Need::Read => format!("token `{}` is not an admin token", token.id),
+            }))
+        }
+    }
+
+    /// The token a header names. Every stored hash is compared, in constant time, whatever
+    /// matches, so timing tells nothing about which tokens exist.
+    fn identify(&self, authorization: Option<&str>) -> Result<&Token, ApiError> {
+        let Some(value) = authorization else {
+            return Err(ApiError::Unauthorized(
+                "this gateway needs a bearer token: send `Authorization: Bearer <token>`".into(),
+            ));
+        };
+        let presented = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| {
+                ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+            })?
+            .trim();
+        let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for token in &self.tokens {
+            if bool::from(token.hash.ct_eq(&hash)) {
+                found = Some(token);
+            }
+        }
+        found.ok_or_else(|| ApiError::Unauthorized("the bearer token is not known".into()))
+    }
+}
+
+fn matches(globs: &[glob::Pattern], station: &str) -> bool {
+    globs.iter().any(|glob| glob.matches(station))
+}
+
+fn decode_hash(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut hash = [0u8; 32];
+    for (i, byte) in hash.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(hash)
+}
+
+/// The hex SHA-256 of `token`, as `[[auth.tokens]] sha256` wants it.
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authenticator() -> Authenticator {
+        Authenticator::new(&[
+            TokenConfig {
+                id: "web".into(),
+                sha256: token_hash("web-secret"),
+                produce: vec!["orders".into(), "clicks*".into()],
+                consume: vec![],
+                admin: false,
+            },
+            TokenConfig {
+                id: "ops".into(),
+                sha256: token_hash("ops-secret").to_uppercase(),
+                produce: vec![],
+                consume: vec![],
+                admin: true,
+            },
+        ])
+        .unwrap()
+    }
+
+    fn code(result: Result<(), ApiError>) -> &'static str {
+        match result {
+            Ok(()) => "ok",
+            Err(e) => e.code(),
+        }
+    }
+
+    #[test]
+    fn rights_follow_the_globs_and_the_admin_flag() {
+        let auth = authenticator();
+        let web = Some("Bearer web-secret");
+        assert_eq!(code(auth.check(web, Need::Produce("orders"))), "ok");
+        assert_eq!(code(auth.check(web, Need::Produce("clicks-eu"))), "ok");
+        assert_eq!(
+            code(auth.check(web, Need::Produce("payments"))),
+            "forbidden"
+        );
+        assert_eq!(code(auth.check(web, Need::Consume("orders"))), "forbidden");
+        assert_eq!(code(auth.check(web, Need::Admin)), "forbidden");
+        assert_eq!(code(auth.check(web, Need::Read)), "ok");
+        let ops = Some("Bearer ops-secret");
+        assert_eq!(code(auth.check(ops, Need::Admin)), "ok");
+        assert_eq!(code(auth.check(ops, Need::Consume("anything"))), "ok");
+        assert_eq!(code(auth.check(None, Need::Read)), "unauthorized");
+        assert_eq!(
+            code(auth.check(Some("Bearer nope"), Need::Read)),
+            "unauthorized"
+        );
+        assert_eq!(
+            code(auth.check(Some("web-secret"), Need::Read)),
+            "unauthorized"
+        );
+    }
+
+    #[test]
+    fn without_tokens_everything_is_allowed() {
+        let auth = Authenticator::new(&[]).unwrap();
+        assert!(!auth.is_enabled());
+        assert_eq!(code(auth.check(None, Need::Admin)), "ok");
+    }
+
+    #[test]
+    fn a_bad_hash_or_glob_is_a_config_error_naming_the_token() {
+        let bad = |sha256: &str, glob: &str| {
+            Authenticator::new(&[TokenConfig {
+                id: "t".into(),
+                sha256: sha256.into(),
+                produce: vec![glob.into()],
+                consume: vec![],
+                admin: false,
+            }])
+            .err()
+            .map(|e| e.to_string())
+        };
+        assert!(bad("abc", "x").unwrap().contains("`t`"));
+        assert!(bad(&token_hash("x"), "[")
+            .unwrap()
+            .contains("not a valid station glob"));
+        assert!(bad(&token_hash("x"), "x*").is_none());
+    }
+}
