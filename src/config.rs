@@ -235,6 +235,10 @@ pub struct Limits {
     /// Longest long-poll a consume request may ask for.
     #[serde(with = "humantime_serde")]
     pub max_consume_wait: Duration,
+    /// How long a message's `Idempotency-Key` is remembered: a retry within it gets the first
+    /// answer and stores nothing new.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_window: Duration,
     /// Most bytes one Avro value's length prefix may make the decoder allocate (422 above it).
     pub max_avro_allocation_bytes: usize,
 }
@@ -247,6 +251,7 @@ impl Default for Limits {
             max_batch_bytes: 64 * 1024 * 1024,
             max_consume_messages: 1_000,
             max_consume_wait: Duration::from_secs(30),
+            idempotency_window: Duration::from_secs(120),
             max_avro_allocation_bytes: 16 * 1024 * 1024,
         }
     }

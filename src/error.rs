@@ -29,7 +29,7 @@ pub struct ViolationReport {
     pub dlq_id: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("no station named `{0}`")]
     UnknownStation(String),
@@ -84,6 +84,10 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    #[error(
+        "another request with this Idempotency-Key was being stored and did not finish; retry"
+    )]
+    IdempotencyKeyAbandoned,
     #[error("the schema source cannot be read: {0}")]
     SourceUnavailable(String),
     #[error("no such endpoint: {0}")]
@@ -114,6 +118,7 @@ impl ApiError {
             }
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::IdempotencyKeyAbandoned => StatusCode::CONFLICT,
             Self::Backend(BackendError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Backend(BackendError::Corrupt { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::AlreadyReplayed { .. } => StatusCode::CONFLICT,
@@ -142,6 +147,7 @@ impl ApiError {
             Self::RegistryNotReady(_) => "registry_not_ready",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
+            Self::IdempotencyKeyAbandoned => "idempotency_key_abandoned",
             Self::SourceUnavailable(_) => "registry_source_unavailable",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -185,6 +191,7 @@ impl ApiError {
             Self::Backend(BackendError::Corrupt { .. }) => Code::Internal,
             Self::Unauthorized(_) => Code::Unauthenticated,
             Self::Forbidden(_) => Code::PermissionDenied,
+            Self::IdempotencyKeyAbandoned => Code::Aborted,
             Self::AlreadyReplayed { .. } => Code::AlreadyExists,
             Self::MethodNotAllowed => Code::Unimplemented,
         }

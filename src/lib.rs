@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod formats;
+pub mod idempotency;
 pub mod ingress;
 pub mod pipeline;
 pub mod registry;

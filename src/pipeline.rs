@@ -20,6 +20,7 @@ use crate::config::Limits;
 use crate::error::{ApiError, ViolationReport};
 use crate::formats::confluent::split_frame;
 use crate::formats::{Normalize, PayloadEncoding, Violation};
+use crate::idempotency::{Answer, Claim, Idempotency, Ticket};
 use crate::registry::stations::{BackendRef, Framing};
 use crate::registry::{Registry, Schema, Snapshot, Station, VersionRefusal};
 use crate::views::DeadLetterView;
@@ -74,6 +75,7 @@ enum Judged {
 pub struct Pipeline {
     registry: Arc<Registry>,
     backends: Backends,
+    idempotency: Idempotency,
     limits: Limits,
     /// Serializes dead-letter replays so one dead letter is never forwarded twice.
     replay_lock: tokio::sync::Mutex<()>,
@@ -84,6 +86,7 @@ impl Pipeline {
         Self {
             registry,
             backends,
+            idempotency: Idempotency::new(limits.idempotency_window),
             limits,
             replay_lock: tokio::sync::Mutex::new(()),
         }
@@ -157,8 +160,22 @@ impl Pipeline {
         let mut valid = Vec::new();
         let mut dead = Vec::new();
         let mut slots = Vec::with_capacity(messages.len());
+        let mut tickets: Vec<Option<Ticket>> = Vec::with_capacity(messages.len());
         let schema_name = shared_schema_name(&station);
+        let mut keys = BatchKeys::default();
         for message in messages {
+            let mut ticket = None;
+            if let Some(key) = &message.idempotency_key {
+                match self.claim(&station, &mut keys, key, slots.len()) {
+                    Claimed::Store(first) => ticket = Some(first),
+                    Claimed::Answer(slot) => {
+                        slots.push(slot);
+                        tickets.push(None);
+                        continue;
+                    }
+                }
+            }
+            tickets.push(ticket);
             slots.push(
                 match self.judge(&station, &schema_name, message, received_at_ms) {
                     Judged::Valid(record) => {
@@ -183,9 +200,10 @@ impl Pipeline {
             tracing::error!(station = %station.name, "dead letters could not be stored: {e}");
         }
 
-        Ok(slots
-            .into_iter()
-            .map(|slot| match slot {
+        let mut results: Vec<Answer> = Vec::with_capacity(slots.len());
+        let mut waiting = Vec::new();
+        for slot in slots {
+            let result = match slot {
                 Slot::Valid(i) => match &stored {
                     Ok(positions) => Ok(Accepted {
                         station: station.name.clone(),
@@ -201,8 +219,48 @@ impl Pipeline {
                     Err(ApiError::SchemaViolation(Box::new(report)))
                 }
                 Slot::Refused(error) => Err(error),
-            })
-            .collect())
+                Slot::Answered(answer) => answer,
+                Slot::SameAs(earlier) => results[earlier].clone(),
+                Slot::Waiting(first_try) => {
+                    waiting.push((results.len(), first_try));
+                    Err(ApiError::IdempotencyKeyAbandoned) // replaced below once answered
+                }
+            };
+            results.push(result);
+        }
+        for (ticket, result) in tickets.into_iter().zip(&results) {
+            if let Some(ticket) = ticket {
+                ticket.settle(result);
+            }
+        }
+        // Retries of messages another request is storing: their answers, once this batch's own
+        // keys are settled (so two batches waiting on each other's keys both finish).
+        for (index, mut first_try) in waiting {
+            if let Ok(answer) = first_try.wait_for(Option::is_some).await {
+                results[index] = answer.clone().expect("waited for an answer");
+            }
+        }
+        Ok(results)
+    }
+
+    /// Resolves a message's `Idempotency-Key`: store it (the first try), or answer it as the first
+    /// try was answered (or will be, if it is still being stored).
+    fn claim(&self, station: &Station, keys: &mut BatchKeys, key: &str, index: usize) -> Claimed {
+        if let Some(&earlier) = keys.seen.get(key) {
+            return Claimed::Answer(Slot::SameAs(earlier));
+        }
+        let station_name = keys
+            .station
+            .get_or_insert_with(|| Arc::from(station.name.as_str()))
+            .clone();
+        match self.idempotency.claim(&station_name, key) {
+            Claim::First(ticket) => {
+                keys.seen.insert(key.to_owned(), index);
+                Claimed::Store(ticket)
+            }
+            Claim::Answered(answer) => Claimed::Answer(Slot::Answered(answer)),
+            Claim::Wait(first_try) => Claimed::Answer(Slot::Waiting(first_try)),
+        }
     }
 
     /// Judges one message against the station's schema and builds what will be stored.
@@ -528,6 +586,20 @@ impl Pipeline {
     }
 }
 
+/// The idempotency keys of one batch, so a key repeated within it is answered like its first use.
+#[derive(Default)]
+struct BatchKeys {
+    station: Option<Arc<str>>,
+    /// Key → the slot of its first use in this batch.
+    seen: std::collections::HashMap<String, usize>,
+}
+
+/// What a message's idempotency key says to do.
+enum Claimed {
+    Store(Ticket),
+    Answer(Slot),
+}
+
 /// Where a judged message's result comes from once the writes are done.
 enum Slot {
     /// Index into the valid records.
@@ -535,6 +607,12 @@ enum Slot {
     /// Index into the dead letters, when the station keeps them.
     Invalid(Option<usize>, ViolationReport),
     Refused(ApiError),
+    /// A retry: the first try's answer.
+    Answered(Answer),
+    /// The same key as an earlier message of this batch: its answer.
+    SameAs(usize),
+    /// A retry of a message another request is storing now: that request's answer.
+    Waiting(tokio::sync::watch::Receiver<Option<Answer>>),
 }
 
 async fn append_if_any(

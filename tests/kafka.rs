@@ -158,12 +158,28 @@ async fn valid_messages_reach_the_topic_with_headers_and_invalid_ones_only_the_d
     assert_eq!(status, 200);
     assert_eq!(answer["accepted"], 2, "{answer}");
 
+    // A retry with the same Idempotency-Key is answered with the first copy and sent once.
+    let keyed = || {
+        gw.post_bytes(
+            "/v1/stations/orders/messages",
+            "application/json",
+            serde_json::to_vec(&valid_order("k-4")).unwrap(),
+            &[("Idempotency-Key", "k-4")],
+        )
+    };
+    let (once, twice) = (keyed().await, keyed().await);
+    assert_eq!((once.0, twice.0), (201, 201));
+    assert_eq!(once.1["offset"], twice.1["offset"]);
+
     let (_, schema) = gw.get("/v1/schemas/orders/versions/1").await;
     let schema_id = schema["id"].to_string();
 
-    let topic = read_topic(&kafka.brokers(), "orders-topic", 3).await;
+    let topic = read_topic(&kafka.brokers(), "orders-topic", 4).await;
     let ids: Vec<Value> = topic.iter().map(|m| m.json()["order_id"].clone()).collect();
-    assert_eq!(ids, vec![json!("k-1"), json!("k-2"), json!("k-3")]);
+    assert_eq!(
+        ids,
+        vec![json!("k-1"), json!("k-2"), json!("k-3"), json!("k-4")]
+    );
     let message = &topic[0];
     assert_eq!(message.offset, first["offset"].as_i64().unwrap());
     assert_eq!(message.key.as_deref(), Some(&b"customer-1"[..]));
