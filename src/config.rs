@@ -241,6 +241,9 @@ pub struct Limits {
     pub idempotency_window: Duration,
     /// Most bytes one Avro value's length prefix may make the decoder allocate (422 above it).
     pub max_avro_allocation_bytes: usize,
+    /// Most messages being stored on one backend at once; past it producers get 503 with
+    /// `Retry-After` instead of queueing without bound.
+    pub max_in_flight_messages: usize,
 }
 
 impl Default for Limits {
@@ -252,6 +255,7 @@ impl Default for Limits {
             max_consume_messages: 1_000,
             max_consume_wait: Duration::from_secs(30),
             idempotency_window: Duration::from_secs(120),
+            max_in_flight_messages: 100_000,
             max_avro_allocation_bytes: 16 * 1024 * 1024,
         }
     }

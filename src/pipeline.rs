@@ -192,6 +192,18 @@ impl Pipeline {
             );
         }
         let versions: Vec<Option<u32>> = valid.iter().map(|r| r.schema_version).collect();
+        // Back pressure: a backend already storing its limit answers 503 now, for the whole batch.
+        let admitted = route.admit(valid.len() + dead.len());
+        let _in_flight = match admitted {
+            Ok(permit) => permit,
+            Err(busy) => {
+                let busy = ApiError::Backend(busy);
+                for ticket in tickets.into_iter().flatten() {
+                    ticket.settle(&Err(busy.clone()));
+                }
+                return Err(busy);
+            }
+        };
         let (stored, dead_lettered) = tokio::join!(
             append_if_any(route.backend, &route.log, valid),
             append_if_any(route.backend, &route.dead_letters, dead),

@@ -93,7 +93,12 @@ pub fn build_pipeline(config: &Config) -> Result<(Arc<Pipeline>, Syncer), ServeE
         );
     }
     let store = EmbeddedStore::open(&config.storage.dir, config.storage.fsync)?;
-    let backends = Backends::new(store, config.kafka.clone(), config.nats.clone());
+    let backends = Backends::new(
+        store,
+        config.kafka.clone(),
+        config.nats.clone(),
+        config.limits.max_in_flight_messages,
+    );
     let pipeline = Arc::new(Pipeline::new(registry, backends, config.limits.clone()));
     Ok((pipeline, syncer))
 }

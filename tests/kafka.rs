@@ -269,3 +269,48 @@ async fn a_killed_broker_gets_503s_and_producing_resumes_when_it_is_back() {
         .collect();
     assert!(on_broker.contains(&back), "{back} got a 201: {on_broker:?}");
 }
+
+#[tokio::test]
+async fn a_backend_at_its_in_flight_limit_answers_503_at_once_instead_of_queueing() {
+    let kafka = Kafka::start();
+    let config = config(&kafka, "3s") + "\n[limits]\nmax_in_flight_messages = 1\n";
+    let gw = std::sync::Arc::new(Gateway::start(&repo(), &config).await);
+    gw.produce_orders("orders", "warm", 1).await;
+
+    // With the broker frozen, one of two producers holds the one slot until the request
+    // timeout; the other is told to come back at once, without waiting for the broker.
+    kafka.freeze();
+    let timed = |id: &'static str| {
+        let gw = gw.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let (status, body) = gw.produce("orders", &valid_order(id)).await;
+            (status, body, started.elapsed())
+        }
+    };
+    let (first, second) = tokio::join!(timed("a"), timed("b"));
+    let (busy, held) = if first.0 == 503 && first.2 < second.2 {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_eq!(busy.0, 503, "{}", busy.1);
+    assert!(
+        busy.1["message"].as_str().unwrap().contains("busy"),
+        "{}",
+        busy.1
+    );
+    assert!(
+        busy.2 < Duration::from_secs(1),
+        "answered at once: {:?}",
+        busy.2
+    );
+    assert_eq!(
+        held.0, 503,
+        "the held one times out on the frozen broker: {}",
+        held.1
+    );
+    assert!(held.2 >= Duration::from_secs(2), "{:?}", held.2);
+    kafka.thaw();
+    gw.produce_until_accepted("orders", "after").await;
+}

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
 use super::embedded::EmbeddedStore;
 use super::kafka::KafkaBackend;
@@ -19,15 +19,46 @@ use crate::registry::Station;
 /// Where one station's records go.
 pub struct Route<'a> {
     pub backend: &'a dyn Backend,
+    /// Messages being stored on this backend now, bounded by `capacity`.
+    in_flight: &'a Semaphore,
+    capacity: usize,
     /// The station's log: a station name, a Kafka topic or a NATS subject.
     pub log: Cow<'a, str>,
     /// Its dead-letter log on the same backend.
     pub dead_letters: Cow<'a, str>,
 }
 
+impl Route<'_> {
+    /// Room for `messages` more messages on the backend, or 503 now if it is full: back pressure
+    /// instead of an unbounded queue.
+    pub fn admit(&self, messages: usize) -> Result<Option<SemaphorePermit<'_>>, BackendError> {
+        if messages == 0 {
+            return Ok(None);
+        }
+        let capacity = self.capacity;
+        let wanted = u32::try_from(messages.min(capacity)).unwrap_or(u32::MAX);
+        self.in_flight
+            .try_acquire_many(wanted)
+            .map(Some)
+            .map_err(|_| BackendError::Unavailable {
+                backend: self.backend.kind(),
+                reason: format!(
+                    "busy: {} messages are being stored already (limits.max_in_flight_messages); retry shortly",
+                    capacity - self.in_flight.available_permits().min(capacity)
+                ),
+            })
+    }
+}
+
+/// A tokio semaphore's most permits, and so the most a backend can bound.
+const MAX_PERMITS: usize = u32::MAX as usize >> 3;
+
 /// Every backend a gateway can store on.
 pub struct Backends {
     embedded: EmbeddedStore,
+    /// Per backend: embedded, Kafka, NATS.
+    in_flight: [Semaphore; 3],
+    max_in_flight: usize,
     kafka_config: KafkaConfig,
     nats_config: NatsConfig,
     kafka: OnceCell<KafkaBackend>,
@@ -35,9 +66,17 @@ pub struct Backends {
 }
 
 impl Backends {
-    pub fn new(embedded: EmbeddedStore, kafka: KafkaConfig, nats: NatsConfig) -> Self {
+    pub fn new(
+        embedded: EmbeddedStore,
+        kafka: KafkaConfig,
+        nats: NatsConfig,
+        max_in_flight: usize,
+    ) -> Self {
+        let max_in_flight = max_in_flight.clamp(1, MAX_PERMITS);
         Self {
             embedded,
+            in_flight: std::array::from_fn(|_| Semaphore::new(max_in_flight)),
+            max_in_flight,
             kafka_config: kafka,
             nats_config: nats,
             kafka: OnceCell::new(),
@@ -47,7 +86,12 @@ impl Backends {
 
     /// The embedded store, with Kafka and NATS at their default settings should a station use them.
     pub fn with_defaults(embedded: EmbeddedStore) -> Self {
-        Self::new(embedded, KafkaConfig::default(), NatsConfig::default())
+        Self::new(
+            embedded,
+            KafkaConfig::default(),
+            NatsConfig::default(),
+            crate::config::Limits::default().max_in_flight_messages,
+        )
     }
 
     pub fn embedded(&self) -> &EmbeddedStore {
@@ -59,16 +103,22 @@ impl Backends {
         Ok(match &station.backend {
             BackendRef::Embedded => Route {
                 backend: &self.embedded,
+                in_flight: &self.in_flight[0],
+                capacity: self.max_in_flight,
                 log: Cow::Borrowed(&station.name),
                 dead_letters: Cow::Borrowed(&station.dlq_name),
             },
             BackendRef::Kafka(topic) => Route {
                 backend: self.kafka().await?,
+                in_flight: &self.in_flight[1],
+                capacity: self.max_in_flight,
                 log: Cow::Borrowed(topic),
                 dead_letters: Cow::Owned(format!("{topic}{}", self.kafka_config.dlq_suffix)),
             },
             BackendRef::Nats(subject) => Route {
                 backend: self.nats().await?,
+                in_flight: &self.in_flight[2],
+                capacity: self.max_in_flight,
                 log: Cow::Borrowed(subject),
                 dead_letters: Cow::Owned(format!("{subject}{}", self.nats_config.dlq_suffix)),
             },
