@@ -11,9 +11,8 @@ use crate::backends::BackendError;
 use crate::formats::Violation;
 use crate::registry::stations::Accept;
 
-/// Seconds a client is asked to wait before retrying when a backend is unavailable.
-const RETRY_AFTER_SECONDS: &str = "1";
-/// The same wait, for gRPC's `google.rpc.RetryInfo`.
+/// How long a client is asked to wait before retrying when a backend is unavailable
+/// (`Retry-After`, gRPC's `google.rpc.RetryInfo`).
 const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// The `domain` of every `google.rpc.ErrorInfo` Sluice sends.
 const ERROR_DOMAIN: &str = "sluice";
@@ -88,6 +87,11 @@ pub enum ApiError {
         "another request with this Idempotency-Key was being stored and did not finish; retry"
     )]
     IdempotencyKeyAbandoned,
+    #[error("token `{token}` is over its request rate; retry in {retry_after_seconds} s")]
+    RateLimited {
+        token: String,
+        retry_after_seconds: u64,
+    },
     #[error("the schema source cannot be read: {0}")]
     SourceUnavailable(String),
     #[error("no such endpoint: {0}")]
@@ -119,6 +123,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::IdempotencyKeyAbandoned => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Backend(BackendError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Backend(BackendError::Corrupt { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::AlreadyReplayed { .. } => StatusCode::CONFLICT,
@@ -148,6 +153,7 @@ impl ApiError {
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::IdempotencyKeyAbandoned => "idempotency_key_abandoned",
+            Self::RateLimited { .. } => "rate_limited",
             Self::SourceUnavailable(_) => "registry_source_unavailable",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -192,6 +198,7 @@ impl ApiError {
             Self::Unauthorized(_) => Code::Unauthenticated,
             Self::Forbidden(_) => Code::PermissionDenied,
             Self::IdempotencyKeyAbandoned => Code::Aborted,
+            Self::RateLimited { .. } => Code::ResourceExhausted,
             Self::AlreadyReplayed { .. } => Code::AlreadyExists,
             Self::MethodNotAllowed => Code::Unimplemented,
         }
@@ -220,10 +227,24 @@ impl ApiError {
             }
         }
         details.set_error_info(self.code(), ERROR_DOMAIN, metadata);
-        if code == tonic::Code::Unavailable {
-            details.set_retry_info(Some(RETRY_AFTER));
+        if let Some(wait) = self.retry_after() {
+            details.set_retry_info(Some(wait));
         }
         tonic::Status::with_error_details(code, self.to_string(), details)
+    }
+}
+
+impl ApiError {
+    /// How long a client should wait before retrying, when retrying later can succeed.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::RateLimited {
+                retry_after_seconds,
+                ..
+            } => Some(std::time::Duration::from_secs(*retry_after_seconds)),
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => Some(RETRY_AFTER),
+            _ => None,
+        }
     }
 }
 
@@ -239,11 +260,10 @@ impl IntoResponse for ApiError {
             tracing::warn!(error = self.code(), "{self}");
         }
         let mut response = (self.status(), axum::Json(self.body())).into_response();
-        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
+        if let Some(wait) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs()));
         }
         response
     }

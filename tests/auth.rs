@@ -340,3 +340,40 @@ fn with_tokens_sluice_may_listen_beyond_loopback() {
     let line = line.expect("sluice serves on 0.0.0.0 with tokens configured");
     assert!(line.contains("http=0.0.0.0:"), "{line}");
 }
+
+#[tokio::test]
+async fn a_token_over_its_rate_gets_429_with_retry_after() {
+    let config = format!(
+        "[[auth.tokens]]\nid = \"slow\"\nsha256 = \"{}\"\nproduce = [\"orders\"]\nrequests_per_second = 1\n",
+        token_hash("slow-token")
+    );
+    let gw = Gateway::start(&orders_repo(""), &config).await;
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for i in 0..3 {
+        let response = gw
+            .client
+            .post(gw.url("/v1/stations/orders/messages"))
+            .bearer_auth("slow-token")
+            .json(&valid_order(&format!("rate-{i}")))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            let retry_after = response.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            limited = Some((retry_after, common::answer(response).await.1));
+        }
+    }
+    assert_eq!(statuses[0], 201, "{statuses:?}");
+    let (retry_after, body) = limited.expect("a request past the rate is refused");
+    assert!(retry_after.parse::<u64>().unwrap() >= 1);
+    assert_eq!(body["error"], "rate_limited");
+    assert!(
+        body["message"].as_str().unwrap().contains("`slow`"),
+        "{body}"
+    );
+}

@@ -1,6 +1,6 @@
 //! Who may do what (DESIGN §8–9): bearer tokens from `[[auth.tokens]]`, stored only as SHA-256
-//! hashes and compared in constant time, each with `produce` and `consume` station globs and an
-//! `admin` flag. Owns the rights model and the check; the front ends only say which right a request
+//! hashes and compared in constant time, each with `produce` and `consume` station globs, an
+//! `admin` flag and an optional request rate (governor's token bucket). Owns the rights model and the check; the front ends only say which right a request
 //! needs ([`Need`]) and pass the `Authorization` value. Without tokens, auth is off (and `config`
 //! refuses non-loopback addresses).
 
@@ -27,6 +27,9 @@ pub struct TokenConfig {
     /// Station listings, dead-letter browse and replay, registry sync.
     #[serde(default)]
     pub admin: bool,
+    /// Most requests per second this token may make (429 past it); none: unlimited.
+    #[serde(default)]
+    pub requests_per_second: Option<u32>,
 }
 
 /// What a request needs.
@@ -43,6 +46,10 @@ pub enum Need<'a> {
 pub enum AuthConfigError {
     #[error("auth token `{id}`: sha256 must be 64 hex digits (the SHA-256 of the token)")]
     BadHash { id: String },
+    #[error(
+        "auth token `{id}`: requests_per_second must be at least 1 (leave it out for no limit)"
+    )]
+    ZeroRate { id: String },
     #[error("auth token `{id}`: `{glob}` is not a valid station glob: {reason}")]
     BadGlob {
         id: String,
@@ -57,6 +64,8 @@ struct Token {
     produce: Vec<glob::Pattern>,
     consume: Vec<glob::Pattern>,
     admin: bool,
+    /// A token bucket of `requests_per_second`, as deep as one second of requests.
+    rate: Option<governor::DefaultDirectRateLimiter>,
 }
 
 /// The configured tokens; empty means auth is off.
@@ -84,12 +93,23 @@ impl Authenticator {
                         })
                         .collect::<Result<Vec<_>, _>>()
                 };
+                let rate = config
+                    .requests_per_second
+                    .map(|per_second| {
+                        std::num::NonZeroU32::new(per_second)
+                            .map(|n| governor::RateLimiter::direct(governor::Quota::per_second(n)))
+                            .ok_or_else(|| AuthConfigError::ZeroRate {
+                                id: config.id.clone(),
+                            })
+                    })
+                    .transpose()?;
                 Ok(Token {
                     id: config.id.clone(),
                     hash,
                     produce: globs(&config.produce)?,
                     consume: globs(&config.consume)?,
                     admin: config.admin,
+                    rate,
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -107,6 +127,17 @@ impl Authenticator {
             return Ok(());
         }
         let token = self.identify(authorization)?;
+        if let Some(rate) = &token.rate {
+            if let Err(not_until) = rate.check() {
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ));
+                return Err(ApiError::RateLimited {
+                    token: token.id.clone(),
+                    retry_after_seconds: wait.as_secs_f64().ceil().max(1.0) as u64,
+                });
+            }
+        }
         let allowed = match need {
             Need::Read => true,
             Need::Produce(station) => token.admin || matches(&token.produce, station),
@@ -196,6 +227,7 @@ mod tests {
                 produce: vec!["orders".into(), "clicks*".into()],
                 consume: vec![],
                 admin: false,
+                requests_per_second: None,
             },
             TokenConfig {
                 id: "ops".into(),
@@ -203,6 +235,7 @@ mod tests {
                 produce: vec![],
                 consume: vec![],
                 admin: true,
+                requests_per_second: None,
             },
         ])
         .unwrap()
@@ -243,6 +276,29 @@ mod tests {
     }
 
     #[test]
+    fn a_token_over_its_rate_is_told_when_to_come_back() {
+        let auth = Authenticator::new(&[TokenConfig {
+            id: "slow".into(),
+            sha256: token_hash("slow-secret"),
+            produce: vec!["*".into()],
+            consume: vec![],
+            admin: false,
+            requests_per_second: Some(2),
+        }])
+        .unwrap();
+        let slow = Some("Bearer slow-secret");
+        assert_eq!(code(auth.check(slow, Need::Produce("orders"))), "ok");
+        assert_eq!(code(auth.check(slow, Need::Produce("orders"))), "ok");
+        match auth.check(slow, Need::Produce("orders")) {
+            Err(ApiError::RateLimited {
+                retry_after_seconds,
+                ..
+            }) => assert_eq!(retry_after_seconds, 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn without_tokens_everything_is_allowed() {
         let auth = Authenticator::new(&[]).unwrap();
         assert!(!auth.is_enabled());
@@ -258,6 +314,7 @@ mod tests {
                 produce: vec![glob.into()],
                 consume: vec![],
                 admin: false,
+                requests_per_second: None,
             }])
             .err()
             .map(|e| e.to_string())
