@@ -269,22 +269,29 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A schema violation as tests of every front end use it: `orders` v2, `/items/0/qty` too small,
+/// dead-lettered as `7`.
+#[cfg(test)]
+pub(crate) fn sample_violation() -> ApiError {
+    ApiError::SchemaViolation(Box::new(ViolationReport {
+        schema: "orders".into(),
+        version: 2,
+        violations: vec![Violation {
+            path: "/items/0/qty".into(),
+            schema_path: "/properties/items".into(),
+            reason: "-1 is less than the minimum of 1".into(),
+        }],
+        dlq_id: Some("7".into()),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn violation_body_has_the_documented_shape() {
-        let error = ApiError::SchemaViolation(Box::new(ViolationReport {
-            schema: "orders".into(),
-            version: 2,
-            violations: vec![Violation {
-                path: "/items/0/qty".into(),
-                schema_path: "/properties/items".into(),
-                reason: "-1 is less than the minimum of 1".into(),
-            }],
-            dlq_id: Some("7".into()),
-        }));
+        let error = sample_violation();
         let body = error.body();
         assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(body["error"], "schema_violation");

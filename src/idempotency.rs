@@ -94,6 +94,65 @@ impl Idempotency {
     }
 }
 
+/// The idempotency keys of one batch (or stream chunk) to one station: each key claimed once, a
+/// key repeated within the batch answered like its first use.
+pub struct BatchKeys<'a> {
+    memory: &'a Idempotency,
+    station: &'a str,
+    /// Built on the first key, shared by every claim.
+    station_key: Option<Arc<str>>,
+    /// Key → the batch index of its first use.
+    seen: HashMap<String, usize>,
+}
+
+/// What a message of a batch does with its key.
+pub enum BatchClaim {
+    /// Store it, then settle the ticket with its answer.
+    Store(Ticket),
+    /// Do not store it: it is a retry.
+    Retry(Retry),
+}
+
+/// Where a retry's answer comes from.
+pub enum Retry {
+    /// The settled first try's answer.
+    Answered(Answer),
+    /// The answer of the message at this index of the same batch.
+    SameAs(usize),
+    /// The answer of a first try another request is storing now (`None` if it was abandoned).
+    Waiting(watch::Receiver<Option<Answer>>),
+}
+
+impl<'a> BatchKeys<'a> {
+    pub fn new(memory: &'a Idempotency, station: &'a str) -> Self {
+        Self {
+            memory,
+            station,
+            station_key: None,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Claims `key` for the message at `index` of the batch.
+    pub fn claim(&mut self, key: &str, index: usize) -> BatchClaim {
+        if let Some(&earlier) = self.seen.get(key) {
+            return BatchClaim::Retry(Retry::SameAs(earlier));
+        }
+        let station = self
+            .station_key
+            .get_or_insert_with(|| Arc::from(self.station))
+            .clone();
+        match self.memory.claim(&station, key) {
+            Claim::First(ticket) => {
+                self.seen.insert(key.to_owned(), index);
+                BatchClaim::Store(ticket)
+            }
+            Claim::Answered(answer) => BatchClaim::Retry(Retry::Answered(answer)),
+            Claim::Wait(first_try) => BatchClaim::Retry(Retry::Waiting(first_try)),
+        }
+    }
+}
+
 /// The first try's duty to say how it ended; dropped unsettled, it lets a retry try again.
 pub struct Ticket {
     key: Option<Key>,

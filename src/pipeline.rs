@@ -20,7 +20,7 @@ use crate::config::Limits;
 use crate::error::{ApiError, ViolationReport};
 use crate::formats::confluent::split_frame;
 use crate::formats::{Normalize, PayloadEncoding, Violation};
-use crate::idempotency::{Answer, Claim, Idempotency, Ticket};
+use crate::idempotency::{Answer, BatchClaim, BatchKeys, Idempotency, Retry, Ticket};
 use crate::registry::stations::{BackendRef, Framing};
 use crate::registry::{Registry, Schema, Snapshot, Station, VersionRefusal};
 use crate::views::DeadLetterView;
@@ -162,14 +162,14 @@ impl Pipeline {
         let mut slots = Vec::with_capacity(messages.len());
         let mut tickets: Vec<Option<Ticket>> = Vec::with_capacity(messages.len());
         let schema_name = shared_schema_name(&station);
-        let mut keys = BatchKeys::default();
+        let mut keys = BatchKeys::new(&self.idempotency, &station.name);
         for message in messages {
             let mut ticket = None;
             if let Some(key) = &message.idempotency_key {
-                match self.claim(&station, &mut keys, key, slots.len()) {
-                    Claimed::Store(first) => ticket = Some(first),
-                    Claimed::Answer(slot) => {
-                        slots.push(slot);
+                match keys.claim(key, slots.len()) {
+                    BatchClaim::Store(first) => ticket = Some(first),
+                    BatchClaim::Retry(retry) => {
+                        slots.push(Slot::Retry(retry));
                         tickets.push(None);
                         continue;
                     }
@@ -231,9 +231,9 @@ impl Pipeline {
                     Err(ApiError::SchemaViolation(Box::new(report)))
                 }
                 Slot::Refused(error) => Err(error),
-                Slot::Answered(answer) => answer,
-                Slot::SameAs(earlier) => results[earlier].clone(),
-                Slot::Waiting(first_try) => {
+                Slot::Retry(Retry::Answered(answer)) => answer,
+                Slot::Retry(Retry::SameAs(earlier)) => results[earlier].clone(),
+                Slot::Retry(Retry::Waiting(first_try)) => {
                     waiting.push((results.len(), first_try));
                     Err(ApiError::IdempotencyKeyAbandoned) // replaced below once answered
                 }
@@ -253,26 +253,6 @@ impl Pipeline {
             }
         }
         Ok(results)
-    }
-
-    /// Resolves a message's `Idempotency-Key`: store it (the first try), or answer it as the first
-    /// try was answered (or will be, if it is still being stored).
-    fn claim(&self, station: &Station, keys: &mut BatchKeys, key: &str, index: usize) -> Claimed {
-        if let Some(&earlier) = keys.seen.get(key) {
-            return Claimed::Answer(Slot::SameAs(earlier));
-        }
-        let station_name = keys
-            .station
-            .get_or_insert_with(|| Arc::from(station.name.as_str()))
-            .clone();
-        match self.idempotency.claim(&station_name, key) {
-            Claim::First(ticket) => {
-                keys.seen.insert(key.to_owned(), index);
-                Claimed::Store(ticket)
-            }
-            Claim::Answered(answer) => Claimed::Answer(Slot::Answered(answer)),
-            Claim::Wait(first_try) => Claimed::Answer(Slot::Waiting(first_try)),
-        }
     }
 
     /// Judges one message against the station's schema and builds what will be stored.
@@ -598,20 +578,6 @@ impl Pipeline {
     }
 }
 
-/// The idempotency keys of one batch, so a key repeated within it is answered like its first use.
-#[derive(Default)]
-struct BatchKeys {
-    station: Option<Arc<str>>,
-    /// Key → the slot of its first use in this batch.
-    seen: std::collections::HashMap<String, usize>,
-}
-
-/// What a message's idempotency key says to do.
-enum Claimed {
-    Store(Ticket),
-    Answer(Slot),
-}
-
 /// Where a judged message's result comes from once the writes are done.
 enum Slot {
     /// Index into the valid records.
@@ -619,12 +585,8 @@ enum Slot {
     /// Index into the dead letters, when the station keeps them.
     Invalid(Option<usize>, ViolationReport),
     Refused(ApiError),
-    /// A retry: the first try's answer.
-    Answered(Answer),
-    /// The same key as an earlier message of this batch: its answer.
-    SameAs(usize),
-    /// A retry of a message another request is storing now: that request's answer.
-    Waiting(tokio::sync::watch::Receiver<Option<Answer>>),
+    /// A retry of a message with the same `Idempotency-Key`: the first try's answer.
+    Retry(Retry),
 }
 
 async fn append_if_any(

@@ -10,7 +10,6 @@
 //! producer can end in a fatal state (fenced after its epoch could not be bumped, say); the backend
 //! then replaces it with a new producer rather than failing every later message.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +23,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-use super::{for_each_remote_header, Backend, BackendError, Position, Record};
+use super::{
+    for_each_remote_header, unavailable, Backend, BackendError, Position, PreparedLogs, Record,
+};
 use crate::config::KafkaConfig;
 
 const KIND: &str = "kafka";
@@ -41,14 +42,7 @@ pub struct KafkaBackend {
     replication_factor: i32,
     request_timeout: Duration,
     /// Topics known to exist (created or found), so creation is tried once per topic.
-    known_topics: Mutex<HashSet<String>>,
-}
-
-fn unavailable(reason: impl std::fmt::Display) -> BackendError {
-    BackendError::Unavailable {
-        backend: KIND,
-        reason: reason.to_string(),
-    }
+    known_topics: PreparedLogs,
 }
 
 impl KafkaBackend {
@@ -70,10 +64,10 @@ impl KafkaBackend {
         }
         let producer: FutureProducer = client
             .create()
-            .map_err(|e| unavailable(format!("cannot create the Kafka producer: {e}")))?;
+            .map_err(|e| unavailable(KIND, format!("cannot create the Kafka producer: {e}")))?;
         let admin: AdminClient<DefaultClientContext> = client
             .create()
-            .map_err(|e| unavailable(format!("cannot create the Kafka admin client: {e}")))?;
+            .map_err(|e| unavailable(KIND, format!("cannot create the Kafka admin client: {e}")))?;
         Ok(Self {
             producer: ArcSwap::from_pointee(producer),
             client_config: client,
@@ -83,7 +77,7 @@ impl KafkaBackend {
             partitions: config.partitions,
             replication_factor: config.replication_factor,
             request_timeout: config.request_timeout,
-            known_topics: Mutex::new(HashSet::new()),
+            known_topics: PreparedLogs::default(),
         })
     }
 
@@ -108,23 +102,9 @@ impl KafkaBackend {
         }
     }
 
-    fn forget_topic(&self, topic: &str) {
-        self.known_topics
-            .lock()
-            .expect("topic set lock")
-            .remove(topic);
-    }
-
-    fn is_known(&self, topic: &str) -> bool {
-        self.known_topics
-            .lock()
-            .expect("topic set lock")
-            .contains(topic)
-    }
-
     /// Creates `topic` if it is missing (when configured to); remembers it once it exists.
     async fn ensure_topic(&self, topic: &str) -> Result<(), BackendError> {
-        if !self.create_topics || self.is_known(topic) {
+        if !self.create_topics || self.known_topics.contains(topic) {
             return Ok(());
         }
         let new_topic = NewTopic::new(
@@ -141,24 +121,27 @@ impl KafkaBackend {
         )
         .await
         .map_err(|_| {
-            unavailable(format!(
-                "creating topic `{topic}` took longer than {:?}",
-                self.request_timeout
-            ))
+            unavailable(
+                KIND,
+                format!(
+                    "creating topic `{topic}` took longer than {:?}",
+                    self.request_timeout
+                ),
+            )
         })?
-        .map_err(|e| unavailable(format!("cannot create topic `{topic}`: {e}")))?;
+        .map_err(|e| unavailable(KIND, format!("cannot create topic `{topic}`: {e}")))?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((name, code)) => {
-                    return Err(unavailable(format!("cannot create topic `{name}`: {code}")))
+                    return Err(unavailable(
+                        KIND,
+                        format!("cannot create topic `{name}`: {code}"),
+                    ))
                 }
             }
         }
-        self.known_topics
-            .lock()
-            .expect("topic set lock")
-            .insert(topic.to_owned());
+        self.known_topics.insert(topic);
         Ok(())
     }
 }
@@ -176,7 +159,7 @@ impl Backend for KafkaBackend {
             .await
             .map_err(|failure| {
                 // The topic may be gone (a broker that lost its data): check it again next time.
-                self.forget_topic(log);
+                self.known_topics.forget(log);
                 if failure.producer_spent || producer.client().fatal_error().is_some() {
                     self.replace(&producer, &failure.error);
                 }
@@ -189,8 +172,8 @@ impl Backend for KafkaBackend {
         let timeout = self.request_timeout.min(Duration::from_secs(2));
         tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout))
             .await
-            .map_err(unavailable)?
-            .map_err(|e| unavailable(format!("the brokers do not answer: {e}")))?;
+            .map_err(|e| unavailable(KIND, e))?
+            .map_err(|e| unavailable(KIND, format!("the brokers do not answer: {e}")))?;
         Ok(())
     }
 
@@ -256,11 +239,14 @@ async fn produce(
         match producer.send_result(message) {
             Ok(delivery) => deliveries.push(delivery),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                return Err(failed(unavailable("the producer's queue is full"), false))
+                return Err(failed(
+                    unavailable(KIND, "the producer's queue is full"),
+                    false,
+                ))
             }
             Err((e, _)) => {
                 let spent = spends_the_producer(&e);
-                return Err(failed(unavailable(e), spent));
+                return Err(failed(unavailable(KIND, e), spent));
             }
         }
     }
@@ -272,7 +258,7 @@ async fn produce(
     .await
     .map_err(|_| {
         let reason = format!("no acknowledgement from the brokers within {request_timeout:?}");
-        failed(unavailable(reason), false)
+        failed(unavailable(KIND, reason), false)
     })?;
     acknowledged
         .into_iter()
@@ -283,9 +269,12 @@ async fn produce(
             }),
             Ok(Err((e, _))) => {
                 let reason = format!("not acknowledged by the brokers: {e}");
-                Err(failed(unavailable(reason), spends_the_producer(&e)))
+                Err(failed(unavailable(KIND, reason), spends_the_producer(&e)))
             }
-            Err(_) => Err(failed(unavailable("the producer was shut down"), true)),
+            Err(_) => Err(failed(
+                unavailable(KIND, "the producer was shut down"),
+                true,
+            )),
         })
         .collect()
 }

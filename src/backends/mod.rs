@@ -208,6 +208,36 @@ impl NumberText {
     }
 }
 
+/// A backend that cannot take a write now, and why.
+pub(crate) fn unavailable(backend: &'static str, reason: impl std::fmt::Display) -> BackendError {
+    BackendError::Unavailable {
+        backend,
+        reason: reason.to_string(),
+    }
+}
+
+/// The logs (topics, subjects) a remote backend has made sure exist, so that is done once per log
+/// and done again after a failure (a broker that lost it).
+#[derive(Default)]
+pub(crate) struct PreparedLogs(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl PreparedLogs {
+    pub(crate) fn contains(&self, log: &str) -> bool {
+        self.0.lock().expect("prepared logs lock").contains(log)
+    }
+
+    pub(crate) fn insert(&self, log: &str) {
+        self.0
+            .lock()
+            .expect("prepared logs lock")
+            .insert(log.to_owned());
+    }
+
+    pub(crate) fn forget(&self, log: &str) {
+        self.0.lock().expect("prepared logs lock").remove(log);
+    }
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

@@ -8,9 +8,7 @@
 //! The client reconnects on its own; while it is disconnected, appends fail after
 //! `request_timeout` with [`BackendError::Unavailable`] (HTTP 503) instead of hanging.
 
-use std::collections::HashSet;
 use std::future::IntoFuture;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use async_nats::connection::State;
@@ -19,7 +17,9 @@ use async_nats::HeaderMap;
 use async_trait::async_trait;
 use futures_util::future::join_all;
 
-use super::{for_each_remote_header, Backend, BackendError, Position, Record};
+use super::{
+    for_each_remote_header, unavailable, Backend, BackendError, Position, PreparedLogs, Record,
+};
 use crate::config::{NatsConfig, StreamPolicy};
 
 const KIND: &str = "nats";
@@ -30,14 +30,7 @@ pub struct NatsBackend {
     streams: StreamPolicy,
     request_timeout: Duration,
     /// Subjects known to be held by a stream.
-    known_subjects: Mutex<HashSet<String>>,
-}
-
-fn unavailable(reason: impl std::fmt::Display) -> BackendError {
-    BackendError::Unavailable {
-        backend: KIND,
-        reason: reason.to_string(),
-    }
+    known_subjects: PreparedLogs,
 }
 
 /// The name of the stream Sluice creates for `subject`: `SLUICE_` and the subject in capitals,
@@ -66,7 +59,7 @@ impl NatsBackend {
             .request_timeout(Some(config.request_timeout))
             .connect(config.url.as_str())
             .await
-            .map_err(|e| unavailable(format!("cannot connect to {}: {e}", config.url)))?;
+            .map_err(|e| unavailable(KIND, format!("cannot connect to {}: {e}", config.url)))?;
         let mut jetstream = jetstream::new(client.clone());
         jetstream.set_timeout(config.request_timeout);
         Ok(Self {
@@ -74,21 +67,14 @@ impl NatsBackend {
             jetstream,
             streams: config.streams,
             request_timeout: config.request_timeout,
-            known_subjects: Mutex::new(HashSet::new()),
+            known_subjects: PreparedLogs::default(),
         })
-    }
-
-    fn is_known(&self, subject: &str) -> bool {
-        self.known_subjects
-            .lock()
-            .expect("subject set lock")
-            .contains(subject)
     }
 
     /// Makes sure a stream holds `subject`: an existing one, or (policy `create`) a new
     /// file-backed `SLUICE_<SUBJECT>` stream.
     async fn ensure_stream(&self, subject: &str) -> Result<(), BackendError> {
-        if self.is_known(subject) {
+        if self.known_subjects.contains(subject) {
             return Ok(());
         }
         let found = tokio::time::timeout(
@@ -97,16 +83,16 @@ impl NatsBackend {
         )
         .await
         .map_err(|_| {
-            unavailable(format!(
-                "JetStream did not answer within {:?}",
-                self.request_timeout
-            ))
+            unavailable(
+                KIND,
+                format!("JetStream did not answer within {:?}", self.request_timeout),
+            )
         })?;
         match found {
             Ok(_) => {}
             Err(e) if e.kind() == jetstream::context::GetStreamByNameErrorKind::NotFound => {
                 if self.streams == StreamPolicy::Require {
-                    return Err(unavailable(format!(
+                    return Err(unavailable(KIND, format!(
                         "no JetStream stream holds subject `{subject}` (nats.streams = \"require\"): create one, or set nats.streams = \"create\""
                     )));
                 }
@@ -121,23 +107,22 @@ impl NatsBackend {
                     self.jetstream.get_or_create_stream(config),
                 )
                 .await
-                .map_err(|_| unavailable("creating a JetStream stream timed out"))?
+                .map_err(|_| unavailable(KIND, "creating a JetStream stream timed out"))?
                 .map_err(|e| {
-                    unavailable(format!(
-                        "cannot create a stream for subject `{subject}`: {e}"
-                    ))
+                    unavailable(
+                        KIND,
+                        format!("cannot create a stream for subject `{subject}`: {e}"),
+                    )
                 })?;
             }
             Err(e) => {
-                return Err(unavailable(format!(
-                    "cannot find the stream of subject `{subject}`: {e}"
-                )))
+                return Err(unavailable(
+                    KIND,
+                    format!("cannot find the stream of subject `{subject}`: {e}"),
+                ))
             }
         }
-        self.known_subjects
-            .lock()
-            .expect("subject set lock")
-            .insert(subject.to_owned());
+        self.known_subjects.insert(subject);
         Ok(())
     }
 
@@ -162,7 +147,7 @@ impl NatsBackend {
                 .jetstream
                 .publish_with_headers(target.clone(), headers, record.value)
                 .await
-                .map_err(|e| unavailable(format!("cannot publish to `{subject}`: {e}")))?;
+                .map_err(|e| unavailable(KIND, format!("cannot publish to `{subject}`: {e}")))?;
             acks.push(ack.into_future());
         }
         join_all(acks)
@@ -170,7 +155,7 @@ impl NatsBackend {
             .into_iter()
             .map(|ack| {
                 ack.map(|ack| Position::offset(ack.sequence))
-                    .map_err(|e| unavailable(format!("not acknowledged by JetStream: {e}")))
+                    .map_err(|e| unavailable(KIND, format!("not acknowledged by JetStream: {e}")))
             })
             .collect()
     }
@@ -192,19 +177,23 @@ impl Backend for NatsBackend {
         )
         .await
         .map_err(|_| {
-            unavailable(format!(
-                "no acknowledgement from JetStream within {:?}",
-                self.request_timeout
-            ))
+            unavailable(
+                KIND,
+                format!(
+                    "no acknowledgement from JetStream within {:?}",
+                    self.request_timeout
+                ),
+            )
         })?
     }
 
     async fn check_ready(&self) -> Result<(), BackendError> {
         match self.client.connection_state() {
             State::Connected => Ok(()),
-            state => Err(unavailable(format!(
-                "not connected to the NATS server ({state:?})"
-            ))),
+            state => Err(unavailable(
+                KIND,
+                format!("not connected to the NATS server ({state:?})"),
+            )),
         }
     }
 

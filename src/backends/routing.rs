@@ -53,11 +53,17 @@ impl Route<'_> {
 /// A tokio semaphore's most permits, and so the most a backend can bound.
 const MAX_PERMITS: usize = u32::MAX as usize >> 3;
 
+/// Messages being stored now, bounded per backend.
+struct InFlight {
+    embedded: Semaphore,
+    kafka: Semaphore,
+    nats: Semaphore,
+}
+
 /// Every backend a gateway can store on.
 pub struct Backends {
     embedded: EmbeddedStore,
-    /// Per backend: embedded, Kafka, NATS.
-    in_flight: [Semaphore; 3],
+    in_flight: InFlight,
     max_in_flight: usize,
     kafka_config: KafkaConfig,
     nats_config: NatsConfig,
@@ -75,7 +81,11 @@ impl Backends {
         let max_in_flight = max_in_flight.clamp(1, MAX_PERMITS);
         Self {
             embedded,
-            in_flight: std::array::from_fn(|_| Semaphore::new(max_in_flight)),
+            in_flight: InFlight {
+                embedded: Semaphore::new(max_in_flight),
+                kafka: Semaphore::new(max_in_flight),
+                nats: Semaphore::new(max_in_flight),
+            },
             max_in_flight,
             kafka_config: kafka,
             nats_config: nats,
@@ -103,21 +113,21 @@ impl Backends {
         Ok(match &station.backend {
             BackendRef::Embedded => Route {
                 backend: &self.embedded,
-                in_flight: &self.in_flight[0],
+                in_flight: &self.in_flight.embedded,
                 capacity: self.max_in_flight,
                 log: Cow::Borrowed(&station.name),
                 dead_letters: Cow::Borrowed(&station.dlq_name),
             },
             BackendRef::Kafka(topic) => Route {
                 backend: self.kafka().await?,
-                in_flight: &self.in_flight[1],
+                in_flight: &self.in_flight.kafka,
                 capacity: self.max_in_flight,
                 log: Cow::Borrowed(topic),
                 dead_letters: Cow::Owned(format!("{topic}{}", self.kafka_config.dlq_suffix)),
             },
             BackendRef::Nats(subject) => Route {
                 backend: self.nats().await?,
-                in_flight: &self.in_flight[2],
+                in_flight: &self.in_flight.nats,
                 capacity: self.max_in_flight,
                 log: Cow::Borrowed(subject),
                 dead_letters: Cow::Owned(format!("{subject}{}", self.nats_config.dlq_suffix)),

@@ -111,12 +111,16 @@ struct GatewayService {
 impl GatewayService {
     /// Checks the `authorization` metadata (`Bearer <token>`) against `need`.
     fn check<T>(&self, request: &Request<T>, need: Need<'_>) -> Result<(), Status> {
-        let authorization = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        Ok(self.auth.check(authorization, need)?)
+        Ok(self.auth.check(authorization(request), need)?)
     }
+}
+
+/// The request's `authorization` metadata value, if it has a readable one.
+fn authorization<T>(request: &Request<T>) -> Option<&str> {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
 }
 
 #[tonic::async_trait]
@@ -139,11 +143,7 @@ impl Gateway for GatewayService {
     ) -> Result<Response<Self::ProduceStreamStream>, Status> {
         // The caller must be known to open a stream; each message's station is checked on its own.
         self.check(&request, Need::Read)?;
-        let authorization = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let authorization = authorization(&request).map(str::to_owned);
         let auth = self.auth.clone();
         let chunk_size = MAX_STREAM_CHUNK.min(self.pipeline.limits().max_batch_messages.max(1));
         let mut inbound = request.into_inner().ready_chunks(chunk_size);
@@ -157,9 +157,14 @@ impl Gateway for GatewayService {
                 for item in chunk {
                     match item {
                         Ok(request) => {
-                            let allowed = auth
-                                .check(authorization.as_deref(), Need::Produce(&request.station));
-                            requests.push((incoming(request), allowed));
+                            let need = Need::Produce(&request.station);
+                            requests.push(match auth.check(authorization.as_deref(), need) {
+                                Ok(()) => {
+                                    let (station, message) = incoming(request);
+                                    StreamItem::Produce { station, message }
+                                }
+                                Err(refusal) => StreamItem::Refused(refusal),
+                            });
                         }
                         Err(status) => {
                             broken = Some(status);
@@ -267,23 +272,32 @@ impl Gateway for GatewayService {
     }
 }
 
-/// Produces requests in order, one pipeline call per run of consecutive requests to one station.
-/// A request its caller may not send is answered with that refusal and not produced.
+/// One message of a stream: to produce, or already refused (its caller may not send it).
+enum StreamItem {
+    Produce { station: String, message: Incoming },
+    Refused(ApiError),
+}
+
+/// Produces stream messages in order, one pipeline call per run of consecutive messages to one
+/// station; a refused message is answered with its refusal.
 async fn produce_in_runs(
     pipeline: &Pipeline,
-    requests: Vec<((String, Incoming), Result<(), ApiError>)>,
+    items: Vec<StreamItem>,
 ) -> Vec<proto::produce_result::Outcome> {
     use proto::produce_result::Outcome;
-    let mut outcomes = Vec::with_capacity(requests.len());
-    let mut requests = requests.into_iter().peekable();
-    while let Some(((station, first), allowed)) = requests.next() {
-        if let Err(refusal) = allowed {
-            outcomes.push(Outcome::Rejected(rejection(&refusal)));
-            continue;
-        }
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut items = items.into_iter().peekable();
+    while let Some(item) = items.next() {
+        let (station, first) = match item {
+            StreamItem::Refused(refusal) => {
+                outcomes.push(Outcome::Rejected(rejection(&refusal)));
+                continue;
+            }
+            StreamItem::Produce { station, message } => (station, message),
+        };
         let mut run = vec![first];
-        while let Some(((_, message), _)) =
-            requests.next_if(|((next, _), allowed)| *next == station && allowed.is_ok())
+        while let Some(StreamItem::Produce { message, .. }) = items
+            .next_if(|next| matches!(next, StreamItem::Produce { station: s, .. } if *s == station))
         {
             run.push(message);
         }
@@ -399,21 +413,10 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::error::ViolationReport;
-    use crate::formats::Violation;
 
     #[test]
     fn a_stream_rejection_carries_what_a_unary_status_would() {
-        let error = ApiError::SchemaViolation(Box::new(ViolationReport {
-            schema: "orders".into(),
-            version: 2,
-            violations: vec![Violation {
-                path: "/items/0/qty".into(),
-                schema_path: "/properties/items".into(),
-                reason: "-1 is less than the minimum of 1".into(),
-            }],
-            dlq_id: Some("7".into()),
-        }));
+        let error = crate::error::sample_violation();
         let rejection = rejection(&error);
         assert_eq!(rejection.code, tonic::Code::InvalidArgument as i32);
         assert_eq!(rejection.error, "schema_violation");
