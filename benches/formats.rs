@@ -57,7 +57,7 @@ fn compare(
         .compiled
         .clone();
     assert!(compiled
-        .validate(payload, &encoding, Normalize::AsSent)
+        .validate(payload, &encoding, Normalize::AsSent, &Default::default())
         .is_ok());
     assert!(
         pipeline
@@ -73,7 +73,7 @@ fn compare(
     group.bench_function("sluice_format_validate", |b| {
         b.iter(|| {
             compiled
-                .validate(payload, &encoding, Normalize::AsSent)
+                .validate(payload, &encoding, Normalize::AsSent, &Default::default())
                 .unwrap()
         })
     });

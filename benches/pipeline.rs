@@ -89,7 +89,12 @@ fn validation(c: &mut Criterion) {
     group.bench_function("sluice_format_validate", |b| {
         b.iter(|| {
             compiled
-                .validate(&payload, &PayloadEncoding::Json, Normalize::AsSent)
+                .validate(
+                    &payload,
+                    &PayloadEncoding::Json,
+                    Normalize::AsSent,
+                    &Default::default(),
+                )
                 .unwrap()
         })
     });

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::formats::limits::{MessageLimits, JSON_DEPTH_CEILING, PROTOBUF_DEPTH_CEILING};
 use crate::registry::stations::StationConfig;
 
 /// Everything `sluice serve` needs, as read from the config file and the environment.
@@ -244,10 +245,56 @@ pub struct Limits {
     /// Most messages being stored on one backend at once; past it producers get 503 with
     /// `Retry-After` instead of queueing without bound.
     pub max_in_flight_messages: usize,
+    /// Deepest nesting of arrays and objects in a JSON message (422 above it; at most 128).
+    pub max_json_depth: usize,
+    /// Deepest nesting of messages in a Protobuf message (422 above it; at most 100).
+    pub max_protobuf_depth: usize,
+    /// Deepest selection nesting in a GraphQL document (422 above it).
+    pub max_graphql_depth: usize,
+    /// Most lexical tokens in a GraphQL document (422 above it).
+    pub max_graphql_tokens: usize,
+    /// Longest an HTTP request may take from its headers to its answer, reading the body included
+    /// (408 past it); a consume's long-poll wait comes on top. gRPC calls get the same deadline
+    /// unless the client sets a shorter one.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Limits {
+    /// The bounds formats apply to each message.
+    pub fn message_limits(&self) -> MessageLimits {
+        MessageLimits {
+            json_depth: self.max_json_depth,
+            protobuf_depth: self.max_protobuf_depth,
+            graphql_depth: self.max_graphql_depth,
+            graphql_tokens: self.max_graphql_tokens,
+        }
+    }
+
+    /// Refuses values the parsers underneath cannot honour.
+    fn check(&self) -> Result<(), String> {
+        if self.max_json_depth > JSON_DEPTH_CEILING {
+            return Err(format!(
+                "limits.max_json_depth is {}, but JSON nesting is refused past {JSON_DEPTH_CEILING} anyway; use at most {JSON_DEPTH_CEILING}",
+                self.max_json_depth
+            ));
+        }
+        if self.max_protobuf_depth > PROTOBUF_DEPTH_CEILING {
+            return Err(format!(
+                "limits.max_protobuf_depth is {}, but Protobuf decoding stops at {PROTOBUF_DEPTH_CEILING} levels anyway; use at most {PROTOBUF_DEPTH_CEILING}",
+                self.max_protobuf_depth
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err("limits.request_timeout must be longer than zero".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        let message = MessageLimits::default();
         Self {
             max_message_bytes: 1024 * 1024,
             max_batch_messages: 10_000,
@@ -257,6 +304,11 @@ impl Default for Limits {
             idempotency_window: Duration::from_secs(120),
             max_in_flight_messages: 100_000,
             max_avro_allocation_bytes: 16 * 1024 * 1024,
+            max_json_depth: message.json_depth,
+            max_protobuf_depth: message.protobuf_depth,
+            max_graphql_depth: message.graphql_depth,
+            max_graphql_tokens: message.graphql_tokens,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -330,6 +382,7 @@ impl Config {
                 }
             })?
         };
+        config.limits.check().map_err(invalid)?;
         Ok(config)
     }
 

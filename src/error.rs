@@ -98,6 +98,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("method not allowed on this endpoint")]
     MethodNotAllowed,
+    #[error("the request was not received and answered within {} (limits.request_timeout); a produce may be retried with the same Idempotency-Key", humantime::format_duration(*.limit))]
+    RequestTimeout { limit: std::time::Duration },
 }
 
 impl ApiError {
@@ -128,6 +130,7 @@ impl ApiError {
             Self::Backend(BackendError::Corrupt { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::AlreadyReplayed { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -157,6 +160,7 @@ impl ApiError {
             Self::SourceUnavailable(_) => "registry_source_unavailable",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout { .. } => "request_timeout",
         }
     }
 
@@ -201,6 +205,7 @@ impl ApiError {
             Self::RateLimited { .. } => Code::ResourceExhausted,
             Self::AlreadyReplayed { .. } => Code::AlreadyExists,
             Self::MethodNotAllowed => Code::Unimplemented,
+            Self::RequestTimeout { .. } => Code::DeadlineExceeded,
         }
     }
 
@@ -363,7 +368,7 @@ impl ConfluentError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, 50003, message)
     }
 
-    fn new(status: StatusCode, error_code: u32, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, error_code: u32, message: impl Into<String>) -> Self {
         Self {
             status,
             error_code,

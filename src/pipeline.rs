@@ -19,7 +19,7 @@ use crate::backends::{
 use crate::config::Limits;
 use crate::error::{ApiError, ViolationReport};
 use crate::formats::confluent::split_frame;
-use crate::formats::{Normalize, PayloadEncoding, Violation};
+use crate::formats::{MessageLimits, Normalize, PayloadEncoding, Violation};
 use crate::idempotency::{Answer, BatchClaim, BatchKeys, Idempotency, Retry, Ticket};
 use crate::registry::stations::{BackendRef, Framing};
 use crate::registry::{Registry, Schema, Snapshot, Station, VersionRefusal};
@@ -77,6 +77,8 @@ pub struct Pipeline {
     backends: Backends,
     idempotency: Idempotency,
     limits: Limits,
+    /// `limits` as the formats apply them to each message.
+    message_limits: MessageLimits,
     /// Serializes dead-letter replays so one dead letter is never forwarded twice.
     replay_lock: tokio::sync::Mutex<()>,
 }
@@ -87,6 +89,7 @@ impl Pipeline {
             registry,
             backends,
             idempotency: Idempotency::new(limits.idempotency_window),
+            message_limits: limits.message_limits(),
             limits,
             replay_lock: tokio::sync::Mutex::new(()),
         }
@@ -325,7 +328,9 @@ impl Pipeline {
                     Framing::Confluent => Normalize::Binary,
                     Framing::None => station.normalize,
                 };
-                version.compiled.validate(&body, &encoding, normalize)
+                version
+                    .compiled
+                    .validate(&body, &encoding, normalize, &self.message_limits)
             }
         };
         match verdict {
@@ -410,7 +415,7 @@ impl Pipeline {
         }
         let violations = version
             .compiled
-            .validate(payload, &encoding, Normalize::AsSent)
+            .validate(payload, &encoding, Normalize::AsSent, &self.message_limits)
             .err()
             .unwrap_or_default();
         Ok(DryRun {

@@ -10,6 +10,7 @@ pub mod avro;
 pub mod confluent;
 pub mod graphql;
 pub mod json;
+pub mod limits;
 pub mod protobuf;
 
 use std::path::Path;
@@ -20,6 +21,8 @@ use serde::Serialize;
 
 use crate::registry::files::RepoFiles;
 use crate::registry::SchemaSettings;
+
+pub use limits::MessageLimits;
 
 /// At most this many violations are reported for one message.
 pub const MAX_VIOLATIONS: usize = 20;
@@ -151,12 +154,14 @@ pub struct Valid {
 pub trait CompiledSchema: Send + Sync + std::fmt::Debug {
     /// Judges one message sent with `encoding` (one [`FormatKind::accepts`]). For
     /// [`PayloadEncoding::ConfluentFramed`], `payload` is what follows the schema id. On failure
-    /// returns the reasons, at most [`MAX_VIOLATIONS`].
+    /// returns the reasons, at most [`MAX_VIOLATIONS`]. A message past `limits` fails with a
+    /// reason naming the limit.
     fn validate(
         &self,
         payload: &Bytes,
         encoding: &PayloadEncoding,
         normalize: Normalize,
+        limits: &MessageLimits,
     ) -> Result<Valid, Vec<Violation>>;
 
     /// Whether `payload` says it was written with this very version (e.g. Avro's single-object

@@ -9,7 +9,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
+
+use super::extract::ConfluentPath;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -182,7 +184,10 @@ async fn subjects(State(pipeline): Shared) -> Answer {
     Ok(reply(json!(names)))
 }
 
-async fn versions(State(pipeline): Shared, Path(subject): Path<String>) -> Answer {
+async fn versions(
+    State(pipeline): Shared,
+    ConfluentPath(subject): ConfluentPath<String>,
+) -> Answer {
     let snapshot = snapshot(&pipeline)?;
     let schema = resolve(&snapshot, &subject)?;
     let numbers: Vec<u32> = schema.versions().iter().map(|v| v.version).collect();
@@ -191,7 +196,7 @@ async fn versions(State(pipeline): Shared, Path(subject): Path<String>) -> Answe
 
 async fn version(
     State(pipeline): Shared,
-    Path((subject, version)): Path<(String, String)>,
+    ConfluentPath((subject, version)): ConfluentPath<(String, String)>,
     Query(params): Query<FormatParams>,
 ) -> Answer {
     let snapshot = snapshot(&pipeline)?;
@@ -202,7 +207,7 @@ async fn version(
 
 async fn version_text(
     State(pipeline): Shared,
-    Path((subject, version)): Path<(String, String)>,
+    ConfluentPath((subject, version)): ConfluentPath<(String, String)>,
 ) -> Answer {
     let snapshot = snapshot(&pipeline)?;
     let schema = resolve(&snapshot, &subject)?;
@@ -211,7 +216,7 @@ async fn version_text(
 
 async fn referenced_by(
     State(pipeline): Shared,
-    Path((subject, version)): Path<(String, String)>,
+    ConfluentPath((subject, version)): ConfluentPath<(String, String)>,
 ) -> Answer {
     let snapshot = snapshot(&pipeline)?;
     let schema = resolve(&snapshot, &subject)?;
@@ -228,7 +233,7 @@ fn by_id(snapshot: &Snapshot, id: &str) -> Result<(Arc<Schema>, u32), ConfluentE
 
 async fn schema_by_id(
     State(pipeline): Shared,
-    Path(id): Path<String>,
+    ConfluentPath(id): ConfluentPath<String>,
     Query(params): Query<FormatParams>,
 ) -> Answer {
     let snapshot = snapshot(&pipeline)?;
@@ -241,13 +246,19 @@ async fn schema_by_id(
     Ok(reply(body))
 }
 
-async fn schema_text_by_id(State(pipeline): Shared, Path(id): Path<String>) -> Answer {
+async fn schema_text_by_id(
+    State(pipeline): Shared,
+    ConfluentPath(id): ConfluentPath<String>,
+) -> Answer {
     let snapshot = snapshot(&pipeline)?;
     let (schema, number) = by_id(&snapshot, &id)?;
     Ok(text(&schema.version(number).expect("found by id").text))
 }
 
-async fn versions_of_id(State(pipeline): Shared, Path(id): Path<String>) -> Answer {
+async fn versions_of_id(
+    State(pipeline): Shared,
+    ConfluentPath(id): ConfluentPath<String>,
+) -> Answer {
     let snapshot = snapshot(&pipeline)?;
     let (schema, number) = by_id(&snapshot, &id)?;
     Ok(reply(
@@ -255,7 +266,10 @@ async fn versions_of_id(State(pipeline): Shared, Path(id): Path<String>) -> Answ
     ))
 }
 
-async fn subjects_of_id(State(pipeline): Shared, Path(id): Path<String>) -> Answer {
+async fn subjects_of_id(
+    State(pipeline): Shared,
+    ConfluentPath(id): ConfluentPath<String>,
+) -> Answer {
     let snapshot = snapshot(&pipeline)?;
     let (schema, _) = by_id(&snapshot, &id)?;
     Ok(reply(json!([schema.name])))
@@ -297,7 +311,11 @@ fn matching_version<'a>(schema: &'a Schema, candidate: &str) -> Option<&'a Schem
     })
 }
 
-async fn lookup(State(pipeline): Shared, Path(subject): Path<String>, body: Bytes) -> Answer {
+async fn lookup(
+    State(pipeline): Shared,
+    ConfluentPath(subject): ConfluentPath<String>,
+    body: Bytes,
+) -> Answer {
     let snapshot = snapshot(&pipeline)?;
     let schema = resolve(&snapshot, &subject)?;
     let candidate = parse_candidate(&body)?;
@@ -311,7 +329,11 @@ async fn lookup(State(pipeline): Shared, Path(subject): Path<String>, body: Byte
     )))
 }
 
-async fn register(State(pipeline): Shared, Path(subject): Path<String>, body: Bytes) -> Answer {
+async fn register(
+    State(pipeline): Shared,
+    ConfluentPath(subject): ConfluentPath<String>,
+    body: Bytes,
+) -> Answer {
     let snapshot = snapshot(&pipeline)?;
     let read_only = || ConfluentError::read_only(pipeline.registry().source());
     let schema = resolve(&snapshot, &subject).map_err(|_| read_only())?;
@@ -332,7 +354,7 @@ struct CompatibilityParams {
 
 async fn compatibility_with_version(
     State(pipeline): Shared,
-    Path((subject, version)): Path<(String, String)>,
+    ConfluentPath((subject, version)): ConfluentPath<(String, String)>,
     Query(params): Query<CompatibilityParams>,
     body: Bytes,
 ) -> Answer {
@@ -350,7 +372,7 @@ async fn compatibility_with_version(
 
 async fn compatibility_with_all(
     State(pipeline): Shared,
-    Path(subject): Path<String>,
+    ConfluentPath(subject): ConfluentPath<String>,
     Query(params): Query<CompatibilityParams>,
     body: Bytes,
 ) -> Answer {
@@ -434,7 +456,10 @@ async fn global_config() -> Response {
     reply(json!({ "compatibilityLevel": level(Compatibility::default()) }))
 }
 
-async fn subject_config(State(pipeline): Shared, Path(subject): Path<String>) -> Answer {
+async fn subject_config(
+    State(pipeline): Shared,
+    ConfluentPath(subject): ConfluentPath<String>,
+) -> Answer {
     let snapshot = snapshot(&pipeline)?;
     let schema = resolve(&snapshot, &subject)?;
     Ok(reply(

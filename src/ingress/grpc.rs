@@ -66,10 +66,13 @@ pub async fn serve(
         .build_v1alpha()
         .expect("the compiled descriptors are valid");
     let largest = pipeline.limits().max_message_bytes + ENVELOPE_ALLOWANCE;
+    // Bounds unary calls and the start of streaming ones; streams then run until they end.
+    let deadline = pipeline.limits().request_timeout;
     let gateway = GatewayServer::new(GatewayService { pipeline, auth })
         .max_decoding_message_size(largest)
         .max_encoding_message_size(largest);
     let served = tonic::transport::Server::builder()
+        .timeout(deadline)
         .add_service(gateway)
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Query, Request, State};
+
+use super::extract::PathParams;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -67,7 +69,28 @@ pub fn router(pipeline: Arc<Pipeline>, auth: Arc<Authenticator>) -> Router {
         .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(guard, authorize))
+        .layer(middleware::from_fn_with_state(
+            pipeline.clone(),
+            within_deadline,
+        ))
         .with_state(pipeline)
+}
+
+/// Answers 408 when a request is not received and answered within `limits.request_timeout`
+/// (a consume's long-poll gets its longest wait on top), so a slow or stalled client holds
+/// nothing for long.
+async fn within_deadline(State(pipeline): Shared, request: Request, next: Next) -> Response {
+    let limits = pipeline.limits();
+    let long_poll = request.method() == Method::GET && request.uri().path().ends_with("/messages");
+    let deadline = if long_poll {
+        limits.request_timeout + limits.max_consume_wait
+    } else {
+        limits.request_timeout
+    };
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::RequestTimeout { limit: deadline }.into_response(),
+    }
 }
 
 /// What the auth check needs: the tokens, and whether a webhook secret vouches for syncs.
@@ -250,7 +273,7 @@ fn content_type(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 async fn produce(
     State(pipeline): Shared,
-    Path(station): Path<String>,
+    PathParams(station): PathParams<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -270,7 +293,7 @@ async fn produce(
 
 async fn produce_batch(
     State(pipeline): Shared,
-    Path(station): Path<String>,
+    PathParams(station): PathParams<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -370,7 +393,7 @@ struct Consumed {
 
 async fn consume(
     State(pipeline): Shared,
-    Path(station): Path<String>,
+    PathParams(station): PathParams<String>,
     params: Result<Query<ConsumeParams>, QueryRejection>,
 ) -> Result<Json<Consumed>, ApiError> {
     let Query(params) = params?;
@@ -407,7 +430,7 @@ async fn parse_ack(pipeline: &Pipeline, body: Body) -> Result<AckRequest, ApiErr
 
 async fn ack(
     State(pipeline): Shared,
-    Path(station): Path<String>,
+    PathParams(station): PathParams<String>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let request = parse_ack(&pipeline, body).await?;
@@ -422,7 +445,7 @@ async fn ack(
 
 async fn nack(
     State(pipeline): Shared,
-    Path(station): Path<String>,
+    PathParams(station): PathParams<String>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let request = parse_ack(&pipeline, body).await?;
@@ -455,7 +478,7 @@ struct DeadLetterPage {
 
 async fn dead_letters(
     State(pipeline): Shared,
-    Path(station): Path<String>,
+    PathParams(station): PathParams<String>,
     params: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
     let Query(params) = params?;
@@ -472,7 +495,7 @@ async fn dead_letters(
 
 async fn replay(
     State(pipeline): Shared,
-    Path((station, id)): Path<(String, String)>,
+    PathParams((station, id)): PathParams<(String, String)>,
 ) -> Result<Response, ApiError> {
     let accepted = pipeline.replay(&station, &id).await?;
     Ok((StatusCode::CREATED, Json(accepted)).into_response())
@@ -498,7 +521,7 @@ async fn list_stations(State(pipeline): Shared) -> Json<serde_json::Value> {
 
 async fn show_station(
     State(pipeline): Shared,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
 ) -> Result<Json<StationView>, ApiError> {
     let snapshot = pipeline.registry().snapshot();
     let station = snapshot
@@ -515,7 +538,7 @@ async fn list_schemas(State(pipeline): Shared) -> Json<serde_json::Value> {
 
 async fn show_schema(
     State(pipeline): Shared,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
 ) -> Result<Json<SchemaView>, ApiError> {
     let snapshot = pipeline.registry().snapshot();
     let schema = snapshot
@@ -526,7 +549,7 @@ async fn show_schema(
 
 async fn show_schema_version(
     State(pipeline): Shared,
-    Path((name, version)): Path<(String, String)>,
+    PathParams((name, version)): PathParams<(String, String)>,
 ) -> Result<Json<SchemaVersionView>, ApiError> {
     let snapshot = pipeline.registry().snapshot();
     let schema = snapshot
@@ -562,7 +585,7 @@ struct ValidateParams {
 
 async fn validate(
     State(pipeline): Shared,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     params: Result<Query<ValidateParams>, QueryRejection>,
     headers: HeaderMap,
     body: Body,

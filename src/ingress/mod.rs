@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod batch;
 pub mod confluent;
+mod extract;
 pub mod grpc;
 pub mod http;
 pub mod webhook;

@@ -27,11 +27,10 @@ use apache_avro::schema::Name;
 use apache_avro::Schema;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::Value as Json;
 
 use super::{
-    CompileError, CompileInput, CompiledSchema, Normalize, PayloadEncoding, Valid, Violation,
-    MAX_VIOLATIONS,
+    CompileError, CompileInput, CompiledSchema, MessageLimits, Normalize, PayloadEncoding, Valid,
+    Violation, MAX_VIOLATIONS,
 };
 
 /// How an Avro schema expects JSON payloads (`encoding` in schema.toml).
@@ -109,10 +108,10 @@ impl CompiledSchema for AvroSchema {
         payload: &Bytes,
         encoding: &PayloadEncoding,
         normalize: Normalize,
+        limits: &MessageLimits,
     ) -> Result<Valid, Vec<Violation>> {
         if encoding.is_json() {
-            let value: Json = serde_json::from_slice(payload)
-                .map_err(|e| vec![Violation::whole_message(format!("not valid JSON: {e}"))])?;
+            let value = super::limits::parse_json(payload, limits)?;
             let mut violations = Vec::new();
             if !self.check_json(&value, &self.schema, "", &mut violations) {
                 violations.truncate(MAX_VIOLATIONS);

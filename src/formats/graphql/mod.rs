@@ -10,7 +10,8 @@
 //!   type: objects and input objects field by field (unknown fields are violations), interfaces and
 //!   unions by `__typename`, non-null, lists, enums and the built-in scalars (`Int` is 32-bit).
 //!
-//! Documents are bounded by `max_depth` and `max_tokens` in schema.toml.
+//! Documents are bounded by `limits.max_graphql_depth` and `limits.max_graphql_tokens`, which a
+//! schema's own `max_depth` and `max_tokens` in schema.toml may lower.
 
 mod compat;
 
@@ -24,14 +25,9 @@ use bytes::Bytes;
 use serde_json::Value as Json;
 
 use super::{
-    pointer_escape, preview, CompileError, CompileInput, CompiledSchema, Normalize,
+    pointer_escape, preview, CompileError, CompileInput, CompiledSchema, MessageLimits, Normalize,
     PayloadEncoding, Valid as Accepted, Violation, MAX_VIOLATIONS,
 };
-
-/// Nesting allowed in a document by default.
-pub const DEFAULT_MAX_DEPTH: usize = 64;
-/// Lexical tokens allowed in a document by default.
-pub const DEFAULT_MAX_TOKENS: usize = 15_000;
 
 #[derive(Debug)]
 pub struct GraphQlSchema {
@@ -39,8 +35,10 @@ pub struct GraphQlSchema {
     /// Data mode: the type JSON payloads must match.
     root_type: Option<Name>,
     implementers: HashMap<Name, Implementers>,
-    max_depth: usize,
-    max_tokens: usize,
+    /// The schema's own `max_depth`, when it is stricter than `limits.max_graphql_depth`.
+    max_depth: Option<usize>,
+    /// The schema's own `max_tokens`, when it is stricter than `limits.max_graphql_tokens`.
+    max_tokens: Option<usize>,
 }
 
 impl GraphQlSchema {
@@ -73,8 +71,8 @@ impl GraphQlSchema {
             implementers: schema.implementers_map().into_iter().collect(),
             schema,
             root_type,
-            max_depth: input.settings.max_depth.unwrap_or(DEFAULT_MAX_DEPTH),
-            max_tokens: input.settings.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            max_depth: input.settings.max_depth,
+            max_tokens: input.settings.max_tokens,
         })
     }
 
@@ -82,14 +80,37 @@ impl GraphQlSchema {
         &self,
         source: &str,
         operation: Option<&str>,
+        limits: &MessageLimits,
     ) -> Result<(), Vec<Violation>> {
+        let max_depth = self
+            .max_depth
+            .unwrap_or(usize::MAX)
+            .min(limits.graphql_depth);
+        let max_tokens = self
+            .max_tokens
+            .unwrap_or(usize::MAX)
+            .min(limits.graphql_tokens);
         let parsed = apollo_compiler::parser::Parser::new()
-            .recursion_limit(self.max_depth)
-            .token_limit(self.max_tokens)
+            .recursion_limit(max_depth)
+            .token_limit(max_tokens)
             .parse_executable(&self.schema, source, "message.graphql");
         let document = match parsed {
             Ok(document) => document,
-            Err(invalid) => return Err(located(&invalid.errors)),
+            Err(invalid) => {
+                let mut violations = located(&invalid.errors);
+                for violation in &mut violations {
+                    if violation.reason.contains("recursion limit") {
+                        violation.reason += &format!(
+                            " (at most {max_depth} levels: limits.max_graphql_depth or the schema's max_depth)"
+                        );
+                    } else if violation.reason.contains("token limit") {
+                        violation.reason += &format!(
+                            " (at most {max_tokens} tokens: limits.max_graphql_tokens or the schema's max_tokens)"
+                        );
+                    }
+                }
+                return Err(violations);
+            }
         };
         let document = match document.validate(&self.schema) {
             Ok(valid) => valid,
@@ -105,9 +126,12 @@ impl GraphQlSchema {
         Ok(())
     }
 
-    fn validate_request(&self, payload: &Bytes) -> Result<(), Vec<Violation>> {
-        let request: Json = serde_json::from_slice(payload)
-            .map_err(|e| vec![Violation::whole_message(format!("not valid JSON: {e}"))])?;
+    fn validate_request(
+        &self,
+        payload: &Bytes,
+        limits: &MessageLimits,
+    ) -> Result<(), Vec<Violation>> {
+        let request = super::limits::parse_json(payload, limits)?;
         let query = request.get("query").and_then(Json::as_str).ok_or_else(|| {
             vec![Violation::whole_message(
                 "a JSON GraphQL request needs a \"query\" string (or send the document as application/graphql)",
@@ -124,7 +148,7 @@ impl GraphQlSchema {
                 }])
             }
         };
-        self.validate_document(query, operation)
+        self.validate_document(query, operation, limits)
     }
 
     /// Checks JSON data against a named type; pushes violations.
@@ -313,6 +337,7 @@ impl CompiledSchema for GraphQlSchema {
         payload: &Bytes,
         encoding: &PayloadEncoding,
         _normalize: Normalize,
+        limits: &MessageLimits,
     ) -> Result<Accepted, Vec<Violation>> {
         if let Some(root) = &self.root_type {
             if !encoding.is_json() {
@@ -320,8 +345,7 @@ impl CompiledSchema for GraphQlSchema {
                     "this schema judges JSON data of type {root}; send it as application/json"
                 ))]);
             }
-            let value: Json = serde_json::from_slice(payload)
-                .map_err(|e| vec![Violation::whole_message(format!("not valid JSON: {e}"))])?;
+            let value = super::limits::parse_json(payload, limits)?;
             let mut violations = Vec::new();
             self.check_named(&value, root, "", &mut violations);
             if !violations.is_empty() {
@@ -329,14 +353,14 @@ impl CompiledSchema for GraphQlSchema {
                 return Err(violations);
             }
         } else if encoding.is_json() {
-            self.validate_request(payload)?;
+            self.validate_request(payload, limits)?;
         } else {
             let source = std::str::from_utf8(payload).map_err(|_| {
                 vec![Violation::whole_message(
                     "a GraphQL document must be UTF-8 text",
                 )]
             })?;
-            self.validate_document(source, None)?;
+            self.validate_document(source, None, limits)?;
         }
         Ok(Accepted {
             value: payload.clone(),
@@ -430,6 +454,7 @@ mod tests {
                 &Bytes::from(data.to_string()),
                 &PayloadEncoding::Json,
                 Normalize::AsSent,
+                &MessageLimits::default(),
             )
             .map(|_| ())
     }

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::{
-    CompileError, CompiledSchema, Incompatibility, Normalize, PayloadEncoding, Valid, Violation,
-    MAX_VIOLATIONS,
+    CompileError, CompiledSchema, Incompatibility, MessageLimits, Normalize, PayloadEncoding,
+    Valid, Violation, MAX_VIOLATIONS,
 };
 use crate::registry::files::RepoFiles;
 
@@ -94,9 +94,9 @@ impl CompiledSchema for JsonSchema {
         payload: &Bytes,
         encoding: &PayloadEncoding,
         _normalize: Normalize,
+        limits: &MessageLimits,
     ) -> Result<Valid, Vec<Violation>> {
-        let value: Value = serde_json::from_slice(payload)
-            .map_err(|e| vec![Violation::whole_message(format!("not valid JSON: {e}"))])?;
+        let value = super::limits::parse_json(payload, limits)?;
         self.validate_value(&value)?;
         Ok(Valid {
             value: payload.clone(),
@@ -185,6 +185,7 @@ mod tests {
                 &Bytes::from(message.to_string()),
                 &PayloadEncoding::Json,
                 Normalize::AsSent,
+                &MessageLimits::default(),
             )
             .map(|_| ())
     }
@@ -255,6 +256,7 @@ mod tests {
                 &Bytes::from_static(b"{nope"),
                 &PayloadEncoding::Json,
                 Normalize::AsSent,
+                &MessageLimits::default(),
             )
             .unwrap_err();
         assert_eq!(violations.len(), 1);

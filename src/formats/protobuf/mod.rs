@@ -6,10 +6,11 @@
 //! A message is the binary encoding of the schema's message type (`message` in schema.toml, else
 //! the file's only top-level message), or its proto3 JSON mapping when sent as JSON. Violations:
 //! bytes that do not decode (truncation, a wire type that does not match the field, invalid UTF-8
-//! in a `string`, nesting past prost's recursion limit), missing proto2 `required` fields, and
-//! unknown fields unless `allow_unknown_fields = true`.
+//! in a `string`), nesting deeper than `limits.max_protobuf_depth` (JSON: `limits.max_json_depth`),
+//! missing proto2 `required` fields, and unknown fields unless `allow_unknown_fields = true`.
 
 mod compat;
+mod depth;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,8 +22,8 @@ use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 
 use super::confluent::split_message_indexes;
 use super::{
-    CompileError, CompileInput, CompiledSchema, Normalize, PayloadEncoding, Valid, Violation,
-    MAX_VIOLATIONS,
+    CompileError, CompileInput, CompiledSchema, MessageLimits, Normalize, PayloadEncoding, Valid,
+    Violation, MAX_VIOLATIONS,
 };
 
 /// A compiled Protobuf version: the message type that judges payloads.
@@ -34,6 +35,8 @@ pub struct ProtobufSchema {
     has_required: bool,
     /// Where `message` sits in its file, as Confluent's message-index array names it.
     message_indexes: Vec<i64>,
+    /// The deepest nesting the type allows; `None` for recursive types.
+    type_depth: Option<usize>,
 }
 
 /// Resolves `import`s to repository files: relative to the schema root first, then to the
@@ -101,6 +104,7 @@ impl ProtobufSchema {
         };
         Ok(Self {
             has_required: reaches_required(&message, &mut Vec::new()),
+            type_depth: depth::type_depth(&message),
             message_indexes: message_indexes(&message),
             message,
             allow_unknown_fields: input.settings.allow_unknown_fields,
@@ -126,9 +130,11 @@ impl ProtobufSchema {
         &self,
         payload: &Bytes,
         encoding: &PayloadEncoding,
+        limits: &MessageLimits,
     ) -> Result<DynamicMessage, Violation> {
         match encoding {
             PayloadEncoding::Json => {
+                super::limits::check_json_depth(payload, limits.json_depth)?;
                 let options = prost_reflect::DeserializeOptions::new()
                     .deny_unknown_fields(!self.allow_unknown_fields);
                 let mut deserializer = serde_json::Deserializer::from_slice(payload);
@@ -156,7 +162,7 @@ impl ProtobufSchema {
                         self.message.full_name()
                     )));
                 }
-                self.decode(&body, &PayloadEncoding::Protobuf)
+                self.decode(&body, &PayloadEncoding::Protobuf, limits)
             }
             _ => DynamicMessage::decode(self.message.clone(), payload.as_ref()).map_err(|e| {
                 Violation::whole_message(format!(
@@ -174,8 +180,21 @@ impl CompiledSchema for ProtobufSchema {
         payload: &Bytes,
         encoding: &PayloadEncoding,
         normalize: Normalize,
+        limits: &MessageLimits,
     ) -> Result<Valid, Vec<Violation>> {
-        let message = self.decode(payload, encoding).map_err(|v| vec![v])?;
+        let message = self
+            .decode(payload, encoding, limits)
+            .map_err(|v| vec![v])?;
+        let may_be_too_deep = self
+            .type_depth
+            .is_none_or(|deepest| deepest > limits.protobuf_depth);
+        if may_be_too_deep && depth::deeper_than(&message, limits.protobuf_depth) {
+            return Err(vec![Violation::whole_message(format!(
+                "the message nests {} messages deeper than {} levels (limits.max_protobuf_depth)",
+                self.message.full_name(),
+                limits.protobuf_depth
+            ))]);
+        }
         let needs_walk = self.has_required || !self.allow_unknown_fields;
         if needs_walk && !is_complete(&message, self.allow_unknown_fields, self.has_required) {
             let mut violations = Vec::new();
@@ -457,7 +476,12 @@ mod tests {
         // field 1 = 5, then unknown field 9 = 1
         let payload = Bytes::from_static(&[0x08, 0x05, 0x48, 0x01]);
         assert!(schema
-            .validate(&payload, &PayloadEncoding::Protobuf, Normalize::AsSent)
+            .validate(
+                &payload,
+                &PayloadEncoding::Protobuf,
+                Normalize::AsSent,
+                &Default::default()
+            )
             .is_ok());
     }
 }
