@@ -26,6 +26,8 @@ pub enum ClientError {
     },
     #[error("the gateway's answer to {url} is not what the API documents: {reason}")]
     BadAnswer { url: String, reason: String },
+    #[error("cannot use the CA certificates: {0}")]
+    CaCertificates(reqwest::Error),
 }
 
 /// One item's outcome in a batch answer.
@@ -98,6 +100,18 @@ impl GatewayClient {
     pub fn with_token(mut self, token: Option<String>) -> Self {
         self.token = token.filter(|t| !t.is_empty());
         self
+    }
+
+    /// Trusts the CA certificates in the PEM bundle `pem`, besides the system's, for a gateway
+    /// served over `https://` with a private CA or a self-signed certificate.
+    pub fn trusting(mut self, pem: &[u8]) -> Result<Self, ClientError> {
+        let certificates =
+            reqwest::Certificate::from_pem_bundle(pem).map_err(ClientError::CaCertificates)?;
+        self.http = reqwest::Client::builder()
+            .tls_certs_merge(certificates)
+            .build()
+            .map_err(ClientError::CaCertificates)?;
+        Ok(self)
     }
 
     pub fn new(base: &str) -> Self {

@@ -35,6 +35,10 @@ pub struct ServerConfig {
     pub http: SocketAddr,
     /// Address of the gRPC API.
     pub grpc: SocketAddr,
+    /// PEM certificate chain (leaf first): with `tls_key`, both APIs serve TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +46,27 @@ impl Default for ServerConfig {
         Self {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             grpc: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The certificate and key files when TLS is on.
+    pub fn tls(&self) -> Option<(&Path, &Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
+    }
+
+    fn check(&self) -> Result<(), String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                Err("server.tls_cert is set but server.tls_key is not; TLS needs both".into())
+            }
+            (None, Some(_)) => {
+                Err("server.tls_key is set but server.tls_cert is not; TLS needs both".into())
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -382,7 +407,8 @@ impl Config {
                 }
             })?
         };
-        config.limits.check().map_err(invalid)?;
+        config.limits.check().map_err(&invalid)?;
+        config.server.check().map_err(&invalid)?;
         Ok(config)
     }
 

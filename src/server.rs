@@ -2,15 +2,18 @@
 //! builds the pipeline, starts the background tasks (registry watcher, retention) and serves the
 //! HTTP and gRPC APIs until shutdown. `main` and the integration tests both start Sluice through here.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
 
 use crate::backends::embedded::{EmbeddedStore, StoreError};
 use crate::backends::routing::Backends;
 use crate::config::Config;
 use crate::ingress::auth::Authenticator;
+use crate::ingress::tls::TlsIdentity;
 use crate::pipeline::Pipeline;
 use crate::registry::source::{Source, SourceError};
 use crate::registry::sync::Syncer;
@@ -29,6 +32,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Auth(#[from] crate::ingress::auth::AuthConfigError),
+    #[error(transparent)]
+    Tls(#[from] crate::ingress::tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -133,6 +138,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let auth = Arc::new(Authenticator::new(&config.auth.tokens)?);
+    let tls = config
+        .server
+        .tls()
+        .map(|(cert, key)| TlsIdentity::load(cert, key))
+        .transpose()?;
     if auth.is_enabled() {
         tracing::info!(tokens = config.auth.tokens.len(), "bearer tokens required");
     }
@@ -169,6 +179,7 @@ pub async fn serve(
     let Listeners { http, grpc } = listeners;
     tracing::info!(
         http = %http.local_addr()?,
+        tls = tls.is_some(),
         grpc = %grpc.as_ref().map(|l| l.local_addr()).transpose()?.map_or("off".to_owned(), |a| a.to_string()),
         registry = %pipeline.registry().source(),
         storage = %config.storage.dir.display(),
@@ -187,15 +198,32 @@ pub async fn serve(
         let _ = stop.send(true);
     });
     let app = crate::ingress::http::router(pipeline.clone(), auth.clone());
-    let http_served = axum::serve(http, app).with_graceful_shutdown(until_stopped());
+    let http_served: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &tls {
+        Some(identity) => Box::pin(
+            axum::serve(identity.http_listener(http)?, app)
+                .with_graceful_shutdown(until_stopped())
+                .into_future(),
+        ),
+        None => Box::pin(
+            axum::serve(http, app)
+                .with_graceful_shutdown(until_stopped())
+                .into_future(),
+        ),
+    };
     let grpc_served = async {
-        match grpc {
-            Some(listener) => {
-                let auth = auth.clone();
-                crate::ingress::grpc::serve(pipeline.clone(), auth, listener, until_stopped()).await
+        let (pipeline, auth) = (pipeline.clone(), auth.clone());
+        match (grpc, &tls) {
+            (Some(listener), Some(identity)) => {
+                let incoming = identity.grpc_listener(listener)?.into_incoming();
+                crate::ingress::grpc::serve(pipeline, auth, incoming, until_stopped()).await?
             }
-            None => Ok(()),
+            (Some(listener), None) => {
+                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                crate::ingress::grpc::serve(pipeline, auth, incoming, until_stopped()).await?
+            }
+            (None, _) => {}
         }
+        Ok::<(), ServeError>(())
     };
     let (http_served, grpc_served) = tokio::join!(http_served, grpc_served);
     for task in background {

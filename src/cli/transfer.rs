@@ -17,18 +17,45 @@ use sluice::client::{envelope_line, GatewayClient, ItemResult, ProduceOptions};
 /// Rejected lines printed in full before the rest are only counted.
 const MAX_REJECTIONS_SHOWN: usize = 20;
 
+/// Where the gateway is and how to talk to it.
+#[derive(Args)]
+pub struct GatewayArgs {
+    /// The gateway's base URL (`https://...` when it serves TLS).
+    #[arg(long, env = "SLUICE_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Bearer token, for a gateway with `[[auth.tokens]]`.
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM file of CA certificates to trust besides the system's, for a gateway whose TLS
+    /// certificate a private CA signed (or that signed itself).
+    #[arg(long, env = "SLUICE_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+}
+
+impl GatewayArgs {
+    fn client(&self) -> anyhow::Result<GatewayClient> {
+        let client = GatewayClient::new(&self.url).with_token(self.token.clone());
+        match &self.ca_cert {
+            None => Ok(client),
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("cannot read --ca-cert {}", path.display()))?;
+                Ok(client
+                    .trusting(&pem)
+                    .with_context(|| format!("--ca-cert {}", path.display()))?)
+            }
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct ProduceArgs {
     /// The station to send to.
     station: String,
     /// A file of messages, one per line; `-` or nothing reads standard input.
     file: Option<PathBuf>,
-    /// The gateway's base URL.
-    #[arg(long, env = "SLUICE_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
-    /// Bearer token, for a gateway with `[[auth.tokens]]`.
-    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    gateway: GatewayArgs,
     /// Send the whole input as one message (binary payloads: Protobuf, Avro) instead of a line each.
     #[arg(long)]
     whole: bool,
@@ -63,12 +90,8 @@ pub struct ConsumeArgs {
     /// Stop when no message arrives for this long (`5s`); without it, wait for messages forever.
     #[arg(long, value_parser = humantime::parse_duration)]
     idle_timeout: Option<Duration>,
-    /// The gateway's base URL.
-    #[arg(long, env = "SLUICE_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
-    /// Bearer token, for a gateway with `[[auth.tokens]]`.
-    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    gateway: GatewayArgs,
 }
 
 pub fn produce(args: ProduceArgs) -> anyhow::Result<ExitCode> {
@@ -99,7 +122,7 @@ fn open_input(file: Option<&PathBuf>) -> anyhow::Result<(Box<dyn Read>, Option<u
 }
 
 async fn produce_async(args: ProduceArgs) -> anyhow::Result<ExitCode> {
-    let client = GatewayClient::new(&args.url).with_token(args.token.clone());
+    let client = args.gateway.client()?;
     let options = ProduceOptions {
         schema_version: args.schema_version,
         deliver_after: args.deliver_after.clone(),
@@ -291,7 +314,7 @@ fn describe_rejection(result: &ItemResult) -> String {
 }
 
 async fn consume_async(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
-    let client = GatewayClient::new(&args.url).with_token(args.token.clone());
+    let client = args.gateway.client()?;
     let mut printed = 0u64;
     let mut idle_since = Instant::now();
     let stdout = std::io::stdout();

@@ -8,10 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_health::ServingStatus;
 
@@ -46,13 +44,23 @@ const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Room over the largest message for the request's other fields.
 const ENVELOPE_ALLOWANCE: usize = 64 * 1024;
 
-/// Serves the gRPC API on `listener` until `shutdown` completes.
-pub async fn serve(
+/// Serves the gRPC API on the `incoming` connections (plain TCP or TLS) until `shutdown` completes.
+pub async fn serve<I, IO, IE>(
     pipeline: Arc<Pipeline>,
     auth: Arc<Authenticator>,
-    listener: TcpListener,
+    incoming: I,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), tonic::transport::Error>
+where
+    I: futures_util::Stream<Item = Result<IO, IE>> + Send,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let (health, health_service) = tonic_health::server::health_reporter();
     let health_task = tokio::spawn(report_health(pipeline.clone(), health));
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -77,10 +85,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     health_task.abort();
     served

@@ -7,4 +7,5 @@ pub mod confluent;
 mod extract;
 pub mod grpc;
 pub mod http;
+pub mod tls;
 pub mod webhook;

@@ -166,6 +166,26 @@ impl Gateway {
         extra_config: &str,
         data: TempDir,
     ) -> Self {
+        Self::launch(repo, extra_config, data, None).await
+    }
+
+    /// Starts a gateway serving TLS with `certificate`; `base` is `https://localhost:<port>` and
+    /// `client` trusts the certificate.
+    pub async fn start_tls(
+        repo: impl AsRef<Path>,
+        extra_config: &str,
+        certificate: &TestCertificate,
+    ) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        Self::launch(repo, extra_config, data, Some(certificate)).await
+    }
+
+    async fn launch(
+        repo: impl AsRef<Path>,
+        extra_config: &str,
+        data: TempDir,
+        tls: Option<&TestCertificate>,
+    ) -> Self {
         let mut table: toml::Table = toml::from_str(extra_config).expect("extra config is TOML");
         let mut set = |section: &str, key: &str, value: String| {
             table
@@ -181,6 +201,18 @@ impl Gateway {
             "dir",
             data.path().join("store").display().to_string(),
         );
+        if let Some(certificate) = tls {
+            set(
+                "server",
+                "tls_cert",
+                certificate.cert_file().display().to_string(),
+            );
+            set(
+                "server",
+                "tls_key",
+                certificate.key_file().display().to_string(),
+            );
+        }
         let config_text = toml::to_string(&table).unwrap();
         let config_file = data.path().join("sluice.toml");
         std::fs::write(&config_file, config_text).unwrap();
@@ -199,10 +231,14 @@ impl Gateway {
             .await
             .expect("gateway serves");
         });
+        let (scheme, host, client) = match tls {
+            None => ("http", addr.ip().to_string(), reqwest::Client::new()),
+            Some(certificate) => ("https", "localhost".to_owned(), certificate.client()),
+        };
         let gateway = Self {
-            base: format!("http://{addr}"),
-            grpc: format!("http://{grpc_addr}"),
-            client: reqwest::Client::new(),
+            base: format!("{scheme}://{host}:{}", addr.port()),
+            grpc: format!("{scheme}://{host}:{}", grpc_addr.port()),
+            client,
             data,
             shutdown: Some(shutdown_tx),
             task: Some(task),
@@ -441,6 +477,10 @@ impl Process {
         format!("http://{}", self.addr)
     }
 
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
     /// SIGTERM, then waits up to `within` for the process to exit; its exit status.
     pub fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
         let status = Command::new("kill")
@@ -514,4 +554,43 @@ pub fn valid_order(id: &str) -> Value {
 /// A file of this project, by path from its root.
 pub fn project_file(path: &str) -> PathBuf {
     project_root().join(path)
+}
+
+/// A self-signed certificate for `localhost` and `127.0.0.1`, written as PEM files.
+pub struct TestCertificate {
+    dir: TempDir,
+    pub cert_pem: String,
+}
+
+impl TestCertificate {
+    pub fn new() -> Self {
+        let generated =
+            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cert_pem = generated.cert.pem();
+        std::fs::write(dir.path().join("cert.pem"), &cert_pem).unwrap();
+        std::fs::write(
+            dir.path().join("key.pem"),
+            generated.signing_key.serialize_pem(),
+        )
+        .unwrap();
+        Self { dir, cert_pem }
+    }
+
+    pub fn cert_file(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join("key.pem")
+    }
+
+    /// An HTTP client that trusts only this certificate.
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(self.cert_pem.as_bytes()).unwrap()])
+            .build()
+            .unwrap()
+    }
 }
