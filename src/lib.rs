@@ -13,6 +13,7 @@ pub mod error;
 pub mod formats;
 pub mod idempotency;
 pub mod ingress;
+pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod server;

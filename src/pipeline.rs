@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -21,6 +21,7 @@ use crate::error::{ApiError, ViolationReport};
 use crate::formats::confluent::split_frame;
 use crate::formats::{MessageLimits, Normalize, PayloadEncoding, Violation};
 use crate::idempotency::{Answer, BatchClaim, BatchKeys, Idempotency, Retry, Ticket};
+use crate::metrics::PipelineMetrics;
 use crate::registry::stations::{BackendRef, Framing};
 use crate::registry::{Registry, Schema, Snapshot, Station, VersionRefusal};
 use crate::views::DeadLetterView;
@@ -79,6 +80,7 @@ pub struct Pipeline {
     limits: Limits,
     /// `limits` as the formats apply them to each message.
     message_limits: MessageLimits,
+    metrics: PipelineMetrics,
     /// Serializes dead-letter replays so one dead letter is never forwarded twice.
     replay_lock: tokio::sync::Mutex<()>,
 }
@@ -90,6 +92,7 @@ impl Pipeline {
             backends,
             idempotency: Idempotency::new(limits.idempotency_window),
             message_limits: limits.message_limits(),
+            metrics: PipelineMetrics::default(),
             limits,
             replay_lock: tokio::sync::Mutex::new(()),
         }
@@ -200,6 +203,7 @@ impl Pipeline {
         let _in_flight = match admitted {
             Ok(permit) => permit,
             Err(busy) => {
+                station.metrics.produced(0, 0, slots.len() as u64, 0);
                 let busy = ApiError::Backend(busy);
                 for ticket in tickets.into_iter().flatten() {
                     ticket.settle(&Err(busy.clone()));
@@ -207,9 +211,10 @@ impl Pipeline {
                 return Err(busy);
             }
         };
+        let dead_count = dead.len() as u64;
         let (stored, dead_lettered) = tokio::join!(
-            append_if_any(route.backend, &route.log, valid),
-            append_if_any(route.backend, &route.dead_letters, dead),
+            self.append_if_any(route.backend, &route.log, valid),
+            self.append_if_any(route.backend, &route.dead_letters, dead),
         );
         if let Err(e) = &dead_lettered {
             tracing::error!(station = %station.name, "dead letters could not be stored: {e}");
@@ -248,6 +253,16 @@ impl Pipeline {
                 ticket.settle(result);
             }
         }
+        let accepted = results.iter().filter(|r| r.is_ok()).count() as u64;
+        let rejected = results
+            .iter()
+            .filter(|r| matches!(r, Err(ApiError::SchemaViolation(_))))
+            .count() as u64;
+        let errors = results.len() as u64 - accepted - rejected;
+        let dead_lettered = if dead_lettered.is_ok() { dead_count } else { 0 };
+        station
+            .metrics
+            .produced(accepted, rejected, errors, dead_lettered);
         // Retries of messages another request is storing: their answers, once this batch's own
         // keys are settled (so two batches waiting on each other's keys both finish).
         for (index, mut first_try) in waiting {
@@ -256,6 +271,22 @@ impl Pipeline {
             }
         }
         Ok(results)
+    }
+
+    /// Appends `records` to `log` unless there are none, timing the backend's write.
+    async fn append_if_any(
+        &self,
+        backend: &dyn Backend,
+        log: &str,
+        records: Vec<Record>,
+    ) -> Result<Vec<Position>, BackendError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let started = Instant::now();
+        let appended = backend.append(log, records).await;
+        self.metrics.appended(backend.kind(), started.elapsed());
+        appended
     }
 
     /// Judges one message against the station's schema and builds what will be stored.
@@ -328,9 +359,13 @@ impl Pipeline {
                     Framing::Confluent => Normalize::Binary,
                     Framing::None => station.normalize,
                 };
-                version
-                    .compiled
-                    .validate(&body, &encoding, normalize, &self.message_limits)
+                let started = Instant::now();
+                let verdict =
+                    version
+                        .compiled
+                        .validate(&body, &encoding, normalize, &self.message_limits);
+                self.metrics.validated(schema.format, started.elapsed());
+                verdict
             }
         };
         match verdict {
@@ -592,17 +627,6 @@ enum Slot {
     Refused(ApiError),
     /// A retry of a message with the same `Idempotency-Key`: the first try's answer.
     Retry(Retry),
-}
-
-async fn append_if_any(
-    backend: &dyn Backend,
-    log: &str,
-    records: Vec<Record>,
-) -> Result<Vec<Position>, BackendError> {
-    if records.is_empty() {
-        return Ok(Vec::new());
-    }
-    backend.append(log, records).await
 }
 
 fn shared_schema_name(station: &Station) -> Option<Arc<str>> {

@@ -137,6 +137,8 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    // Before the pipeline and the first snapshot, whose metric handles bind to the recorder.
+    crate::metrics::install();
     let auth = Arc::new(Authenticator::new(&config.auth.tokens)?);
     let tls = config
         .server
@@ -166,6 +168,13 @@ pub async fn serve(
             .cloned()
             .collect::<Vec<_>>();
         preparing.backends().prepare(stations).await;
+    }));
+    background.push(tokio::spawn(async {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            ticks.tick().await;
+            crate::metrics::run_upkeep();
+        }
     }));
     let retention = pipeline.clone();
     let every = config.storage.retention_check_interval;

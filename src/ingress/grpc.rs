@@ -137,10 +137,16 @@ impl Gateway for GatewayService {
         &self,
         request: Request<ProduceRequest>,
     ) -> Result<Response<ProduceResponse>, Status> {
-        self.check(&request, Need::Produce(&request.get_ref().station))?;
-        let (station, message) = incoming(request.into_inner());
-        let accepted = self.pipeline.produce(&station, message).await?;
-        Ok(Response::new(accepted.into()))
+        counted(
+            "Produce",
+            async {
+                self.check(&request, Need::Produce(&request.get_ref().station))?;
+                let (station, message) = incoming(request.into_inner());
+                let accepted = self.pipeline.produce(&station, message).await?;
+                Ok(Response::new(accepted.into()))
+            }
+            .await,
+        )
     }
 
     type ProduceStreamStream = ReceiverStream<Result<ProduceResult, Status>>;
@@ -149,55 +155,64 @@ impl Gateway for GatewayService {
         &self,
         request: Request<Streaming<ProduceRequest>>,
     ) -> Result<Response<Self::ProduceStreamStream>, Status> {
-        // The caller must be known to open a stream; each message's station is checked on its own.
-        self.check(&request, Need::Read)?;
-        let authorization = authorization(&request).map(str::to_owned);
-        let auth = self.auth.clone();
-        let chunk_size = MAX_STREAM_CHUNK.min(self.pipeline.limits().max_batch_messages.max(1));
-        let mut inbound = request.into_inner().ready_chunks(chunk_size);
-        let (results, receiver) = mpsc::channel(chunk_size);
-        let pipeline = self.pipeline.clone();
-        tokio::spawn(async move {
-            let mut index = 0u64;
-            while let Some(chunk) = inbound.next().await {
-                let mut requests = Vec::with_capacity(chunk.len());
-                let mut broken = None;
-                for item in chunk {
-                    match item {
-                        Ok(request) => {
-                            let need = Need::Produce(&request.station);
-                            requests.push(match auth.check(authorization.as_deref(), need) {
-                                Ok(()) => {
-                                    let (station, message) = incoming(request);
-                                    StreamItem::Produce { station, message }
+        counted(
+            "ProduceStream",
+            async {
+                // The caller must be known to open a stream; each message's station is checked on its own.
+                self.check(&request, Need::Read)?;
+                let authorization = authorization(&request).map(str::to_owned);
+                let auth = self.auth.clone();
+                let chunk_size =
+                    MAX_STREAM_CHUNK.min(self.pipeline.limits().max_batch_messages.max(1));
+                let mut inbound = request.into_inner().ready_chunks(chunk_size);
+                let (results, receiver) = mpsc::channel(chunk_size);
+                let pipeline = self.pipeline.clone();
+                tokio::spawn(async move {
+                    let mut index = 0u64;
+                    while let Some(chunk) = inbound.next().await {
+                        let mut requests = Vec::with_capacity(chunk.len());
+                        let mut broken = None;
+                        for item in chunk {
+                            match item {
+                                Ok(request) => {
+                                    let need = Need::Produce(&request.station);
+                                    requests.push(
+                                        match auth.check(authorization.as_deref(), need) {
+                                            Ok(()) => {
+                                                let (station, message) = incoming(request);
+                                                StreamItem::Produce { station, message }
+                                            }
+                                            Err(refusal) => StreamItem::Refused(refusal),
+                                        },
+                                    );
                                 }
-                                Err(refusal) => StreamItem::Refused(refusal),
-                            });
+                                Err(status) => {
+                                    broken = Some(status);
+                                    break;
+                                }
+                            }
                         }
-                        Err(status) => {
-                            broken = Some(status);
-                            break;
+                        for outcome in produce_in_runs(&pipeline, requests).await {
+                            let result = ProduceResult {
+                                index,
+                                outcome: Some(outcome),
+                            };
+                            index += 1;
+                            if results.send(Ok(result)).await.is_err() {
+                                return; // the client went away
+                            }
+                        }
+                        if let Some(status) = broken {
+                            // What came before a broken request is answered; the stream ends with its error.
+                            let _ = results.send(Err(status)).await;
+                            return;
                         }
                     }
-                }
-                for outcome in produce_in_runs(&pipeline, requests).await {
-                    let result = ProduceResult {
-                        index,
-                        outcome: Some(outcome),
-                    };
-                    index += 1;
-                    if results.send(Ok(result)).await.is_err() {
-                        return; // the client went away
-                    }
-                }
-                if let Some(status) = broken {
-                    // What came before a broken request is answered; the stream ends with its error.
-                    let _ = results.send(Err(status)).await;
-                    return;
-                }
+                });
+                Ok(Response::new(ReceiverStream::new(receiver)))
             }
-        });
-        Ok(Response::new(ReceiverStream::new(receiver)))
+            .await,
+        )
     }
 
     type ConsumeStream = ReceiverStream<Result<ConsumedMessage, Status>>;
@@ -206,78 +221,105 @@ impl Gateway for GatewayService {
         &self,
         request: Request<ConsumeRequest>,
     ) -> Result<Response<Self::ConsumeStream>, Status> {
-        self.check(&request, Need::Consume(&request.get_ref().station))?;
-        let ConsumeRequest {
-            station,
-            group,
-            max_messages,
-        } = request.into_inner();
-        let limit = match max_messages {
-            0 => u64::MAX,
-            n => u64::from(n),
-        };
-        let wanted = move |sent: u64| (limit - sent).min(CONSUME_BATCH as u64) as usize;
-        // The first poll does not wait, so an unknown station or a bad group ends the call itself.
-        let mut deliveries = self
-            .pipeline
-            .consume(&station, &group, wanted(0), Duration::ZERO)
-            .await?;
-        let (messages, receiver) = mpsc::channel(CONSUME_BATCH);
-        let pipeline = self.pipeline.clone();
-        tokio::spawn(async move {
-            let mut sent = 0u64;
-            loop {
-                for delivery in deliveries {
-                    if messages.send(Ok(delivery.into())).await.is_err() {
-                        return; // the client went away; unacked leases expire and come back
-                    }
-                    sent += 1;
-                }
-                if sent >= limit {
-                    return;
-                }
-                let poll = pipeline.consume(&station, &group, wanted(sent), CONSUME_POLL);
-                deliveries = tokio::select! {
-                    _ = messages.closed() => return,
-                    polled = poll => match polled {
-                        Ok(deliveries) => deliveries,
-                        Err(error) => {
-                            let _ = messages.send(Err(error.into())).await;
+        counted(
+            "Consume",
+            async {
+                self.check(&request, Need::Consume(&request.get_ref().station))?;
+                let ConsumeRequest {
+                    station,
+                    group,
+                    max_messages,
+                } = request.into_inner();
+                let limit = match max_messages {
+                    0 => u64::MAX,
+                    n => u64::from(n),
+                };
+                let wanted = move |sent: u64| (limit - sent).min(CONSUME_BATCH as u64) as usize;
+                // The first poll does not wait, so an unknown station or a bad group ends the call itself.
+                let mut deliveries = self
+                    .pipeline
+                    .consume(&station, &group, wanted(0), Duration::ZERO)
+                    .await?;
+                let (messages, receiver) = mpsc::channel(CONSUME_BATCH);
+                let pipeline = self.pipeline.clone();
+                tokio::spawn(async move {
+                    let mut sent = 0u64;
+                    loop {
+                        for delivery in deliveries {
+                            if messages.send(Ok(delivery.into())).await.is_err() {
+                                return; // the client went away; unacked leases expire and come back
+                            }
+                            sent += 1;
+                        }
+                        if sent >= limit {
                             return;
                         }
-                    },
-                };
+                        let poll = pipeline.consume(&station, &group, wanted(sent), CONSUME_POLL);
+                        deliveries = tokio::select! {
+                            _ = messages.closed() => return,
+                            polled = poll => match polled {
+                                Ok(deliveries) => deliveries,
+                                Err(error) => {
+                                    let _ = messages.send(Err(error.into())).await;
+                                    return;
+                                }
+                            },
+                        };
+                    }
+                });
+                Ok(Response::new(ReceiverStream::new(receiver)))
             }
-        });
-        Ok(Response::new(ReceiverStream::new(receiver)))
+            .await,
+        )
     }
 
     async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
-        self.check(&request, Need::Consume(&request.get_ref().station))?;
-        let AckRequest {
-            station,
-            group,
-            offsets,
-        } = request.into_inner();
-        let outcome = self.pipeline.ack(&station, &group, &offsets).await?;
-        Ok(Response::new(outcome.into()))
+        counted(
+            "Ack",
+            async {
+                self.check(&request, Need::Consume(&request.get_ref().station))?;
+                let AckRequest {
+                    station,
+                    group,
+                    offsets,
+                } = request.into_inner();
+                let outcome = self.pipeline.ack(&station, &group, &offsets).await?;
+                Ok(Response::new(outcome.into()))
+            }
+            .await,
+        )
     }
 
     async fn nack(&self, request: Request<NackRequest>) -> Result<Response<AckResponse>, Status> {
-        self.check(&request, Need::Consume(&request.get_ref().station))?;
-        let NackRequest {
-            station,
-            group,
-            offsets,
-            delay_ms,
-        } = request.into_inner();
-        let delay = Duration::from_millis(delay_ms);
-        let outcome = self
-            .pipeline
-            .nack(&station, &group, &offsets, delay)
-            .await?;
-        Ok(Response::new(outcome.into()))
+        counted(
+            "Nack",
+            async {
+                self.check(&request, Need::Consume(&request.get_ref().station))?;
+                let NackRequest {
+                    station,
+                    group,
+                    offsets,
+                    delay_ms,
+                } = request.into_inner();
+                let delay = Duration::from_millis(delay_ms);
+                let outcome = self
+                    .pipeline
+                    .nack(&station, &group, &offsets, delay)
+                    .await?;
+                Ok(Response::new(outcome.into()))
+            }
+            .await,
+        )
     }
+}
+
+/// Counts a finished call (a stream when it opens) by method and status code.
+fn counted<T>(method: &'static str, result: Result<T, Status>) -> Result<T, Status> {
+    let code = result
+        .as_ref()
+        .map_or_else(Status::code, |_| tonic::Code::Ok);
+    crate::metrics::grpc_request(method, code);
+    result
 }
 
 /// One message of a stream: to produce, or already refused (its caller may not send it).

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, Request, State};
+use axum::extract::{MatchedPath, Query, Request, State};
 
 use super::extract::PathParams;
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -45,6 +45,7 @@ pub fn router(pipeline: Arc<Pipeline>, auth: Arc<Authenticator>) -> Router {
         .route("/", get(index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus_metrics))
         .route("/v1/stations", get(list_stations))
         .route("/v1/stations/{station}", get(show_station))
         .route(
@@ -73,7 +74,57 @@ pub fn router(pipeline: Arc<Pipeline>, auth: Arc<Authenticator>) -> Router {
             pipeline.clone(),
             within_deadline,
         ))
+        .layer(middleware::from_fn(counted))
         .with_state(pipeline)
+}
+
+/// Counts every request by route (the matched pattern, not the path), method and status.
+async fn counted(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    crate::metrics::http_request(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// Prometheus text: the recorded metrics, with the registry's state and the embedded dead-letter
+/// depths read just now.
+async fn prometheus_metrics(State(pipeline): Shared) -> Response {
+    let registry = pipeline.registry();
+    let snapshot = registry.snapshot();
+    crate::metrics::refresh_registry(
+        registry.is_serving(),
+        snapshot.schemas().count(),
+        registry.installs_total(),
+        registry.refusals_total(),
+    );
+    let store = pipeline.embedded();
+    for station in snapshot.stations() {
+        if station.dlq && station.backend == crate::registry::stations::BackendRef::Embedded {
+            crate::metrics::refresh_dlq_depth(
+                &station.name,
+                store.stats(&station.dlq_name).messages,
+            );
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
+        .into_response()
 }
 
 /// Answers 408 when a request is not received and answered within `limits.request_timeout`

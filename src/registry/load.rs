@@ -332,6 +332,7 @@ fn load_stations(
             max_deliveries: config.max_deliveries,
             normalize: config.normalize,
             accepted,
+            metrics: crate::metrics::StationMetrics::new(&config.name),
         };
         stations.insert(config.name, Arc::new(station));
     }

@@ -197,6 +197,8 @@ pub struct Station {
     pub dlq_name: String,
     /// Accepted versions `first..=last`, checked when the snapshot was built.
     accepted: (u32, u32),
+    /// The station's message counters.
+    pub metrics: crate::metrics::StationMetrics,
 }
 
 /// Why a producer's requested schema version cannot be used.
@@ -287,6 +289,7 @@ pub struct Registry {
     last_refusal: Mutex<Option<Refusal>>,
     source_failure: Mutex<Option<SourceFailure>>,
     refusals_total: AtomicU64,
+    installs_total: AtomicU64,
     sync: OnceLock<sync::SyncHandle>,
 }
 
@@ -300,6 +303,7 @@ impl Registry {
             last_refusal: Mutex::new(None),
             source_failure: Mutex::new(None),
             refusals_total: AtomicU64::new(0),
+            installs_total: AtomicU64::new(0),
             sync: OnceLock::new(),
         }
     }
@@ -335,6 +339,7 @@ impl Registry {
         );
         self.current.store(Arc::new(snapshot));
         self.serving.store(true, Ordering::Release);
+        self.installs_total.fetch_add(1, Ordering::Relaxed);
         self.clear_refusal();
     }
 
@@ -358,6 +363,11 @@ impl Registry {
 
     pub fn last_refusal(&self) -> Option<Refusal> {
         self.last_refusal.lock().expect("refusal lock").clone()
+    }
+
+    /// How many snapshots were installed since start.
+    pub fn installs_total(&self) -> u64 {
+        self.installs_total.load(Ordering::Relaxed)
     }
 
     /// How many revisions were refused since start.

@@ -1,0 +1,258 @@
+//! Prometheus metrics (`GET /metrics`): the process's one recorder, every name and label Sluice
+//! exports, and the handles the hot path records through. Handles are made once — per station when
+//! a registry snapshot is built, per format and backend when the pipeline is — so recording a
+//! message is an atomic add, with no label lookup or allocation.
+//!
+//! What is cheaper to read than to track (dead-letter depth, registry state) is set from the
+//! source just before each scrape, by [`crate::ingress::http`].
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, Counter, Histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::formats::FormatKind;
+
+/// Produced messages, by station and outcome.
+pub const MESSAGES: &str = "sluice_messages_total";
+/// Messages stored in a station's dead-letter log, by station.
+pub const DEAD_LETTERS: &str = "sluice_dead_letters_total";
+/// Dead letters held by an embedded station's DLQ now, by station.
+pub const DLQ_DEPTH: &str = "sluice_dlq_depth";
+/// Time to judge one message, by format.
+pub const VALIDATION_SECONDS: &str = "sluice_validation_seconds";
+/// Time for a backend to durably accept one write (a batch), by backend.
+pub const APPEND_SECONDS: &str = "sluice_backend_append_seconds";
+/// Registry commits judged since start, by outcome (`served`, `refused`).
+pub const REGISTRY_COMMITS: &str = "sluice_registry_commits_total";
+/// 1 while a registry snapshot is served.
+pub const REGISTRY_READY: &str = "sluice_registry_ready";
+/// Schemas in the served snapshot.
+pub const REGISTRY_SCHEMAS: &str = "sluice_registry_schemas";
+/// HTTP requests, by route, method and status.
+pub const HTTP_REQUESTS: &str = "sluice_http_requests_total";
+/// HTTP request durations, by route.
+pub const HTTP_SECONDS: &str = "sluice_http_request_duration_seconds";
+/// gRPC calls, by method and status code.
+pub const GRPC_REQUESTS: &str = "sluice_grpc_requests_total";
+
+/// Histogram buckets, in seconds: 10 µs to 10 s.
+const BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder for this process, once; later calls return the same handle.
+/// `None` when another recorder was installed first (metrics then go there).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    RECORDER
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(BUCKETS)
+                .expect("the buckets are not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            match metrics::set_global_recorder(recorder) {
+                Ok(()) => {
+                    describe();
+                    Some(handle)
+                }
+                Err(_) => {
+                    tracing::warn!("another metrics recorder is installed; /metrics stays empty");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+fn describe() {
+    describe_counter!(
+        MESSAGES,
+        "Messages produced, by station and outcome (accepted, rejected, error)"
+    );
+    describe_counter!(
+        DEAD_LETTERS,
+        "Messages stored in a station's dead-letter log"
+    );
+    describe_gauge!(DLQ_DEPTH, "Dead letters an embedded station's DLQ holds");
+    describe_histogram!(
+        VALIDATION_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to judge one message against its schema, by format"
+    );
+    describe_histogram!(
+        APPEND_SECONDS,
+        metrics::Unit::Seconds,
+        "Time for a backend to durably accept one write, by backend"
+    );
+    describe_counter!(
+        REGISTRY_COMMITS,
+        "Registry commits judged, by outcome (served, refused)"
+    );
+    describe_gauge!(REGISTRY_READY, "1 while a registry snapshot is served");
+    describe_gauge!(REGISTRY_SCHEMAS, "Schemas in the served registry snapshot");
+    describe_counter!(HTTP_REQUESTS, "HTTP requests, by route, method and status");
+    describe_histogram!(
+        HTTP_SECONDS,
+        metrics::Unit::Seconds,
+        "HTTP request durations, by route"
+    );
+    describe_counter!(GRPC_REQUESTS, "gRPC calls, by method and status code");
+}
+
+/// The Prometheus text of every metric, or an empty page without a recorder.
+pub fn render() -> String {
+    install().map(PrometheusHandle::render).unwrap_or_default()
+}
+
+/// Drains histogram samples into their buckets; run every few seconds so that a gateway nobody
+/// scrapes does not hold samples without bound.
+pub fn run_upkeep() {
+    if let Some(handle) = install() {
+        handle.run_upkeep();
+    }
+}
+
+/// The counters of one station.
+#[derive(Clone)]
+pub struct StationMetrics {
+    accepted: Counter,
+    rejected: Counter,
+    errors: Counter,
+    dead_letters: Counter,
+}
+
+impl std::fmt::Debug for StationMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StationMetrics")
+    }
+}
+
+impl StationMetrics {
+    pub fn new(station: &str) -> Self {
+        let outcome = |outcome: &'static str| counter!(MESSAGES, "station" => station.to_owned(), "outcome" => outcome);
+        Self {
+            accepted: outcome("accepted"),
+            rejected: outcome("rejected"),
+            errors: outcome("error"),
+            dead_letters: counter!(DEAD_LETTERS, "station" => station.to_owned()),
+        }
+    }
+
+    /// Counts one produce call's outcomes: stored, refused by the schema, and failed otherwise.
+    pub fn produced(&self, accepted: u64, rejected: u64, errors: u64, dead_lettered: u64) {
+        self.accepted.increment(accepted);
+        self.rejected.increment(rejected);
+        self.errors.increment(errors);
+        self.dead_letters.increment(dead_lettered);
+    }
+}
+
+/// Latency histograms of the pipeline, one per format and per backend kind.
+#[derive(Clone)]
+pub struct PipelineMetrics {
+    validation: [Histogram; 4],
+    append: [Histogram; 3],
+}
+
+const BACKEND_KINDS: [&str; 3] = ["embedded", "kafka", "nats"];
+
+impl Default for PipelineMetrics {
+    fn default() -> Self {
+        let format = |kind: FormatKind| {
+            let name: &'static str = match kind {
+                FormatKind::JsonSchema => "json_schema",
+                FormatKind::Protobuf => "protobuf",
+                FormatKind::Avro => "avro",
+                FormatKind::GraphQl => "graphql",
+            };
+            metrics::histogram!(VALIDATION_SECONDS, "format" => name)
+        };
+        Self {
+            validation: [
+                format(FormatKind::JsonSchema),
+                format(FormatKind::Protobuf),
+                format(FormatKind::Avro),
+                format(FormatKind::GraphQl),
+            ],
+            append: BACKEND_KINDS
+                .map(|kind| metrics::histogram!(APPEND_SECONDS, "backend" => kind)),
+        }
+    }
+}
+
+impl PipelineMetrics {
+    pub fn validated(&self, format: FormatKind, took: Duration) {
+        let index = match format {
+            FormatKind::JsonSchema => 0,
+            FormatKind::Protobuf => 1,
+            FormatKind::Avro => 2,
+            FormatKind::GraphQl => 3,
+        };
+        self.validation[index].record(took);
+    }
+
+    /// A backend write of kind `backend` (a [`crate::backends::Backend::kind`]) took `took`.
+    pub fn appended(&self, backend: &str, took: Duration) {
+        if let Some(index) = BACKEND_KINDS.iter().position(|kind| *kind == backend) {
+            self.append[index].record(took);
+        }
+    }
+}
+
+/// Counts one finished HTTP request.
+pub fn http_request(route: &str, method: &str, status: u16, took: Duration) {
+    counter!(
+        HTTP_REQUESTS,
+        "route" => route.to_owned(),
+        "method" => method.to_owned(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!(HTTP_SECONDS, "route" => route.to_owned()).record(took);
+}
+
+/// Counts one finished gRPC call.
+pub fn grpc_request(method: &'static str, code: tonic::Code) {
+    counter!(GRPC_REQUESTS, "method" => method, "code" => grpc_code_name(code)).increment(1);
+}
+
+fn grpc_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Sets the gauges and counters read from the registry and the store, just before a scrape.
+pub fn refresh_registry(ready: bool, schemas: usize, served_total: u64, refused_total: u64) {
+    metrics::gauge!(REGISTRY_READY).set(if ready { 1.0 } else { 0.0 });
+    metrics::gauge!(REGISTRY_SCHEMAS).set(schemas as f64);
+    counter!(REGISTRY_COMMITS, "outcome" => "served").absolute(served_total);
+    counter!(REGISTRY_COMMITS, "outcome" => "refused").absolute(refused_total);
+}
+
+/// Sets one embedded station's dead-letter depth, just before a scrape.
+pub fn refresh_dlq_depth(station: &str, depth: u64) {
+    metrics::gauge!(DLQ_DEPTH, "station" => station.to_owned()).set(depth as f64);
+}
