@@ -40,7 +40,13 @@ pub struct Incoming {
     pub deliver_after_ms: Option<u64>,
     /// The producer's `Idempotency-Key`, naming retries of one message.
     pub idempotency_key: Option<String>,
+    /// The request that carried the message (`Sluice-Request-Id`), kept with a dead letter as its
+    /// `sluice-request-id` header.
+    pub request_id: Option<Arc<str>>,
 }
+
+/// The header a dead letter keeps its request id in.
+pub const REQUEST_ID_HEADER: &str = "sluice-request-id";
 
 impl Incoming {
     pub fn encoding(&self) -> PayloadEncoding {
@@ -400,6 +406,7 @@ impl Pipeline {
                     dlq_id: None,
                 };
                 let content_type = message.content_type.clone();
+                let request_id = message.request_id.clone();
                 let mut record = record(
                     message,
                     content_of(&encoding),
@@ -414,6 +421,11 @@ impl Pipeline {
                     violations,
                     content_type,
                 });
+                if let Some(id) = request_id {
+                    record
+                        .headers
+                        .push((REQUEST_ID_HEADER.to_owned(), id.to_string()));
+                }
                 Judged::Invalid(record, report)
             }
         }
@@ -568,7 +580,11 @@ impl Pipeline {
             payload: record.value,
             content_type,
             key: record.key,
-            headers: record.headers,
+            headers: record
+                .headers
+                .into_iter()
+                .filter(|(name, _)| name != REQUEST_ID_HEADER)
+                .collect(),
             ..Incoming::default()
         };
         match self.judge(&station, &shared_schema_name(&station), message, now_ms()) {

@@ -88,6 +88,8 @@ pub struct DeadLetterView {
     pub value: ValueView,
     /// Offset in the station the dead letter was replayed to, once it was.
     pub replayed_to: Option<u64>,
+    /// The `Sluice-Request-Id` of the request that sent the message.
+    pub request_id: Option<String>,
 }
 
 impl DeadLetterView {
@@ -104,8 +106,14 @@ impl DeadLetterView {
                 violations: Vec::new(),
                 content_type: None,
             });
+        let request_id = record
+            .headers
+            .iter()
+            .find(|(name, _)| name == crate::pipeline::REQUEST_ID_HEADER)
+            .map(|(_, value)| value.clone());
         Self {
             id: id.to_string(),
+            request_id,
             station: dead.station,
             error: dead.error,
             schema: dead.schema,

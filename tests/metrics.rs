@@ -23,7 +23,10 @@ fn expect(text: &str, series: &str) -> f64 {
 async fn scrape(gw: &Gateway) -> String {
     let response = gw.client.get(gw.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(content_type.starts_with("text/plain"), "{content_type}");
     response.text().await.unwrap()
 }
@@ -43,7 +46,10 @@ async fn metrics_count_messages_latencies_dead_letters_registry_and_requests() {
         assert_eq!(gw.produce("metered", &valid_order(id)).await.0, 201);
     }
     let (status, _) = gw
-        .produce("metered", &json!({"order_id": "bad", "items": [{"qty": 0}]}))
+        .produce(
+            "metered",
+            &json!({"order_id": "bad", "items": [{"qty": 0}]}),
+        )
         .await;
     assert_eq!(status, 422);
     assert_eq!(gw.produce("metered-raw", &json!({"any": 1})).await.0, 201);
@@ -92,7 +98,12 @@ async fn metrics_count_messages_latencies_dead_letters_registry_and_requests() {
         text.contains("sluice_validation_seconds_bucket{format=\"json_schema\",le=\"0.001\"}"),
         "{text}"
     );
-    assert!(expect(&text, "sluice_backend_append_seconds_count{backend=\"embedded\"}") >= 6.0);
+    assert!(
+        expect(
+            &text,
+            "sluice_backend_append_seconds_count{backend=\"embedded\"}"
+        ) >= 6.0
+    );
 
     assert_eq!(expect(&text, "sluice_registry_ready"), 1.0);
     assert_eq!(expect(&text, "sluice_registry_schemas"), 1.0);
@@ -118,9 +129,14 @@ async fn metrics_count_messages_latencies_dead_letters_registry_and_requests() {
     assert_eq!(http("/v1/stations/{station}/messages", "POST", 422), 1.0);
     assert_eq!(http("/v1/stations/{station}/messages", "POST", 404), 1.0);
     assert_eq!(http("/v1/registry/sync", "POST", 200), 1.0);
-    assert!(text.contains("sluice_http_request_duration_seconds_count{route=\"/v1/stations/{station}/messages\"}"));
+    assert!(text.contains(
+        "sluice_http_request_duration_seconds_count{route=\"/v1/stations/{station}/messages\"}"
+    ));
     assert_eq!(
-        expect(&text, "sluice_grpc_requests_total{method=\"Produce\",code=\"OK\"}"),
+        expect(
+            &text,
+            "sluice_grpc_requests_total{method=\"Produce\",code=\"OK\"}"
+        ),
         1.0
     );
     assert_eq!(

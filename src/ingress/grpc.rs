@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tonic_health::ServingStatus;
 
 use super::auth::{Authenticator, Need};
+use super::requests::REQUEST_ID;
 use crate::backends::embedded::{AckOutcome, Delivery};
 use crate::backends::ContentKind;
 use crate::error::ApiError;
@@ -140,10 +141,20 @@ impl Gateway for GatewayService {
         counted(
             "Produce",
             async {
+                let id = request_id(&request);
                 self.check(&request, Need::Produce(&request.get_ref().station))?;
-                let (station, message) = incoming(request.into_inner());
-                let accepted = self.pipeline.produce(&station, message).await?;
-                Ok(Response::new(accepted.into()))
+                let (station, mut message) = incoming(request.into_inner());
+                message.request_id = Some(id.clone());
+                match self.pipeline.produce(&station, message).await {
+                    Ok(accepted) => Ok(with_request_id(Response::new(accepted.into()), &id)),
+                    Err(error) => {
+                        let mut status = error.to_grpc_status();
+                        if let Ok(value) = id.parse() {
+                            status.metadata_mut().insert(REQUEST_ID, value);
+                        }
+                        Err(status)
+                    }
+                }
             }
             .await,
         )
@@ -160,6 +171,8 @@ impl Gateway for GatewayService {
             async {
                 // The caller must be known to open a stream; each message's station is checked on its own.
                 self.check(&request, Need::Read)?;
+                let id = request_id(&request);
+                let stream_id = id.clone();
                 let authorization = authorization(&request).map(str::to_owned);
                 let auth = self.auth.clone();
                 let chunk_size =
@@ -179,7 +192,8 @@ impl Gateway for GatewayService {
                                     requests.push(
                                         match auth.check(authorization.as_deref(), need) {
                                             Ok(()) => {
-                                                let (station, message) = incoming(request);
+                                                let (station, mut message) = incoming(request);
+                                                message.request_id = Some(stream_id.clone());
                                                 StreamItem::Produce { station, message }
                                             }
                                             Err(refusal) => StreamItem::Refused(refusal),
@@ -209,7 +223,10 @@ impl Gateway for GatewayService {
                         }
                     }
                 });
-                Ok(Response::new(ReceiverStream::new(receiver)))
+                Ok(with_request_id(
+                    Response::new(ReceiverStream::new(receiver)),
+                    &id,
+                ))
             }
             .await,
         )
@@ -313,6 +330,22 @@ impl Gateway for GatewayService {
     }
 }
 
+/// The client's `sluice-request-id`, or a new one.
+fn request_id<T>(request: &Request<T>) -> Arc<str> {
+    let sent = request
+        .metadata()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok());
+    super::requests::client_or_new_request_id(sent)
+}
+
+fn with_request_id<T>(mut response: Response<T>, id: &str) -> Response<T> {
+    if let Ok(value) = id.parse() {
+        response.metadata_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
 /// Counts a finished call (a stream when it opens) by method and status code.
 fn counted<T>(method: &'static str, result: Result<T, Status>) -> Result<T, Status> {
     let code = result
@@ -386,6 +419,7 @@ fn incoming(request: ProduceRequest) -> (String, Incoming) {
         schema_version,
         deliver_after_ms,
         idempotency_key: (!idempotency_key.is_empty()).then_some(idempotency_key),
+        request_id: None,
     };
     (station, message)
 }

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{MatchedPath, Query, Request, State};
+use axum::extract::{Query, Request, State};
+use axum::Extension;
 
 use super::extract::PathParams;
+use super::requests::{self, RequestId};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -72,29 +74,10 @@ pub fn router(pipeline: Arc<Pipeline>, auth: Arc<Authenticator>) -> Router {
         .layer(middleware::from_fn_with_state(guard, authorize))
         .layer(middleware::from_fn_with_state(
             pipeline.clone(),
-            within_deadline,
+            requests::within_deadline,
         ))
-        .layer(middleware::from_fn(counted))
+        .layer(middleware::from_fn(requests::traced))
         .with_state(pipeline)
-}
-
-/// Counts every request by route (the matched pattern, not the path), method and status.
-async fn counted(request: Request, next: Next) -> Response {
-    let started = std::time::Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
-    let method = request.method().clone();
-    let response = next.run(request).await;
-    crate::metrics::http_request(
-        &route,
-        method.as_str(),
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
 }
 
 /// Prometheus text: the recorded metrics, with the registry's state and the embedded dead-letter
@@ -125,23 +108,6 @@ async fn prometheus_metrics(State(pipeline): Shared) -> Response {
         crate::metrics::render(),
     )
         .into_response()
-}
-
-/// Answers 408 when a request is not received and answered within `limits.request_timeout`
-/// (a consume's long-poll gets its longest wait on top), so a slow or stalled client holds
-/// nothing for long.
-async fn within_deadline(State(pipeline): Shared, request: Request, next: Next) -> Response {
-    let limits = pipeline.limits();
-    let long_poll = request.method() == Method::GET && request.uri().path().ends_with("/messages");
-    let deadline = if long_poll {
-        limits.request_timeout + limits.max_consume_wait
-    } else {
-        limits.request_timeout
-    };
-    match tokio::time::timeout(deadline, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::RequestTimeout { limit: deadline }.into_response(),
-    }
 }
 
 /// What the auth check needs: the tokens, and whether a webhook secret vouches for syncs.
@@ -325,9 +291,11 @@ fn content_type(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 async fn produce(
     State(pipeline): Shared,
     PathParams(station): PathParams<String>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    requests::record_station(&station);
     let payload = read_body(body, pipeline.limits().max_message_bytes).await?;
     let message = Incoming {
         payload,
@@ -337,6 +305,7 @@ async fn produce(
         schema_version: schema_version_header(&headers)?,
         deliver_after_ms: deliver_after_header(&headers)?,
         idempotency_key: header_text(&headers, "idempotency-key")?.map(str::to_owned),
+        request_id: Some(request_id),
     };
     let accepted = pipeline.produce(&station, message).await?;
     Ok((StatusCode::CREATED, Json(accepted)).into_response())
@@ -345,9 +314,11 @@ async fn produce(
 async fn produce_batch(
     State(pipeline): Shared,
     PathParams(station): PathParams<String>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    requests::record_station(&station);
     let limits = pipeline.limits();
     let body = read_body(body, limits.max_batch_bytes).await?;
     let content_type = content_type(&headers)?;
@@ -366,6 +337,7 @@ async fn produce_batch(
     let deliver_after_ms = deliver_after_header(&headers)?;
     for message in &mut messages {
         message.deliver_after_ms = deliver_after_ms;
+        message.request_id = Some(request_id.clone());
     }
     let results = pipeline.produce_batch(&station, messages).await?;
     let accepted = results.iter().filter(|r| r.is_ok()).count();

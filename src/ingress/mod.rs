@@ -7,5 +7,6 @@ pub mod confluent;
 mod extract;
 pub mod grpc;
 pub mod http;
+mod requests;
 pub mod tls;
 pub mod webhook;
