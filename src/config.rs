@@ -24,6 +24,7 @@ pub struct Config {
     pub nats: NatsConfig,
     pub limits: Limits,
     pub auth: AuthConfig,
+    pub alerts: AlertsConfig,
     /// Stations declared in the config file, in addition to the registry's `stations.toml`.
     pub station: Vec<StationConfig>,
 }
@@ -246,6 +247,34 @@ pub enum StreamPolicy {
     Require,
 }
 
+/// Where and how often notifications go (`[alerts]`); what triggers them is per station
+/// (`alert` in a station binding) plus refused registry commits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// An incoming-webhook URL (Slack's, or anything taking `{"text": ...}`); none: no alerts.
+    pub webhook_url: Option<String>,
+    /// Notify when a registry commit is refused.
+    pub registry_refusals: bool,
+    /// At most one notification per station (and one for the registry) in this interval.
+    #[serde(with = "humantime_serde")]
+    pub min_interval: Duration,
+    /// How often rejection rates are checked.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            registry_refusals: true,
+            min_interval: Duration::from_secs(300),
+            check_interval: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Limits applied to every request. Each is a config key under `[limits]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -357,7 +386,9 @@ pub enum ConfigError {
 }
 
 /// Sections that `SLUICE_<SECTION>_<KEY>` variables may override.
-const ENV_SECTIONS: &[&str] = &["server", "registry", "storage", "kafka", "nats", "limits"];
+const ENV_SECTIONS: &[&str] = &[
+    "server", "registry", "storage", "kafka", "nats", "limits", "alerts",
+];
 
 impl Config {
     /// Reads `path` (a missing file is an error only when `required`), applies environment

@@ -6,6 +6,7 @@
 //! [`server`] assembles it, [`config`] describes it, [`error`] decides every status code;
 //! [`client`] is what the `sluice produce` and `sluice consume` commands talk to a gateway with.
 
+pub mod alerts;
 pub mod backends;
 pub mod client;
 pub mod config;

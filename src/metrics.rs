@@ -6,7 +6,9 @@
 //! What is cheaper to read than to track (dead-letter depth, registry state) is set from the
 //! source just before each scrape, by [`crate::ingress::http`].
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, Counter, Histogram};
@@ -117,6 +119,46 @@ pub fn run_upkeep() {
     }
 }
 
+/// What one station produced since the process started, readable (unlike the Prometheus
+/// counters) by the alert checker and listings. Shared by every snapshot's binding of the
+/// station, so a registry change does not reset it.
+#[derive(Debug, Default)]
+pub struct StationTotals {
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Totals of a station: accepted, rejected, errors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub errors: u64,
+}
+
+impl StationTotals {
+    pub fn read(&self) -> Totals {
+        Totals {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The totals of `station`, made on first use.
+fn totals_of(station: &str) -> Arc<StationTotals> {
+    static TOTALS: OnceLock<Mutex<HashMap<String, Arc<StationTotals>>>> = OnceLock::new();
+    TOTALS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("station totals lock")
+        .entry(station.to_owned())
+        .or_default()
+        .clone()
+}
+
 /// The counters of one station.
 #[derive(Clone)]
 pub struct StationMetrics {
@@ -124,6 +166,7 @@ pub struct StationMetrics {
     rejected: Counter,
     errors: Counter,
     dead_letters: Counter,
+    totals: Arc<StationTotals>,
 }
 
 impl std::fmt::Debug for StationMetrics {
@@ -140,7 +183,13 @@ impl StationMetrics {
             rejected: outcome("rejected"),
             errors: outcome("error"),
             dead_letters: counter!(DEAD_LETTERS, "station" => station.to_owned()),
+            totals: totals_of(station),
         }
+    }
+
+    /// What the station produced since the process started.
+    pub fn totals(&self) -> Totals {
+        self.totals.read()
     }
 
     /// Counts one produce call's outcomes: stored, refused by the schema, and failed otherwise.
@@ -149,6 +198,9 @@ impl StationMetrics {
         self.rejected.increment(rejected);
         self.errors.increment(errors);
         self.dead_letters.increment(dead_lettered);
+        self.totals.accepted.fetch_add(accepted, Ordering::Relaxed);
+        self.totals.rejected.fetch_add(rejected, Ordering::Relaxed);
+        self.totals.errors.fetch_add(errors, Ordering::Relaxed);
     }
 }
 

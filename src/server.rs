@@ -176,6 +176,10 @@ pub async fn serve(
             crate::metrics::run_upkeep();
         }
     }));
+    background.push(tokio::spawn(crate::alerts::run(
+        pipeline.registry().clone(),
+        config.alerts.clone(),
+    )));
     let retention = pipeline.clone();
     let every = config.storage.retention_check_interval;
     background.push(tokio::spawn(async move {

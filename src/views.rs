@@ -147,6 +147,10 @@ pub struct StationView {
     pub framing: crate::registry::stations::Framing,
     pub messages: LogStats,
     pub dead_letters: LogStats,
+    /// Messages produced since the gateway started: accepted, rejected by the schema, errors.
+    pub produced: crate::metrics::Totals,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert: Option<crate::registry::stations::RejectionAlert>,
 }
 
 impl StationView {
@@ -166,6 +170,8 @@ impl StationView {
             framing: station.framing,
             messages,
             dead_letters,
+            produced: station.metrics.totals(),
+            alert: station.alert,
         }
     }
 }

@@ -305,6 +305,15 @@ fn load_stations(
                 }
             },
         };
+        if let Some(alert) = &config.alert {
+            if !(alert.rejection_rate > 0.0 && alert.rejection_rate <= 1.0) {
+                problems.push(station_problem(format!(
+                    "alert.rejection_rate is {}, but must be a fraction above 0 and at most 1",
+                    alert.rejection_rate
+                )));
+                continue;
+            }
+        }
         if config.framing == Framing::Confluent {
             let framable = schema.as_ref().is_some_and(|s| {
                 matches!(
@@ -333,6 +342,7 @@ fn load_stations(
             normalize: config.normalize,
             accepted,
             metrics: crate::metrics::StationMetrics::new(&config.name),
+            alert: config.alert,
         };
         stations.insert(config.name, Arc::new(station));
     }

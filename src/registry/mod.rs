@@ -199,6 +199,8 @@ pub struct Station {
     accepted: (u32, u32),
     /// The station's message counters.
     pub metrics: crate::metrics::StationMetrics,
+    /// When to notify about the station's rejections.
+    pub alert: Option<stations::RejectionAlert>,
 }
 
 /// Why a producer's requested schema version cannot be used.

@@ -39,6 +39,30 @@ pub struct StationConfig {
     /// format's binary encoding), so consumers using Confluent deserializers read it unchanged.
     #[serde(default)]
     pub framing: Framing,
+    /// Notify `[alerts]`'s webhook when the station refuses too many of its messages.
+    #[serde(default)]
+    pub alert: Option<RejectionAlert>,
+}
+
+/// When a station's rejections are worth a notification: over `window`, at least `min_messages`
+/// produced and at least `rejection_rate` of them refused by the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectionAlert {
+    /// A fraction, `0.0 < rate <= 1.0`.
+    pub rejection_rate: f64,
+    #[serde(default = "default_alert_min_messages")]
+    pub min_messages: u64,
+    #[serde(default = "default_alert_window", with = "humantime_serde")]
+    pub window: Duration,
+}
+
+fn default_alert_min_messages() -> u64 {
+    20
+}
+
+fn default_alert_window() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// How a station's messages are stored.
