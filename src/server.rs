@@ -56,8 +56,14 @@ fn list(problems: &[LoadProblem]) -> String {
 /// Loads the registry and opens the store: everything but the listener and background tasks.
 /// Returns the syncer that keeps the registry current, for [`serve`] to start.
 pub fn build_pipeline(config: &Config) -> Result<(Arc<Pipeline>, Syncer), ServeError> {
-    let limit = crate::formats::avro::set_allocation_limit(config.limits.max_avro_allocation_bytes);
-    if limit != config.limits.max_avro_allocation_bytes {
+    // No valid datum has a string or bytes longer than the message itself, so a length prefix
+    // past `max_message_bytes` is refused before the decoder allocates for it.
+    let wanted = config
+        .limits
+        .max_avro_allocation_bytes
+        .min(config.limits.max_message_bytes);
+    let limit = crate::formats::avro::set_allocation_limit(wanted);
+    if limit != wanted {
         tracing::warn!(
             limit,
             "the Avro allocation limit was already set in this process"
