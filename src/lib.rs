@@ -18,4 +18,5 @@ pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod server;
+pub mod ui;
 pub mod views;

@@ -6,10 +6,10 @@
 //! What is cheaper to read than to track (dead-letter depth, registry state) is set from the
 //! source just before each scrape, by [`crate::ingress::http`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -119,14 +119,61 @@ pub fn run_upkeep() {
     }
 }
 
+/// How often [`sample_station_rates`] is meant to run: the resolution of station rate histories.
+pub const RATE_INTERVAL: Duration = Duration::from_secs(5);
+/// Readings kept per station: two minutes of history at [`RATE_INTERVAL`].
+const RATE_SAMPLES: usize = 25;
+/// The span the current rate of a station is averaged over.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
 /// What one station produced since the process started, readable (unlike the Prometheus
-/// counters) by the alert checker and listings. Shared by every snapshot's binding of the
-/// station, so a registry change does not reset it.
+/// counters) by the alert checker and listings, with periodic readings for its rates. Shared by
+/// every snapshot's binding of the station, so a registry change does not reset it. The hot path
+/// only adds to the atomics; the readings' lock is taken by the sampler and by listings.
 #[derive(Debug, Default)]
 pub struct StationTotals {
     accepted: AtomicU64,
     rejected: AtomicU64,
     errors: AtomicU64,
+    readings: Mutex<VecDeque<(Instant, Totals)>>,
+}
+
+/// Messages per second of one station: now (averaged over the last minute) and a history, one
+/// point per sampling interval, oldest first.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Rates {
+    pub interval_seconds: u64,
+    pub accepted_per_second: f64,
+    pub rejected_per_second: f64,
+    pub errors_per_second: f64,
+    pub history: Vec<RatePoint>,
+}
+
+/// Messages per second over one interval.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct RatePoint {
+    pub accepted: f64,
+    pub rejected: f64,
+    pub errors: f64,
+}
+
+impl RatePoint {
+    fn between(earlier: (Instant, Totals), later: (Instant, Totals)) -> Self {
+        let seconds = later.0.saturating_duration_since(earlier.0).as_secs_f64();
+        let per_second = |a: u64, b: u64| {
+            if seconds > 0.0 {
+                b.saturating_sub(a) as f64 / seconds
+            } else {
+                0.0
+            }
+        };
+        let (a, b) = (earlier.1, later.1);
+        Self {
+            accepted: per_second(a.accepted, b.accepted),
+            rejected: per_second(a.rejected, b.rejected),
+            errors: per_second(a.errors, b.errors),
+        }
+    }
 }
 
 /// Totals of a station: accepted, rejected, errors.
@@ -145,17 +192,77 @@ impl StationTotals {
             errors: self.errors.load(Ordering::Relaxed),
         }
     }
+
+    /// Records a reading taken at `now`, dropping the oldest beyond two minutes' worth.
+    fn sample(&self, now: Instant) {
+        let totals = self.read();
+        let mut readings = self.readings.lock().expect("station readings lock");
+        readings.push_back((now, totals));
+        while readings.len() > RATE_SAMPLES {
+            readings.pop_front();
+        }
+    }
+
+    /// The station's rates as of `now`: the current one from the oldest reading within the last
+    /// minute to the live totals, the history from successive readings.
+    pub fn rates(&self, now: Instant) -> Rates {
+        let readings = self.readings.lock().expect("station readings lock");
+        let history = readings
+            .iter()
+            .zip(readings.iter().skip(1))
+            .map(|(earlier, later)| RatePoint::between(*earlier, *later))
+            .collect();
+        let current = readings
+            .iter()
+            .find(|(at, _)| now.saturating_duration_since(*at) <= RATE_WINDOW)
+            .map(|earlier| RatePoint::between(*earlier, (now, self.read())))
+            .unwrap_or(RatePoint {
+                accepted: 0.0,
+                rejected: 0.0,
+                errors: 0.0,
+            });
+        Rates {
+            interval_seconds: RATE_INTERVAL.as_secs(),
+            accepted_per_second: current.accepted,
+            rejected_per_second: current.rejected,
+            errors_per_second: current.errors,
+            history,
+        }
+    }
+}
+
+/// Every station's totals, by name.
+fn all_totals() -> &'static Mutex<HashMap<String, Arc<StationTotals>>> {
+    static TOTALS: OnceLock<Mutex<HashMap<String, Arc<StationTotals>>>> = OnceLock::new();
+    TOTALS.get_or_init(Default::default)
+}
+
+/// Takes a reading of every station's totals; run every [`RATE_INTERVAL`].
+pub fn sample_station_rates() {
+    let now = Instant::now();
+    let stations: Vec<Arc<StationTotals>> = all_totals()
+        .lock()
+        .expect("station totals lock")
+        .values()
+        .cloned()
+        .collect();
+    for totals in stations {
+        totals.sample(now);
+    }
 }
 
 /// The totals of `station`, made on first use.
 fn totals_of(station: &str) -> Arc<StationTotals> {
-    static TOTALS: OnceLock<Mutex<HashMap<String, Arc<StationTotals>>>> = OnceLock::new();
-    TOTALS
-        .get_or_init(Default::default)
+    all_totals()
         .lock()
         .expect("station totals lock")
         .entry(station.to_owned())
-        .or_default()
+        .or_insert_with(|| {
+            // A first reading of zeros, so the rate is known before the sampler's next round.
+            let totals = StationTotals::default();
+            totals.sample(Instant::now());
+            Arc::new(totals)
+        })
         .clone()
 }
 
@@ -190,6 +297,11 @@ impl StationMetrics {
     /// What the station produced since the process started.
     pub fn totals(&self) -> Totals {
         self.totals.read()
+    }
+
+    /// The station's messages per second, now and over the last two minutes.
+    pub fn rates(&self) -> Rates {
+        self.totals.rates(Instant::now())
     }
 
     /// Counts one produce call's outcomes: stored, refused by the schema, and failed otherwise.
@@ -307,4 +419,55 @@ pub fn refresh_registry(ready: bool, schemas: usize, served_total: u64, refused_
 /// Sets one embedded station's dead-letter depth, just before a scrape.
 pub fn refresh_dlq_depth(station: &str, depth: u64) {
     metrics::gauge!(DLQ_DEPTH, "station" => station.to_owned()).set(depth as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(totals: &StationTotals, accepted: u64, rejected: u64) {
+        totals.accepted.fetch_add(accepted, Ordering::Relaxed);
+        totals.rejected.fetch_add(rejected, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn rates_come_from_successive_readings_and_the_live_totals() {
+        let totals = StationTotals::default();
+        let start = Instant::now();
+        assert_eq!(totals.rates(start).history, []);
+        assert_eq!(totals.rates(start).accepted_per_second, 0.0);
+
+        totals.sample(start);
+        add(&totals, 50, 5);
+        totals.sample(start + RATE_INTERVAL);
+        add(&totals, 100, 0);
+        totals.sample(start + RATE_INTERVAL * 2);
+        add(&totals, 20, 10);
+
+        let rates = totals.rates(start + RATE_INTERVAL * 3);
+        let history: Vec<(f64, f64)> = rates
+            .history
+            .iter()
+            .map(|p| (p.accepted, p.rejected))
+            .collect();
+        assert_eq!(history, [(10.0, 1.0), (20.0, 0.0)]);
+        // Over the 15 s since the first reading: 170 accepted, 15 rejected.
+        assert!((rates.accepted_per_second - 170.0 / 15.0).abs() < 1e-9);
+        assert!((rates.rejected_per_second - 1.0).abs() < 1e-9);
+        assert_eq!(rates.interval_seconds, 5);
+    }
+
+    #[test]
+    fn readings_older_than_the_window_leave_the_current_rate_and_the_history_is_bounded() {
+        let totals = StationTotals::default();
+        let start = Instant::now();
+        for i in 0..40u32 {
+            totals.sample(start + RATE_INTERVAL * i);
+            add(&totals, if i < 20 { 1000 } else { 0 }, 0);
+        }
+        // The last 100 s carried no traffic; the first 100 s carried a lot.
+        let rates = totals.rates(start + RATE_INTERVAL * 40);
+        assert_eq!(rates.history.len(), RATE_SAMPLES - 1);
+        assert_eq!(rates.accepted_per_second, 0.0);
+    }
 }

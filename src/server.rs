@@ -176,10 +176,11 @@ pub async fn serve(
         preparing.backends().prepare(stations).await;
     }));
     background.push(tokio::spawn(async {
-        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(5));
+        let mut ticks = tokio::time::interval(crate::metrics::RATE_INTERVAL);
         loop {
             ticks.tick().await;
             crate::metrics::run_upkeep();
+            crate::metrics::sample_station_rates();
         }
     }));
     background.push(tokio::spawn(crate::alerts::run(

@@ -149,6 +149,8 @@ pub struct StationView {
     pub dead_letters: LogStats,
     /// Messages produced since the gateway started: accepted, rejected by the schema, errors.
     pub produced: crate::metrics::Totals,
+    /// Messages per second: now (over the last minute) and the last two minutes' history.
+    pub rates: crate::metrics::Rates,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alert: Option<crate::registry::stations::RejectionAlert>,
 }
@@ -171,6 +173,7 @@ impl StationView {
             messages,
             dead_letters,
             produced: station.metrics.totals(),
+            rates: station.metrics.rates(),
             alert: station.alert,
         }
     }

@@ -67,6 +67,21 @@ async fn metrics_count_messages_latencies_dead_letters_registry_and_requests() {
         .await
         .unwrap_err();
 
+    let (_, listing) = gw.get("/v1/stations/metered").await;
+    assert_eq!(
+        listing["produced"],
+        json!({"accepted": 4, "rejected": 2, "errors": 0})
+    );
+    assert_eq!(listing["rates"]["interval_seconds"], 5);
+    assert!(
+        listing["rates"]["accepted_per_second"].as_f64().unwrap() > 0.0,
+        "{listing}"
+    );
+    assert!(
+        listing["rates"]["rejected_per_second"].as_f64().unwrap() > 0.0,
+        "{listing}"
+    );
+
     // A refused commit.
     repo.write("schemas/metered/v1.json", r#"{"type": "string"}"#);
     repo.commit("edit a published version");

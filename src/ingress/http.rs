@@ -44,7 +44,8 @@ pub fn router(pipeline: Arc<Pipeline>, auth: Arc<Authenticator>) -> Router {
         pipeline: pipeline.clone(),
     };
     Router::new()
-        .route("/", get(index))
+        .route("/", get(dashboard))
+        .route("/v1", get(index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus_metrics))
@@ -158,7 +159,7 @@ impl RouteNeed {
 /// token); everything else — schema and registry reads, the Confluent API — needs a known token.
 fn need_of(request: &Request, pipeline: &Pipeline) -> Option<RouteNeed> {
     let path = request.uri().path();
-    if matches!(path, "/" | "/healthz" | "/readyz") {
+    if matches!(path, "/" | "/v1" | "/healthz" | "/readyz") {
         return None;
     }
     if path == "/v1/registry/sync" {
@@ -187,6 +188,17 @@ fn need_of(request: &Request, pipeline: &Pipeline) -> Option<RouteNeed> {
         (&Method::GET, "messages") | (&Method::POST, "ack" | "nack") => RouteNeed::Consume(station),
         _ => RouteNeed::Admin,
     })
+}
+
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        crate::ui::INDEX_HTML,
+    )
+        .into_response()
 }
 
 async fn index() -> Json<serde_json::Value> {

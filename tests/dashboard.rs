@@ -1,0 +1,190 @@
+//! The dashboard at `/`, driven in headless Chromium by `tests/dashboard/drive.mjs`
+//! (playwright-core): it loads from the binary with nothing fetched from elsewhere, the station
+//! row shows the counts, a schema its versions, ids, files and a diff, the registry tab its
+//! serving commit, a dead letter opens with its reason and the failing path highlighted, and
+//! Replay forwards it once a new schema version accepts it. Screenshots are saved in
+//! `$CARGO_TARGET_DIR/dashboard-screenshots/` (or `target/`).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{project_file, valid_order, Gateway, GitRepo, ORDER_SCHEMA};
+use serde_json::{json, Value};
+
+/// `ORDER_SCHEMA` with quantities of 0 allowed: a backward-compatible v2.
+fn relaxed_schema() -> String {
+    ORDER_SCHEMA.replace("\"minimum\": 1", "\"minimum\": 0")
+}
+
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_file("target"));
+    let dir = target.join("dashboard-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_counts_opens_a_dead_letter_and_replays_it() {
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "Debian's chromium is needed (scripts/test installs it)"
+    );
+    let driver = project_file("tests/dashboard");
+    assert!(
+        driver.join("node_modules/playwright-core").exists(),
+        "playwright-core is needed: npm ci in tests/dashboard (scripts/test does it)"
+    );
+    let repo = GitRepo::new(&[
+        ("schemas/orders/v1.json", ORDER_SCHEMA),
+        (
+            "stations.toml",
+            "[[station]]\nname = \"shop-orders\"\nschema = \"orders\"\n",
+        ),
+    ]);
+    assert!(relaxed_schema() != ORDER_SCHEMA);
+    let gw = Gateway::start(&repo, "").await;
+    let (page_status, page) = {
+        let answer = gw.client.get(gw.url("/")).send().await.unwrap();
+        (answer.status(), answer.text().await.unwrap())
+    };
+    assert_eq!(page_status, 200);
+    assert!(page.contains("<title>Sluice</title>"));
+
+    for id in ["d-1", "d-2", "d-3"] {
+        assert_eq!(gw.produce("shop-orders", &valid_order(id)).await.0, 201);
+    }
+    let zero = json!({"order_id": "d-0", "items": [{"qty": 0}]});
+    assert_eq!(gw.produce("shop-orders", &zero).await.0, 422);
+    // A new version that accepts it, so that Replay can forward it.
+    repo.write("schemas/orders/v2.json", &relaxed_schema());
+    repo.commit("orders v2: a quantity of 0 is allowed");
+    assert_eq!(gw.post_json("/v1/registry/sync", &json!({})).await.0, 200);
+
+    let base = gw.base.clone();
+    let shots = screenshot_dir();
+    let output = tokio::task::spawn_blocking({
+        let shots = shots.clone();
+        move || {
+            Command::new("node")
+                .arg("drive.mjs")
+                .arg(&base)
+                .arg("shop-orders")
+                .arg("orders")
+                .arg(&shots)
+                .current_dir(driver)
+                .output()
+                .expect("node runs")
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let seen: Value = serde_json::from_str(stdout.trim()).expect("drive.mjs prints what it saw");
+
+    let row: Vec<&str> = seen["station_row"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().trim())
+        .collect();
+    assert_eq!(row[0], "shop-orders", "{seen}");
+    assert_eq!(row[1], "orders", "{seen}");
+    assert_eq!(
+        &row[4..=8],
+        ["3", "1", "0", "3", "1"],
+        "accepted, rejected, errors, stored, DLQ: {seen}"
+    );
+    let summary = seen["schema_summary"].as_str().unwrap();
+    assert!(summary.contains("json_schema"), "{seen}");
+    assert!(summary.contains("compatibility backward"), "{seen}");
+    assert!(summary.contains("newest v2"), "{seen}");
+    let ids = gw.get("/v1/schemas/orders").await.1["ids"].clone();
+    let versions: Vec<String> = seen["schema_versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_str()
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            format!("v1 {} schemas/orders/v1.json", ids[0]),
+            format!("v2 {} schemas/orders/v2.json", ids[1])
+        ],
+        "{seen}"
+    );
+    assert_eq!(
+        seen["schema_diff_removed"].as_array().unwrap().len(),
+        1,
+        "{seen}"
+    );
+    assert!(
+        seen["schema_diff_removed"][0]
+            .as_str()
+            .unwrap()
+            .contains("\"minimum\": 1"),
+        "{seen}"
+    );
+    assert!(
+        seen["schema_diff_added"][0]
+            .as_str()
+            .unwrap()
+            .contains("\"minimum\": 0"),
+        "{seen}"
+    );
+    let serving = gw.get("/v1/registry/status").await.1["serving_commit"].clone();
+    assert!(
+        seen["registry"]
+            .as_str()
+            .unwrap()
+            .contains(serving.as_str().unwrap()),
+        "{seen}"
+    );
+
+    let reasons = seen["reasons"].as_str().unwrap();
+    assert!(reasons.contains("/items/0/qty"), "{seen}");
+    assert!(reasons.contains("minimum"), "{seen}");
+    let highlighted = seen["highlighted"].as_array().unwrap();
+    assert_eq!(highlighted.len(), 1, "{seen}");
+    assert!(
+        highlighted[0].as_str().unwrap().contains("\"qty\": 0"),
+        "{seen}"
+    );
+    let replay = seen["replay"].as_str().unwrap();
+    assert!(
+        replay.contains("Forwarded to shop-orders at offset 3"),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["offsite_requests"],
+        json!([]),
+        "the page fetches nothing from elsewhere"
+    );
+
+    // What the button did: the fourth message is on the station, judged by v2.
+    let stored = gw.consume("shop-orders", "check", 10).await;
+    assert_eq!(stored.len(), 4);
+    assert_eq!(stored[3]["value"]["order_id"], "d-0");
+    assert_eq!(stored[3]["schema_version"], 2);
+    for shot in [
+        "stations.png",
+        "schema.png",
+        "dead-letter.png",
+        "replayed.png",
+    ] {
+        assert!(shots.join(shot).metadata().unwrap().len() > 1000, "{shot}");
+    }
+    println!("screenshots in {}", shots.display());
+}
