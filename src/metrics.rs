@@ -385,7 +385,7 @@ pub fn grpc_request(method: &'static str, code: tonic::Code) {
     counter!(GRPC_REQUESTS, "method" => method, "code" => grpc_code_name(code)).increment(1);
 }
 
-fn grpc_code_name(code: tonic::Code) -> &'static str {
+pub fn grpc_code_name(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
     match code {
         Ok => "OK",

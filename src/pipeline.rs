@@ -269,6 +269,7 @@ impl Pipeline {
         station
             .metrics
             .produced(accepted, rejected, errors, dead_lettered);
+        record_in_span(schema_name.as_deref(), &results, accepted, rejected);
         // Retries of messages another request is storing: their answers, once this batch's own
         // keys are settled (so two batches waiting on each other's keys both finish).
         for (index, mut first_try) in waiting {
@@ -643,6 +644,34 @@ enum Slot {
     Refused(ApiError),
     /// A retry of a message with the same `Idempotency-Key`: the first try's answer.
     Retry(Retry),
+}
+
+/// Names the schema, the version that judged and the outcome (`accepted`, `rejected`, `error`, or
+/// `mixed` for a batch) in the current request's span, when it has those fields.
+fn record_in_span(schema: Option<&str>, results: &[Answer], accepted: u64, rejected: u64) {
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    if let Some(schema) = schema {
+        span.record("schema", schema);
+    }
+    let version = results.iter().find_map(|result| match result {
+        Ok(accepted) => accepted.schema_version,
+        Err(ApiError::SchemaViolation(report)) => Some(report.version),
+        Err(_) => None,
+    });
+    if let Some(version) = version {
+        span.record("version", version);
+    }
+    let total = results.len() as u64;
+    let outcome = match (accepted, rejected) {
+        (a, _) if a == total => "accepted",
+        (_, r) if r == total => "rejected",
+        (0, 0) => "error",
+        _ => "mixed",
+    };
+    span.record("outcome", outcome);
 }
 
 fn shared_schema_name(station: &Station) -> Option<Arc<str>> {

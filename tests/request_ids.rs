@@ -140,12 +140,12 @@ fn json_logs_carry_the_request_span() {
     let config = data.path().join("empty.toml");
     std::fs::write(&config, "").unwrap();
     let log_file = data.path().join("sluice.log");
-    let port = free_port();
+    let (port, grpc_port) = (free_port(), free_port());
     let mut child = Command::new(sluice_binary())
         .args(["--log-format", "json", "serve", "--config"])
         .arg(&config)
         .env("SLUICE_SERVER_HTTP", format!("127.0.0.1:{port}"))
-        .env("SLUICE_SERVER_GRPC", format!("127.0.0.1:{}", free_port()))
+        .env("SLUICE_SERVER_GRPC", format!("127.0.0.1:{grpc_port}"))
         .env("SLUICE_REGISTRY_SOURCE", repo.path())
         .env("SLUICE_STORAGE_DIR", data.path().join("store"))
         .env("RUST_LOG", "info,sluice=debug")
@@ -168,15 +168,32 @@ fn json_logs_carry_the_request_span() {
             (sent.status() == 422).then_some(())
         })
         .await;
+        let mut grpc = GatewayClient::connect(format!("http://127.0.0.1:{grpc_port}"))
+            .await
+            .unwrap();
+        let mut request = tonic::Request::new(ProduceRequest {
+            station: "orders".into(),
+            payload: Bytes::from(valid_order("y").to_string()),
+            content_type: "application/json".into(),
+            ..ProduceRequest::default()
+        });
+        request
+            .metadata_mut()
+            .insert("sluice-request-id", "logged-2".parse().unwrap());
+        grpc.produce(request).await.unwrap();
     });
-    let line = runtime.block_on(eventually(Duration::from_secs(10), || async {
-        let text = std::fs::read_to_string(&log_file).ok()?;
-        text.lines()
-            .map(|line| {
-                serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"))
-            })
-            .find(|entry| entry["span"]["request_id"] == "logged-1")
-    }));
+    let logged = |id: &'static str| {
+        runtime.block_on(eventually(Duration::from_secs(10), || async {
+            let text = std::fs::read_to_string(&log_file).ok()?;
+            text.lines()
+                .map(|line| {
+                    serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+                })
+                .find(|entry| entry["span"]["request_id"] == id)
+        }))
+    };
+    let line = logged("logged-1");
+    let grpc_line = logged("logged-2");
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(line["span"]["station"], "orders", "{line}");
@@ -185,5 +202,18 @@ fn json_logs_carry_the_request_span() {
         "{line}"
     );
     assert_eq!(line["span"]["status"], 422, "{line}");
+    assert_eq!(line["span"]["schema"], "orders", "{line}");
+    assert_eq!(line["span"]["version"], 1, "{line}");
+    assert_eq!(line["span"]["outcome"], "rejected", "{line}");
     assert_eq!(line["level"], "DEBUG", "{line}");
+
+    assert_eq!(grpc_line["span"]["method"], "gRPC", "{grpc_line}");
+    assert_eq!(
+        grpc_line["span"]["route"], "/sluice.v1.Gateway/Produce",
+        "{grpc_line}"
+    );
+    assert_eq!(grpc_line["span"]["station"], "orders", "{grpc_line}");
+    assert_eq!(grpc_line["span"]["outcome"], "accepted", "{grpc_line}");
+    assert_eq!(grpc_line["span"]["version"], 1, "{grpc_line}");
+    assert_eq!(grpc_line["span"]["status"], "OK", "{grpc_line}");
 }

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_health::ServingStatus;
+use tracing::Instrument as _;
 
 use super::auth::{Authenticator, Need};
 use super::requests::REQUEST_ID;
@@ -138,26 +139,24 @@ impl Gateway for GatewayService {
         &self,
         request: Request<ProduceRequest>,
     ) -> Result<Response<ProduceResponse>, Status> {
-        counted(
-            "Produce",
-            async {
-                let id = request_id(&request);
-                self.check(&request, Need::Produce(&request.get_ref().station))?;
-                let (station, mut message) = incoming(request.into_inner());
-                message.request_id = Some(id.clone());
-                match self.pipeline.produce(&station, message).await {
-                    Ok(accepted) => Ok(with_request_id(Response::new(accepted.into()), &id)),
-                    Err(error) => {
-                        let mut status = error.to_grpc_status();
-                        if let Ok(value) = id.parse() {
-                            status.metadata_mut().insert(REQUEST_ID, value);
-                        }
-                        Err(status)
+        let id = request_id(&request);
+        traced("Produce", &id, async {
+            super::requests::record_station(&request.get_ref().station);
+            self.check(&request, Need::Produce(&request.get_ref().station))?;
+            let (station, mut message) = incoming(request.into_inner());
+            message.request_id = Some(id.clone());
+            match self.pipeline.produce(&station, message).await {
+                Ok(accepted) => Ok(with_request_id(Response::new(accepted.into()), &id)),
+                Err(error) => {
+                    let mut status = error.to_grpc_status();
+                    if let Ok(value) = id.parse() {
+                        status.metadata_mut().insert(REQUEST_ID, value);
                     }
+                    Err(status)
                 }
             }
-            .await,
-        )
+        })
+        .await
     }
 
     type ProduceStreamStream = ReceiverStream<Result<ProduceResult, Status>>;
@@ -166,21 +165,20 @@ impl Gateway for GatewayService {
         &self,
         request: Request<Streaming<ProduceRequest>>,
     ) -> Result<Response<Self::ProduceStreamStream>, Status> {
-        counted(
-            "ProduceStream",
-            async {
-                // The caller must be known to open a stream; each message's station is checked on its own.
-                self.check(&request, Need::Read)?;
-                let id = request_id(&request);
-                let stream_id = id.clone();
-                let authorization = authorization(&request).map(str::to_owned);
-                let auth = self.auth.clone();
-                let chunk_size =
-                    MAX_STREAM_CHUNK.min(self.pipeline.limits().max_batch_messages.max(1));
-                let mut inbound = request.into_inner().ready_chunks(chunk_size);
-                let (results, receiver) = mpsc::channel(chunk_size);
-                let pipeline = self.pipeline.clone();
-                tokio::spawn(async move {
+        let id = request_id(&request);
+        traced("ProduceStream", &id, async {
+            // The caller must be known to open a stream; each message's station is checked on its own.
+            self.check(&request, Need::Read)?;
+            let stream_id = id.clone();
+            let authorization = authorization(&request).map(str::to_owned);
+            let auth = self.auth.clone();
+            let chunk_size = MAX_STREAM_CHUNK.min(self.pipeline.limits().max_batch_messages.max(1));
+            let mut inbound = request.into_inner().ready_chunks(chunk_size);
+            let (results, receiver) = mpsc::channel(chunk_size);
+            let pipeline = self.pipeline.clone();
+            let span = tracing::Span::current();
+            tokio::spawn(
+                async move {
                     let mut index = 0u64;
                     while let Some(chunk) = inbound.next().await {
                         let mut requests = Vec::with_capacity(chunk.len());
@@ -222,14 +220,15 @@ impl Gateway for GatewayService {
                             return;
                         }
                     }
-                });
-                Ok(with_request_id(
-                    Response::new(ReceiverStream::new(receiver)),
-                    &id,
-                ))
-            }
-            .await,
-        )
+                }
+                .instrument(span),
+            );
+            Ok(with_request_id(
+                Response::new(ReceiverStream::new(receiver)),
+                &id,
+            ))
+        })
+        .await
     }
 
     type ConsumeStream = ReceiverStream<Result<ConsumedMessage, Status>>;
@@ -238,95 +237,92 @@ impl Gateway for GatewayService {
         &self,
         request: Request<ConsumeRequest>,
     ) -> Result<Response<Self::ConsumeStream>, Status> {
-        counted(
-            "Consume",
-            async {
-                self.check(&request, Need::Consume(&request.get_ref().station))?;
-                let ConsumeRequest {
-                    station,
-                    group,
-                    max_messages,
-                } = request.into_inner();
-                let limit = match max_messages {
-                    0 => u64::MAX,
-                    n => u64::from(n),
-                };
-                let wanted = move |sent: u64| (limit - sent).min(CONSUME_BATCH as u64) as usize;
-                // The first poll does not wait, so an unknown station or a bad group ends the call itself.
-                let mut deliveries = self
-                    .pipeline
-                    .consume(&station, &group, wanted(0), Duration::ZERO)
-                    .await?;
-                let (messages, receiver) = mpsc::channel(CONSUME_BATCH);
-                let pipeline = self.pipeline.clone();
-                tokio::spawn(async move {
-                    let mut sent = 0u64;
-                    loop {
-                        for delivery in deliveries {
-                            if messages.send(Ok(delivery.into())).await.is_err() {
-                                return; // the client went away; unacked leases expire and come back
-                            }
-                            sent += 1;
+        let id = request_id(&request);
+        traced("Consume", &id, async {
+            super::requests::record_station(&request.get_ref().station);
+            self.check(&request, Need::Consume(&request.get_ref().station))?;
+            let ConsumeRequest {
+                station,
+                group,
+                max_messages,
+            } = request.into_inner();
+            let limit = match max_messages {
+                0 => u64::MAX,
+                n => u64::from(n),
+            };
+            let wanted = move |sent: u64| (limit - sent).min(CONSUME_BATCH as u64) as usize;
+            // The first poll does not wait, so an unknown station or a bad group ends the call itself.
+            let mut deliveries = self
+                .pipeline
+                .consume(&station, &group, wanted(0), Duration::ZERO)
+                .await?;
+            let (messages, receiver) = mpsc::channel(CONSUME_BATCH);
+            let pipeline = self.pipeline.clone();
+            tokio::spawn(async move {
+                let mut sent = 0u64;
+                loop {
+                    for delivery in deliveries {
+                        if messages.send(Ok(delivery.into())).await.is_err() {
+                            return; // the client went away; unacked leases expire and come back
                         }
-                        if sent >= limit {
-                            return;
-                        }
-                        let poll = pipeline.consume(&station, &group, wanted(sent), CONSUME_POLL);
-                        deliveries = tokio::select! {
-                            _ = messages.closed() => return,
-                            polled = poll => match polled {
-                                Ok(deliveries) => deliveries,
-                                Err(error) => {
-                                    let _ = messages.send(Err(error.into())).await;
-                                    return;
-                                }
-                            },
-                        };
+                        sent += 1;
                     }
-                });
-                Ok(Response::new(ReceiverStream::new(receiver)))
-            }
-            .await,
-        )
+                    if sent >= limit {
+                        return;
+                    }
+                    let poll = pipeline.consume(&station, &group, wanted(sent), CONSUME_POLL);
+                    deliveries = tokio::select! {
+                        _ = messages.closed() => return,
+                        polled = poll => match polled {
+                            Ok(deliveries) => deliveries,
+                            Err(error) => {
+                                let _ = messages.send(Err(error.into())).await;
+                                return;
+                            }
+                        },
+                    };
+                }
+            });
+            Ok(Response::new(ReceiverStream::new(receiver)))
+        })
+        .await
     }
 
     async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
-        counted(
-            "Ack",
-            async {
-                self.check(&request, Need::Consume(&request.get_ref().station))?;
-                let AckRequest {
-                    station,
-                    group,
-                    offsets,
-                } = request.into_inner();
-                let outcome = self.pipeline.ack(&station, &group, &offsets).await?;
-                Ok(Response::new(outcome.into()))
-            }
-            .await,
-        )
+        let id = request_id(&request);
+        traced("Ack", &id, async {
+            super::requests::record_station(&request.get_ref().station);
+            self.check(&request, Need::Consume(&request.get_ref().station))?;
+            let AckRequest {
+                station,
+                group,
+                offsets,
+            } = request.into_inner();
+            let outcome = self.pipeline.ack(&station, &group, &offsets).await?;
+            Ok(Response::new(outcome.into()))
+        })
+        .await
     }
 
     async fn nack(&self, request: Request<NackRequest>) -> Result<Response<AckResponse>, Status> {
-        counted(
-            "Nack",
-            async {
-                self.check(&request, Need::Consume(&request.get_ref().station))?;
-                let NackRequest {
-                    station,
-                    group,
-                    offsets,
-                    delay_ms,
-                } = request.into_inner();
-                let delay = Duration::from_millis(delay_ms);
-                let outcome = self
-                    .pipeline
-                    .nack(&station, &group, &offsets, delay)
-                    .await?;
-                Ok(Response::new(outcome.into()))
-            }
-            .await,
-        )
+        let id = request_id(&request);
+        traced("Nack", &id, async {
+            super::requests::record_station(&request.get_ref().station);
+            self.check(&request, Need::Consume(&request.get_ref().station))?;
+            let NackRequest {
+                station,
+                group,
+                offsets,
+                delay_ms,
+            } = request.into_inner();
+            let delay = Duration::from_millis(delay_ms);
+            let outcome = self
+                .pipeline
+                .nack(&station, &group, &offsets, delay)
+                .await?;
+            Ok(Response::new(outcome.into()))
+        })
+        .await
     }
 }
 
@@ -346,12 +342,23 @@ fn with_request_id<T>(mut response: Response<T>, id: &str) -> Response<T> {
     response
 }
 
-/// Counts a finished call (a stream when it opens) by method and status code.
-fn counted<T>(method: &'static str, result: Result<T, Status>) -> Result<T, Status> {
+/// Runs one call in its request span (id, method, station, and for produce calls schema, version
+/// and outcome), then records its status code there and counts it by method and code (a stream
+/// when it opens).
+async fn traced<T>(
+    method: &'static str,
+    id: &str,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let started = std::time::Instant::now();
+    let span = super::requests::request_span(id, "gRPC", &format!("/sluice.v1.Gateway/{method}"));
+    let result = call.instrument(span.clone()).await;
     let code = result
         .as_ref()
         .map_or_else(Status::code, |_| tonic::Code::Ok);
+    span.record("status", crate::metrics::grpc_code_name(code));
     crate::metrics::grpc_request(method, code);
+    tracing::debug!(parent: &span, took_us = started.elapsed().as_micros() as u64, "answered");
     result
 }
 
@@ -385,7 +392,14 @@ async fn produce_in_runs(
             run.push(message);
         }
         let count = run.len();
-        match pipeline.produce_batch(&station, run).await {
+        let span = tracing::info_span!(
+            "run",
+            station = %station,
+            schema = tracing::field::Empty,
+            version = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        match pipeline.produce_batch(&station, run).instrument(span).await {
             Ok(results) => outcomes.extend(results.into_iter().map(|result| match result {
                 Ok(accepted) => Outcome::Accepted(accepted.into()),
                 Err(error) => Outcome::Rejected(rejection(&error)),

@@ -35,6 +35,23 @@ pub fn record_station(station: &str) {
     tracing::Span::current().record("station", station);
 }
 
+/// The span of one HTTP request or gRPC call. The pipeline fills in `schema`, `version` and
+/// `outcome` for produce calls; the front end `station` and `status` (the HTTP status or the gRPC
+/// code).
+pub fn request_span(id: &str, method: &str, route: &str) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        route = %route,
+        station = tracing::field::Empty,
+        schema = tracing::field::Empty,
+        version = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        status = tracing::field::Empty,
+    )
+}
+
 /// Gives the request its id and span, runs it, echoes the id and counts the request by route
 /// (the matched pattern, not the path), method and status.
 pub async fn traced(mut request: Request, next: Next) -> Response {
@@ -51,14 +68,7 @@ pub async fn traced(mut request: Request, next: Next) -> Response {
         .to_owned();
     let method = request.method().clone();
     request.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %method,
-        route = %route,
-        station = tracing::field::Empty,
-        status = tracing::field::Empty,
-    );
+    let span = request_span(&id, method.as_str(), &route);
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     span.record("status", status);
