@@ -426,6 +426,10 @@ pub struct Process {
     pub child: Child,
     pub addr: SocketAddr,
     pub grpc_addr: SocketAddr,
+    /// Where the process's log goes (appended to by every start on the same data dir).
+    pub log: PathBuf,
+    /// Where this start's lines begin in the log.
+    log_from: usize,
 }
 
 impl Process {
@@ -434,12 +438,32 @@ impl Process {
         Self::serve_with_env(repo, data, &[])
     }
 
-    /// [`Process::serve`] with extra environment variables.
+    /// [`Process::serve`] with extra environment variables. A port taken by another test between
+    /// picking it and binding it is picked again.
     pub fn serve_with_env(repo: &Path, data: &Path, env: &[(&str, &str)]) -> Self {
+        for _ in 0..3 {
+            let mut process = Self::spawn(repo, data, env);
+            match process.wait_listening() {
+                Ok(()) => return process,
+                Err(log) if log.contains("cannot listen on") => continue,
+                Err(log) => panic!("{log}"),
+            }
+        }
+        panic!("no free ports for sluice after three tries");
+    }
+
+    fn spawn(repo: &Path, data: &Path, env: &[(&str, &str)]) -> Self {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let grpc_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = data.join("empty.toml");
         std::fs::write(&config, "").unwrap();
+        let log = data.join("sluice.log");
+        let log_from = std::fs::metadata(&log).map_or(0, |m| m.len()) as usize;
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = Command::new(sluice_binary())
             .arg("serve")
             .arg("--config")
@@ -450,27 +474,49 @@ impl Process {
             .env("SLUICE_STORAGE_DIR", data.join("store"))
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_file)
             .spawn()
             .unwrap();
-        let process = Self {
+        Self {
             child,
             addr,
             grpc_addr,
-        };
-        process.wait_healthy();
-        process
+            log,
+            log_from,
+        }
     }
 
-    fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+    /// Waits until the HTTP port accepts connections. If the process exits first, or takes longer
+    /// than a minute (a loaded machine can be slow to start a debug build), the error is what
+    /// happened with the log of this start.
+    fn wait_listening(&mut self) -> Result<(), String> {
+        let from = self.log_from;
+        let this_start = |log: &Path| {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            text.get(from.min(text.len())..)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(self.addr).is_ok() {
-                return;
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Err(format!(
+                    "sluice exited ({status}) before listening on {}:\n{}",
+                    self.addr,
+                    this_start(&self.log)
+                ));
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("sluice did not start listening on {}", self.addr);
+        let _ = self.child.kill();
+        Err(format!(
+            "sluice did not start listening on {} within a minute:\n{}",
+            self.addr,
+            this_start(&self.log)
+        ))
     }
 
     pub fn base(&self) -> String {
