@@ -40,6 +40,10 @@ pub struct ServerConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// On SIGTERM/SIGINT, how long in-flight requests and open streams may take to finish before
+    /// they are cut (unanswered, so nothing acknowledged is lost) and the process exits.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +53,7 @@ impl Default for ServerConfig {
             grpc: SocketAddr::from(([127, 0, 0, 1], 50051)),
             tls_cert: None,
             tls_key: None,
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }

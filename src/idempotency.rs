@@ -1,4 +1,4 @@
-//! Retries named by an `Idempotency-Key`: within the window (`server.idempotency_window`, two
+//! Retries named by an `Idempotency-Key`: within the window (`limits.idempotency_window`, two
 //! minutes by default), a message whose station and key were seen gets the first answer again and
 //! stores nothing new — whichever front end and backend. A retry that arrives while the first try
 //! is still being stored waits for its answer. Only answers that settle the message are

@@ -245,7 +245,15 @@ pub async fn serve(
         }
         Ok::<(), ServeError>(())
     };
-    let (http_served, grpc_served) = tokio::join!(http_served, grpc_served);
+    // Draining ends when both servers are done, or `shutdown_timeout` after the signal.
+    let grace = config.server.shutdown_timeout;
+    let (http_served, grpc_served) = tokio::select! {
+        served = async { tokio::join!(http_served, grpc_served) } => served,
+        () = async { until_stopped().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "requests or streams still open after server.shutdown_timeout; cutting them");
+            (Ok(()), Ok(()))
+        }
+    };
     for task in background {
         task.abort();
         let _ = task.await;

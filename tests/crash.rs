@@ -1,7 +1,8 @@
 //! What a 201 promises, under the real binary: eight producers write concurrently while the
 //! process is killed with SIGKILL (no shutdown code runs) or stopped with SIGTERM (graceful
 //! shutdown); after a restart on the same data directory, every message that was answered 201 is
-//! there for a consumer.
+//! there for a consumer. SIGTERM ends the process within `server.shutdown_timeout` even with a
+//! stream that would never end on its own.
 
 mod common;
 
@@ -164,4 +165,41 @@ async fn sigterm_finishes_in_flight_requests_and_exits_0_losing_no_201() {
     let restarted = Process::serve(repo.path(), data.path());
     let stored = stored_ids(&restarted.base()).await;
     assert_all_stored(&accepted, &stored);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_0_within_shutdown_timeout_even_with_a_stream_open() {
+    use sluice::ingress::grpc::proto::gateway_client::GatewayClient;
+    use sluice::ingress::grpc::proto::ConsumeRequest;
+
+    let repo = orders_repo("");
+    let data = tempfile::tempdir().unwrap();
+    let gateway = Process::serve_with_env(
+        repo.path(),
+        data.path(),
+        &[("SLUICE_SERVER_SHUTDOWN_TIMEOUT", "1s")],
+    );
+    // A consumer that never ends its stream (no max_messages) would hold a drain open forever.
+    let mut client = GatewayClient::connect(format!("http://{}", gateway.grpc_addr))
+        .await
+        .unwrap();
+    let mut stream = client
+        .consume(ConsumeRequest {
+            station: "orders".into(),
+            group: "forever".into(),
+            max_messages: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let status = tokio::task::spawn_blocking(move || gateway.terminate(Duration::from_secs(15)))
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    // The consumer sees its stream end rather than hang.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = stream.message().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the consume stream did not end");
 }
