@@ -58,7 +58,7 @@ struct Sample {
     totals: Totals,
 }
 
-/// Decides what to notify, from successive readings; holds no I/O, so it is tested on its own.
+/// Decides what to notify, from successive readings; holds no I/O.
 struct Checker {
     config: AlertsConfig,
     samples: HashMap<String, VecDeque<Sample>>,
