@@ -7,20 +7,8 @@ use std::path::Path;
 
 use tempfile::TempDir;
 
-/// The order schema the end-to-end benches validate against.
-pub const ORDER_SCHEMA: &str = r#"{
-  "type": "object",
-  "required": ["order_id", "customer", "items"],
-  "properties": {
-    "order_id": {"type": "string", "minLength": 1},
-    "customer": {"type": "string"},
-    "note": {"type": "string", "maxLength": 200},
-    "items": {"type": "array", "minItems": 1, "items": {
-      "type": "object", "required": ["sku", "qty"],
-      "properties": {"sku": {"type": "string"}, "qty": {"type": "integer", "minimum": 1}}
-    }}
-  }
-}"#;
+/// The order schema the end-to-end benches (and `examples/load.rs`) validate against.
+pub const ORDER_SCHEMA: &str = include_str!("../fixtures/order-schema.json");
 
 /// Order `i`: about 200 bytes of JSON that passes [`ORDER_SCHEMA`].
 pub fn order(i: usize) -> Vec<u8> {

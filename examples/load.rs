@@ -1,0 +1,502 @@
+//! End-to-end load generator: drives a gateway over HTTP or gRPC with ~200-byte JSON orders — one
+//! message per request, or batches — from many connections at once, and reports messages per
+//! second and request latency (p50, p99).
+//!
+//! One scenario against a running gateway:
+//!
+//! ```sh
+//! cargo run --release --example load -- --station orders --protocol http --batch 1 --connections 64
+//! ```
+//!
+//! The whole matrix (`scripts/load` does this): `--matrix --sluice target/release/sluice` starts
+//! the gateway as its own process on a temp schema repository (`benches/fixtures/order-schema.json`)
+//! with `fsync = "always"`, a validated station `orders` and a schema-less station `raw`, runs
+//! single and batch produce over HTTP and gRPC against both, and prints a Markdown table where
+//! each validated row is compared with its schema-less twin.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use sluice::ingress::grpc::proto::gateway_client::GatewayClient;
+use sluice::ingress::grpc::proto::{produce_result, ProduceRequest};
+use tonic::transport::Channel;
+
+const ORDER_SCHEMA: &str = include_str!("../benches/fixtures/order-schema.json");
+/// Distinct orders cycled through by every connection.
+const POOL: usize = 4096;
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Drives a Sluice gateway with JSON orders and reports msg/s, p50 and p99")]
+struct Args {
+    /// The gateway's HTTP base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The gateway's gRPC URL.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    grpc: String,
+    /// The station to produce to.
+    #[arg(long, default_value = "orders")]
+    station: String,
+    #[arg(long, value_enum, default_value = "http")]
+    protocol: Protocol,
+    /// Messages per request: 1 is single-message produce; more is `messages:batch` over HTTP or
+    /// one `ProduceStream` call carrying that many over gRPC.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Concurrent connections, each sending its next request when the last is answered.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// How long to measure.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Load before measuring starts.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Run the whole matrix against a gateway started from this binary (see the module docs).
+    #[arg(long)]
+    matrix: bool,
+    /// The `sluice` binary for `--matrix`.
+    #[arg(long, default_value = "target/release/sluice")]
+    sluice: PathBuf,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http,
+    Grpc,
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Http => "HTTP",
+            Protocol::Grpc => "gRPC",
+        })
+    }
+}
+
+/// What one scenario measured.
+#[derive(Debug)]
+struct Outcome {
+    messages: u64,
+    errors: u64,
+    seconds: f64,
+    latency: Histogram<u64>,
+}
+
+impl Outcome {
+    fn per_second(&self) -> f64 {
+        self.messages as f64 / self.seconds
+    }
+
+    fn millis(&self, quantile: f64) -> f64 {
+        self.latency.value_at_quantile(quantile) as f64 / 1000.0
+    }
+
+    fn line(&self, args: &Args) -> String {
+        format!(
+            "{} batch={} connections={} station={}: {:.0} msg/s, p50 {:.2} ms, p99 {:.2} ms per request, {} errors, {:.1} s",
+            args.protocol,
+            args.batch,
+            args.connections,
+            args.station,
+            self.per_second(),
+            self.millis(0.5),
+            self.millis(0.99),
+            self.errors,
+            self.seconds
+        )
+    }
+}
+
+/// Order `i`: about 200 bytes of JSON that passes the order schema.
+fn order(i: usize) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"order_id":"ord-{i:08}","customer":"cus-{c:05}","note":"leave at the door, ring twice","items":[{{"sku":"SKU-{i:06}-A","qty":2}},{{"sku":"SKU-{i:06}-B","qty":1}}]}}"#,
+        c = i % 10_000
+    ))
+}
+
+/// Requests prepared before the clock starts, so the generator spends its time sending.
+#[derive(Clone)]
+enum Prepared {
+    /// Single JSON bodies, or NDJSON batch bodies.
+    Http(Arc<Vec<Bytes>>),
+    /// gRPC requests, grouped per call.
+    Grpc(Arc<Vec<Vec<ProduceRequest>>>),
+}
+
+fn prepare(args: &Args) -> Prepared {
+    let orders: Vec<Bytes> = (0..POOL).map(order).collect();
+    let calls = (POOL / args.batch).max(1);
+    let batch = args.batch;
+    let orders_ref = &orders;
+    let call = move |c: usize| (0..batch).map(move |m| &orders_ref[(c * batch + m) % POOL]);
+    match args.protocol {
+        Protocol::Http if args.batch == 1 => Prepared::Http(Arc::new(orders.clone())),
+        Protocol::Http => Prepared::Http(Arc::new(
+            (0..calls)
+                .map(|c| {
+                    let mut body = Vec::with_capacity(args.batch * 220);
+                    for order in call(c) {
+                        body.extend_from_slice(br#"{"value":"#);
+                        body.extend_from_slice(order);
+                        body.extend_from_slice(b"}\n");
+                    }
+                    Bytes::from(body)
+                })
+                .collect(),
+        )),
+        Protocol::Grpc => Prepared::Grpc(Arc::new(
+            (0..calls)
+                .map(|c| {
+                    call(c)
+                        .map(|payload| ProduceRequest {
+                            station: args.station.clone(),
+                            payload: payload.clone(),
+                            content_type: "application/json".into(),
+                            ..ProduceRequest::default()
+                        })
+                        .collect()
+                })
+                .collect(),
+        )),
+    }
+}
+
+/// One connection's loop: send, wait for the answer, record, until `until`. Requests that start
+/// before `measure_from` warm up and are not counted.
+async fn connection(
+    args: Arc<Args>,
+    prepared: Prepared,
+    first: usize,
+    measure_from: Instant,
+    until: Instant,
+) -> Outcome {
+    let mut outcome = Outcome {
+        messages: 0,
+        errors: 0,
+        seconds: 0.0,
+        latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+    };
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .expect("HTTP client");
+    let url = if args.batch == 1 {
+        format!("{}/v1/stations/{}/messages", args.url, args.station)
+    } else {
+        format!("{}/v1/stations/{}/messages:batch", args.url, args.station)
+    };
+    let mut grpc = match args.protocol {
+        Protocol::Grpc => Some(connect_grpc(&args.grpc).await),
+        Protocol::Http => None,
+    };
+    let mut i = first;
+    loop {
+        let started = Instant::now();
+        if started >= until {
+            break;
+        }
+        let stored = match (&prepared, grpc.as_mut()) {
+            (Prepared::Http(bodies), _) => {
+                let body = bodies[i % bodies.len()].clone();
+                send_http(&http, &url, body, args.batch).await
+            }
+            (Prepared::Grpc(calls), Some(client)) => {
+                let call = &calls[i % calls.len()];
+                send_grpc(client, call).await
+            }
+            (Prepared::Grpc(_), None) => unreachable!("gRPC requests need a gRPC client"),
+        };
+        i += 1;
+        if started < measure_from {
+            continue;
+        }
+        let took = started.elapsed();
+        match stored {
+            Some(stored) if stored == args.batch as u64 => {
+                outcome.messages += stored;
+                outcome.latency.saturating_record(took.as_micros() as u64);
+            }
+            Some(stored) => {
+                outcome.messages += stored;
+                outcome.errors += args.batch as u64 - stored;
+            }
+            None => outcome.errors += args.batch as u64,
+        }
+    }
+    outcome
+}
+
+async fn connect_grpc(url: &str) -> GatewayClient<Channel> {
+    for _ in 0..200 {
+        if let Ok(client) = GatewayClient::connect(url.to_owned()).await {
+            return client;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the gRPC API at {url} never accepted a connection");
+}
+
+/// The part of a batch answer the generator reads.
+#[derive(serde::Deserialize)]
+struct BatchCounts {
+    accepted: u64,
+}
+
+/// Sends one request; the number of messages stored, or None when the request failed.
+async fn send_http(client: &reqwest::Client, url: &str, body: Bytes, batch: usize) -> Option<u64> {
+    let content_type = if batch == 1 {
+        "application/json"
+    } else {
+        "application/x-ndjson"
+    };
+    let answer = client
+        .post(url)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .ok()?;
+    let status = answer.status().as_u16();
+    if batch == 1 {
+        return (status == 201).then_some(1);
+    }
+    if status != 200 {
+        return None;
+    }
+    let bytes = answer.bytes().await.ok()?;
+    let counts: BatchCounts = serde_json::from_slice(&bytes).ok()?;
+    Some(counts.accepted)
+}
+
+async fn send_grpc(client: &mut GatewayClient<Channel>, call: &[ProduceRequest]) -> Option<u64> {
+    if let [only] = call {
+        return client.produce(only.clone()).await.ok().map(|_| 1);
+    }
+    let requests = tokio_stream::iter(call.to_vec());
+    let mut results = client.produce_stream(requests).await.ok()?.into_inner();
+    let mut stored = 0;
+    while let Some(result) = results.message().await.ok()? {
+        if matches!(result.outcome, Some(produce_result::Outcome::Accepted(_))) {
+            stored += 1;
+        }
+    }
+    Some(stored)
+}
+
+/// Runs one scenario against the gateway `args` points at.
+async fn run(args: Args) -> Outcome {
+    let prepared = prepare(&args);
+    let args = Arc::new(args);
+    let start = Instant::now();
+    let measure_from = start + args.warmup;
+    let until = measure_from + args.duration;
+    let connections: Vec<_> = (0..args.connections)
+        .map(|c| {
+            tokio::spawn(connection(
+                args.clone(),
+                prepared.clone(),
+                c * 7919,
+                measure_from,
+                until,
+            ))
+        })
+        .collect();
+    let mut total = Outcome {
+        messages: 0,
+        errors: 0,
+        seconds: 0.0,
+        latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+    };
+    for connection in connections {
+        let outcome = connection.await.expect("a connection task panicked");
+        total.messages += outcome.messages;
+        total.errors += outcome.errors;
+        total.latency.add(&outcome.latency).expect("same bounds");
+    }
+    // The last requests may finish after `until`; count the time they took.
+    total.seconds = measure_from.elapsed().as_secs_f64();
+    total
+}
+
+/// A gateway process on a temp schema repository and data dir, stopped when dropped.
+struct Gateway {
+    child: Child,
+    http: String,
+    grpc: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    fn start(sluice: &Path, runtime: &tokio::runtime::Runtime) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = dir.path().join("schemas");
+        std::fs::create_dir_all(repo.join("orders")).unwrap();
+        std::fs::write(repo.join("orders/v1.json"), ORDER_SCHEMA).unwrap();
+        std::fs::write(
+            repo.join("stations.toml"),
+            "[[station]]\nname = \"orders\"\nschema = \"orders\"\n\n[[station]]\nname = \"raw\"\n",
+        )
+        .unwrap();
+        let (http, grpc) = (free_port(), free_port());
+        let config = dir.path().join("sluice.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nhttp = \"127.0.0.1:{http}\"\ngrpc = \"127.0.0.1:{grpc}\"\n\n\
+                 [registry]\nsource = \"{}\"\nwatch = false\n\n\
+                 [storage]\ndir = \"{}\"\nfsync = \"always\"\n",
+                repo.display(),
+                dir.path().join("store").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(sluice)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", sluice.display()));
+        let gateway = Self {
+            child,
+            http: format!("http://127.0.0.1:{http}"),
+            grpc: format!("http://127.0.0.1:{grpc}"),
+            _dir: dir,
+        };
+        runtime.block_on(gateway.wait_ready());
+        gateway
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = format!("{}/readyz", self.http);
+        while Instant::now() < deadline {
+            if let Ok(answer) = reqwest::get(&url).await {
+                if answer.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the gateway was not ready within 30 s");
+    }
+
+    /// Resident memory of the gateway process, from /proc.
+    fn rss_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib / 1024.0)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Every scenario: (protocol, batch size, connections).
+const MATRIX: &[(Protocol, usize, usize)] = &[
+    (Protocol::Http, 1, 64),
+    (Protocol::Grpc, 1, 64),
+    (Protocol::Http, 1000, 4),
+    (Protocol::Grpc, 1000, 4),
+];
+
+fn matrix(args: &Args, runtime: &tokio::runtime::Runtime) {
+    let gateway = Gateway::start(&args.sluice, runtime);
+    println!(
+        "gateway {} (fsync = \"always\"), {} s per scenario after {} s of warm-up; idle RSS {:.0} MiB",
+        args.sluice.display(),
+        args.duration.as_secs_f64(),
+        args.warmup.as_secs_f64(),
+        gateway.rss_mib().unwrap_or(f64::NAN)
+    );
+    println!();
+    println!("| protocol | messages per request | connections | station | msg/s | vs schema-less | p50 | p99 |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for &(protocol, batch, connections) in MATRIX {
+        let mut raw_rate = None;
+        for station in ["raw", "orders"] {
+            let scenario = Args {
+                url: gateway.http.clone(),
+                grpc: gateway.grpc.clone(),
+                station: station.to_owned(),
+                protocol,
+                batch,
+                connections,
+                ..args.clone()
+            };
+            let outcome = runtime.block_on(run(scenario.clone()));
+            eprintln!("{}", outcome.line(&scenario));
+            let rate = outcome.per_second();
+            let ratio = match raw_rate {
+                None => {
+                    raw_rate = Some(rate);
+                    "1.00".to_owned()
+                }
+                Some(raw) => format!("{:.2}", rate / raw),
+            };
+            let name = if station == "raw" {
+                "schema-less"
+            } else {
+                "validated (JSON Schema)"
+            };
+            println!(
+                "| {protocol} | {batch} | {connections} | {name} | {:.0} | {ratio} | {:.2} ms | {:.2} ms |{}",
+                rate,
+                outcome.millis(0.5),
+                outcome.millis(0.99),
+                if outcome.errors > 0 {
+                    format!(" {} errors", outcome.errors)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    println!();
+    println!(
+        "gateway RSS after the run: {:.0} MiB",
+        gateway.rss_mib().unwrap_or(f64::NAN)
+    );
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if args.matrix {
+        matrix(&args, &runtime);
+    } else {
+        let outcome = runtime.block_on(run(args.clone()));
+        println!("{}", outcome.line(&args));
+    }
+}
