@@ -64,6 +64,10 @@ struct Args {
     /// The `sluice` binary for `--matrix`.
     #[arg(long, default_value = "target/release/sluice")]
     sluice: PathBuf,
+    /// For `--matrix`: this many more schemas (each with two versions and a station of its own),
+    /// so the idle memory figure is for a registry of that size.
+    #[arg(long, default_value_t = 1000)]
+    extra_schemas: usize,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,16 +340,30 @@ struct Gateway {
 }
 
 impl Gateway {
-    fn start(sluice: &Path, runtime: &tokio::runtime::Runtime) -> Self {
+    fn start(sluice: &Path, extra_schemas: usize, runtime: &tokio::runtime::Runtime) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let repo = dir.path().join("schemas");
         std::fs::create_dir_all(repo.join("orders")).unwrap();
         std::fs::write(repo.join("orders/v1.json"), ORDER_SCHEMA).unwrap();
-        std::fs::write(
-            repo.join("stations.toml"),
+        let mut stations = String::from(
             "[[station]]\nname = \"orders\"\nschema = \"orders\"\n\n[[station]]\nname = \"raw\"\n",
-        )
-        .unwrap();
+        );
+        for n in 0..extra_schemas {
+            let name = format!("extra-{n:04}");
+            std::fs::create_dir_all(repo.join(&name)).unwrap();
+            std::fs::write(repo.join(&name).join("v1.json"), ORDER_SCHEMA).unwrap();
+            // v2: a backward-compatible change (a longer note allowed).
+            let v2 = ORDER_SCHEMA.replacen(r#""maxLength": 200"#, r#""maxLength": 400"#, 1);
+            assert_ne!(
+                v2, ORDER_SCHEMA,
+                "the order schema has a note of at most 200 characters"
+            );
+            std::fs::write(repo.join(&name).join("v2.json"), v2).unwrap();
+            stations.push_str(&format!(
+                "\n[[station]]\nname = \"{name}\"\nschema = \"{name}\"\n"
+            ));
+        }
+        std::fs::write(repo.join("stations.toml"), stations).unwrap();
         let (http, grpc) = (free_port(), free_port());
         let config = dir.path().join("sluice.toml");
         std::fs::write(
@@ -429,14 +447,31 @@ const MATRIX: &[(Protocol, usize, usize)] = &[
 ];
 
 fn matrix(args: &Args, runtime: &tokio::runtime::Runtime) {
-    let gateway = Gateway::start(&args.sluice, runtime);
+    let gateway = Gateway::start(&args.sluice, args.extra_schemas, runtime);
     println!(
-        "gateway {} (fsync = \"always\"), {} s per scenario after {} s of warm-up; idle RSS {:.0} MiB",
+        "gateway {} (fsync = \"always\"), {} s per scenario after {} s of warm-up",
         args.sluice.display(),
         args.duration.as_secs_f64(),
         args.warmup.as_secs_f64(),
+    );
+    println!(
+        "idle RSS with {} schemas ({} versions) and as many stations: {:.0} MiB",
+        args.extra_schemas + 1,
+        args.extra_schemas * 2 + 1,
         gateway.rss_mib().unwrap_or(f64::NAN)
     );
+    // The store's first seconds (journal files, first flushes) are not what a running gateway
+    // sees; load it before measuring anything.
+    runtime.block_on(run(Args {
+        url: gateway.http.clone(),
+        station: "raw".to_owned(),
+        protocol: Protocol::Http,
+        batch: 100,
+        connections: 8,
+        duration: Duration::ZERO,
+        warmup: Duration::from_secs(5),
+        ..args.clone()
+    }));
     println!();
     println!("| protocol | messages per request | connections | station | msg/s | vs schema-less | p50 | p99 |");
     println!("|---|---|---|---|---|---|---|---|");
