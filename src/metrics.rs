@@ -5,6 +5,9 @@
 //!
 //! What is cheaper to read than to track (dead-letter depth, registry state) is set from the
 //! source just before each scrape, by [`crate::ingress::http`].
+//!
+//! Each station also keeps totals readable in-process (for listings, the dashboard and alerts)
+//! and a reading of them every [`RATE_INTERVAL`], from which its messages per second are computed.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
