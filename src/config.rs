@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytesize::ByteSize;
 use serde::Deserialize;
 
 use crate::formats::limits::{MessageLimits, JSON_DEPTH_CEILING, PROTOBUF_DEPTH_CEILING};
@@ -118,6 +119,10 @@ pub struct StorageConfig {
     /// How often retention (max_age / max_bytes) is enforced.
     #[serde(with = "humantime_serde")]
     pub retention_check_interval: Duration,
+    /// The most one station log holds in memory before it is flushed to disk.
+    pub memtable_size: ByteSize,
+    /// The block cache that consumers' reads from disk go through.
+    pub cache_size: ByteSize,
 }
 
 impl Default for StorageConfig {
@@ -126,7 +131,45 @@ impl Default for StorageConfig {
             dir: PathBuf::from("data"),
             fsync: FsyncPolicy::Always,
             retention_check_interval: Duration::from_secs(30),
+            memtable_size: ByteSize::mib(16),
+            cache_size: ByteSize::mib(32),
         }
+    }
+}
+
+impl StorageConfig {
+    /// The memory bounds the embedded store is opened with.
+    pub fn memory(&self) -> StoreMemory {
+        StoreMemory {
+            memtable_bytes: self.memtable_size.as_u64(),
+            cache_bytes: self.cache_size.as_u64(),
+        }
+    }
+
+    /// Refuses sizes the storage engine cannot work with.
+    fn check(&self) -> Result<(), String> {
+        if self.memtable_size < ByteSize::mib(1) {
+            return Err(format!(
+                "storage.memtable_size is {}, but a station log needs at least 1 MiB to buffer writes",
+                self.memtable_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How much memory the embedded store may hold for writes not yet flushed and for reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreMemory {
+    /// Each station log's in-memory write buffer; a full one is flushed to disk.
+    pub memtable_bytes: u64,
+    /// The block cache for reads from disk.
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreMemory {
+    fn default() -> Self {
+        StorageConfig::default().memory()
     }
 }
 
@@ -444,6 +487,7 @@ impl Config {
             })?
         };
         config.limits.check().map_err(&invalid)?;
+        config.storage.check().map_err(&invalid)?;
         config.server.check().map_err(&invalid)?;
         Ok(config)
     }
@@ -532,6 +576,27 @@ mod tests {
             .to_string();
         assert!(err.contains("SLUICE_STORAGE_FSYNC"), "{err}");
         assert!(err.contains("sometimes"), "{err}");
+    }
+
+    #[test]
+    fn storage_memory_sizes_read_as_human_sizes_and_a_tiny_memtable_is_refused() {
+        let config = load_str(
+            "[storage]\nmemtable_size = \"4MiB\"\ncache_size = \"8MiB\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            config.storage.memory(),
+            StoreMemory {
+                memtable_bytes: 4 * 1024 * 1024,
+                cache_bytes: 8 * 1024 * 1024
+            }
+        );
+        let err = load_str("[storage]\nmemtable_size = \"64KiB\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storage.memtable_size"), "{err}");
+        assert!(err.contains("at least 1 MiB"), "{err}");
     }
 
     #[test]

@@ -103,7 +103,11 @@ pub fn build_pipeline(config: &Config) -> Result<(Arc<Pipeline>, Syncer), ServeE
             registry.not_ready_reason().unwrap_or_default()
         );
     }
-    let store = EmbeddedStore::open(&config.storage.dir, config.storage.fsync)?;
+    let store = EmbeddedStore::open_with_memory(
+        &config.storage.dir,
+        config.storage.fsync,
+        config.storage.memory(),
+    )?;
     let backends = Backends::new(
         store,
         config.kafka.clone(),

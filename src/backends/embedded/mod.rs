@@ -21,7 +21,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Backend, BackendError, Position, Record};
-use crate::config::FsyncPolicy;
+use crate::config::{FsyncPolicy, StoreMemory};
 use crate::registry::stations::Retention;
 pub use groups::{AckOutcome, Delivery};
 use groups::{LeaseRules, MetaChange};
@@ -101,6 +101,8 @@ struct Inner {
     writer: mpsc::Sender<writer::Command>,
     writer_alive: Arc<AtomicBool>,
     groups: groups::Groups,
+    /// Each log's in-memory write buffer before it is flushed.
+    memtable_bytes: u64,
 }
 
 fn log_bytes_key(log: &str) -> Vec<u8> {
@@ -112,23 +114,36 @@ fn replay_key(dlq_log: &str, id: u64) -> Vec<u8> {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store in `dir` and starts its writer thread.
+    /// Opens (or creates) the store in `dir` with the default memory bounds and starts its writer
+    /// thread.
     pub fn open(dir: &Path, fsync: FsyncPolicy) -> Result<Self, StoreError> {
+        Self::open_with_memory(dir, fsync, StoreMemory::default())
+    }
+
+    /// Opens (or creates) the store in `dir`, holding at most `memory` for unflushed writes and
+    /// the read cache, and starts its writer thread.
+    pub fn open_with_memory(
+        dir: &Path,
+        fsync: FsyncPolicy,
+        memory: StoreMemory,
+    ) -> Result<Self, StoreError> {
         let open_error = |reason: String| StoreError::Open {
             path: dir.display().to_string(),
             reason,
         };
         std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
         let db = Database::builder(dir)
+            .cache_size(memory.cache_bytes)
             .open()
             .map_err(|e| open_error(e.to_string()))?;
         let meta = db
             .keyspace("meta", KeyspaceCreateOptions::default)
             .map_err(|e| open_error(e.to_string()))?;
+        let memtable_bytes = memory.memtable_bytes;
         let mut logs = HashMap::new();
         for name in db.list_keyspace_names() {
             if let Some(log_name) = name.strip_prefix(LOG_KEYSPACE_PREFIX) {
-                let log = open_log(&db, &meta, log_name).map_err(open_error)?;
+                let log = open_log(&db, &meta, log_name, memtable_bytes).map_err(open_error)?;
                 logs.insert(log_name.to_owned(), Arc::new(log));
             }
         }
@@ -149,6 +164,7 @@ impl EmbeddedStore {
                 logs: RwLock::new(logs),
                 writer: writer_tx,
                 writer_alive,
+                memtable_bytes,
             }),
         })
     }
@@ -162,8 +178,15 @@ impl EmbeddedStore {
         if let Some(log) = logs.get(name) {
             return Ok(log.clone());
         }
-        let log =
-            Arc::new(open_log(&self.inner.db, &self.inner.meta, name).map_err(StoreError::Write)?);
+        let log = Arc::new(
+            open_log(
+                &self.inner.db,
+                &self.inner.meta,
+                name,
+                self.inner.memtable_bytes,
+            )
+            .map_err(StoreError::Write)?,
+        );
         logs.insert(name.to_owned(), log.clone());
         Ok(log)
     }
@@ -548,12 +571,16 @@ impl Backend for EmbeddedStore {
     }
 }
 
-fn open_log(db: &Database, meta: &Keyspace, name: &str) -> Result<Log, String> {
+fn open_log(
+    db: &Database,
+    meta: &Keyspace,
+    name: &str,
+    memtable_bytes: u64,
+) -> Result<Log, String> {
     let keyspace = db
-        .keyspace(
-            &format!("{LOG_KEYSPACE_PREFIX}{name}"),
-            KeyspaceCreateOptions::default,
-        )
+        .keyspace(&format!("{LOG_KEYSPACE_PREFIX}{name}"), || {
+            KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes)
+        })
         .map_err(|e| e.to_string())?;
     let first = keyspace
         .first_key_value()
