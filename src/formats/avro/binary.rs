@@ -1,6 +1,7 @@
-//! Avro binary payloads: single-object headers, the nesting pre-pass for recursive schemas, the
-//! decode itself (with the truncation sentinel) and the logical-type bounds the decoder leaves
-//! unchecked.
+//! Avro binary payloads: single-object headers, then the one-pass walk (`walk.rs`) that accepts
+//! valid datums without decoding them; anything it does not accept is decoded here — after the
+//! nesting pre-pass for recursive schemas, with the truncation sentinel — and the logical-type
+//! bounds the decoder leaves unchecked are judged on the value.
 
 use apache_avro::types::Value as AvroValue;
 use apache_avro::Schema;
@@ -28,6 +29,19 @@ impl AvroSchema {
             }
             _ => payload,
         };
+        if self.datum_is_certainly_valid(datum) {
+            debug_assert!(
+                self.judge_decoded(datum).is_ok(),
+                "the walk accepted a datum decoding refuses: {datum:?}"
+            );
+            return Ok(());
+        }
+        self.judge_decoded(datum)
+    }
+
+    /// Decodes `datum` and judges the value: the authority on what is valid, and the path that
+    /// explains every violation.
+    pub(super) fn judge_decoded(&self, datum: &[u8]) -> Result<(), Vec<Violation>> {
         if self.has_refs {
             self.check_nesting(datum)
                 .map_err(|reason| vec![Violation::whole_message(reason)])?;

@@ -13,12 +13,14 @@
 //! allocates more than `[limits] max_avro_allocation_bytes`. Stations with
 //! `normalize = "binary"` store JSON payloads as binary datums.
 //!
-//! This module owns compiling a version and the entry point; `binary` reads datums, `json` judges
-//! and normalizes JSON payloads.
+//! This module owns compiling a version and the entry point; `walk` accepts valid binary datums
+//! in one pass, `binary` decodes and explains the others, `json` judges and normalizes JSON
+//! payloads.
 
 mod binary;
 mod compat;
 mod json;
+mod walk;
 
 use std::collections::HashMap;
 

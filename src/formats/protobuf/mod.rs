@@ -8,9 +8,12 @@
 //! bytes that do not decode (truncation, a wire type that does not match the field, invalid UTF-8
 //! in a `string`), nesting deeper than `limits.max_protobuf_depth` (JSON: `limits.max_json_depth`),
 //! missing proto2 `required` fields, and unknown fields unless `allow_unknown_fields = true`.
+//! Binary payloads are first walked once on the wire (`wire.rs`), which accepts valid messages
+//! without decoding them; anything it does not accept is decoded here and explained.
 
 mod compat;
 mod depth;
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +40,8 @@ pub struct ProtobufSchema {
     message_indexes: Vec<i64>,
     /// The deepest nesting the type allows; `None` for recursive types.
     type_depth: Option<usize>,
+    /// The one-pass check binary payloads try first; `None` for types it does not model.
+    wire_plan: Option<wire::WirePlan>,
 }
 
 /// Resolves `import`s to repository files: relative to the schema root first, then to the
@@ -103,6 +108,7 @@ impl ProtobufSchema {
             }
         };
         Ok(Self {
+            wire_plan: wire::WirePlan::build(&message, input.settings.allow_unknown_fields),
             has_required: reaches_required(&message, &mut Vec::new()),
             type_depth: depth::type_depth(&message),
             message_indexes: message_indexes(&message),
@@ -123,6 +129,62 @@ impl ProtobufSchema {
             message = child;
         }
         Some(message)
+    }
+
+    /// The binary message inside `payload`, for encodings that carry one: the whole payload, or
+    /// a Confluent frame's body when its message indexes name this schema's message.
+    fn binary_body(&self, payload: &Bytes, encoding: &PayloadEncoding) -> Option<Bytes> {
+        match encoding {
+            PayloadEncoding::Json => None,
+            PayloadEncoding::ConfluentFramed => {
+                let (indexes, body) = split_message_indexes(payload).ok()?;
+                (self.message_at(&indexes).as_ref() == Some(&self.message)).then_some(body)
+            }
+            _ => Some(payload.clone()),
+        }
+    }
+
+    /// Decodes `payload` and judges the decoded message: the authority on what is valid, and the
+    /// path that explains every violation.
+    fn judge_decoded(
+        &self,
+        payload: &Bytes,
+        encoding: &PayloadEncoding,
+        normalize: Normalize,
+        limits: &MessageLimits,
+    ) -> Result<Valid, Vec<Violation>> {
+        let message = self
+            .decode(payload, encoding, limits)
+            .map_err(|v| vec![v])?;
+        let may_be_too_deep = self
+            .type_depth
+            .is_none_or(|deepest| deepest > limits.protobuf_depth);
+        if may_be_too_deep && depth::deeper_than(&message, limits.protobuf_depth) {
+            return Err(vec![Violation::whole_message(format!(
+                "the message nests {} messages deeper than {} levels (limits.max_protobuf_depth)",
+                self.message.full_name(),
+                limits.protobuf_depth
+            ))]);
+        }
+        let needs_walk = self.has_required || !self.allow_unknown_fields;
+        if needs_walk && !is_complete(&message, self.allow_unknown_fields, self.has_required) {
+            let mut violations = Vec::new();
+            check_message(&message, "", self.allow_unknown_fields, &mut violations);
+            violations.truncate(MAX_VIOLATIONS);
+            return Err(violations);
+        }
+        let is_json = encoding.is_json();
+        Ok(if is_json && normalize == Normalize::Binary {
+            Valid {
+                value: Bytes::from(message.encode_to_vec()),
+                is_json: false,
+            }
+        } else {
+            Valid {
+                value: payload.clone(),
+                is_json,
+            }
+        })
     }
 
     /// Decodes `payload` in its encoding, or explains why it does not decode.
@@ -182,39 +244,23 @@ impl CompiledSchema for ProtobufSchema {
         normalize: Normalize,
         limits: &MessageLimits,
     ) -> Result<Valid, Vec<Violation>> {
-        let message = self
-            .decode(payload, encoding, limits)
-            .map_err(|v| vec![v])?;
-        let may_be_too_deep = self
-            .type_depth
-            .is_none_or(|deepest| deepest > limits.protobuf_depth);
-        if may_be_too_deep && depth::deeper_than(&message, limits.protobuf_depth) {
-            return Err(vec![Violation::whole_message(format!(
-                "the message nests {} messages deeper than {} levels (limits.max_protobuf_depth)",
-                self.message.full_name(),
-                limits.protobuf_depth
-            ))]);
-        }
-        let needs_walk = self.has_required || !self.allow_unknown_fields;
-        if needs_walk && !is_complete(&message, self.allow_unknown_fields, self.has_required) {
-            let mut violations = Vec::new();
-            check_message(&message, "", self.allow_unknown_fields, &mut violations);
-            violations.truncate(MAX_VIOLATIONS);
-            return Err(violations);
-        }
-        let is_json = encoding.is_json();
-        Ok(if is_json && normalize == Normalize::Binary {
-            Valid {
-                value: Bytes::from(message.encode_to_vec()),
-                is_json: false,
+        let wire_plan = self.wire_plan.as_ref();
+        if let Some((plan, body)) = wire_plan.zip(self.binary_body(payload, encoding)) {
+            if plan.accepts(&body, limits.protobuf_depth) {
+                debug_assert!(
+                    self.judge_decoded(payload, encoding, normalize, limits)
+                        .is_ok(),
+                    "the wire walk accepted a payload decoding refuses: {payload:?}"
+                );
+                return Ok(Valid {
+                    value: payload.clone(),
+                    is_json: false,
+                });
             }
-        } else {
-            Valid {
-                value: payload.clone(),
-                is_json,
-            }
-        })
+        }
+        self.judge_decoded(payload, encoding, normalize, limits)
     }
+
     fn serialized_descriptor(&self) -> Option<Vec<u8>> {
         Some(
             self.message
@@ -386,29 +432,30 @@ fn check_value(
     }
 }
 
+/// Compiles `files[0]` (the others are importable) for tests here and in `wire`.
+#[cfg(test)]
+fn compile(
+    files: &[(&str, &str)],
+    settings: crate::registry::SchemaSettings,
+) -> Result<ProtobufSchema, CompileError> {
+    let repo: crate::registry::files::RepoFiles = files
+        .iter()
+        .map(|(p, c)| (p.to_string(), Bytes::from(c.to_string())))
+        .collect();
+    let (file, text) = files[0];
+    ProtobufSchema::compile(&CompileInput {
+        file,
+        schema_root: "",
+        text,
+        repo: &repo,
+        settings: &settings,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::files::RepoFiles;
     use crate::registry::SchemaSettings;
-
-    fn compile(
-        files: &[(&str, &str)],
-        settings: SchemaSettings,
-    ) -> Result<ProtobufSchema, CompileError> {
-        let repo: RepoFiles = files
-            .iter()
-            .map(|(p, c)| (p.to_string(), Bytes::from(c.to_string())))
-            .collect();
-        let (file, text) = files[0];
-        ProtobufSchema::compile(&CompileInput {
-            file,
-            schema_root: "",
-            text,
-            repo: &repo,
-            settings: &settings,
-        })
-    }
 
     #[test]
     fn several_top_level_messages_need_a_message_setting() {
