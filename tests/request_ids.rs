@@ -12,7 +12,7 @@ use common::brokers::free_port;
 use common::{eventually, orders_repo, sluice_binary, valid_order, Gateway};
 use serde_json::{json, Value};
 use sluice::ingress::grpc::proto::gateway_client::GatewayClient;
-use sluice::ingress::grpc::proto::ProduceRequest;
+use sluice::ingress::grpc::proto::{AckRequest, ProduceRequest};
 
 fn invalid_order(id: &str) -> Value {
     json!({"order_id": id, "items": [{"qty": 0}]})
@@ -131,6 +131,28 @@ async fn grpc_calls_echo_the_request_id_and_dead_letters_keep_it() {
     );
     let letters = dead_letters(&gw).await;
     assert_eq!(letters[0]["request_id"], "grpc-1");
+    // Calls other than Produce echo it too, and make one when the client sent none.
+    let mut ack = tonic::Request::new(AckRequest {
+        station: "orders".into(),
+        group: "g".into(),
+        offsets: vec![0],
+    });
+    ack.metadata_mut()
+        .insert("sluice-request-id", "grpc-ack".parse().unwrap());
+    let acked = grpc.ack(ack).await.unwrap();
+    assert_eq!(
+        acked.metadata().get("sluice-request-id").unwrap(),
+        "grpc-ack"
+    );
+    let unknown = grpc
+        .ack(AckRequest {
+            station: "nowhere".into(),
+            group: "g".into(),
+            offsets: vec![0],
+        })
+        .await
+        .unwrap_err();
+    assert!(unknown.metadata().get("sluice-request-id").is_some());
 }
 
 #[test]

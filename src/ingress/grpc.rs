@@ -119,8 +119,12 @@ struct GatewayService {
 }
 
 impl GatewayService {
-    /// Checks the `authorization` metadata (`Bearer <token>`) against `need`.
+    /// Names the call's station (if it has one) in its span, then checks the `authorization`
+    /// metadata (`Bearer <token>`) against `need`.
     fn check<T>(&self, request: &Request<T>, need: Need<'_>) -> Result<(), Status> {
+        if let Need::Produce(station) | Need::Consume(station) = need {
+            super::requests::record_station(station);
+        }
         Ok(self.auth.check(authorization(request), need)?)
     }
 }
@@ -141,20 +145,11 @@ impl Gateway for GatewayService {
     ) -> Result<Response<ProduceResponse>, Status> {
         let id = request_id(&request);
         traced("Produce", &id, async {
-            super::requests::record_station(&request.get_ref().station);
             self.check(&request, Need::Produce(&request.get_ref().station))?;
             let (station, mut message) = incoming(request.into_inner());
             message.request_id = Some(id.clone());
-            match self.pipeline.produce(&station, message).await {
-                Ok(accepted) => Ok(with_request_id(Response::new(accepted.into()), &id)),
-                Err(error) => {
-                    let mut status = error.to_grpc_status();
-                    if let Ok(value) = id.parse() {
-                        status.metadata_mut().insert(REQUEST_ID, value);
-                    }
-                    Err(status)
-                }
-            }
+            let accepted = self.pipeline.produce(&station, message).await?;
+            Ok(Response::new(accepted.into()))
         })
         .await
     }
@@ -223,10 +218,7 @@ impl Gateway for GatewayService {
                 }
                 .instrument(span),
             );
-            Ok(with_request_id(
-                Response::new(ReceiverStream::new(receiver)),
-                &id,
-            ))
+            Ok(Response::new(ReceiverStream::new(receiver)))
         })
         .await
     }
@@ -239,7 +231,6 @@ impl Gateway for GatewayService {
     ) -> Result<Response<Self::ConsumeStream>, Status> {
         let id = request_id(&request);
         traced("Consume", &id, async {
-            super::requests::record_station(&request.get_ref().station);
             self.check(&request, Need::Consume(&request.get_ref().station))?;
             let ConsumeRequest {
                 station,
@@ -291,7 +282,6 @@ impl Gateway for GatewayService {
     async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
         let id = request_id(&request);
         traced("Ack", &id, async {
-            super::requests::record_station(&request.get_ref().station);
             self.check(&request, Need::Consume(&request.get_ref().station))?;
             let AckRequest {
                 station,
@@ -307,7 +297,6 @@ impl Gateway for GatewayService {
     async fn nack(&self, request: Request<NackRequest>) -> Result<Response<AckResponse>, Status> {
         let id = request_id(&request);
         traced("Nack", &id, async {
-            super::requests::record_station(&request.get_ref().station);
             self.check(&request, Need::Consume(&request.get_ref().station))?;
             let NackRequest {
                 station,
@@ -335,29 +324,28 @@ fn request_id<T>(request: &Request<T>) -> Arc<str> {
     super::requests::client_or_new_request_id(sent)
 }
 
-fn with_request_id<T>(mut response: Response<T>, id: &str) -> Response<T> {
-    if let Ok(value) = id.parse() {
-        response.metadata_mut().insert(REQUEST_ID, value);
-    }
-    response
-}
-
 /// Runs one call in its request span (id, method, station, and for produce calls schema, version
-/// and outcome), then records its status code there and counts it by method and code (a stream
-/// when it opens).
+/// and outcome), records its status code there, counts it by method and code (a stream when it
+/// opens), and echoes the request id on the response or the error status.
 async fn traced<T>(
     method: &'static str,
     id: &str,
-    call: impl Future<Output = Result<T, Status>>,
-) -> Result<T, Status> {
+    call: impl Future<Output = Result<Response<T>, Status>>,
+) -> Result<Response<T>, Status> {
     let started = std::time::Instant::now();
     let span = super::requests::request_span(id, "gRPC", &format!("/sluice.v1.Gateway/{method}"));
-    let result = call.instrument(span.clone()).await;
+    let mut result = call.instrument(span.clone()).await;
     let code = result
         .as_ref()
         .map_or_else(Status::code, |_| tonic::Code::Ok);
     span.record("status", crate::metrics::grpc_code_name(code));
     crate::metrics::grpc_request(method, code);
+    if let Ok(value) = id.parse() {
+        match &mut result {
+            Ok(response) => response.metadata_mut().insert(REQUEST_ID, value),
+            Err(status) => status.metadata_mut().insert(REQUEST_ID, value),
+        };
+    }
     tracing::debug!(parent: &span, took_us = started.elapsed().as_micros() as u64, "answered");
     result
 }
