@@ -29,7 +29,11 @@ use sluice::ingress::grpc::proto::gateway_client::GatewayClient;
 use sluice::ingress::grpc::proto::{produce_result, ProduceRequest};
 use tonic::transport::Channel;
 
-const ORDER_SCHEMA: &str = include_str!("../benches/fixtures/order-schema.json");
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::{ndjson, order, ORDER_SCHEMA};
+
 /// Distinct orders cycled through by every connection.
 const POOL: usize = 4096;
 
@@ -131,14 +135,6 @@ impl Outcome {
     }
 }
 
-/// Order `i`: about 200 bytes of JSON that passes the order schema.
-fn order(i: usize) -> Bytes {
-    Bytes::from(format!(
-        r#"{{"order_id":"ord-{i:08}","customer":"cus-{c:05}","note":"leave at the door, ring twice","items":[{{"sku":"SKU-{i:06}-A","qty":2}},{{"sku":"SKU-{i:06}-B","qty":1}}]}}"#,
-        c = i % 10_000
-    ))
-}
-
 /// Requests prepared before the clock starts, so the generator spends its time sending.
 #[derive(Clone)]
 enum Prepared {
@@ -149,7 +145,7 @@ enum Prepared {
 }
 
 fn prepare(args: &Args) -> Prepared {
-    let orders: Vec<Bytes> = (0..POOL).map(order).collect();
+    let orders: Vec<Bytes> = (0..POOL).map(|i| Bytes::from(order(i))).collect();
     let calls = (POOL / args.batch).max(1);
     let batch = args.batch;
     let orders_ref = &orders;
@@ -158,15 +154,7 @@ fn prepare(args: &Args) -> Prepared {
         Protocol::Http if args.batch == 1 => Prepared::Http(Arc::new(orders.clone())),
         Protocol::Http => Prepared::Http(Arc::new(
             (0..calls)
-                .map(|c| {
-                    let mut body = Vec::with_capacity(args.batch * 220);
-                    for order in call(c) {
-                        body.extend_from_slice(br#"{"value":"#);
-                        body.extend_from_slice(order);
-                        body.extend_from_slice(b"}\n");
-                    }
-                    Bytes::from(body)
-                })
+                .map(|c| ndjson(&call(c).cloned().collect::<Vec<_>>()))
                 .collect(),
         )),
         Protocol::Grpc => Prepared::Grpc(Arc::new(

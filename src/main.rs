@@ -12,13 +12,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use sluice::config::Config;
+use sluice::registry::load::{self, History};
+use sluice::registry::{git, source};
 
 /// mimalloc: the gateway allocates and frees many small buffers per message on several threads,
 /// where glibc's malloc spent about a sixth of the CPU under load and kept freed memory resident.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use sluice::registry::load::{self, History};
-use sluice::registry::{git, source};
 
 /// Default config file, used when `--config` is not given (a missing default file means defaults).
 const DEFAULT_CONFIG: &str = "config/sluice.toml";

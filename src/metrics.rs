@@ -153,7 +153,7 @@ pub struct Rates {
 }
 
 /// Messages per second over one interval.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct RatePoint {
     pub accepted: f64,
     pub rejected: f64,
@@ -219,11 +219,7 @@ impl StationTotals {
             .iter()
             .find(|(at, _)| now.saturating_duration_since(*at) <= RATE_WINDOW)
             .map(|earlier| RatePoint::between(*earlier, (now, self.read())))
-            .unwrap_or(RatePoint {
-                accepted: 0.0,
-                rejected: 0.0,
-                errors: 0.0,
-            });
+            .unwrap_or_default();
         Rates {
             interval_seconds: RATE_INTERVAL.as_secs(),
             accepted_per_second: current.accepted,

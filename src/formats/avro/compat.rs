@@ -56,21 +56,9 @@ fn describe(error: &CompatibilityError, path: String) -> (&'static str, String, 
 
 #[cfg(test)]
 mod tests {
+    use super::super::compile_for_test as compile;
     use super::*;
-    use crate::formats::{CompileInput, CompiledSchema};
-    use crate::registry::files::RepoFiles;
-    use crate::registry::SchemaSettings;
-
-    fn compile(text: &str) -> AvroSchema {
-        AvroSchema::compile(&CompileInput {
-            file: "clicks/v1.avsc",
-            schema_root: "",
-            text,
-            repo: &RepoFiles::default(),
-            settings: &SchemaSettings::default(),
-        })
-        .unwrap()
-    }
+    use crate::formats::CompiledSchema;
 
     fn rules(old: &str, new: &str) -> Vec<(Breaks, &'static str, String)> {
         compile(new)

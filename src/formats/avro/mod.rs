@@ -202,6 +202,19 @@ fn collect_names(schema: &Schema, names: &mut HashMap<String, Schema>) {
     }
 }
 
+/// Compiles `text` as a version with default settings, for tests here and in the submodules.
+#[cfg(test)]
+fn compile_for_test(text: &str) -> AvroSchema {
+    AvroSchema::compile(&CompileInput {
+        file: "s/v1.avsc",
+        schema_root: "",
+        text,
+        repo: &crate::registry::files::RepoFiles::default(),
+        settings: &crate::registry::SchemaSettings::default(),
+    })
+    .unwrap()
+}
+
 fn full_name(name: &Name) -> String {
     name.fullname(None)
 }

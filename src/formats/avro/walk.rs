@@ -162,10 +162,7 @@ impl<'a> Walk<'a> {
 mod tests {
     use apache_avro::types::Value;
 
-    use super::super::AvroSchema;
-    use crate::formats::CompileInput;
-    use crate::registry::files::RepoFiles;
-    use crate::registry::SchemaSettings;
+    use super::super::{compile_for_test as compile, AvroSchema};
 
     const EVERYTHING: &str = r#"{"type": "record", "name": "E", "namespace": "t", "fields": [
         {"name": "flag", "type": "boolean"},
@@ -190,17 +187,6 @@ mod tests {
 
     const TREE: &str =
         r#"{"type":"record","name":"Node","fields":[{"name":"child","type":["null","Node"]}]}"#;
-
-    fn compile(text: &str) -> AvroSchema {
-        AvroSchema::compile(&CompileInput {
-            file: "s/v1.avsc",
-            schema_root: "",
-            text,
-            repo: &RepoFiles::default(),
-            settings: &SchemaSettings::default(),
-        })
-        .unwrap()
-    }
 
     fn everything(kind: u32, branch: u32) -> Value {
         let maybe = match branch {

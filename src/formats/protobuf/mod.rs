@@ -244,19 +244,20 @@ impl CompiledSchema for ProtobufSchema {
         normalize: Normalize,
         limits: &MessageLimits,
     ) -> Result<Valid, Vec<Violation>> {
-        let wire_plan = self.wire_plan.as_ref();
-        if let Some((plan, body)) = wire_plan.zip(self.binary_body(payload, encoding)) {
-            if plan.accepts(&body, limits.protobuf_depth) {
-                debug_assert!(
-                    self.judge_decoded(payload, encoding, normalize, limits)
-                        .is_ok(),
-                    "the wire walk accepted a payload decoding refuses: {payload:?}"
-                );
-                return Ok(Valid {
-                    value: payload.clone(),
-                    is_json: false,
-                });
-            }
+        let walked = self.wire_plan.as_ref().and_then(|plan| {
+            let body = self.binary_body(payload, encoding)?;
+            Some(plan.accepts(&body, limits.protobuf_depth))
+        });
+        if walked == Some(true) {
+            debug_assert!(
+                self.judge_decoded(payload, encoding, normalize, limits)
+                    .is_ok(),
+                "the wire walk accepted a payload decoding refuses: {payload:?}"
+            );
+            return Ok(Valid {
+                value: payload.clone(),
+                is_json: false,
+            });
         }
         self.judge_decoded(payload, encoding, normalize, limits)
     }
