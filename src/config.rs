@@ -119,7 +119,9 @@ pub struct StorageConfig {
     /// How often retention (max_age / max_bytes) is enforced.
     #[serde(with = "humantime_serde")]
     pub retention_check_interval: Duration,
-    /// The most one station log holds in memory before it is flushed to disk.
+    /// The most one station log holds in memory before it is flushed to disk. Smaller saves
+    /// memory under load but makes more tables per burst, on which the storage engine throttles
+    /// writes until compaction catches up.
     pub memtable_size: ByteSize,
     /// The block cache that consumers' reads from disk go through.
     pub cache_size: ByteSize,
@@ -131,7 +133,7 @@ impl Default for StorageConfig {
             dir: PathBuf::from("data"),
             fsync: FsyncPolicy::Always,
             retention_check_interval: Duration::from_secs(30),
-            memtable_size: ByteSize::mib(16),
+            memtable_size: ByteSize::mib(64),
             cache_size: ByteSize::mib(32),
         }
     }
