@@ -84,11 +84,12 @@ fn json_depth(payload: &[u8], max: usize) -> usize {
     deepest
 }
 
-/// Parses a JSON payload within `limits`, explaining a refusal as a whole-message violation.
-pub fn parse_json(
-    payload: &[u8],
+/// Parses a JSON payload within `limits` into a `serde_json::Value` or any tree that borrows from
+/// it, explaining a refusal as a whole-message violation.
+pub fn parse_json<'p, T: serde::Deserialize<'p>>(
+    payload: &'p [u8],
     limits: &MessageLimits,
-) -> Result<serde_json::Value, Vec<Violation>> {
+) -> Result<T, Vec<Violation>> {
     check_json_depth(payload, limits.json_depth).map_err(|v| vec![v])?;
     serde_json::from_slice(payload)
         .map_err(|e| vec![Violation::whole_message(format!("not valid JSON: {e}"))])
@@ -122,11 +123,12 @@ mod tests {
             json_depth: 3,
             ..MessageLimits::default()
         };
-        let refused = parse_json(nested(4).as_bytes(), &limits).unwrap_err();
+        let refused = parse_json::<serde_json::Value>(nested(4).as_bytes(), &limits).unwrap_err();
         assert!(refused[0].reason.contains("deeper than 3"));
-        assert!(parse_json(nested(3).as_bytes(), &limits).is_ok());
+        assert!(parse_json::<serde_json::Value>(nested(3).as_bytes(), &limits).is_ok());
         let deep = nested(10_000);
-        let refused = parse_json(deep.as_bytes(), &MessageLimits::default()).unwrap_err();
+        let refused = parse_json::<serde_json::Value>(deep.as_bytes(), &MessageLimits::default())
+            .unwrap_err();
         assert!(refused[0].reason.contains("deeper than 64"));
     }
 }

@@ -3,10 +3,12 @@
 //!
 //! `$ref`s to other files resolve inside the schema repository only — by relative path from the
 //! referring file, or by another file's absolute `$id` — and never over the network. On the hot
-//! path a message is parsed once; `is_valid` decides, and the violation list is built only for
-//! messages that fail. Compatibility between versions lives in [`compat`].
+//! path a message is parsed once, into the borrowing tree of [`instance`]; `is_valid` decides, and
+//! the violation list is built only for messages that fail. Compatibility between versions lives
+//! in [`compat`].
 
 mod compat;
+mod instance;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,13 +22,18 @@ use super::{
     Valid, Violation, MAX_VIOLATIONS,
 };
 use crate::registry::files::RepoFiles;
+use instance::{Borrowed, Instance};
 
 /// URI scheme prefix under which repository files are addressed while resolving `$ref`s.
 const REPO_URI_PREFIX: &str = "file:///";
 
 /// A compiled JSON Schema version.
 pub struct JsonSchema {
-    validator: jsonschema::Validator,
+    validator: jsonschema::Validator<Borrowed>,
+    /// The same schema for `serde_json::Value`s: debug builds judge every message with both and
+    /// panic when they disagree.
+    #[cfg(debug_assertions)]
+    reference: jsonschema::Validator,
     /// The schema document, for comparing versions.
     document: Value,
     /// The version's repository path, the base of relative `$ref`s.
@@ -54,7 +61,16 @@ impl JsonSchema {
         let file = repo_path(file);
         let base_uri = format!("{REPO_URI_PREFIX}{file}");
         let documents = repo.json_documents();
-        let validator = jsonschema::options()
+        let validator = jsonschema::options_for::<Borrowed>()
+            .with_base_uri(base_uri.clone())
+            .should_validate_formats(true)
+            .with_retriever(RepoRetriever {
+                documents: documents.clone(),
+            })
+            .build(&schema)
+            .map_err(|e| CompileError::new(e.to_string()))?;
+        #[cfg(debug_assertions)]
+        let reference = jsonschema::options()
             .with_base_uri(base_uri)
             .should_validate_formats(true)
             .with_retriever(RepoRetriever {
@@ -64,20 +80,32 @@ impl JsonSchema {
             .map_err(|e| CompileError::new(e.to_string()))?;
         Ok(Self {
             validator,
+            #[cfg(debug_assertions)]
+            reference,
             document: schema,
             file,
             documents,
         })
     }
 
-    /// Judges an already parsed JSON value.
-    pub fn validate_value(&self, value: &Value) -> Result<(), Vec<Violation>> {
-        if self.validator.is_valid(value) {
+    /// Judges a parsed message.
+    fn validate_instance(&self, instance: &Instance<'_>) -> Result<(), Vec<Violation>> {
+        let valid = self.validator.is_valid(instance);
+        #[cfg(debug_assertions)]
+        {
+            let value = instance.to_value();
+            assert_eq!(
+                valid,
+                self.reference.is_valid(&value),
+                "the borrowed tree and serde_json::Value disagree on {value}"
+            );
+        }
+        if valid {
             return Ok(());
         }
         Err(self
             .validator
-            .iter_errors(value)
+            .iter_errors(instance)
             .take(MAX_VIOLATIONS)
             .map(|error| Violation {
                 path: error.instance_path().as_str().to_owned(),
@@ -96,8 +124,8 @@ impl CompiledSchema for JsonSchema {
         _normalize: Normalize,
         limits: &MessageLimits,
     ) -> Result<Valid, Vec<Violation>> {
-        let value = super::limits::parse_json(payload, limits)?;
-        self.validate_value(&value)?;
+        let instance: Instance<'_> = super::limits::parse_json(payload, limits)?;
+        self.validate_instance(&instance)?;
         Ok(Valid {
             value: payload.clone(),
             is_json: encoding.is_json(),
@@ -377,6 +405,103 @@ mod tests {
         assert!(violations[0].reason.contains("cvv"), "{violations:?}");
         let draft7 = schema("http://json-schema.org/draft-07/schema#");
         assert!(judge(&draft7, json!({"card": "4111"})).is_ok());
+    }
+
+    /// The message tree and `serde_json::Value` reach the same verdict and the same violation
+    /// paths for every keyword family, on valid and invalid instances alike.
+    #[test]
+    fn the_message_tree_judges_as_serde_json_values_do() {
+        let wide: serde_json::Map<String, Value> = (0..24)
+            .map(|i| (format!("p{i}"), json!({"type": "integer", "minimum": i})))
+            .collect();
+        let wide_required: Vec<String> = (0..24).step_by(3).map(|i| format!("p{i}")).collect();
+        let schemas = [
+            json!({"type":"object","required":["id","qty"],"additionalProperties":false,
+                   "properties":{"id":{"type":"string","minLength":2,"maxLength":4},
+                                 "qty":{"type":"integer","minimum":1,"multipleOf":1}}}),
+            json!({"properties": wide, "required": wide_required, "minProperties": 3}),
+            json!({"patternProperties":{"^x-":{"type":"string"}},"propertyNames":{"maxLength":5},
+                   "dependentRequired":{"a":["b"]},"dependentSchemas":{"c":{"required":["d"]}}}),
+            json!({"enum":[{"a":[1,2]},"x",null,1.5]}),
+            json!({"const":{"k":[1,{"z":true}]}}),
+            json!({"type":"array","uniqueItems":true,"contains":{"type":"string"},"minContains":2,
+                   "items":{"type":["string","number"]}}),
+            json!({"if":{"properties":{"kind":{"const":"card"}}},
+                   "then":{"required":["pan"]},"else":{"required":["iban"]}}),
+            json!({"oneOf":[{"type":"string","format":"email"},{"type":"string","format":"date"}]}),
+            json!({"anyOf":[{"type":"null"},{"type":"object","unevaluatedProperties":false,
+                   "properties":{"a":{}}}]}),
+            json!({"$defs":{"node":{"type":"object","properties":{"next":{"$ref":"#/$defs/node"},
+                   "v":{"type":"integer"}},"required":["v"]}},"$ref":"#/$defs/node"}),
+            json!({"$schema":"http://json-schema.org/draft-04/schema#","type":"integer"}),
+        ];
+        let instances = [
+            r#"{"id":"ab","qty":2}"#,
+            r#"{"id":"a","qty":0,"extra":true}"#,
+            r#"{"id":"ab","qty":2,"id":"toolong"}"#,
+            r#"{"id":"héé","qty":1.0}"#,
+            r#"{"p0":0,"p3":3,"p6":6,"p9":9,"p12":12,"p15":15,"p18":18,"p21":21}"#,
+            r#"{"p0":0,"p3":3,"p6":6,"p9":9,"p12":12,"p15":15,"p18":18,"p21":-1,"p21":21}"#,
+            r#"{"p0":0,"p3":3,"p6":6,"p9":9,"p12":12,"p15":15,"p18":18}"#,
+            r#"{"x-a":"s","x-b":1,"a":1,"c":1}"#,
+            r#"{"toolongname":1,"a":1,"b":2,"c":3,"d":4}"#,
+            r#"{"a":[1.0,2]}"#,
+            r#"{"k":[1,{"z":true}]}"#,
+            r#"{"k":[1,{"z":false}]}"#,
+            r#"["a","b",1]"#,
+            r#"["a","a",1]"#,
+            r#"["a",{}]"#,
+            r#"{"kind":"card","pan":"4111"}"#,
+            r#"{"kind":"card"}"#,
+            r#"{"iban":"NO93"}"#,
+            r#""a@b.example""#,
+            r#""2026-11-24""#,
+            r#""neither""#,
+            r#"{"a":1}"#,
+            r#"{"a":1,"b":2}"#,
+            r#"{"v":1,"next":{"v":2,"next":{"v":"x"}}}"#,
+            r#"{"v":1,"next":{"next":{}}}"#,
+            "1",
+            "1.0",
+            "1e2",
+            "null",
+            "1.5",
+            r#""x""#,
+        ];
+        let paths = |errors: Vec<String>| {
+            let mut errors = errors;
+            errors.sort();
+            errors
+        };
+        for schema_document in &schemas {
+            let schema =
+                compile_in(&[("s/v1.json", schema_document.clone())], "s/v1.json").unwrap();
+            for text in instances {
+                let value: Value = serde_json::from_str(text).unwrap();
+                let instance = Instance::parse(text.as_bytes()).unwrap();
+                let ours = schema.validator.is_valid(&instance);
+                assert_eq!(
+                    ours,
+                    schema.reference.is_valid(&value),
+                    "{schema_document} on {text}"
+                );
+                let ours = paths(
+                    schema
+                        .validator
+                        .iter_errors(&instance)
+                        .map(|e| e.instance_path().as_str().to_owned())
+                        .collect(),
+                );
+                let theirs = paths(
+                    schema
+                        .reference
+                        .iter_errors(&value)
+                        .map(|e| e.instance_path().as_str().to_owned())
+                        .collect(),
+                );
+                assert_eq!(ours, theirs, "{schema_document} on {text}");
+            }
+        }
     }
 
     #[test]
