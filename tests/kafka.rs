@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::brokers::Kafka;
-use common::{valid_order, Gateway, Repo, ORDER_SCHEMA};
+use common::{assert_mixed_batch_answer, mixed_batch, valid_order, Gateway, Repo, ORDER_SCHEMA};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -215,6 +215,33 @@ async fn valid_messages_reach_the_topic_with_headers_and_invalid_ones_only_the_d
     );
     let body: Value = serde_json::from_slice(&framed[0].value[5..]).unwrap();
     assert_eq!(body["order_id"], "f-1");
+}
+
+/// A batch far larger than one send: valid messages reach the topic in the order sent, with
+/// consecutive offsets answered, and the invalid ones between them only the dead-letter topic.
+#[tokio::test]
+async fn a_large_mixed_batch_lands_in_order_and_its_invalid_messages_only_in_the_dlq() {
+    let kafka = Kafka::start();
+    let gw = Gateway::start(&repo(), &config(&kafka, "10s")).await;
+    let (count, every) = (1_000, 9);
+    let (batch, valid, invalid) = mixed_batch(count, every);
+    let (status, answer) = gw
+        .post_bytes(
+            "/v1/stations/orders/messages:batch",
+            "application/x-ndjson",
+            batch,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let first = assert_mixed_batch_answer(&answer, count, every);
+    let topic = read_topic(&kafka.brokers(), "orders-topic", valid.len()).await;
+    let ids: Vec<Value> = topic.iter().map(|m| m.json()["order_id"].clone()).collect();
+    assert_eq!(ids, valid.iter().map(|id| json!(id)).collect::<Vec<_>>());
+    assert_eq!(topic[0].offset as u64, first);
+    let dead = read_topic(&kafka.brokers(), "orders-topic.dlq", invalid.len()).await;
+    let ids: Vec<Value> = dead.iter().map(|m| m.json()["order_id"].clone()).collect();
+    assert_eq!(ids, invalid.iter().map(|id| json!(id)).collect::<Vec<_>>());
 }
 
 #[tokio::test]

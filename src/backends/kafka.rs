@@ -21,14 +21,19 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::{
-    for_each_remote_header, unavailable, Backend, BackendError, Position, PreparedLogs, Record,
+    for_each_remote_header, unavailable, Acknowledgement, Backend, BackendError, Position,
+    PreparedLogs, Record,
 };
 use crate::config::KafkaConfig;
 
 const KIND: &str = "kafka";
+
+/// Records per [`Backend::send`]: while `linger` holds the first chunk for a fuller request, the
+/// rest of the batch is judged and joins it.
+const SEND_CHUNK: usize = 128;
 
 pub struct KafkaBackend {
     producer: ArcSwap<FutureProducer>,
@@ -102,6 +107,21 @@ impl KafkaBackend {
         }
     }
 
+    /// Recovers from a failed produce to `log`: the topic is checked again next time (a broker that
+    /// lost its data may have lost it), and a producer that cannot go on is replaced.
+    fn after_failure(
+        &self,
+        producer: &Arc<FutureProducer>,
+        log: &str,
+        failure: ProduceFailure,
+    ) -> BackendError {
+        self.known_topics.forget(log);
+        if failure.producer_spent || producer.client().fatal_error().is_some() {
+            self.replace(producer, &failure.error);
+        }
+        failure.error
+    }
+
     /// Creates `topic` if it is missing (when configured to); remembers it once it exists.
     async fn ensure_topic(&self, topic: &str) -> Result<(), BackendError> {
         if !self.create_topics || self.known_topics.contains(topic) {
@@ -153,18 +173,27 @@ impl Backend for KafkaBackend {
     }
 
     async fn append(&self, log: &str, records: Vec<Record>) -> Result<Vec<Position>, BackendError> {
+        self.send(log, records).await?.await
+    }
+
+    fn send_chunk(&self) -> usize {
+        SEND_CHUNK
+    }
+
+    async fn send<'a>(
+        &'a self,
+        log: &'a str,
+        records: Vec<Record>,
+    ) -> Result<Acknowledgement<'a>, BackendError> {
         self.ensure_topic(log).await?;
         let producer = self.producer.load_full();
-        produce(&producer, log, &records, self.request_timeout)
-            .await
-            .map_err(|failure| {
-                // The topic may be gone (a broker that lost its data): check it again next time.
-                self.known_topics.forget(log);
-                if failure.producer_spent || producer.client().fatal_error().is_some() {
-                    self.replace(&producer, &failure.error);
-                }
-                failure.error
-            })
+        let deliveries = enqueue(&producer, log, &records)
+            .map_err(|failure| self.after_failure(&producer, log, failure))?;
+        Ok(Box::pin(async move {
+            acknowledged(deliveries, self.request_timeout)
+                .await
+                .map_err(|failure| self.after_failure(&producer, log, failure))
+        }))
     }
 
     async fn check_ready(&self) -> Result<(), BackendError> {
@@ -206,13 +235,12 @@ fn spends_the_producer(error: &KafkaError) -> bool {
     )
 }
 
-/// Sends `records` to `log` and waits for every acknowledgement, at most `request_timeout`.
-async fn produce(
+/// Hands `records` to the producer's queue for `log`, in order.
+fn enqueue(
     producer: &FutureProducer,
     log: &str,
     records: &[Record],
-    request_timeout: Duration,
-) -> Result<Vec<Position>, ProduceFailure> {
+) -> Result<Vec<DeliveryFuture>, ProduceFailure> {
     let failed = |error, producer_spent| ProduceFailure {
         error,
         producer_spent,
@@ -250,6 +278,18 @@ async fn produce(
             }
         }
     }
+    Ok(deliveries)
+}
+
+/// Waits for every delivery's acknowledgement, at most `request_timeout`.
+async fn acknowledged(
+    deliveries: Vec<DeliveryFuture>,
+    request_timeout: Duration,
+) -> Result<Vec<Position>, ProduceFailure> {
+    let failed = |error, producer_spent| ProduceFailure {
+        error,
+        producer_spent,
+    };
     // librdkafka fails each message after `message.timeout.ms`; the outer bound is a backstop.
     let acknowledged = tokio::time::timeout(
         request_timeout + Duration::from_secs(1),

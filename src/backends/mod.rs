@@ -1,6 +1,6 @@
 //! Station backends: where accepted messages (and dead letters) are durably stored. Each backend is
-//! one module behind [`Backend`]; the pipeline only ever calls `append` and waits for its durable
-//! acknowledgement. This module also owns the stored [`Record`], its encoding, and the headers a
+//! one module behind [`Backend`]; the pipeline hands it records (`append`, or `send` a chunk at a
+//! time) and waits for their durable acknowledgement. This module also owns the stored [`Record`], its encoding, and the headers a
 //! remote backend sends with it.
 
 pub mod embedded;
@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::formats::Violation;
@@ -27,6 +28,26 @@ pub trait Backend: Send + Sync {
     /// durable under the backend's policy. All or nothing.
     async fn append(&self, log: &str, records: Vec<Record>) -> Result<Vec<Position>, BackendError>;
 
+    /// How many valid records of a batch the pipeline hands over per [`Backend::send`] while it
+    /// is still judging the rest. A remote backend takes a batch in chunks, so its brokers store
+    /// the first records while later ones are validated; the embedded store takes it whole, as
+    /// one write.
+    fn send_chunk(&self) -> usize {
+        usize::MAX
+    }
+
+    /// Hands `records` over for appending to `log` and returns what resolves to their positions
+    /// once they are durable. When this returns, every record is in the backend's hands: records
+    /// of a later call land after them. The default writes them whole first.
+    async fn send<'a>(
+        &'a self,
+        log: &'a str,
+        records: Vec<Record>,
+    ) -> Result<Acknowledgement<'a>, BackendError> {
+        let positions = self.append(log, records).await;
+        Ok(Box::pin(std::future::ready(positions)))
+    }
+
     /// Whether the backend can take writes now (for `/readyz`).
     async fn check_ready(&self) -> Result<(), BackendError>;
 
@@ -36,6 +57,9 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 }
+
+/// What [`Backend::send`] hands back: the positions of the records it sent, once they are durable.
+pub type Acknowledgement<'a> = BoxFuture<'a, Result<Vec<Position>, BackendError>>;
 
 /// Where a message was stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -12,17 +12,23 @@ use std::future::IntoFuture;
 use std::time::Duration;
 
 use async_nats::connection::State;
+use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 use async_trait::async_trait;
 use futures_util::future::join_all;
 
 use super::{
-    for_each_remote_header, unavailable, Backend, BackendError, Position, PreparedLogs, Record,
+    for_each_remote_header, unavailable, Acknowledgement, Backend, BackendError, Position,
+    PreparedLogs, Record,
 };
 use crate::config::{NatsConfig, StreamPolicy};
 
 const KIND: &str = "nats";
+
+/// Records per [`Backend::send`]: the stream stores the first while the rest of the batch is
+/// judged.
+const SEND_CHUNK: usize = 128;
 
 pub struct NatsBackend {
     client: async_nats::Client,
@@ -126,11 +132,12 @@ impl NatsBackend {
         Ok(())
     }
 
+    /// Publishes `records` to `subject` in order, returning what waits for their acknowledgements.
     async fn publish_all(
         &self,
         subject: &str,
         records: Vec<Record>,
-    ) -> Result<Vec<Position>, BackendError> {
+    ) -> Result<Vec<PublishAckFuture>, BackendError> {
         let mut acks = Vec::with_capacity(records.len());
         // Built once: each publish clones a reference-counted handle.
         let target = async_nats::Subject::from(subject);
@@ -148,16 +155,39 @@ impl NatsBackend {
                 .publish_with_headers(target.clone(), headers, record.value)
                 .await
                 .map_err(|e| unavailable(KIND, format!("cannot publish to `{subject}`: {e}")))?;
-            acks.push(ack.into_future());
+            acks.push(ack);
         }
-        join_all(acks)
-            .await
+        Ok(acks)
+    }
+
+    /// The stored positions once every publish is acknowledged, at most `request_timeout`.
+    async fn acknowledged(
+        &self,
+        acks: Vec<PublishAckFuture>,
+    ) -> Result<Vec<Position>, BackendError> {
+        let acknowledged = tokio::time::timeout(
+            self.request_timeout + Duration::from_secs(1),
+            join_all(acks.into_iter().map(IntoFuture::into_future)),
+        )
+        .await
+        .map_err(|_| self.timed_out())?;
+        acknowledged
             .into_iter()
             .map(|ack| {
                 ack.map(|ack| Position::offset(ack.sequence))
                     .map_err(|e| unavailable(KIND, format!("not acknowledged by JetStream: {e}")))
             })
             .collect()
+    }
+
+    fn timed_out(&self) -> BackendError {
+        unavailable(
+            KIND,
+            format!(
+                "no acknowledgement from JetStream within {:?}",
+                self.request_timeout
+            ),
+        )
     }
 }
 
@@ -168,23 +198,28 @@ impl Backend for NatsBackend {
     }
 
     async fn append(&self, log: &str, records: Vec<Record>) -> Result<Vec<Position>, BackendError> {
+        self.send(log, records).await?.await
+    }
+
+    fn send_chunk(&self) -> usize {
+        SEND_CHUNK
+    }
+
+    async fn send<'a>(
+        &'a self,
+        log: &'a str,
+        records: Vec<Record>,
+    ) -> Result<Acknowledgement<'a>, BackendError> {
         self.ensure_stream(log).await?;
         // Each ack is bounded by the JetStream timeout; this bounds a publish stuck behind a
         // disconnected client's full buffer too.
-        tokio::time::timeout(
+        let acks = tokio::time::timeout(
             self.request_timeout + Duration::from_secs(1),
             self.publish_all(log, records),
         )
         .await
-        .map_err(|_| {
-            unavailable(
-                KIND,
-                format!(
-                    "no acknowledgement from JetStream within {:?}",
-                    self.request_timeout
-                ),
-            )
-        })?
+        .map_err(|_| self.timed_out())??;
+        Ok(Box::pin(self.acknowledged(acks)))
     }
 
     async fn check_ready(&self) -> Result<(), BackendError> {

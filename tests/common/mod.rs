@@ -597,6 +597,48 @@ pub fn valid_order(id: &str) -> Value {
     serde_json::json!({"order_id": id, "items": [{"qty": 1}]})
 }
 
+/// A large NDJSON batch of orders `m-0`, `m-1`... in which every `every`th is invalid (`qty: 0`),
+/// as posted to `:batch`; and the ids of the valid and the invalid ones, in order.
+pub fn mixed_batch(count: usize, every: usize) -> (Vec<u8>, Vec<String>, Vec<String>) {
+    let (mut body, mut valid, mut invalid) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..count {
+        let id = format!("m-{i}");
+        let mut order = valid_order(&id);
+        if i % every == every - 1 {
+            order["items"][0]["qty"] = 0.into();
+            invalid.push(id);
+        } else {
+            valid.push(id);
+        }
+        body.extend_from_slice(serde_json::json!({ "value": order }).to_string().as_bytes());
+        body.push(b'\n');
+    }
+    (body, valid, invalid)
+}
+
+/// Checks a `:batch` answer to [`mixed_batch`]: one result per message, in order, 201s with
+/// consecutive offsets and 422s where the invalid ones were. Returns the first valid offset.
+pub fn assert_mixed_batch_answer(answer: &Value, count: usize, every: usize) -> u64 {
+    let results = answer["results"].as_array().expect("per-message results");
+    assert_eq!(results.len(), count, "{answer}");
+    let mut offsets = Vec::new();
+    for (i, result) in results.iter().enumerate() {
+        if i % every == every - 1 {
+            assert_eq!(result["status"], 422, "message {i}: {result}");
+        } else {
+            assert_eq!(result["status"], 201, "message {i}: {result}");
+            offsets.push(result["offset"].as_u64().expect("an offset"));
+        }
+    }
+    let first = offsets[0];
+    let expected: Vec<u64> = (first..first + offsets.len() as u64).collect();
+    assert_eq!(
+        offsets, expected,
+        "valid messages stored in order, consecutively"
+    );
+    first
+}
+
 /// A file of this project, by path from its root.
 pub fn project_file(path: &str) -> PathBuf {
     project_root().join(path)

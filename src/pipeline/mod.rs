@@ -4,6 +4,8 @@
 //! only once the backend has durably accepted them. Consume, ack, dead-letter browse and replay,
 //! dry-run validation and retention also live here, so front ends stay thin translators.
 
+mod sending;
+
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +27,7 @@ use crate::metrics::PipelineMetrics;
 use crate::registry::stations::{BackendRef, Framing};
 use crate::registry::{Registry, Schema, Snapshot, Station, VersionRefusal};
 use crate::views::DeadLetterView;
+use sending::Sending;
 
 /// A message as a front end received it.
 #[derive(Debug, Clone, Default)]
@@ -169,7 +172,16 @@ impl Pipeline {
         let route = self.backends.route(&station).await?;
         let received_at_ms = now_ms();
 
-        let mut valid = Vec::new();
+        // Back pressure: a backend already storing its limit answers 503 now, for the whole batch.
+        let _in_flight = match route.admit(messages.len()) {
+            Ok(permit) => permit,
+            Err(busy) => {
+                station.metrics.produced(0, 0, messages.len() as u64, 0);
+                return Err(ApiError::Backend(busy));
+            }
+        };
+        let mut valid = Sending::new(route.backend, &route.log, &self.metrics);
+        let mut versions = Vec::new();
         let mut dead = Vec::new();
         let mut slots = Vec::with_capacity(messages.len());
         let mut tickets: Vec<Option<Ticket>> = Vec::with_capacity(messages.len());
@@ -191,8 +203,8 @@ impl Pipeline {
             slots.push(
                 match self.judge(&station, &schema_name, message, received_at_ms) {
                     Judged::Valid(record) => {
-                        valid.push(record);
-                        Slot::Valid(valid.len() - 1)
+                        versions.push(record.schema_version);
+                        Slot::Valid(valid.push(record).await)
                     }
                     Judged::Invalid(record, report) if station.dlq => {
                         dead.push(record);
@@ -203,23 +215,9 @@ impl Pipeline {
                 },
             );
         }
-        let versions: Vec<Option<u32>> = valid.iter().map(|r| r.schema_version).collect();
-        // Back pressure: a backend already storing its limit answers 503 now, for the whole batch.
-        let admitted = route.admit(valid.len() + dead.len());
-        let _in_flight = match admitted {
-            Ok(permit) => permit,
-            Err(busy) => {
-                station.metrics.produced(0, 0, slots.len() as u64, 0);
-                let busy = ApiError::Backend(busy);
-                for ticket in tickets.into_iter().flatten() {
-                    ticket.settle(&Err(busy.clone()));
-                }
-                return Err(busy);
-            }
-        };
         let dead_count = dead.len() as u64;
         let (stored, dead_lettered) = tokio::join!(
-            self.append_if_any(route.backend, &route.log, valid),
+            valid.finish(),
             self.append_if_any(route.backend, &route.dead_letters, dead),
         );
         if let Err(e) = &dead_lettered {
@@ -230,10 +228,10 @@ impl Pipeline {
         let mut waiting = Vec::new();
         for slot in slots {
             let result = match slot {
-                Slot::Valid(i) => match &stored {
-                    Ok(positions) => Ok(Accepted {
+                Slot::Valid(i) => match &stored[i] {
+                    Ok(position) => Ok(Accepted {
                         station: station.name.clone(),
-                        position: positions[i],
+                        position: *position,
                         schema_version: versions[i],
                     }),
                     Err(e) => Err(ApiError::Backend(e.clone())),
