@@ -3,7 +3,12 @@
 //! schema and version lookup, validation). Messages are the test fixtures made by each format's
 //! reference tooling (see `tests/fixtures/*/make_fixtures.py`).
 //!
+//! Each group ends with the same ratios measured interleaved (raw and Sluice alternating), the
+//! figures to quote: criterion's functions run one after another, and this machine drifts.
+//!
 //! Run: `cargo bench --bench formats`
+
+mod common;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -85,6 +90,22 @@ fn compare(
         })
     });
     group.finish();
+    common::interleaved_ratios(
+        group_name,
+        &|| raw(payload),
+        &[
+            ("sluice_format_validate", &|| {
+                compiled
+                    .validate(payload, &encoding, Normalize::AsSent, &Default::default())
+                    .unwrap();
+            }),
+            ("sluice_pipeline_dry_run", &|| {
+                pipeline
+                    .dry_run(schema, None, payload, Some(content_type))
+                    .unwrap();
+            }),
+        ],
+    );
 }
 
 fn formats(c: &mut Criterion) {

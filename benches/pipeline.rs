@@ -2,7 +2,12 @@
 //! done through Sluice — the format layer as the pipeline calls it, the pipeline's dry run
 //! (snapshot, station/version lookup, validation), and a full produce into the embedded store.
 //!
+//! The JSON group ends with its ratios measured interleaved (raw and Sluice alternating), the
+//! figures to quote: criterion's functions run one after another, and this machine drifts.
+//!
 //! Run: `cargo bench --bench pipeline`
+
+mod common;
 
 use std::sync::Arc;
 
@@ -109,6 +114,33 @@ fn validation(c: &mut Criterion) {
         })
     });
     group.finish();
+    common::interleaved_ratios(
+        "json_validation",
+        &|| {
+            let value: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+            assert!(raw.is_valid(&value));
+        },
+        &[
+            ("sluice_format_validate", &|| {
+                compiled
+                    .validate(
+                        &payload,
+                        &PayloadEncoding::Json,
+                        Normalize::AsSent,
+                        &Default::default(),
+                    )
+                    .unwrap();
+            }),
+            ("sluice_pipeline_dry_run", &|| {
+                assert!(
+                    pipeline
+                        .dry_run("orders", None, &payload, None)
+                        .unwrap()
+                        .valid
+                );
+            }),
+        ],
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

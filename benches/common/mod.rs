@@ -143,3 +143,47 @@ pub async fn post_batch(
         "every message of the batch is accepted"
     );
 }
+
+/// Throughput of each of `contenders` relative to `raw`, measured round by round in alternation
+/// (best of 15 rounds each), so the drift of a shared machine weighs on both sides of a ratio; a
+/// criterion group measures its functions one after another, minutes apart. Printed as one line
+/// per contender and returned in order.
+pub fn interleaved_ratios(
+    group: &str,
+    raw: &dyn Fn(),
+    contenders: &[(&str, &dyn Fn())],
+) -> Vec<f64> {
+    const ROUNDS: usize = 15;
+    // About 50 ms of raw work per round.
+    let started = std::time::Instant::now();
+    let mut calibration = 0u32;
+    while started.elapsed() < std::time::Duration::from_millis(50) {
+        raw();
+        calibration += 1;
+    }
+    let iterations = calibration.max(1);
+    let time = |work: &dyn Fn()| {
+        let started = std::time::Instant::now();
+        for _ in 0..iterations {
+            work();
+        }
+        started.elapsed().as_secs_f64()
+    };
+    let mut best_raw = f64::MAX;
+    let mut best = vec![f64::MAX; contenders.len()];
+    for _ in 0..ROUNDS {
+        best_raw = best_raw.min(time(raw));
+        for ((_, work), best) in contenders.iter().zip(&mut best) {
+            *best = best.min(time(*work));
+        }
+    }
+    contenders
+        .iter()
+        .zip(&best)
+        .map(|((name, _), best)| {
+            let ratio = best_raw / best;
+            println!("{group}/{name}: {ratio:.2}x raw (interleaved, best of {ROUNDS} rounds)");
+            ratio
+        })
+        .collect()
+}
