@@ -159,9 +159,11 @@ impl Pipeline {
         results.pop().expect("one result per message")
     }
 
-    /// Produces many messages to one station. Valid ones are stored in one backend write and
-    /// invalid ones in one dead-letter write, concurrently; each message gets its own result, in
-    /// order. The outer error is for the request as a whole (unknown station, backend missing).
+    /// Produces many messages to one station. Valid ones go to the backend as they are judged (in
+    /// one write on the embedded store, in chunks to a remote backend, see [`Sending`]) and
+    /// invalid ones in one dead-letter write alongside; each message gets its own result, in
+    /// order. The outer error is for the request as a whole (unknown station, backend missing, a
+    /// backend at its in-flight limit).
     pub async fn produce_batch(
         &self,
         station: &str,

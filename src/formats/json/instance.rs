@@ -34,7 +34,7 @@ pub enum Instance<'p> {
 }
 
 /// An object's members in the order they were written, each name once.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Members<'p> {
     entries: Vec<(Cow<'p, str>, Instance<'p>)>,
     /// Positions in `entries` ordered by name; empty for objects of at most [`SCANNED_MEMBERS`].
