@@ -47,9 +47,19 @@ pub fn check_json_depth(payload: &[u8], max: usize) -> Result<(), Violation> {
     if brackets <= max || json_depth(payload, max) <= max {
         return Ok(());
     }
-    Err(Violation::whole_message(format!(
+    Err(json_too_deep(max))
+}
+
+/// The violation of JSON nested deeper than `max` arrays and objects.
+pub fn json_too_deep(max: usize) -> Violation {
+    Violation::whole_message(format!(
         "the message nests arrays and objects deeper than {max} levels (limits.max_json_depth)"
-    )))
+    ))
+}
+
+/// The violation of a payload that is not JSON.
+pub fn not_json(error: &serde_json::Error) -> Violation {
+    Violation::whole_message(format!("not valid JSON: {error}"))
 }
 
 /// The nesting depth of JSON text, counting no further than `max + 1`. Tolerant of malformed text:
@@ -84,15 +94,13 @@ fn json_depth(payload: &[u8], max: usize) -> usize {
     deepest
 }
 
-/// Parses a JSON payload within `limits` into a `serde_json::Value` or any tree that borrows from
-/// it, explaining a refusal as a whole-message violation.
-pub fn parse_json<'p, T: serde::Deserialize<'p>>(
-    payload: &'p [u8],
+/// Parses a JSON payload within `limits`, explaining a refusal as a whole-message violation.
+pub fn parse_json(
+    payload: &[u8],
     limits: &MessageLimits,
-) -> Result<T, Vec<Violation>> {
+) -> Result<serde_json::Value, Vec<Violation>> {
     check_json_depth(payload, limits.json_depth).map_err(|v| vec![v])?;
-    serde_json::from_slice(payload)
-        .map_err(|e| vec![Violation::whole_message(format!("not valid JSON: {e}"))])
+    serde_json::from_slice(payload).map_err(|e| vec![not_json(&e)])
 }
 
 #[cfg(test)]
@@ -123,12 +131,11 @@ mod tests {
             json_depth: 3,
             ..MessageLimits::default()
         };
-        let refused = parse_json::<serde_json::Value>(nested(4).as_bytes(), &limits).unwrap_err();
+        let refused = parse_json(nested(4).as_bytes(), &limits).unwrap_err();
         assert!(refused[0].reason.contains("deeper than 3"));
-        assert!(parse_json::<serde_json::Value>(nested(3).as_bytes(), &limits).is_ok());
+        assert!(parse_json(nested(3).as_bytes(), &limits).is_ok());
         let deep = nested(10_000);
-        let refused = parse_json::<serde_json::Value>(deep.as_bytes(), &MessageLimits::default())
-            .unwrap_err();
+        let refused = parse_json(deep.as_bytes(), &MessageLimits::default()).unwrap_err();
         assert!(refused[0].reason.contains("deeper than 64"));
     }
 }

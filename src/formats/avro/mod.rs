@@ -113,7 +113,7 @@ impl CompiledSchema for AvroSchema {
         limits: &MessageLimits,
     ) -> Result<Valid, Vec<Violation>> {
         if encoding.is_json() {
-            let value: serde_json::Value = super::limits::parse_json(payload, limits)?;
+            let value = super::limits::parse_json(payload, limits)?;
             let mut violations = Vec::new();
             if !self.check_json(&value, &self.schema, "", &mut violations) {
                 violations.truncate(MAX_VIOLATIONS);

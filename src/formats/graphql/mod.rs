@@ -131,7 +131,7 @@ impl GraphQlSchema {
         payload: &Bytes,
         limits: &MessageLimits,
     ) -> Result<(), Vec<Violation>> {
-        let request: serde_json::Value = super::limits::parse_json(payload, limits)?;
+        let request = super::limits::parse_json(payload, limits)?;
         let query = request.get("query").and_then(Json::as_str).ok_or_else(|| {
             vec![Violation::whole_message(
                 "a JSON GraphQL request needs a \"query\" string (or send the document as application/graphql)",
@@ -345,7 +345,7 @@ impl CompiledSchema for GraphQlSchema {
                     "this schema judges JSON data of type {root}; send it as application/json"
                 ))]);
             }
-            let value: serde_json::Value = super::limits::parse_json(payload, limits)?;
+            let value = super::limits::parse_json(payload, limits)?;
             let mut violations = Vec::new();
             self.check_named(&value, root, "", &mut violations);
             if !violations.is_empty() {

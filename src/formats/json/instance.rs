@@ -10,12 +10,13 @@
 //! last member wins. A `Value` is built only to explain a failure ([`Node::to_value`]).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 
 use jsonschema::json::{cmp, Array, Json, Node, NodeIdentity, Object};
 use jsonschema::types::JsonType;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 /// Objects with more members than this are looked up through a name-ordered index; smaller ones
@@ -42,10 +43,24 @@ pub struct Members<'p> {
 }
 
 impl<'p> Instance<'p> {
-    /// Parses JSON text, borrowing from it. Nesting depth is serde_json's own limit (128); callers
-    /// check the configured limit first.
-    pub fn parse(text: &'p [u8]) -> serde_json::Result<Self> {
-        serde_json::from_slice(text)
+    /// Parses JSON text nested at most `max_depth` arrays and objects deep, borrowing from it.
+    /// Text nested deeper costs no more than `max_depth` levels of parsing to refuse.
+    pub fn parse(text: &'p [u8], max_depth: usize) -> Result<Self, ParseError> {
+        let too_deep = Cell::new(false);
+        let seed = Nested {
+            depth_left: max_depth,
+            too_deep: &too_deep,
+        };
+        // One UTF-8 check of the whole text instead of one per string; text that fails it is
+        // parsed as bytes, for serde_json's account of where and why.
+        let parsed = match std::str::from_utf8(text) {
+            Ok(text) => parse_whole(seed, &mut serde_json::Deserializer::from_str(text)),
+            Err(_) => parse_whole(seed, &mut serde_json::Deserializer::from_slice(text)),
+        };
+        parsed.map_err(|e| match too_deep.get() {
+            true => ParseError::TooDeep,
+            false => ParseError::NotJson(e),
+        })
     }
 
     /// The same value as a `serde_json::Value`, for error reports.
@@ -160,15 +175,54 @@ impl<'p> Members<'p> {
     }
 }
 
-impl<'de> Deserialize<'de> for Instance<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(InstanceVisitor)
+/// Why a payload is not a message tree.
+#[derive(Debug)]
+pub enum ParseError {
+    /// Nested deeper than allowed.
+    TooDeep,
+    NotJson(serde_json::Error),
+}
+
+/// One JSON text, with nothing but whitespace after it.
+fn parse_whole<'de, R: serde_json::de::Read<'de>>(
+    seed: Nested<'_>,
+    deserializer: &mut serde_json::Deserializer<R>,
+) -> serde_json::Result<Instance<'de>> {
+    let instance = seed.deserialize(&mut *deserializer)?;
+    deserializer.end()?;
+    Ok(instance)
+}
+
+/// Deserializes a value with `depth_left` more levels of arrays and objects allowed, flagging
+/// `too_deep` when the text nests further.
+#[derive(Clone, Copy)]
+struct Nested<'a> {
+    depth_left: usize,
+    too_deep: &'a Cell<bool>,
+}
+
+impl Nested<'_> {
+    /// The seed for the members or elements of a container this seed is about to read.
+    fn inside<E: de::Error>(self) -> Result<Self, E> {
+        match self.depth_left.checked_sub(1) {
+            Some(depth_left) => Ok(Self { depth_left, ..self }),
+            None => {
+                self.too_deep.set(true);
+                Err(E::custom("nested too deep"))
+            }
+        }
     }
 }
 
-struct InstanceVisitor;
+impl<'de> DeserializeSeed<'de> for Nested<'_> {
+    type Value = Instance<'de>;
 
-impl<'de> Visitor<'de> for InstanceVisitor {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Nested<'_> {
     type Value = Instance<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -213,21 +267,23 @@ impl<'de> Visitor<'de> for InstanceVisitor {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        Deserialize::deserialize(d)
+        self.deserialize(d)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let inside = self.inside()?;
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(item) = seq.next_element()? {
+        while let Some(item) = seq.next_element_seed(inside)? {
             items.push(item);
         }
         Ok(Instance::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let inside = self.inside()?;
         let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096));
         while let Some(MemberName(name)) = map.next_key()? {
-            entries.push((name, map.next_value()?));
+            entries.push((name, map.next_value_seed(inside)?));
         }
         Ok(Instance::Object(Members::from_entries(entries)))
     }
@@ -417,7 +473,7 @@ mod tests {
     use serde_json::json;
 
     fn parse(text: &str) -> Instance<'_> {
-        Instance::parse(text.as_bytes()).unwrap()
+        Instance::parse(text.as_bytes(), 64).unwrap()
     }
 
     #[test]
@@ -459,11 +515,39 @@ mod tests {
             "null".to_owned(),
         ] {
             let expected: serde_json::Result<Value> = serde_json::from_str(&text);
-            match (Instance::parse(text.as_bytes()), expected) {
+            match (Instance::parse(text.as_bytes(), 64), expected) {
                 (Ok(instance), Ok(expected)) => assert_eq!(instance.to_value(), expected, "{text}"),
                 (Err(_), Err(_)) => {}
                 (ours, theirs) => panic!("{text}: {ours:?} vs {theirs:?}"),
             }
+        }
+    }
+
+    /// Depth counts arrays and objects, as `limits.max_json_depth` means it; brackets in strings
+    /// do not count, and hostile nesting is refused without parsing it all.
+    #[test]
+    fn nesting_past_the_limit_is_too_deep_and_anything_else_malformed_is_not_json() {
+        let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(Instance::parse(nested(3).as_bytes(), 3).is_ok());
+        assert!(matches!(
+            Instance::parse(nested(4).as_bytes(), 3),
+            Err(ParseError::TooDeep)
+        ));
+        assert!(Instance::parse(br#"{"a":{"b":"[[[[{{{{"}}"#, 2).is_ok());
+        assert!(matches!(
+            Instance::parse(br#"{"a":{"b":{}}}"#, 2),
+            Err(ParseError::TooDeep)
+        ));
+        let hostile = format!("{}{}", "[".repeat(30_000), "]".repeat(30_000));
+        assert!(matches!(
+            Instance::parse(hostile.as_bytes(), 64),
+            Err(ParseError::TooDeep)
+        ));
+        for malformed in [&b"{nope"[..], b"[1] [2]", b"\"\xff\"", b""] {
+            assert!(
+                matches!(Instance::parse(malformed, 64), Err(ParseError::NotJson(_))),
+                "{malformed:?}"
+            );
         }
     }
 

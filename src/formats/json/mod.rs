@@ -22,7 +22,7 @@ use super::{
     Valid, Violation, MAX_VIOLATIONS,
 };
 use crate::registry::files::RepoFiles;
-use instance::{Borrowed, Instance};
+use instance::{Borrowed, Instance, ParseError};
 
 /// URI scheme prefix under which repository files are addressed while resolving `$ref`s.
 const REPO_URI_PREFIX: &str = "file:///";
@@ -30,8 +30,8 @@ const REPO_URI_PREFIX: &str = "file:///";
 /// A compiled JSON Schema version.
 pub struct JsonSchema {
     validator: jsonschema::Validator<Borrowed>,
-    /// The same schema for `serde_json::Value`s: debug builds judge every message with both and
-    /// panic when they disagree.
+    /// The same schema for `serde_json::Value`s: debug builds parse and judge every message both
+    /// ways and panic when they disagree.
     #[cfg(debug_assertions)]
     reference: jsonschema::Validator,
     /// The schema document, for comparing versions.
@@ -124,7 +124,21 @@ impl CompiledSchema for JsonSchema {
         _normalize: Normalize,
         limits: &MessageLimits,
     ) -> Result<Valid, Vec<Violation>> {
-        let instance: Instance<'_> = super::limits::parse_json(payload, limits)?;
+        let parsed = Instance::parse(payload, limits.json_depth);
+        #[cfg(debug_assertions)]
+        match (&parsed, super::limits::parse_json(payload, limits)) {
+            (Ok(instance), Ok(value)) => assert_eq!(instance.to_value(), value),
+            (Err(_), Err(_)) => {}
+            (ours, theirs) => panic!(
+                "the message tree and serde_json::Value disagree on {payload:?}: {ours:?} vs {theirs:?}"
+            ),
+        }
+        let instance = parsed.map_err(|e| {
+            vec![match e {
+                ParseError::TooDeep => super::limits::json_too_deep(limits.json_depth),
+                ParseError::NotJson(e) => super::limits::not_json(&e),
+            }]
+        })?;
         self.validate_instance(&instance)?;
         Ok(Valid {
             value: payload.clone(),
@@ -482,7 +496,7 @@ mod tests {
                 .unwrap();
             for text in instances {
                 let value: Value = serde_json::from_str(text).unwrap();
-                let instance = Instance::parse(text.as_bytes()).unwrap();
+                let instance = Instance::parse(text.as_bytes(), 64).unwrap();
                 let ours = schema.validator.is_valid(&instance);
                 assert_eq!(
                     ours,
