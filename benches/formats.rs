@@ -12,10 +12,9 @@ mod common;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion};
 use sluice::backends::embedded::EmbeddedStore;
 use sluice::backends::routing::Backends;
 use sluice::config::{FsyncPolicy, Limits};
@@ -71,28 +70,10 @@ fn compare(
             .valid
     );
 
-    let mut group = c.benchmark_group(group_name);
-    group.throughput(Throughput::Elements(1));
-    group.measurement_time(Duration::from_secs(3));
-    group.bench_function("raw_library", |b| b.iter(|| raw(payload)));
-    group.bench_function("sluice_format_validate", |b| {
-        b.iter(|| {
-            compiled
-                .validate(payload, &encoding, Normalize::AsSent, &Default::default())
-                .unwrap()
-        })
-    });
-    group.bench_function("sluice_pipeline_dry_run", |b| {
-        b.iter(|| {
-            pipeline
-                .dry_run(schema, None, payload, Some(content_type))
-                .unwrap()
-        })
-    });
-    group.finish();
-    common::interleaved_ratios(
+    common::raw_versus(
+        c,
         group_name,
-        &|| raw(payload),
+        ("raw_library", &|| raw(payload)),
         &[
             ("sluice_format_validate", &|| {
                 compiled

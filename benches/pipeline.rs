@@ -83,43 +83,13 @@ fn validation(c: &mut Criterion) {
         .compiled
         .clone();
 
-    let mut group = c.benchmark_group("json_validation");
-    group.throughput(Throughput::Elements(1));
-    group.bench_function("raw_jsonschema_parse_and_is_valid", |b| {
-        b.iter(|| {
-            let value: serde_json::Value = serde_json::from_slice(&payload).unwrap();
-            assert!(raw.is_valid(&value));
-        })
-    });
-    group.bench_function("sluice_format_validate", |b| {
-        b.iter(|| {
-            compiled
-                .validate(
-                    &payload,
-                    &PayloadEncoding::Json,
-                    Normalize::AsSent,
-                    &Default::default(),
-                )
-                .unwrap()
-        })
-    });
-    group.bench_function("sluice_pipeline_dry_run", |b| {
-        b.iter(|| {
-            assert!(
-                pipeline
-                    .dry_run("orders", None, &payload, None)
-                    .unwrap()
-                    .valid
-            )
-        })
-    });
-    group.finish();
-    common::interleaved_ratios(
+    common::raw_versus(
+        c,
         "json_validation",
-        &|| {
+        ("raw_jsonschema_parse_and_is_valid", &|| {
             let value: serde_json::Value = serde_json::from_slice(&payload).unwrap();
             assert!(raw.is_valid(&value));
-        },
+        }),
         &[
             ("sluice_format_validate", &|| {
                 compiled

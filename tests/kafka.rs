@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::brokers::Kafka;
-use common::{assert_mixed_batch_answer, mixed_batch, valid_order, Gateway, Repo, ORDER_SCHEMA};
+use common::{valid_order, Gateway, Repo, ORDER_SCHEMA};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -104,6 +104,14 @@ async fn read_topic(brokers: &str, topic: &str, expected: usize) -> Vec<Read> {
     .unwrap()
 }
 
+/// The `order_id` of each message read.
+fn order_ids(messages: &[Read]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m.json()["order_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn repo() -> Repo {
     Repo::new(&[
         ("orders/v1.json", ORDER_SCHEMA),
@@ -175,11 +183,7 @@ async fn valid_messages_reach_the_topic_with_headers_and_invalid_ones_only_the_d
     let schema_id = schema["id"].to_string();
 
     let topic = read_topic(&kafka.brokers(), "orders-topic", 4).await;
-    let ids: Vec<Value> = topic.iter().map(|m| m.json()["order_id"].clone()).collect();
-    assert_eq!(
-        ids,
-        vec![json!("k-1"), json!("k-2"), json!("k-3"), json!("k-4")]
-    );
+    assert_eq!(order_ids(&topic), ["k-1", "k-2", "k-3", "k-4"]);
     let message = &topic[0];
     assert_eq!(message.offset, first["offset"].as_i64().unwrap());
     assert_eq!(message.key.as_deref(), Some(&b"customer-1"[..]));
@@ -223,25 +227,12 @@ async fn valid_messages_reach_the_topic_with_headers_and_invalid_ones_only_the_d
 async fn a_large_mixed_batch_lands_in_order_and_its_invalid_messages_only_in_the_dlq() {
     let kafka = Kafka::start();
     let gw = Gateway::start(&repo(), &config(&kafka, "10s")).await;
-    let (count, every) = (1_000, 9);
-    let (batch, valid, invalid) = mixed_batch(count, every);
-    let (status, answer) = gw
-        .post_bytes(
-            "/v1/stations/orders/messages:batch",
-            "application/x-ndjson",
-            batch,
-            &[],
-        )
-        .await;
-    assert_eq!(status, 200, "{answer}");
-    let first = assert_mixed_batch_answer(&answer, count, every);
-    let topic = read_topic(&kafka.brokers(), "orders-topic", valid.len()).await;
-    let ids: Vec<Value> = topic.iter().map(|m| m.json()["order_id"].clone()).collect();
-    assert_eq!(ids, valid.iter().map(|id| json!(id)).collect::<Vec<_>>());
-    assert_eq!(topic[0].offset as u64, first);
-    let dead = read_topic(&kafka.brokers(), "orders-topic.dlq", invalid.len()).await;
-    let ids: Vec<Value> = dead.iter().map(|m| m.json()["order_id"].clone()).collect();
-    assert_eq!(ids, invalid.iter().map(|id| json!(id)).collect::<Vec<_>>());
+    let batch = gw.produce_mixed_batch("orders", 1_000, 9).await;
+    let topic = read_topic(&kafka.brokers(), "orders-topic", batch.valid.len()).await;
+    assert_eq!(order_ids(&topic), batch.valid);
+    assert_eq!(topic[0].offset as u64, batch.first_offset);
+    let dead = read_topic(&kafka.brokers(), "orders-topic.dlq", batch.invalid.len()).await;
+    assert_eq!(order_ids(&dead), batch.invalid);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, stream};
 use common::brokers::Nats;
-use common::{assert_mixed_batch_answer, mixed_batch, valid_order, Gateway, Repo, ORDER_SCHEMA};
+use common::{valid_order, Gateway, Repo, ORDER_SCHEMA};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
@@ -159,23 +159,12 @@ async fn valid_messages_reach_the_stream_with_headers_and_invalid_ones_only_the_
 async fn a_large_mixed_batch_lands_in_order_and_its_invalid_messages_only_in_the_dlq() {
     let nats = Nats::start();
     let gw = Gateway::start(&repo(), &config(&nats, "")).await;
-    let (count, every) = (1_000, 9);
-    let (batch, valid, invalid) = mixed_batch(count, every);
-    let (status, answer) = gw
-        .post_bytes(
-            "/v1/stations/orders/messages:batch",
-            "application/x-ndjson",
-            batch,
-            &[],
-        )
-        .await;
-    assert_eq!(status, 200, "{answer}");
-    let first = assert_mixed_batch_answer(&answer, count, every);
+    let batch = gw.produce_mixed_batch("orders", 1_000, 9).await;
     let stored = read_stream(&nats.url(), "SLUICE_ORDERS_NEW").await;
-    assert_eq!(ids(&stored), valid);
-    assert_eq!(stored[0].sequence, first);
+    assert_eq!(ids(&stored), batch.valid);
+    assert_eq!(stored[0].sequence, batch.first_offset);
     let dead = read_stream(&nats.url(), "SLUICE_ORDERS_NEW_DLQ").await;
-    assert_eq!(ids(&dead), invalid);
+    assert_eq!(ids(&dead), batch.invalid);
 }
 
 #[tokio::test]

@@ -144,15 +144,30 @@ pub async fn post_batch(
     );
 }
 
-/// Throughput of each of `contenders` relative to `raw`, measured round by round in alternation
-/// (best of 15 rounds each), so the drift of a shared machine weighs on both sides of a ratio; a
-/// criterion group measures its functions one after another, minutes apart. Printed as one line
-/// per contender and returned in order.
-pub fn interleaved_ratios(
-    group: &str,
-    raw: &dyn Fn(),
+/// Benchmarks `raw` (the library alone) and each of `contenders` (the same work through Sluice)
+/// in one criterion group, one message per iteration, then prints each contender's throughput
+/// relative to `raw` measured again round by round in alternation (best of 15 rounds each): a
+/// criterion group measures its functions one after another, seconds apart, and a shared machine
+/// drifts in that time, so the interleaved ratios are the figures to quote.
+pub fn raw_versus(
+    c: &mut criterion::Criterion,
+    group_name: &str,
+    raw: (&str, &dyn Fn()),
     contenders: &[(&str, &dyn Fn())],
-) -> Vec<f64> {
+) {
+    let mut group = c.benchmark_group(group_name);
+    group.throughput(criterion::Throughput::Elements(1));
+    group.measurement_time(std::time::Duration::from_secs(3));
+    for (name, work) in std::iter::once(&raw).chain(contenders) {
+        group.bench_function(*name, |b| b.iter(work));
+    }
+    group.finish();
+    interleaved_ratios(group_name, raw.1, contenders);
+}
+
+/// Throughput of each of `contenders` relative to `raw`, measured round by round in alternation,
+/// best of 15 rounds of about 50 ms of raw work each; printed one line per contender.
+fn interleaved_ratios(group: &str, raw: &dyn Fn(), contenders: &[(&str, &dyn Fn())]) {
     const ROUNDS: usize = 15;
     // About 50 ms of raw work per round.
     let started = std::time::Instant::now();
@@ -177,13 +192,8 @@ pub fn interleaved_ratios(
             *best = best.min(time(*work));
         }
     }
-    contenders
-        .iter()
-        .zip(&best)
-        .map(|((name, _), best)| {
-            let ratio = best_raw / best;
-            println!("{group}/{name}: {ratio:.2}x raw (interleaved, best of {ROUNDS} rounds)");
-            ratio
-        })
-        .collect()
+    for ((name, _), best) in contenders.iter().zip(&best) {
+        let ratio = best_raw / best;
+        println!("{group}/{name}: {ratio:.2}x raw (interleaved, best of {ROUNDS} rounds)");
+    }
 }

@@ -172,10 +172,6 @@ impl Backend for KafkaBackend {
         KIND
     }
 
-    async fn append(&self, log: &str, records: Vec<Record>) -> Result<Vec<Position>, BackendError> {
-        self.send(log, records).await?.await
-    }
-
     fn send_chunk(&self) -> usize {
         SEND_CHUNK
     }
@@ -218,6 +214,13 @@ struct ProduceFailure {
     producer_spent: bool,
 }
 
+fn failed(error: BackendError, producer_spent: bool) -> ProduceFailure {
+    ProduceFailure {
+        error,
+        producer_spent,
+    }
+}
+
 /// Errors after which an idempotent producer cannot be trusted to produce again: it is fenced,
 /// lost its sequence state, or timed a message out (which leaves librdkafka's idempotence state
 /// waiting on a broker that may never answer for it, as after a broker restart).
@@ -241,10 +244,6 @@ fn enqueue(
     log: &str,
     records: &[Record],
 ) -> Result<Vec<DeliveryFuture>, ProduceFailure> {
-    let failed = |error, producer_spent| ProduceFailure {
-        error,
-        producer_spent,
-    };
     let mut deliveries = Vec::with_capacity(records.len());
     for record in records {
         let mut headers = Some(OwnedHeaders::new_with_capacity(4 + record.headers.len()));
@@ -286,10 +285,6 @@ async fn acknowledged(
     deliveries: Vec<DeliveryFuture>,
     request_timeout: Duration,
 ) -> Result<Vec<Position>, ProduceFailure> {
-    let failed = |error, producer_spent| ProduceFailure {
-        error,
-        producer_spent,
-    };
     // librdkafka fails each message after `message.timeout.ms`; the outer bound is a backstop.
     let acknowledged = tokio::time::timeout(
         request_timeout + Duration::from_secs(1),

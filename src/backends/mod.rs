@@ -24,9 +24,19 @@ pub trait Backend: Send + Sync {
     /// Short name shown in listings and errors (`embedded`, `kafka`, `nats`).
     fn kind(&self) -> &'static str;
 
-    /// Appends `records` to `log` as one write and returns their positions once the write is
-    /// durable under the backend's policy. All or nothing.
-    async fn append(&self, log: &str, records: Vec<Record>) -> Result<Vec<Position>, BackendError>;
+    /// Hands `records` over for appending to `log` and returns what resolves to their positions
+    /// once they are durable under the backend's policy. When this returns, every record is in the
+    /// backend's hands: records of a later call land after them.
+    async fn send<'a>(
+        &'a self,
+        log: &'a str,
+        records: Vec<Record>,
+    ) -> Result<Acknowledgement<'a>, BackendError>;
+
+    /// Appends `records` to `log` and returns their positions once they are durable.
+    async fn append(&self, log: &str, records: Vec<Record>) -> Result<Vec<Position>, BackendError> {
+        self.send(log, records).await?.await
+    }
 
     /// How many valid records of a batch the pipeline hands over per [`Backend::send`] while it
     /// is still judging the rest. A remote backend takes a batch in chunks, so its brokers store
@@ -34,18 +44,6 @@ pub trait Backend: Send + Sync {
     /// one write.
     fn send_chunk(&self) -> usize {
         usize::MAX
-    }
-
-    /// Hands `records` over for appending to `log` and returns what resolves to their positions
-    /// once they are durable. When this returns, every record is in the backend's hands: records
-    /// of a later call land after them. The default writes them whole first.
-    async fn send<'a>(
-        &'a self,
-        log: &'a str,
-        records: Vec<Record>,
-    ) -> Result<Acknowledgement<'a>, BackendError> {
-        let positions = self.append(log, records).await;
-        Ok(Box::pin(std::future::ready(positions)))
     }
 
     /// Whether the backend can take writes now (for `/readyz`).

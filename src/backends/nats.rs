@@ -197,10 +197,6 @@ impl Backend for NatsBackend {
         KIND
     }
 
-    async fn append(&self, log: &str, records: Vec<Record>) -> Result<Vec<Position>, BackendError> {
-        self.send(log, records).await?.await
-    }
-
     fn send_chunk(&self) -> usize {
         SEND_CHUNK
     }

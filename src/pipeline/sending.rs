@@ -130,14 +130,6 @@ mod tests {
             "nats"
         }
 
-        async fn append(
-            &self,
-            log: &str,
-            records: Vec<Record>,
-        ) -> Result<Vec<Position>, BackendError> {
-            self.send(log, records).await?.await
-        }
-
         async fn send<'a>(
             &'a self,
             _log: &'a str,

@@ -344,6 +344,61 @@ impl Gateway {
         ids
     }
 
+    /// Posts one NDJSON batch of `count` orders `m-0`, `m-1`... in which every `every`th is invalid
+    /// (`qty: 0`), and checks the answer: one result per message, in order, 201s with consecutive
+    /// offsets and 422s where the invalid ones were.
+    pub async fn produce_mixed_batch(
+        &self,
+        station: &str,
+        count: usize,
+        every: usize,
+    ) -> MixedBatch {
+        let is_invalid = |i: usize| i % every == every - 1;
+        let (mut body, mut valid, mut invalid) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..count {
+            let id = format!("m-{i}");
+            let mut order = valid_order(&id);
+            if is_invalid(i) {
+                order["items"][0]["qty"] = 0.into();
+                invalid.push(id);
+            } else {
+                valid.push(id);
+            }
+            body.extend_from_slice(serde_json::json!({ "value": order }).to_string().as_bytes());
+            body.push(b'\n');
+        }
+        let (status, answer) = self
+            .post_bytes(
+                &format!("/v1/stations/{station}/messages:batch"),
+                "application/x-ndjson",
+                body,
+                &[],
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        let results = answer["results"].as_array().expect("per-message results");
+        assert_eq!(results.len(), count, "{answer}");
+        let mut offsets = Vec::new();
+        for (i, result) in results.iter().enumerate() {
+            let expected = if is_invalid(i) { 422 } else { 201 };
+            assert_eq!(result["status"], expected, "message {i}: {result}");
+            if !is_invalid(i) {
+                offsets.push(result["offset"].as_u64().expect("an offset"));
+            }
+        }
+        let first_offset = offsets[0];
+        let consecutive: Vec<u64> = (first_offset..first_offset + offsets.len() as u64).collect();
+        assert_eq!(
+            offsets, consecutive,
+            "valid messages stored in order, consecutively"
+        );
+        MixedBatch {
+            first_offset,
+            valid,
+            invalid,
+        }
+    }
+
     /// Produces one order and expects `503 backend_unavailable` within `bound`: an answer, not a
     /// hang.
     pub async fn expect_backend_unavailable(&self, station: &str, bound: Duration) {
@@ -593,50 +648,18 @@ pub fn orders_repo(station_extra: &str) -> Repo {
     ])
 }
 
+/// What [`Gateway::produce_mixed_batch`] sent and was answered.
+pub struct MixedBatch {
+    /// The offset answered for the first valid order.
+    pub first_offset: u64,
+    /// Ids of the valid orders, in order.
+    pub valid: Vec<String>,
+    /// Ids of the invalid orders, in order.
+    pub invalid: Vec<String>,
+}
+
 pub fn valid_order(id: &str) -> Value {
     serde_json::json!({"order_id": id, "items": [{"qty": 1}]})
-}
-
-/// A large NDJSON batch of orders `m-0`, `m-1`... in which every `every`th is invalid (`qty: 0`),
-/// as posted to `:batch`; and the ids of the valid and the invalid ones, in order.
-pub fn mixed_batch(count: usize, every: usize) -> (Vec<u8>, Vec<String>, Vec<String>) {
-    let (mut body, mut valid, mut invalid) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..count {
-        let id = format!("m-{i}");
-        let mut order = valid_order(&id);
-        if i % every == every - 1 {
-            order["items"][0]["qty"] = 0.into();
-            invalid.push(id);
-        } else {
-            valid.push(id);
-        }
-        body.extend_from_slice(serde_json::json!({ "value": order }).to_string().as_bytes());
-        body.push(b'\n');
-    }
-    (body, valid, invalid)
-}
-
-/// Checks a `:batch` answer to [`mixed_batch`]: one result per message, in order, 201s with
-/// consecutive offsets and 422s where the invalid ones were. Returns the first valid offset.
-pub fn assert_mixed_batch_answer(answer: &Value, count: usize, every: usize) -> u64 {
-    let results = answer["results"].as_array().expect("per-message results");
-    assert_eq!(results.len(), count, "{answer}");
-    let mut offsets = Vec::new();
-    for (i, result) in results.iter().enumerate() {
-        if i % every == every - 1 {
-            assert_eq!(result["status"], 422, "message {i}: {result}");
-        } else {
-            assert_eq!(result["status"], 201, "message {i}: {result}");
-            offsets.push(result["offset"].as_u64().expect("an offset"));
-        }
-    }
-    let first = offsets[0];
-    let expected: Vec<u64> = (first..first + offsets.len() as u64).collect();
-    assert_eq!(
-        offsets, expected,
-        "valid messages stored in order, consecutively"
-    );
-    first
 }
 
 /// A file of this project, by path from its root.

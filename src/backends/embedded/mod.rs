@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Backend, BackendError, Position, Record};
+use super::{Acknowledgement, Backend, BackendError, Position, Record};
 use crate::config::{FsyncPolicy, StoreMemory};
 use crate::registry::stations::Retention;
 pub use groups::{AckOutcome, Delivery};
@@ -555,11 +555,20 @@ impl Backend for EmbeddedStore {
         "embedded"
     }
 
-    async fn append(&self, log: &str, records: Vec<Record>) -> Result<Vec<Position>, BackendError> {
+    /// Writes `records` as one durable write before answering: the acknowledgement is ready when
+    /// this returns.
+    async fn send<'a>(
+        &'a self,
+        log: &'a str,
+        records: Vec<Record>,
+    ) -> Result<Acknowledgement<'a>, BackendError> {
         let count = records.len() as u64;
         let encoded = records.iter().map(Record::encode).collect();
-        let first = self.append_encoded(log, encoded).await?;
-        Ok((first..first + count).map(Position::offset).collect())
+        let positions = self
+            .append_encoded(log, encoded)
+            .await
+            .map(|first| (first..first + count).map(Position::offset).collect());
+        Ok(Box::pin(std::future::ready(positions.map_err(Into::into))))
     }
 
     async fn check_ready(&self) -> Result<(), BackendError> {
