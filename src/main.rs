@@ -17,6 +17,7 @@ use sluice::registry::{git, source};
 
 /// mimalloc: the gateway allocates and frees many small buffers per message on several threads,
 /// where glibc's malloc spent about a sixth of the CPU under load and kept freed memory resident.
+/// With the default `c-allocator` feature it also serves the C libraries' `malloc` (librdkafka).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
