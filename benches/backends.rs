@@ -1,14 +1,20 @@
 //! Sluice in front of Kafka and NATS JetStream against the same clients without it, on the same
 //! brokers (a `tansu` broker and a `nats-server` started by the bench on loopback), with the same
-//! 1,000 ~200-byte JSON orders per iteration:
+//! ~200-byte JSON orders. Each group runs twice: `*_1x1000`, one batch of 1,000 at a time, which
+//! measures latency (the producer's linger and the broker's round trip); and `*_4x1000`, four
+//! batches of 1,000 in flight at once, which measures throughput on the two cores the broker, the
+//! client and the gateway share.
 //!
-//! * `kafka_1000/raw_rdkafka`: an rdkafka producer configured as Sluice's (idempotent,
-//!   `acks=all`, `linger.ms=5`) sends the orders and awaits every delivery report.
-//! * `kafka_1000/gateway_http_batch`: one HTTP batch to a validated Kafka station, answered after
+//! * `kafka_*/raw_rdkafka`: an rdkafka producer configured as Sluice's (idempotent, `acks=all`,
+//!   `linger.ms=5`) sends the orders and awaits every delivery report.
+//! * `kafka_*/raw_rdkafka_sluice_headers`: the same, each record carrying the four headers Sluice
+//!   adds to a validated message (schema, version, id, content type), so the broker stores the
+//!   same bytes as through Sluice.
+//! * `kafka_*/gateway_http_batch`: HTTP batches to a validated Kafka station, each answered after
 //!   the broker acknowledged every message.
-//! * `kafka_1000/gateway_http_batch_no_schema`: the same batch to a station without a schema, to
+//! * `kafka_*/gateway_http_batch_no_schema`: the same batches to a station without a schema, to
 //!   separate what validation costs from what the HTTP hop costs.
-//! * `nats_1000/*`: the same three with JetStream publishes, every acknowledgement awaited.
+//! * `nats_*/*`: the same with JetStream publishes, every acknowledgement awaited.
 //!
 //! Run: `cargo bench --bench backends` (needs `tansu` and `nats-server`, which `scripts/test`
 //! installs).
@@ -26,6 +32,7 @@ use futures_util::future::join_all;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 const MESSAGES: usize = 1000;
@@ -111,76 +118,114 @@ fn backends(c: &mut Criterion) {
         post_batch(&client, &http, "raw-nats", ndjson(&orders[..1]), 1).await;
     });
 
-    let mut group = c.benchmark_group("kafka_1000");
-    group.throughput(Throughput::Elements(MESSAGES as u64));
-    group.sample_size(20);
-    group.bench_function("raw_rdkafka", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let deliveries: Vec<_> = orders
-                    .iter()
-                    .map(|order| {
-                        producer
-                            .send_result(
-                                FutureRecord::<(), [u8]>::to("orders-raw").payload(&order[..]),
-                            )
-                            .unwrap_or_else(|(e, _)| panic!("{e}"))
-                    })
-                    .collect();
-                for delivery in join_all(deliveries).await {
-                    delivery.unwrap().unwrap();
-                }
-            })
-        })
-    });
-    for (name, station) in [
-        ("gateway_http_batch", "orders-kafka"),
-        ("gateway_http_batch_no_schema", "raw-kafka"),
-    ] {
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                runtime.block_on(post_batch(&client, &http, station, batch.clone(), MESSAGES))
-            })
+    for in_flight in [1, 4] {
+        let mut group = c.benchmark_group(format!("kafka_{in_flight}x{MESSAGES}"));
+        group.throughput(Throughput::Elements((in_flight * MESSAGES) as u64));
+        group.sample_size(20);
+        group.bench_function("raw_rdkafka", |b| {
+            b.iter(|| runtime.block_on(raw_kafka(&producer, &orders, in_flight, false)))
         });
-    }
-    group.finish();
+        group.bench_function("raw_rdkafka_sluice_headers", |b| {
+            b.iter(|| runtime.block_on(raw_kafka(&producer, &orders, in_flight, true)))
+        });
+        for (name, station) in [
+            ("gateway_http_batch", "orders-kafka"),
+            ("gateway_http_batch_no_schema", "raw-kafka"),
+        ] {
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    runtime.block_on(post_batches(&client, &http, station, &batch, in_flight))
+                })
+            });
+        }
+        group.finish();
 
-    let mut group = c.benchmark_group("nats_1000");
-    group.throughput(Throughput::Elements(MESSAGES as u64));
-    group.sample_size(20);
-    group.bench_function("raw_async_nats", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let mut acks = Vec::with_capacity(MESSAGES);
-                for order in &orders {
-                    acks.push(
-                        jetstream
-                            .publish("orders.raw", order.clone())
-                            .await
-                            .unwrap(),
-                    );
-                }
-                for ack in
-                    join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await
-                {
-                    ack.unwrap();
-                }
-            })
-        })
-    });
-    for (name, station) in [
-        ("gateway_http_batch", "orders-nats"),
-        ("gateway_http_batch_no_schema", "raw-nats"),
-    ] {
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                runtime.block_on(post_batch(&client, &http, station, batch.clone(), MESSAGES))
-            })
+        let mut group = c.benchmark_group(format!("nats_{in_flight}x{MESSAGES}"));
+        group.throughput(Throughput::Elements((in_flight * MESSAGES) as u64));
+        group.sample_size(20);
+        group.bench_function("raw_async_nats", |b| {
+            b.iter(|| runtime.block_on(raw_nats(&jetstream, &orders, in_flight)))
         });
+        for (name, station) in [
+            ("gateway_http_batch", "orders-nats"),
+            ("gateway_http_batch_no_schema", "raw-nats"),
+        ] {
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    runtime.block_on(post_batches(&client, &http, station, &batch, in_flight))
+                })
+            });
+        }
+        group.finish();
     }
-    group.finish();
 
     gateway.stop(&runtime);
+}
+
+/// Sends `orders` `copies` times through the raw producer and awaits every delivery; with
+/// `sluice_headers`, each record carries the four headers Sluice adds to a validated message.
+async fn raw_kafka(
+    producer: &FutureProducer,
+    orders: &[Bytes],
+    copies: usize,
+    sluice_headers: bool,
+) {
+    let deliveries: Vec<_> = (0..copies)
+        .flat_map(|_| orders)
+        .map(|order| {
+            let mut record = FutureRecord::<(), [u8]>::to("orders-raw").payload(&order[..]);
+            if sluice_headers {
+                record = record.headers(
+                    OwnedHeaders::new_with_capacity(4)
+                        .insert(header("sluice-schema", "orders"))
+                        .insert(header("sluice-schema-version", "1"))
+                        .insert(header("sluice-schema-id", "1"))
+                        .insert(header("content-type", "application/json")),
+                );
+            }
+            producer
+                .send_result(record)
+                .unwrap_or_else(|(e, _)| panic!("{e}"))
+        })
+        .collect();
+    for delivery in join_all(deliveries).await {
+        delivery.unwrap().unwrap();
+    }
+}
+
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}
+
+/// Publishes `orders` `copies` times to the raw stream and awaits every acknowledgement.
+async fn raw_nats(jetstream: &async_nats::jetstream::Context, orders: &[Bytes], copies: usize) {
+    let mut acks = Vec::with_capacity(copies * orders.len());
+    for order in (0..copies).flat_map(|_| orders) {
+        acks.push(
+            jetstream
+                .publish("orders.raw", order.clone())
+                .await
+                .unwrap(),
+        );
+    }
+    for ack in join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await {
+        ack.unwrap();
+    }
+}
+
+/// Posts `in_flight` copies of `batch` to `station` at once and checks every message was accepted.
+async fn post_batches(
+    client: &reqwest::Client,
+    http: &str,
+    station: &str,
+    batch: &Bytes,
+    in_flight: usize,
+) {
+    join_all((0..in_flight).map(|_| post_batch(client, http, station, batch.clone(), MESSAGES)))
+        .await;
 }
 
 criterion_group!(benches, backends);

@@ -27,7 +27,6 @@ use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use sluice::ingress::grpc::proto::gateway_client::GatewayClient;
 use sluice::ingress::grpc::proto::{produce_result, ProduceRequest};
-use tonic::transport::Channel;
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -178,6 +177,7 @@ fn prepare(args: &Args) -> Prepared {
 /// before `measure_from` warm up and are not counted.
 async fn connection(
     args: Arc<Args>,
+    http: reqwest::Client,
     prepared: Prepared,
     first: usize,
     measure_from: Instant,
@@ -189,10 +189,6 @@ async fn connection(
         seconds: 0.0,
         latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
     };
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
-        .build()
-        .expect("HTTP client");
     let url = if args.batch == 1 {
         format!("{}/v1/stations/{}/messages", args.url, args.station)
     } else {
@@ -239,14 +235,55 @@ async fn connection(
     outcome
 }
 
-async fn connect_grpc(url: &str) -> GatewayClient<Channel> {
+async fn connect_grpc(url: &str) -> GatewayClient<Http2> {
+    let authority = url
+        .strip_prefix("http://")
+        .unwrap_or(url)
+        .trim_end_matches('/')
+        .to_owned();
     for _ in 0..200 {
-        if let Ok(client) = GatewayClient::connect(url.to_owned()).await {
-            return client;
+        if let Ok(tcp) = tokio::net::TcpStream::connect(&authority).await {
+            tcp.set_nodelay(true).expect("TCP_NODELAY");
+            let (sender, connection) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(tcp),
+            )
+            .await
+            .expect("an HTTP/2 handshake with the gRPC API");
+            tokio::spawn(connection);
+            let origin = format!("http://{authority}").parse().expect("a gRPC URL");
+            return GatewayClient::with_origin(Http2 { sender }, origin);
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("the gRPC API at {url} never accepted a connection");
+}
+
+/// One HTTP/2 connection as tonic's transport: each call is a stream on it, sent straight from the
+/// caller's task (tonic's `Channel` would hand every call to a buffer task first, which costs the
+/// generator about as much CPU per call as the gateway spends answering it).
+#[derive(Clone)]
+struct Http2 {
+    sender: hyper::client::conn::http2::SendRequest<tonic::body::Body>,
+}
+
+impl tower_service::Service<tonic::codegen::http::Request<tonic::body::Body>> for Http2 {
+    type Response = tonic::codegen::http::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.sender.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.sender.send_request(request))
+    }
 }
 
 /// The part of a batch answer the generator reads.
@@ -281,7 +318,7 @@ async fn send_http(client: &reqwest::Client, url: &str, body: Bytes, batch: usiz
     Some(counts.accepted)
 }
 
-async fn send_grpc(client: &mut GatewayClient<Channel>, call: &[ProduceRequest]) -> Option<u64> {
+async fn send_grpc(client: &mut GatewayClient<Http2>, call: &[ProduceRequest]) -> Option<u64> {
     if let [only] = call {
         return client.produce(only.clone()).await.ok().map(|_| 1);
     }
@@ -299,6 +336,13 @@ async fn send_grpc(client: &mut GatewayClient<Channel>, call: &[ProduceRequest])
 /// Runs one scenario against the gateway `args` points at.
 async fn run(args: Args) -> Outcome {
     let prepared = prepare(&args);
+    // One client for every HTTP connection, made before the clock starts: each client loads the
+    // system's root certificates, which for 64 clients took seconds of CPU from the gateway under
+    // test. Its pool keeps one connection per concurrent request.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections)
+        .build()
+        .expect("HTTP client");
     let args = Arc::new(args);
     let start = Instant::now();
     let measure_from = start + args.warmup;
@@ -307,6 +351,7 @@ async fn run(args: Args) -> Outcome {
         .map(|c| {
             tokio::spawn(connection(
                 args.clone(),
+                http.clone(),
                 prepared.clone(),
                 c * 7919,
                 measure_from,
