@@ -119,6 +119,13 @@ fn backends(c: &mut Criterion) {
     });
 
     for in_flight in [1, 4] {
+        let gateway_rows = GatewayRows {
+            runtime: &runtime,
+            client: &client,
+            http: &http,
+            batch: &batch,
+            in_flight,
+        };
         let mut group = c.benchmark_group(format!("kafka_{in_flight}x{MESSAGES}"));
         group.throughput(Throughput::Elements((in_flight * MESSAGES) as u64));
         group.sample_size(20);
@@ -128,16 +135,7 @@ fn backends(c: &mut Criterion) {
         group.bench_function("raw_rdkafka_sluice_headers", |b| {
             b.iter(|| runtime.block_on(raw_kafka(&producer, &orders, in_flight, true)))
         });
-        for (name, station) in [
-            ("gateway_http_batch", "orders-kafka"),
-            ("gateway_http_batch_no_schema", "raw-kafka"),
-        ] {
-            group.bench_function(name, |b| {
-                b.iter(|| {
-                    runtime.block_on(post_batches(&client, &http, station, &batch, in_flight))
-                })
-            });
-        }
+        gateway_rows.bench(&mut group, "orders-kafka", "raw-kafka");
         group.finish();
 
         let mut group = c.benchmark_group(format!("nats_{in_flight}x{MESSAGES}"));
@@ -146,16 +144,7 @@ fn backends(c: &mut Criterion) {
         group.bench_function("raw_async_nats", |b| {
             b.iter(|| runtime.block_on(raw_nats(&jetstream, &orders, in_flight)))
         });
-        for (name, station) in [
-            ("gateway_http_batch", "orders-nats"),
-            ("gateway_http_batch_no_schema", "raw-nats"),
-        ] {
-            group.bench_function(name, |b| {
-                b.iter(|| {
-                    runtime.block_on(post_batches(&client, &http, station, &batch, in_flight))
-                })
-            });
-        }
+        gateway_rows.bench(&mut group, "orders-nats", "raw-nats");
         group.finish();
     }
 
@@ -213,6 +202,42 @@ async fn raw_nats(jetstream: &async_nats::jetstream::Context, orders: &[Bytes], 
     }
     for ack in join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await {
         ack.unwrap();
+    }
+}
+
+/// The gateway's two rows of a group: HTTP batches to a validated station and to one without a
+/// schema, `in_flight` batches at a time.
+struct GatewayRows<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    client: &'a reqwest::Client,
+    http: &'a str,
+    batch: &'a Bytes,
+    in_flight: usize,
+}
+
+impl GatewayRows<'_> {
+    fn bench(
+        &self,
+        group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+        validated: &str,
+        schema_less: &str,
+    ) {
+        for (name, station) in [
+            ("gateway_http_batch", validated),
+            ("gateway_http_batch_no_schema", schema_less),
+        ] {
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    self.runtime.block_on(post_batches(
+                        self.client,
+                        self.http,
+                        station,
+                        self.batch,
+                        self.in_flight,
+                    ))
+                })
+            });
+        }
     }
 }
 
