@@ -7,9 +7,9 @@
 //!
 //! * `kafka_*/raw_rdkafka`: an rdkafka producer configured as Sluice's (idempotent, `acks=all`,
 //!   `linger.ms=5`) sends the orders and awaits every delivery report.
-//! * `kafka_*/raw_rdkafka_sluice_headers`: the same, each record carrying the four headers Sluice
-//!   adds to a validated message (schema, version, id, content type), so the broker stores the
-//!   same bytes as through Sluice.
+//! * `kafka_*/raw_rdkafka_sluice_headers`: the same, each record carrying the headers Sluice's
+//!   Kafka backend adds to a validated order (schema, version, id, content type; built by the
+//!   backend's own `for_each_remote_header`), so the broker stores the same bytes as through Sluice.
 //! * `kafka_*/gateway_http_batch`: HTTP batches to a validated Kafka station, each answered after
 //!   the broker acknowledged every message.
 //! * `kafka_*/gateway_http_batch_no_schema`: the same batches to a station without a schema, to
@@ -34,6 +34,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use sluice::backends::{for_each_remote_header, ContentKind, Provenance, Record};
 
 const MESSAGES: usize = 1000;
 
@@ -117,6 +118,7 @@ fn backends(c: &mut Criterion) {
         post_batch(&client, &http, "raw-kafka", ndjson(&orders[..1]), 1).await;
         post_batch(&client, &http, "raw-nats", ndjson(&orders[..1]), 1).await;
     });
+    let sluice_headers = runtime.block_on(sluice_order_headers(&client, &http));
 
     for in_flight in [1, 4] {
         let gateway_rows = GatewayRows {
@@ -130,10 +132,17 @@ fn backends(c: &mut Criterion) {
         group.throughput(Throughput::Elements((in_flight * MESSAGES) as u64));
         group.sample_size(20);
         group.bench_function("raw_rdkafka", |b| {
-            b.iter(|| runtime.block_on(raw_kafka(&producer, &orders, in_flight, false)))
+            b.iter(|| runtime.block_on(raw_kafka(&producer, &orders, in_flight, None)))
         });
         group.bench_function("raw_rdkafka_sluice_headers", |b| {
-            b.iter(|| runtime.block_on(raw_kafka(&producer, &orders, in_flight, true)))
+            b.iter(|| {
+                runtime.block_on(raw_kafka(
+                    &producer,
+                    &orders,
+                    in_flight,
+                    Some(&sluice_headers),
+                ))
+            })
         });
         gateway_rows.bench(&mut group, "orders-kafka", "raw-kafka");
         group.finish();
@@ -152,25 +161,26 @@ fn backends(c: &mut Criterion) {
 }
 
 /// Sends `orders` `copies` times through the raw producer and awaits every delivery; with
-/// `sluice_headers`, each record carries the four headers Sluice adds to a validated message.
+/// `sluice_headers`, each record carries them.
 async fn raw_kafka(
     producer: &FutureProducer,
     orders: &[Bytes],
     copies: usize,
-    sluice_headers: bool,
+    sluice_headers: Option<&[(String, String)]>,
 ) {
     let deliveries: Vec<_> = (0..copies)
         .flat_map(|_| orders)
         .map(|order| {
             let mut record = FutureRecord::<(), [u8]>::to("orders-raw").payload(&order[..]);
-            if sluice_headers {
-                record = record.headers(
-                    OwnedHeaders::new_with_capacity(4)
-                        .insert(header("sluice-schema", "orders"))
-                        .insert(header("sluice-schema-version", "1"))
-                        .insert(header("sluice-schema-id", "1"))
-                        .insert(header("content-type", "application/json")),
-                );
+            if let Some(sluice_headers) = sluice_headers {
+                let mut headers = OwnedHeaders::new_with_capacity(sluice_headers.len());
+                for (key, value) in sluice_headers {
+                    headers = headers.insert(Header {
+                        key: key.as_str(),
+                        value: Some(value.as_bytes()),
+                    });
+                }
+                record = record.headers(headers);
             }
             producer
                 .send_result(record)
@@ -182,11 +192,38 @@ async fn raw_kafka(
     }
 }
 
-fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
-    Header {
-        key,
-        value: Some(value),
-    }
+/// The headers the gateway's Kafka backend sends with a validated order (schema, version, the
+/// version's global id, content type), from the backend's own [`for_each_remote_header`].
+async fn sluice_order_headers(client: &reqwest::Client, http: &str) -> Vec<(String, String)> {
+    let version: serde_json::Value = client
+        .get(format!("{http}/v1/schemas/orders/versions/1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let record = Record {
+        received_at_ms: 0,
+        deliver_after_ms: None,
+        key: None,
+        headers: Vec::new(),
+        value: Bytes::new(),
+        content: ContentKind::Json,
+        schema_version: Some(1),
+        dead_letter: None,
+        provenance: Provenance {
+            schema: Some("orders".into()),
+            schema_id: Some(version["id"].as_u64().expect("a schema id") as u32),
+            content_type: Some("application/json".into()),
+            idempotency_key: None,
+        },
+    };
+    let mut headers = Vec::new();
+    for_each_remote_header(&record, |key, value| {
+        headers.push((key.to_owned(), value.to_owned()))
+    });
+    headers
 }
 
 /// Publishes `orders` `copies` times to the raw stream and awaits every acknowledgement.

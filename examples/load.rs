@@ -236,13 +236,10 @@ async fn connection(
 }
 
 async fn connect_grpc(url: &str) -> GatewayClient<Http2> {
-    let authority = url
-        .strip_prefix("http://")
-        .unwrap_or(url)
-        .trim_end_matches('/')
-        .to_owned();
+    let origin: tonic::codegen::http::Uri = url.parse().expect("a gRPC URL");
+    let authority = origin.authority().expect("a gRPC URL with a host").as_str();
     for _ in 0..200 {
-        if let Ok(tcp) = tokio::net::TcpStream::connect(&authority).await {
+        if let Ok(tcp) = tokio::net::TcpStream::connect(authority).await {
             tcp.set_nodelay(true).expect("TCP_NODELAY");
             let (sender, connection) = hyper::client::conn::http2::handshake(
                 hyper_util::rt::TokioExecutor::new(),
@@ -251,7 +248,6 @@ async fn connect_grpc(url: &str) -> GatewayClient<Http2> {
             .await
             .expect("an HTTP/2 handshake with the gRPC API");
             tokio::spawn(connection);
-            let origin = format!("http://{authority}").parse().expect("a gRPC URL");
             return GatewayClient::with_origin(Http2 { sender }, origin);
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -260,8 +256,8 @@ async fn connect_grpc(url: &str) -> GatewayClient<Http2> {
 }
 
 /// One HTTP/2 connection as tonic's transport: each call is a stream on it, sent straight from the
-/// caller's task (tonic's `Channel` would hand every call to a buffer task first, which costs the
-/// generator about as much CPU per call as the gateway spends answering it).
+/// caller's task. tonic's `Channel` hands every call to a buffer task first: with it the generator
+/// spent about a tenth more CPU per unary call (64 connections, same gateway, runs alternated).
 #[derive(Clone)]
 struct Http2 {
     sender: hyper::client::conn::http2::SendRequest<tonic::body::Body>,
