@@ -100,6 +100,10 @@ pub enum ContentKind {
     Binary,
 }
 
+/// Bytes a stored record takes beyond its value, key and headers when it is not a dead letter:
+/// varint lengths and the fixed fields, at most.
+const ENCODED_RECORD_OVERHEAD: usize = 48;
+
 /// A stored message. `received_at_ms` stays the first field (retention reads only it) and
 /// `deliver_after_ms` the second (consumers read only the two).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,8 +148,17 @@ pub struct DeadLetter {
 }
 
 impl Record {
+    /// The record in the store's encoding, written into one allocation sized up front (an
+    /// accepted message's encoding is its value, key and headers plus a few varints).
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("records always serialize")
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + 4)
+            .sum();
+        let key = self.key.as_ref().map_or(0, Bytes::len);
+        let capacity = self.value.len() + key + headers + ENCODED_RECORD_OVERHEAD;
+        postcard::to_extend(self, Vec::with_capacity(capacity)).expect("records always serialize")
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
@@ -348,6 +361,11 @@ mod tests {
             provenance: Provenance::default(),
         };
         let bytes = record.encode();
+        assert_eq!(
+            bytes,
+            postcard::to_stdvec(&record).unwrap(),
+            "the stored encoding is postcard's, byte for byte, so existing stores read back"
+        );
         assert_eq!(Record::decode(&bytes).unwrap(), record);
         assert_eq!(
             Record::decode_received_at(&bytes).unwrap(),

@@ -17,6 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use fjall::config::FilterPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -588,7 +589,12 @@ fn open_log(
 ) -> Result<Log, String> {
     let keyspace = db
         .keyspace(&format!("{LOG_KEYSPACE_PREFIX}{name}"), || {
-            KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes)
+            // A log is read by offset ranges and by offsets it holds, never probed for keys it may
+            // lack, so the per-table Bloom filters would be built on every flush and compaction
+            // and never save a read.
+            KeyspaceCreateOptions::default()
+                .max_memtable_size(memtable_bytes)
+                .filter_policy(FilterPolicy::disabled())
         })
         .map_err(|e| e.to_string())?;
     let first = keyspace
