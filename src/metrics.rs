@@ -369,14 +369,62 @@ impl PipelineMetrics {
 
 /// Counts one finished HTTP request.
 pub fn http_request(route: &str, method: &str, status: u16, took: Duration) {
-    counter!(
-        HTTP_REQUESTS,
-        "route" => route.to_owned(),
-        "method" => method.to_owned(),
-        "status" => status.to_string()
-    )
-    .increment(1);
-    metrics::histogram!(HTTP_SECONDS, "route" => route.to_owned()).record(took);
+    static HANDLES: OnceLock<HttpHandles> = OnceLock::new();
+    HANDLES
+        .get_or_init(HttpHandles::default)
+        .record(route, method, status, took);
+}
+
+/// Most (route, method, status) handles kept; beyond it (a client inventing methods, say) requests
+/// are still counted, through the registry's own lookup.
+const MAX_HTTP_HANDLES: usize = 1024;
+
+/// The HTTP request counter and duration histogram per (route, method, status), made on a
+/// request's first occurrence, so that every later one records without building label strings.
+#[derive(Default)]
+struct HttpHandles(std::sync::RwLock<HttpHandleMap>);
+
+/// By route, then the (method, status) pairs seen on it: a handful each.
+#[derive(Default)]
+struct HttpHandleMap {
+    by_route: HashMap<String, Vec<(String, u16, Counter, Histogram)>>,
+    count: usize,
+}
+
+impl HttpHandles {
+    fn record(&self, route: &str, method: &str, status: u16, took: Duration) {
+        let known = self.0.read().expect("HTTP metric handles lock");
+        if let Some((_, _, requests, seconds)) = known
+            .by_route
+            .get(route)
+            .and_then(|seen| seen.iter().find(|(m, s, ..)| *s == status && m == method))
+        {
+            requests.increment(1);
+            seconds.record(took);
+            return;
+        }
+        let full = known.count >= MAX_HTTP_HANDLES;
+        drop(known);
+        let requests = counter!(
+            HTTP_REQUESTS,
+            "route" => route.to_owned(),
+            "method" => method.to_owned(),
+            "status" => status.to_string()
+        );
+        let seconds = metrics::histogram!(HTTP_SECONDS, "route" => route.to_owned());
+        requests.increment(1);
+        seconds.record(took);
+        if full {
+            return;
+        }
+        let mut known = self.0.write().expect("HTTP metric handles lock");
+        let known = &mut *known;
+        let seen = known.by_route.entry(route.to_owned()).or_default();
+        if !seen.iter().any(|(m, s, ..)| *s == status && m == method) {
+            seen.push((method.to_owned(), status, requests, seconds));
+            known.count += 1;
+        }
+    }
 }
 
 /// Counts one finished gRPC call.
@@ -468,5 +516,39 @@ mod tests {
         let rates = totals.rates(start + RATE_INTERVAL * 40);
         assert_eq!(rates.history.len(), RATE_SAMPLES - 1);
         assert_eq!(rates.accepted_per_second, 0.0);
+    }
+
+    #[test]
+    fn http_requests_are_counted_per_route_method_and_status_past_the_handle_cap() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let scrape = recorder.handle();
+        let handles = HttpHandles::default();
+        let took = Duration::from_millis(2);
+        metrics::with_local_recorder(&recorder, || {
+            handles.record("/v1/stations/{station}/messages", "POST", 201, took);
+            handles.record("/v1/stations/{station}/messages", "POST", 201, took);
+            handles.record("/v1/stations/{station}/messages", "POST", 422, took);
+            for n in 0..MAX_HTTP_HANDLES + 5 {
+                handles.record("/healthz", &format!("M{n}"), 200, took);
+            }
+            handles.record("/healthz", &format!("M{}", MAX_HTTP_HANDLES + 4), 200, took);
+        });
+        let text = scrape.render();
+        let route = r#"route="/v1/stations/{station}/messages""#;
+        assert!(text.contains(&format!(
+            r#"sluice_http_requests_total{{{route},method="POST",status="201"}} 2"#
+        )));
+        assert!(text.contains(&format!(
+            r#"sluice_http_requests_total{{{route},method="POST",status="422"}} 1"#
+        )));
+        assert!(text.contains(&format!(
+            "sluice_http_request_duration_seconds_count{{{route}}} 3"
+        )));
+        // Past the cap, requests are still counted; only their handles are not kept.
+        let past = MAX_HTTP_HANDLES + 4;
+        assert!(text.contains(&format!(
+            r#"sluice_http_requests_total{{route="/healthz",method="M{past}",status="200"}} 2"#
+        )));
+        assert_eq!(handles.0.read().unwrap().count, MAX_HTTP_HANDLES);
     }
 }
