@@ -1,7 +1,8 @@
 //! Prometheus metrics (`GET /metrics`): the process's one recorder, every name and label Sluice
 //! exports, and the handles the hot path records through. Handles are made once — per station when
-//! a registry snapshot is built, per format and backend when the pipeline is — so recording a
-//! message is an atomic add, with no label lookup or allocation.
+//! a registry snapshot is built, per format and backend when the pipeline is, per HTTP route and
+//! outcome on its first request — so recording a message is an atomic add, with no label lookup or
+//! allocation.
 //!
 //! What is cheaper to read than to track (dead-letter depth, registry state) is set from the
 //! source just before each scrape, by [`crate::ingress::http`].
@@ -11,7 +12,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, Counter, Histogram};
@@ -375,55 +376,76 @@ pub fn http_request(route: &str, method: &str, status: u16, took: Duration) {
         .record(route, method, status, took);
 }
 
-/// Most (route, method, status) handles kept; beyond it (a client inventing methods, say) requests
-/// are still counted, through the registry's own lookup.
+/// Most (route, method, status) counters kept; beyond it (a client inventing methods, say)
+/// requests are still counted, through the registry's own lookup.
 const MAX_HTTP_HANDLES: usize = 1024;
 
-/// The HTTP request counter and duration histogram per (route, method, status), made on a
-/// request's first occurrence, so that every later one records without building label strings.
+/// The HTTP handles of each route seen: its duration histogram, and a request counter per
+/// (method, status) — a handful each. Made on a request's first occurrence, so that every later one
+/// records without building label strings.
 #[derive(Default)]
-struct HttpHandles(std::sync::RwLock<HttpHandleMap>);
+struct HttpHandles(RwLock<HashMap<String, RouteHandles>>);
 
-/// By route, then the (method, status) pairs seen on it: a handful each.
-#[derive(Default)]
-struct HttpHandleMap {
-    by_route: HashMap<String, Vec<(String, u16, Counter, Histogram)>>,
-    count: usize,
+struct RouteHandles {
+    seconds: Histogram,
+    requests: Vec<(String, u16, Counter)>,
+}
+
+impl RouteHandles {
+    fn requests(&self, method: &str, status: u16) -> Option<&Counter> {
+        self.requests
+            .iter()
+            .find(|(m, s, _)| *s == status && m == method)
+            .map(|(.., counter)| counter)
+    }
+}
+
+fn http_requests_counter(route: &str, method: &str, status: u16) -> Counter {
+    counter!(
+        HTTP_REQUESTS,
+        "route" => route.to_owned(),
+        "method" => method.to_owned(),
+        "status" => status.to_string()
+    )
 }
 
 impl HttpHandles {
     fn record(&self, route: &str, method: &str, status: u16, took: Duration) {
         let known = self.0.read().expect("HTTP metric handles lock");
-        if let Some((_, _, requests, seconds)) = known
-            .by_route
-            .get(route)
-            .and_then(|seen| seen.iter().find(|(m, s, ..)| *s == status && m == method))
-        {
-            requests.increment(1);
-            seconds.record(took);
-            return;
+        if let Some(handles) = known.get(route) {
+            if let Some(requests) = handles.requests(method, status) {
+                requests.increment(1);
+                handles.seconds.record(took);
+                return;
+            }
         }
-        let full = known.count >= MAX_HTTP_HANDLES;
+        let full = known.values().map(|r| r.requests.len()).sum::<usize>() >= MAX_HTTP_HANDLES;
         drop(known);
-        let requests = counter!(
-            HTTP_REQUESTS,
-            "route" => route.to_owned(),
-            "method" => method.to_owned(),
-            "status" => status.to_string()
-        );
-        let seconds = metrics::histogram!(HTTP_SECONDS, "route" => route.to_owned());
-        requests.increment(1);
-        seconds.record(took);
         if full {
+            http_requests_counter(route, method, status).increment(1);
+            metrics::histogram!(HTTP_SECONDS, "route" => route.to_owned()).record(took);
             return;
         }
         let mut known = self.0.write().expect("HTTP metric handles lock");
-        let known = &mut *known;
-        let seen = known.by_route.entry(route.to_owned()).or_default();
-        if !seen.iter().any(|(m, s, ..)| *s == status && m == method) {
-            seen.push((method.to_owned(), status, requests, seconds));
-            known.count += 1;
-        }
+        let handles = known
+            .entry(route.to_owned())
+            .or_insert_with(|| RouteHandles {
+                seconds: metrics::histogram!(HTTP_SECONDS, "route" => route.to_owned()),
+                requests: Vec::new(),
+            });
+        // Another request may have added it between the two locks.
+        let requests = match handles.requests(method, status).cloned() {
+            Some(requests) => requests,
+            None => {
+                let requests = http_requests_counter(route, method, status);
+                handles
+                    .requests
+                    .push((method.to_owned(), status, requests.clone()));
+                requests
+            }
+        };
+        requests.increment(1);
+        handles.seconds.record(took);
     }
 }
 
@@ -549,6 +571,13 @@ mod tests {
         assert!(text.contains(&format!(
             r#"sluice_http_requests_total{{route="/healthz",method="M{past}",status="200"}} 2"#
         )));
-        assert_eq!(handles.0.read().unwrap().count, MAX_HTTP_HANDLES);
+        let kept: usize = handles
+            .0
+            .read()
+            .unwrap()
+            .values()
+            .map(|r| r.requests.len())
+            .sum();
+        assert_eq!(kept, MAX_HTTP_HANDLES);
     }
 }

@@ -154,6 +154,7 @@ impl Record {
         let headers: usize = self
             .headers
             .iter()
+            // Each string is prefixed by its varint length: 1-2 bytes for a header's.
             .map(|(name, value)| name.len() + value.len() + 4)
             .sum();
         let key = self.key.as_ref().map_or(0, Bytes::len);
