@@ -151,6 +151,17 @@ impl Record {
     /// The record in the store's encoding, written into one allocation sized up front (an
     /// accepted message's encoding is its value, key and headers plus a few varints).
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_into(Vec::with_capacity(self.encoded_len_estimate()))
+    }
+
+    /// Appends the record in the store's encoding to `buffer`.
+    pub fn encode_into(&self, buffer: Vec<u8>) -> Vec<u8> {
+        postcard::to_extend(self, buffer).expect("records always serialize")
+    }
+
+    /// About how many bytes [`Record::encode`] takes: exact or a little more for an accepted
+    /// message, less for a dead letter (whose reasons it does not count).
+    pub fn encoded_len_estimate(&self) -> usize {
         let headers: usize = self
             .headers
             .iter()
@@ -158,8 +169,7 @@ impl Record {
             .map(|(name, value)| name.len() + value.len() + 4)
             .sum();
         let key = self.key.as_ref().map_or(0, Bytes::len);
-        let capacity = self.value.len() + key + headers + ENCODED_RECORD_OVERHEAD;
-        postcard::to_extend(self, Vec::with_capacity(capacity)).expect("records always serialize")
+        self.value.len() + key + headers + ENCODED_RECORD_OVERHEAD
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {

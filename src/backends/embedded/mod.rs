@@ -2,12 +2,14 @@
 //! fjall storage engine, with group commit, consumer-group offsets, retention and long-poll reads.
 //! No other process is needed.
 //!
-//! Layout: one fjall keyspace per log (`log:<name>`, keys are big-endian offsets, values encoded
-//! [`Record`]s) and one `meta` keyspace for log sizes, consumer-group positions and dead-letter
-//! replay marks. Every write goes through the single writer thread (`writer`), so a write and the
+//! Layout: one fjall keyspace per log (`log:<name>`), whose entries are chunks of consecutive
+//! records (`chunk`: an append's records stored together, keyed by the offsets they hold), and one
+//! `meta` keyspace for log sizes, consumer-group positions and dead-letter replay marks. Every write goes through the single writer thread (`writer`), so a write and the
 //! metadata it changes commit together.
 
+mod chunk;
 mod groups;
+mod read;
 mod writer;
 
 use std::collections::HashMap;
@@ -24,8 +26,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{Acknowledgement, Backend, BackendError, Position, Record};
 use crate::config::{FsyncPolicy, StoreMemory};
 use crate::registry::stations::Retention;
+use chunk::EncodedChunk;
 pub use groups::{AckOutcome, Delivery};
 use groups::{LeaseRules, MetaChange};
+use read::ChunkCursor;
 
 /// How a consume call behaves.
 #[derive(Debug, Clone)]
@@ -215,23 +219,12 @@ impl EmbeddedStore {
         reply.await.map_err(|_| StoreError::WriterStopped)?
     }
 
-    /// Appends records to `log` durably; returns the first offset assigned.
-    pub async fn append_encoded(
-        &self,
-        log: &str,
-        records: Vec<Vec<u8>>,
-    ) -> Result<u64, StoreError> {
+    /// Appends records encoded as chunks to `log` durably; returns the first offset assigned.
+    async fn append_chunks(&self, log: &str, chunks: Vec<EncodedChunk>) -> Result<u64, StoreError> {
         let log = self.log(log)?;
         let (reply, answer) = oneshot::channel();
-        self.send(
-            writer::Command::Append {
-                log,
-                records,
-                reply,
-            },
-            answer,
-        )
-        .await
+        self.send(writer::Command::Append { log, chunks, reply }, answer)
+            .await
     }
 
     /// Durably sets a metadata key.
@@ -274,30 +267,15 @@ impl EmbeddedStore {
         let Some(log) = self.existing_log(log) else {
             return Ok(Vec::new());
         };
-        let mut out = Vec::with_capacity(max.min(1024));
-        for guard in log.keyspace.range(from.to_be_bytes()..).take(max) {
-            let (key, value) = guard.into_inner().map_err(|e| BackendError::Unavailable {
-                backend: "embedded",
-                reason: e.to_string(),
-            })?;
-            let offset = decode_offset(&key);
-            let record = Record::decode(&value).map_err(|e| BackendError::Corrupt {
-                log: log.name.clone(),
-                offset,
-                reason: e.to_string(),
-            })?;
-            out.push((offset, record));
-        }
-        Ok(out)
+        log.read_from(from, max)
     }
 
     /// Reads the record at `offset` of `log`.
     pub fn read_one(&self, log: &str, offset: u64) -> Result<Option<Record>, BackendError> {
-        Ok(self
-            .read(log, offset, 1)?
-            .into_iter()
-            .find(|(at, _)| *at == offset)
-            .map(|(_, record)| record))
+        let Some(log) = self.existing_log(log) else {
+            return Ok(None);
+        };
+        ChunkCursor::new(&log).record(offset)
     }
 
     pub fn stats(&self, log: &str) -> LogStats {
@@ -338,9 +316,9 @@ impl EmbeddedStore {
                 let mut state = state.lock().await;
                 let first = log.first.load(Ordering::Acquire);
                 let next = log.next.load(Ordering::Acquire);
-                let mut leased = state.lease(first, next, rules, |offset| {
-                    self.deliver_after(&log, offset)
-                });
+                let mut cursor = ChunkCursor::new(&log);
+                let mut leased =
+                    state.lease(first, next, rules, |offset| cursor.deliver_after(offset));
                 // Persisted under the group's lock, so concurrent consumers' writes stay in order.
                 self.write_meta(std::mem::take(&mut leased.changes)).await?;
                 (leased, state.next_expiry_ms())
@@ -350,7 +328,7 @@ impl EmbeddedStore {
                     .await?;
             }
             if !leased.deliver.is_empty() {
-                return self.deliveries(&log.name, leased.deliver);
+                return Self::deliveries(&log, leased.deliver);
             }
             if leased.more || !leased.exhausted.is_empty() {
                 continue;
@@ -364,12 +342,6 @@ impl EmbeddedStore {
                 .map_or(deadline, |at| at.min(deadline));
             let _ = tokio::time::timeout_at(wake, head.changed()).await;
         }
-    }
-
-    /// When the record at `offset` may first be delivered, if it was produced with a delay.
-    fn deliver_after(&self, log: &Log, offset: u64) -> Option<u64> {
-        let bytes = log.keyspace.get(offset.to_be_bytes()).ok()??;
-        Record::decode_deliver_after(&bytes).ok()?
     }
 
     /// Moves messages `group` failed to ack `max_deliveries` times to the dead-letter log, then
@@ -401,10 +373,10 @@ impl EmbeddedStore {
                     content_type: None,
                 });
                 record.deliver_after_ms = None;
-                records.push(record.encode());
+                records.push(record);
             }
             if !records.is_empty() {
-                self.append_encoded(dlq, records).await?;
+                self.append_chunks(dlq, chunk::encode(&records)).await?;
             }
         } else {
             tracing::warn!(
@@ -419,14 +391,11 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    fn deliveries(
-        &self,
-        log: &str,
-        leased: Vec<(u64, u32)>,
-    ) -> Result<Vec<Delivery>, BackendError> {
+    fn deliveries(log: &Log, leased: Vec<(u64, u32)>) -> Result<Vec<Delivery>, BackendError> {
+        let mut cursor = ChunkCursor::new(log);
         let mut out = Vec::with_capacity(leased.len());
         for (offset, delivery) in leased {
-            if let Some(record) = self.read_one(log, offset)? {
+            if let Some(record) = cursor.record(offset)? {
                 out.push(Delivery {
                     offset,
                     delivery,
@@ -518,20 +487,22 @@ impl EmbeddedStore {
             .max_age
             .map(|age| super::now_ms().saturating_sub(age.as_millis() as u64));
         let max_bytes = retention.max_bytes.map(|b| b.as_u64());
-        for guard in log.keyspace.range(first.to_be_bytes()..) {
-            let (key, value) = guard
-                .into_inner()
-                .map_err(|e| StoreError::Read(e.to_string()))?;
+        // Whole chunks go, oldest first; a chunk is too old once its newest record is.
+        for entry in log.keyspace.range(chunk::seek_key(first)..) {
+            let chunk = log.chunk(entry)?;
             let too_old = match cutoff {
-                Some(cutoff) => Record::decode_received_at(&value).is_ok_and(|at| at < cutoff),
+                Some(cutoff) => chunk
+                    .record(chunk.last)
+                    .and_then(|newest| Record::decode_received_at(newest).ok())
+                    .is_some_and(|at| at < cutoff),
                 None => false,
             };
             let too_big = max_bytes.is_some_and(|max| bytes > max);
             if !too_old && !too_big {
                 break;
             }
-            bytes = bytes.saturating_sub(value.len() as u64);
-            below = decode_offset(&key) + 1;
+            bytes = bytes.saturating_sub(chunk.stored_bytes());
+            below = chunk.last + 1;
         }
         if below == first {
             return Ok(0);
@@ -564,9 +535,8 @@ impl Backend for EmbeddedStore {
         records: Vec<Record>,
     ) -> Result<Acknowledgement<'a>, BackendError> {
         let count = records.len() as u64;
-        let encoded = records.iter().map(Record::encode).collect();
         let positions = self
-            .append_encoded(log, encoded)
+            .append_chunks(log, chunk::encode(&records))
             .await
             .map(|first| (first..first + count).map(Position::offset).collect());
         Ok(Box::pin(std::future::ready(positions.map_err(Into::into))))
@@ -597,17 +567,17 @@ fn open_log(
                 .filter_policy(FilterPolicy::disabled())
         })
         .map_err(|e| e.to_string())?;
-    let first = keyspace
-        .first_key_value()
-        .map(|g| g.key().map(|k| decode_offset(&k)))
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    let last = keyspace
-        .last_key_value()
-        .map(|g| g.key().map(|k| decode_offset(&k)))
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    let next = last.map_or(0, |l| l + 1);
+    let offsets_of = |entry: Option<fjall::Guard>| -> Result<Option<(u64, u64)>, String> {
+        let Some(entry) = entry else {
+            return Ok(None);
+        };
+        let key = entry.key().map_err(|e| e.to_string())?;
+        chunk::offsets(&key)
+            .map(Some)
+            .ok_or_else(|| format!("log `{name}` holds a key of {} bytes", key.len()))
+    };
+    let first = offsets_of(keyspace.first_key_value())?.map(|(first, _)| first);
+    let next = offsets_of(keyspace.last_key_value())?.map_or(0, |(_, last)| last + 1);
     let bytes = meta
         .get(log_bytes_key(name))
         .map_err(|e| e.to_string())?
@@ -621,10 +591,6 @@ fn open_log(
         bytes: AtomicU64::new(bytes),
         head: watch::Sender::new(next),
     })
-}
-
-fn decode_offset(key: &[u8]) -> u64 {
-    <[u8; 8]>::try_from(key).map_or(u64::MAX, u64::from_be_bytes)
 }
 
 #[cfg(test)]
@@ -727,7 +693,9 @@ mod tests {
         let store = EmbeddedStore::open(dir.path(), FsyncPolicy::Never).unwrap();
         let mut old = record("old");
         old.received_at_ms -= 60_000;
-        store.append("s", vec![old, record("new")]).await.unwrap();
+        // Records of one append arrive in one request, together; these came a minute apart.
+        store.append("s", vec![old]).await.unwrap();
+        store.append("s", vec![record("new")]).await.unwrap();
         let retention = Retention {
             max_age: Some(Duration::from_secs(30)),
             max_bytes: None,
@@ -736,5 +704,148 @@ mod tests {
         let left = store.read("s", 0, 10).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].1.value, Bytes::from("new"));
+    }
+
+    fn values(store: &EmbeddedStore, from: u64, max: usize) -> Vec<(u64, String)> {
+        store
+            .read("s", from, max)
+            .unwrap()
+            .into_iter()
+            .map(|(offset, r)| (offset, String::from_utf8(r.value.to_vec()).unwrap()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_large_batch_reads_back_whole_from_any_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), FsyncPolicy::Always).unwrap();
+        // ~200 KiB: stored as several chunks.
+        let batch: Vec<_> = (0..1000).map(|n| record(&format!("{n:0>200}"))).collect();
+        let positions = store.append("s", batch).await.unwrap();
+        assert_eq!(positions.last(), Some(&Position::offset(999)));
+        store.append("s", vec![record("after")]).await.unwrap();
+        let all = values(&store, 0, 2000);
+        assert_eq!(all.len(), 1001);
+        for (n, (offset, value)) in all.iter().take(1000).enumerate() {
+            assert_eq!(
+                (*offset, value.as_str()),
+                (n as u64, format!("{n:0>200}").as_str())
+            );
+        }
+        assert_eq!(all[1000], (1000, "after".to_owned()));
+        let middle = values(&store, 437, 3);
+        assert_eq!(
+            middle.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+            vec![437, 438, 439]
+        );
+        assert_eq!(
+            store.read_one("s", 700).unwrap().unwrap().value,
+            Bytes::from(format!("{:0>200}", 700))
+        );
+        assert!(store.read_one("s", 1001).unwrap().is_none());
+        assert_eq!(store.stats("s").messages, 1001);
+    }
+
+    #[tokio::test]
+    async fn consumers_get_each_message_of_a_batch_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), FsyncPolicy::Never).unwrap();
+        let batch: Vec<_> = (0..900).map(|n| record(&format!("{n:0>300}"))).collect();
+        store.append("s", batch).await.unwrap();
+        let options = ConsumeOptions {
+            max: 250,
+            wait: Duration::ZERO,
+            ack_timeout: Duration::from_secs(60),
+            max_deliveries: 0,
+            dead_letters: None,
+        };
+        let mut seen = Vec::new();
+        loop {
+            let got = store.consume("s", "g", &options).await.unwrap();
+            if got.is_empty() {
+                break;
+            }
+            for delivery in got {
+                assert_eq!(
+                    delivery.record.value,
+                    Bytes::from(format!("{:0>300}", delivery.offset))
+                );
+                seen.push(delivery.offset);
+            }
+        }
+        assert_eq!(seen, (0..900).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_log_of_one_record_per_entry_reads_and_grows_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // What stores wrote before chunks: each record under its 8-byte offset.
+            let db = Database::builder(dir.path()).open().unwrap();
+            let log = db
+                .keyspace("log:s", KeyspaceCreateOptions::default)
+                .unwrap();
+            for offset in 0..3u64 {
+                let value = record(&format!("old {offset}")).encode();
+                log.insert(offset.to_be_bytes(), value).unwrap();
+            }
+            db.persist(fjall::PersistMode::SyncAll).unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path(), FsyncPolicy::Always).unwrap();
+        assert_eq!(store.stats("s").next_offset, 3);
+        let positions = store
+            .append("s", vec![record("new 3"), record("new 4")])
+            .await
+            .unwrap();
+        assert_eq!(positions, vec![Position::offset(3), Position::offset(4)]);
+        assert_eq!(
+            values(&store, 1, 10),
+            vec![
+                (1, "old 1".to_owned()),
+                (2, "old 2".to_owned()),
+                (3, "new 3".to_owned()),
+                (4, "new 4".to_owned())
+            ]
+        );
+        let retention = Retention {
+            max_age: None,
+            max_bytes: Some(bytesize::ByteSize::b(1)),
+        };
+        // Everything but the newest entry (the chunk holding 3 and 4) goes.
+        assert_eq!(store.apply_retention("s", &retention).await.unwrap(), 3);
+        assert_eq!(values(&store, 0, 10).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn retention_drops_whole_batches_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), FsyncPolicy::Never).unwrap();
+        let mut old: Vec<_> = (0..10).map(|n| record(&n.to_string())).collect();
+        for record in &mut old {
+            record.received_at_ms -= 60_000;
+        }
+        store.append("s", old).await.unwrap();
+        store
+            .append("s", vec![record("10"), record("11")])
+            .await
+            .unwrap();
+        let retention = Retention {
+            max_age: Some(Duration::from_secs(30)),
+            max_bytes: None,
+        };
+        assert_eq!(store.apply_retention("s", &retention).await.unwrap(), 10);
+        let stats = store.stats("s");
+        assert_eq!((stats.first_offset, stats.messages), (10, 2));
+        assert_eq!(
+            values(&store, 0, 10)
+                .iter()
+                .map(|(o, _)| *o)
+                .collect::<Vec<_>>(),
+            vec![10, 11]
+        );
+        store.close().await;
+        drop(store);
+        let store = EmbeddedStore::open(dir.path(), FsyncPolicy::Never).unwrap();
+        assert_eq!(store.stats("s").first_offset, 10);
     }
 }

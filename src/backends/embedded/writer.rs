@@ -10,6 +10,7 @@ use std::sync::Arc;
 use fjall::{Database, Keyspace, PersistMode};
 use tokio::sync::{mpsc, oneshot};
 
+use super::chunk::{self, EncodedChunk};
 use super::groups::MetaChange;
 use super::{log_bytes_key, Log, StoreError};
 use crate::config::FsyncPolicy;
@@ -18,10 +19,10 @@ use crate::config::FsyncPolicy;
 const MAX_COMMANDS_PER_COMMIT: usize = 4096;
 
 pub(super) enum Command {
-    /// Append encoded records; answers the first assigned offset.
+    /// Append records encoded as chunks; answers the first assigned offset.
     Append {
         log: Arc<Log>,
-        records: Vec<Vec<u8>>,
+        chunks: Vec<EncodedChunk>,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
     /// Delete a log's records below `below`.
@@ -122,24 +123,30 @@ fn commit(db: &Database, meta: &Keyspace, fsync: FsyncPolicy, pending: &mut Vec<
     let mut answers = Vec::with_capacity(pending.len());
     for command in pending.iter() {
         match command {
-            Command::Append { log, records, .. } => {
+            Command::Append { log, chunks, .. } => {
                 let tally = tally(&mut tallies, log);
                 answers.push(Some(tally.next));
-                for record in records {
-                    batch.insert(&log.keyspace, tally.next.to_be_bytes(), record.as_slice());
-                    tally.next += 1;
-                    tally.bytes += record.len() as u64;
+                for encoded in chunks {
+                    let last = tally.next + encoded.records - 1;
+                    let key = chunk::key(tally.next, last);
+                    batch.insert(&log.keyspace, key, encoded.bytes.as_slice());
+                    tally.next = last + 1;
+                    tally.bytes += encoded.bytes.len() as u64;
                 }
             }
             Command::Trim { log, below, .. } => {
                 let tally = tally(&mut tallies, log);
                 let below = (*below).min(tally.next);
+                // Every entry wholly below `below`; retention trims at entry boundaries.
+                let entries = log
+                    .keyspace
+                    .range(chunk::seek_key(tally.first)..chunk::seek_key(below));
                 let mut removed = 0;
-                for offset in tally.first..below {
-                    if let Ok(Some(size)) = log.keyspace.size_of(offset.to_be_bytes()) {
-                        removed += u64::from(size);
+                for entry in entries {
+                    if let Ok((key, value)) = entry.into_inner() {
+                        removed += value.len() as u64;
+                        batch.remove(&log.keyspace, key);
                     }
-                    batch.remove(&log.keyspace, offset.to_be_bytes());
                 }
                 tally.first = tally.first.max(below);
                 tally.bytes = tally.bytes.saturating_sub(removed);
