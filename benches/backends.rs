@@ -7,9 +7,13 @@
 //!
 //! * `kafka_*/raw_rdkafka`: an rdkafka producer configured as Sluice's (idempotent, `acks=all`,
 //!   `linger.ms=5`) sends the orders and awaits every delivery report.
-//! * `kafka_*/raw_rdkafka_sluice_headers`: the same, each record carrying the headers Sluice's
-//!   Kafka backend adds to a validated order (schema, version, id, content type; built by the
-//!   backend's own `for_each_remote_header`), so the broker stores the same bytes as through Sluice.
+//! * `kafka_*/raw_rdkafka_flushed`: the same, with each batch of 1,000 sent as soon as it is
+//!   enqueued (the backend's own flush, as the gateway does at the end of a batch request) rather
+//!   than after the linger.
+//! * `kafka_*/raw_rdkafka_flushed_sluice_headers`: the same, each record carrying the headers
+//!   Sluice's Kafka backend adds to a validated order (schema, version, id, content type; built by
+//!   the backend's own `for_each_remote_header`), so the broker stores the same bytes as through
+//!   Sluice.
 //! * `kafka_*/gateway_http_batch`: HTTP batches to a validated Kafka station, each answered after
 //!   the broker acknowledged every message.
 //! * `kafka_*/gateway_http_batch_no_schema`: the same batches to a station without a schema, to
@@ -25,6 +29,8 @@ mod common;
 #[allow(dead_code)]
 mod brokers;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use common::{ndjson, order, post_batch, BenchGateway};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -34,6 +40,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use sluice::backends::kafka::send_held_records;
 use sluice::backends::{for_each_remote_header, ContentKind, Provenance, Record};
 
 const MESSAGES: usize = 1000;
@@ -76,13 +83,14 @@ fn backends(c: &mut Criterion) {
     let batch = ndjson(&orders);
     let http = gateway.http.clone();
 
-    let producer: FutureProducer = ClientConfig::new()
+    let producer: Arc<FutureProducer> = ClientConfig::new()
         .set("bootstrap.servers", kafka.brokers())
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("batch.num.messages", "10000")
         .create()
+        .map(Arc::new)
         .unwrap();
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", kafka.brokers())
@@ -132,15 +140,19 @@ fn backends(c: &mut Criterion) {
         group.throughput(Throughput::Elements((in_flight * MESSAGES) as u64));
         group.sample_size(20);
         group.bench_function("raw_rdkafka", |b| {
-            b.iter(|| runtime.block_on(raw_kafka(&producer, &orders, in_flight, None)))
+            b.iter(|| runtime.block_on(raw_kafka(&producer, &orders, in_flight, None, false)))
         });
-        group.bench_function("raw_rdkafka_sluice_headers", |b| {
+        group.bench_function("raw_rdkafka_flushed", |b| {
+            b.iter(|| runtime.block_on(raw_kafka(&producer, &orders, in_flight, None, true)))
+        });
+        group.bench_function("raw_rdkafka_flushed_sluice_headers", |b| {
             b.iter(|| {
                 runtime.block_on(raw_kafka(
                     &producer,
                     &orders,
                     in_flight,
                     Some(&sluice_headers),
+                    true,
                 ))
             })
         });
@@ -161,16 +173,19 @@ fn backends(c: &mut Criterion) {
 }
 
 /// Sends `orders` `copies` times through the raw producer and awaits every delivery; with
-/// `sluice_headers`, each record carries them.
+/// `sluice_headers`, each record carries them; with `flush`, each copy is sent as soon as it is
+/// enqueued, the way the gateway sends a batch request's records, instead of after `linger.ms`.
 async fn raw_kafka(
-    producer: &FutureProducer,
+    producer: &Arc<FutureProducer>,
     orders: &[Bytes],
     copies: usize,
     sluice_headers: Option<&[(String, String)]>,
+    flush: bool,
 ) {
-    let deliveries: Vec<_> = (0..copies)
-        .flat_map(|_| orders)
-        .map(|order| {
+    let mut flushes = Vec::new();
+    let mut deliveries = Vec::with_capacity(copies * orders.len());
+    for _ in 0..copies {
+        deliveries.extend(orders.iter().map(|order| {
             let mut record = FutureRecord::<(), [u8]>::to("orders-raw").payload(&order[..]);
             if let Some(sluice_headers) = sluice_headers {
                 let mut headers = OwnedHeaders::new_with_capacity(sluice_headers.len());
@@ -185,8 +200,17 @@ async fn raw_kafka(
             producer
                 .send_result(record)
                 .unwrap_or_else(|(e, _)| panic!("{e}"))
-        })
-        .collect();
+        }));
+        if flush {
+            let producer = producer.clone();
+            flushes.push(tokio::task::spawn_blocking(move || {
+                send_held_records(&producer)
+            }));
+        }
+    }
+    for flushed in flushes {
+        flushed.await.unwrap();
+    }
     for delivery in join_all(deliveries).await {
         delivery.unwrap().unwrap();
     }

@@ -239,7 +239,8 @@ pub struct KafkaConfig {
     /// How long a produce waits for the brokers' acknowledgement before answering 503.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
-    /// How long the producer waits to fill a batch (librdkafka `linger.ms`).
+    /// How long the producer holds records to fill a request to the brokers (librdkafka
+    /// `linger.ms`); a batch request's records are sent once its last one is handed over.
     #[serde(with = "humantime_serde")]
     pub linger: Duration,
     /// Further librdkafka producer properties, e.g. `"compression.type" = "zstd"`.

@@ -9,7 +9,13 @@
 //! reconnects on its own, so producing works again as soon as the brokers are back. An idempotent
 //! producer can end in a fatal state (fenced after its epoch could not be bumped, say); the backend
 //! then replaces it with a new producer rather than failing every later message.
+//!
+//! `linger` lets records of concurrent requests share a request to the brokers. A batch request's
+//! own records need not wait it out: once the pipeline has handed over the last of them, the
+//! backend's flusher thread asks librdkafka to send what it holds now (its flush, for a
+//! millisecond), and the batch is answered a round trip later instead of a linger later.
 
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +54,8 @@ pub struct KafkaBackend {
     request_timeout: Duration,
     /// Topics known to exist (created or found), so creation is tried once per topic.
     known_topics: PreparedLogs,
+    /// Asks for held records to be sent now; none when `linger` is zero.
+    flusher: Option<Flusher>,
 }
 
 impl KafkaBackend {
@@ -83,6 +91,13 @@ impl KafkaBackend {
             replication_factor: config.replication_factor,
             request_timeout: config.request_timeout,
             known_topics: PreparedLogs::default(),
+            flusher: if config.linger.is_zero() {
+                None
+            } else {
+                Some(Flusher::spawn().map_err(|e| {
+                    unavailable(KIND, format!("cannot start the Kafka flusher thread: {e}"))
+                })?)
+            },
         })
     }
 
@@ -204,6 +219,55 @@ impl Backend for KafkaBackend {
 
     async fn prepare(&self, log: &str) -> Result<(), BackendError> {
         self.ensure_topic(log).await
+    }
+
+    fn request_complete(&self) {
+        if let Some(flusher) = &self.flusher {
+            flusher.request(self.producer.load_full());
+        }
+    }
+}
+
+/// A thread that makes librdkafka send the records it holds for `linger` right away. Requests
+/// coalesce: one asked for while another is waiting is served by the waiting one.
+struct Flusher {
+    wanted: SyncSender<Arc<FutureProducer>>,
+}
+
+/// How long a flush keeps librdkafka's "send now" flag raised: long enough for every broker
+/// thread to wake and see it, short enough not to hold back the next flush.
+const FLUSH_WINDOW_MS: i32 = 1;
+
+impl Flusher {
+    fn spawn() -> std::io::Result<Self> {
+        let (wanted, requests) = sync_channel::<Arc<FutureProducer>>(1);
+        std::thread::Builder::new()
+            .name("sluice-kafka-flush".into())
+            .spawn(move || {
+                // Ends when the backend, and with it the sender, is dropped.
+                for producer in requests {
+                    send_held_records(&producer);
+                }
+            })?;
+        Ok(Self { wanted })
+    }
+
+    fn request(&self, producer: Arc<FutureProducer>) {
+        // Full: a flush is already waiting to run, and sends these records too.
+        let _ = self.wanted.try_send(producer);
+    }
+}
+
+/// librdkafka's flush for [`FLUSH_WINDOW_MS`]: its broker threads are woken and send what they
+/// hold without waiting out `linger.ms`; the call returns once every record in flight is
+/// acknowledged or the window has passed (rdkafka's own `flush` raises the flag only for an
+/// instant per loop, which a broker thread waking up misses). Blocks for up to the window.
+pub fn send_held_records(producer: &FutureProducer) {
+    let client = producer.client().native_ptr();
+    // SAFETY: `client` is the live handle of `producer`, which the caller holds for the call, and
+    // librdkafka's flush may be called from any thread.
+    unsafe {
+        rdkafka::bindings::rd_kafka_flush(client, FLUSH_WINDOW_MS);
     }
 }
 

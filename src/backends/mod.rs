@@ -54,6 +54,12 @@ pub trait Backend: Send + Sync {
     async fn prepare(&self, _log: &str) -> Result<(), BackendError> {
         Ok(())
     }
+
+    /// Every valid record of a request that carried several has been handed over with
+    /// [`Backend::send`]: nothing more of it will follow, so a backend that holds records back
+    /// to fill larger requests to its brokers (Kafka's `linger`) can send them now rather than
+    /// keep the producer waiting.
+    fn request_complete(&self) {}
 }
 
 /// What [`Backend::send`] hands back: the positions of the records it sent, once they are durable.

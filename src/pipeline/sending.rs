@@ -76,6 +76,9 @@ impl<'a> Sending<'a> {
     /// the order they were pushed.
     pub(super) async fn finish(mut self) -> Vec<Result<Position, BackendError>> {
         self.send_pending().await;
+        if self.records > 1 {
+            self.backend.request_complete();
+        }
         let kind = self.backend.kind();
         let chunks = join_all(self.sent.into_iter().map(|(count, handed)| async move {
             let positions = match handed {
@@ -122,6 +125,18 @@ mod tests {
     struct Chunked {
         refuse: usize,
         sends: Mutex<Vec<Vec<Bytes>>>,
+        /// The number of sends made when each `request_complete` came.
+        completions: Mutex<Vec<usize>>,
+    }
+
+    impl Chunked {
+        fn refusing(refuse: usize) -> Self {
+            Self {
+                refuse,
+                sends: Mutex::default(),
+                completions: Mutex::default(),
+            }
+        }
     }
 
     #[async_trait]
@@ -156,6 +171,11 @@ mod tests {
         fn send_chunk(&self) -> usize {
             3
         }
+
+        fn request_complete(&self) {
+            let sends = self.sends.lock().unwrap().len();
+            self.completions.lock().unwrap().push(sends);
+        }
     }
 
     fn record(i: usize) -> Record {
@@ -183,10 +203,7 @@ mod tests {
 
     #[tokio::test]
     async fn records_go_in_chunks_in_order_and_each_gets_its_own_position() {
-        let backend = Chunked {
-            refuse: usize::MAX,
-            sends: Mutex::default(),
-        };
+        let backend = Chunked::refusing(usize::MAX);
         let answers = send_eight(&backend).await;
         let offsets: Vec<u64> = answers.iter().map(|a| a.as_ref().unwrap().offset).collect();
         assert_eq!(offsets, (0..8).collect::<Vec<_>>());
@@ -196,14 +213,27 @@ mod tests {
 
     #[tokio::test]
     async fn after_a_refused_chunk_nothing_later_is_sent_and_it_all_gets_the_refusal() {
-        let backend = Chunked {
-            refuse: 1,
-            sends: Mutex::default(),
-        };
+        let backend = Chunked::refusing(1);
         let answers = send_eight(&backend).await;
         assert!(answers[..3].iter().all(Result::is_ok), "{answers:?}");
         assert!(answers[3..].iter().all(Result::is_err), "{answers:?}");
         // The first chunk and the refused one; the last two records were never sent.
         assert_eq!(backend.sends.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_backend_hears_once_a_request_of_several_records_is_all_handed_over() {
+        let backend = Chunked::refusing(usize::MAX);
+        send_eight(&backend).await;
+        // After the last of the three sends, not before.
+        assert_eq!(*backend.completions.lock().unwrap(), vec![3]);
+
+        let single = Chunked::refusing(usize::MAX);
+        let metrics = PipelineMetrics::default();
+        let mut sending = Sending::new(&single, "log", &metrics);
+        sending.push(record(0)).await;
+        sending.finish().await;
+        // One record: nothing to hurry, it may share a request with others.
+        assert!(single.completions.lock().unwrap().is_empty());
     }
 }
