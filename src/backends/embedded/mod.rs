@@ -114,6 +114,20 @@ fn log_bytes_key(log: &str) -> Vec<u8> {
     format!("bytes/{log}").into_bytes()
 }
 
+/// Where the offset the log's next record gets is kept: a log that retention emptied holds no
+/// entry to read it from, and its offsets must not start again at 0 (consumer groups' positions
+/// would skip the new records).
+fn log_next_key(log: &str) -> Vec<u8> {
+    format!("next/{log}").into_bytes()
+}
+
+fn meta_u64(meta: &Keyspace, key: Vec<u8>) -> Result<Option<u64>, String> {
+    Ok(meta
+        .get(key)
+        .map_err(|e| e.to_string())?
+        .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok().map(u64::from_be_bytes)))
+}
+
 fn replay_key(dlq_log: &str, id: u64) -> Vec<u8> {
     format!("replayed/{dlq_log}/{id}").into_bytes()
 }
@@ -577,12 +591,10 @@ fn open_log(
             .ok_or_else(|| format!("log `{name}` holds a key of {} bytes", key.len()))
     };
     let first = offsets_of(keyspace.first_key_value())?.map(|(first, _)| first);
-    let next = offsets_of(keyspace.last_key_value())?.map_or(0, |(_, last)| last + 1);
-    let bytes = meta
-        .get(log_bytes_key(name))
-        .map_err(|e| e.to_string())?
-        .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok().map(u64::from_be_bytes))
-        .unwrap_or(0);
+    let stored_next = offsets_of(keyspace.last_key_value())?.map_or(0, |(_, last)| last + 1);
+    // Stores written before the next offset was kept lack the key: their entries say it.
+    let next = stored_next.max(meta_u64(meta, log_next_key(name))?.unwrap_or(0));
+    let bytes = meta_u64(meta, log_bytes_key(name))?.unwrap_or(0);
     Ok(Log {
         name: name.to_owned(),
         keyspace,
@@ -847,5 +859,32 @@ mod tests {
         drop(store);
         let store = EmbeddedStore::open(dir.path(), FsyncPolicy::Never).unwrap();
         assert_eq!(store.stats("s").first_offset, 10);
+    }
+
+    #[tokio::test]
+    async fn offsets_go_on_after_retention_emptied_the_log_and_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = EmbeddedStore::open(dir.path(), FsyncPolicy::Always).unwrap();
+            let mut old = record("old");
+            old.received_at_ms -= 60_000;
+            store.append("s", vec![old.clone()]).await.unwrap();
+            store.append("s", vec![old.clone(), old]).await.unwrap();
+            let retention = Retention {
+                max_age: Some(Duration::from_secs(30)),
+                max_bytes: None,
+            };
+            assert_eq!(store.apply_retention("s", &retention).await.unwrap(), 3);
+            store.close().await;
+        }
+        let store = EmbeddedStore::open(dir.path(), FsyncPolicy::Always).unwrap();
+        let stats = store.stats("s");
+        assert_eq!(
+            (stats.first_offset, stats.next_offset, stats.messages),
+            (3, 3, 0)
+        );
+        let positions = store.append("s", vec![record("new")]).await.unwrap();
+        assert_eq!(positions, vec![Position::offset(3)]);
+        assert_eq!(values(&store, 0, 10), vec![(3, "new".to_owned())]);
     }
 }

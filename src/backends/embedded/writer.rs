@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::chunk::{self, EncodedChunk};
 use super::groups::MetaChange;
-use super::{log_bytes_key, Log, StoreError};
+use super::{log_bytes_key, log_next_key, Log, StoreError};
 use crate::config::FsyncPolicy;
 
 /// Most commands folded into one commit.
@@ -166,6 +166,7 @@ fn commit(db: &Database, meta: &Keyspace, fsync: FsyncPolicy, pending: &mut Vec<
     }
     for (name, tally) in &tallies {
         batch.insert(meta, log_bytes_key(name), tally.bytes.to_be_bytes());
+        batch.insert(meta, log_next_key(name), tally.next.to_be_bytes());
     }
     let result = batch
         .commit()
