@@ -135,15 +135,18 @@ impl Backends {
         })
     }
 
+    // The connecting futures are boxed: they run once, and held inline they would make every
+    // produce's future (which awaits `route`) several kilobytes larger, to be allocated and moved
+    // on each request.
     async fn kafka(&self) -> Result<&KafkaBackend, BackendError> {
         self.kafka
-            .get_or_try_init(|| async { KafkaBackend::connect(&self.kafka_config) })
+            .get_or_try_init(|| Box::pin(async { KafkaBackend::connect(&self.kafka_config) }))
             .await
     }
 
     async fn nats(&self) -> Result<&NatsBackend, BackendError> {
         self.nats
-            .get_or_try_init(|| NatsBackend::connect(&self.nats_config))
+            .get_or_try_init(|| Box::pin(NatsBackend::connect(&self.nats_config)))
             .await
     }
 
