@@ -12,6 +12,10 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 
 use crate::formats::limits::{MessageLimits, JSON_DEPTH_CEILING, PROTOBUF_DEPTH_CEILING};
+
+/// The largest `limits.max_message_bytes`: the embedded store keeps where each record of a chunk
+/// ends in 32 bits, and its storage engine takes values below 4 GiB.
+pub const MESSAGE_BYTES_CEILING: usize = 1 << 30;
 use crate::registry::stations::StationConfig;
 
 /// Everything `sluice serve` needs, as read from the config file and the environment.
@@ -376,8 +380,14 @@ impl Limits {
         }
     }
 
-    /// Refuses values the parsers underneath cannot honour.
+    /// Refuses values the parsers and the store underneath cannot honour.
     fn check(&self) -> Result<(), String> {
+        if self.max_message_bytes > MESSAGE_BYTES_CEILING {
+            return Err(format!(
+                "limits.max_message_bytes is {}, but the store takes messages of at most {MESSAGE_BYTES_CEILING} bytes (1 GiB); use at most that",
+                self.max_message_bytes
+            ));
+        }
         if self.max_json_depth > JSON_DEPTH_CEILING {
             return Err(format!(
                 "limits.max_json_depth is {}, but JSON nesting is refused past {JSON_DEPTH_CEILING} anyway; use at most {JSON_DEPTH_CEILING}",
@@ -570,6 +580,15 @@ mod tests {
             config.storage.fsync,
             FsyncPolicy::Interval(Duration::from_millis(10))
         );
+    }
+
+    #[test]
+    fn a_message_limit_the_store_cannot_hold_is_refused() {
+        let err = load_str("[limits]\nmax_message_bytes = 5000000000\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.max_message_bytes"), "{err}");
+        assert!(load_str("[limits]\nmax_message_bytes = 1073741824\n", &[]).is_ok());
     }
 
     #[test]
