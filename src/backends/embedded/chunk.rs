@@ -23,7 +23,7 @@ pub(super) const MAX_CHUNK_BYTES: usize = 64 * 1024;
 const END_BYTES: usize = std::mem::size_of::<u32>();
 
 /// Records encoded as one chunk, before the writer gives them offsets.
-pub(crate) struct EncodedChunk {
+pub(super) struct EncodedChunk {
     pub records: u64,
     pub bytes: Vec<u8>,
 }
@@ -168,9 +168,9 @@ impl Chunk {
         if offset < self.first || offset > self.last {
             return None;
         }
-        let Some(_) = self.table else {
+        if self.table.is_none() {
             return Some(&self.value);
-        };
+        }
         let index = (offset - self.first) as usize;
         let start = if index == 0 { 0 } else { self.end(index - 1) };
         Some(&self.value[start..self.end(index)])

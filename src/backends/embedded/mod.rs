@@ -4,7 +4,8 @@
 //!
 //! Layout: one fjall keyspace per log (`log:<name>`), whose entries are chunks of consecutive
 //! records (`chunk`: an append's records stored together, keyed by the offsets they hold), and one
-//! `meta` keyspace for log sizes, consumer-group positions and dead-letter replay marks. Every write goes through the single writer thread (`writer`), so a write and the
+//! `meta` keyspace for log sizes and next offsets, consumer-group positions and dead-letter replay
+//! marks. Every write goes through the single writer thread (`writer`), so a write and the
 //! metadata it changes commit together.
 
 mod chunk;
@@ -121,10 +122,10 @@ fn log_next_key(log: &str) -> Vec<u8> {
     format!("next/{log}").into_bytes()
 }
 
-fn meta_u64(meta: &Keyspace, key: Vec<u8>) -> Result<Option<u64>, String> {
+/// A big-endian `u64` kept under `key` in the metadata keyspace.
+fn meta_u64(meta: &Keyspace, key: Vec<u8>) -> Result<Option<u64>, fjall::Error> {
     Ok(meta
-        .get(key)
-        .map_err(|e| e.to_string())?
+        .get(key)?
         .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok().map(u64::from_be_bytes)))
 }
 
@@ -465,12 +466,8 @@ impl EmbeddedStore {
 
     /// Where dead letter `id` of `dlq_log` was replayed to, if it was.
     pub fn replayed_to(&self, dlq_log: &str, id: u64) -> Result<Option<u64>, BackendError> {
-        let value = self
-            .inner
-            .meta
-            .get(replay_key(dlq_log, id))
-            .map_err(|e| StoreError::Read(e.to_string()))?;
-        Ok(value.and_then(|v| <[u8; 8]>::try_from(&v[..]).ok().map(u64::from_be_bytes)))
+        meta_u64(&self.inner.meta, replay_key(dlq_log, id))
+            .map_err(|e| StoreError::Read(e.to_string()).into())
     }
 
     /// Durably records that dead letter `id` was replayed to `offset`.
@@ -593,8 +590,9 @@ fn open_log(
     let first = offsets_of(keyspace.first_key_value())?.map(|(first, _)| first);
     let stored_next = offsets_of(keyspace.last_key_value())?.map_or(0, |(_, last)| last + 1);
     // Stores written before the next offset was kept lack the key: their entries say it.
-    let next = stored_next.max(meta_u64(meta, log_next_key(name))?.unwrap_or(0));
-    let bytes = meta_u64(meta, log_bytes_key(name))?.unwrap_or(0);
+    let kept = |key| meta_u64(meta, key).map_err(|e| e.to_string());
+    let next = stored_next.max(kept(log_next_key(name))?.unwrap_or(0));
+    let bytes = kept(log_bytes_key(name))?.unwrap_or(0);
     Ok(Log {
         name: name.to_owned(),
         keyspace,

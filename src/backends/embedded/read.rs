@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use super::chunk::{self, Chunk};
-use super::Log;
+use super::{Log, StoreError};
 use crate::backends::{BackendError, Record};
 
 impl Log {
@@ -34,10 +34,9 @@ impl Log {
 
     /// Reads a stored entry as a chunk.
     pub(super) fn chunk(&self, entry: fjall::Guard) -> Result<Chunk, BackendError> {
-        let (key, value) = entry.into_inner().map_err(|e| BackendError::Unavailable {
-            backend: "embedded",
-            reason: e.to_string(),
-        })?;
+        let (key, value) = entry
+            .into_inner()
+            .map_err(|e| StoreError::Read(e.to_string()))?;
         Chunk::new(&key, value).map_err(|e| BackendError::Corrupt {
             log: self.name.clone(),
             offset: chunk::offsets(&key).map_or(0, |(first, _)| first),
