@@ -244,7 +244,8 @@ pub struct KafkaConfig {
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// How long the producer holds records to fill a request to the brokers (librdkafka
-    /// `linger.ms`); a batch request's records are sent once its last one is handed over.
+    /// `linger.ms`); a batch request's records are sent once its last one is handed over (with
+    /// those of overlapping batch requests, once the last of them is).
     #[serde(with = "humantime_serde")]
     pub linger: Duration,
     /// Further librdkafka producer properties, e.g. `"compression.type" = "zstd"`.

@@ -11,10 +11,14 @@
 //! then replaces it with a new producer rather than failing every later message.
 //!
 //! `linger` lets records of concurrent requests share a request to the brokers. A batch request's
-//! own records need not wait it out: once the pipeline has handed over the last of them, the
-//! backend's flusher thread asks librdkafka to send what it holds now (its flush, for a
-//! millisecond), and the batch is answered a round trip later instead of a linger later.
+//! own records need not wait it out: once the pipeline has handed over the last of them, and no
+//! other batch request is still handing its records over, the backend's flusher thread asks
+//! librdkafka to send what it holds now (its flush, for a millisecond), and the batch is answered
+//! a round trip later instead of a linger later. Batches that overlap are sent together by the
+//! last of them to finish (or by the linger, whichever comes first), so concurrent batches fill
+//! requests to the brokers as they would without the flush.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,6 +60,8 @@ pub struct KafkaBackend {
     known_topics: PreparedLogs,
     /// Asks for held records to be sent now; none when `linger` is zero.
     flusher: Option<Flusher>,
+    /// Batch requests handing their records over now: the last of them to finish flushes.
+    handing_over: HandingOver,
 }
 
 impl KafkaBackend {
@@ -98,6 +104,7 @@ impl KafkaBackend {
                     unavailable(KIND, format!("cannot start the Kafka flusher thread: {e}"))
                 })?)
             },
+            handing_over: HandingOver::default(),
         })
     }
 
@@ -221,10 +228,33 @@ impl Backend for KafkaBackend {
         self.ensure_topic(log).await
     }
 
+    fn request_started(&self) {
+        self.handing_over.start();
+    }
+
     fn request_complete(&self) {
+        if !self.handing_over.finish_last() {
+            return;
+        }
         if let Some(flusher) = &self.flusher {
             flusher.request(self.producer.load_full());
         }
+    }
+}
+
+/// How many batch requests are handing their records over. A flush while another is still at it
+/// would send that one's records in a fragment of its own: it flushes for both when it is done.
+#[derive(Default)]
+struct HandingOver(AtomicUsize);
+
+impl HandingOver {
+    fn start(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Ends one; true when it was the last under way.
+    fn finish_last(&self) -> bool {
+        self.0.fetch_sub(1, Ordering::AcqRel) == 1
     }
 }
 
@@ -376,4 +406,23 @@ async fn acknowledged(
             )),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_last_of_overlapping_batches_flushes() {
+        let handing_over = HandingOver::default();
+        handing_over.start();
+        assert!(handing_over.finish_last(), "alone, a batch flushes");
+
+        handing_over.start();
+        handing_over.start();
+        assert!(!handing_over.finish_last(), "another is still handing over");
+        handing_over.start();
+        assert!(!handing_over.finish_last());
+        assert!(handing_over.finish_last(), "the last one flushes for all");
+    }
 }

@@ -55,10 +55,15 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
-    /// Every valid record of a request that carried several has been handed over with
-    /// [`Backend::send`]: nothing more of it will follow, so a backend that holds records back
-    /// to fill larger requests to its brokers (Kafka's `linger`) can send them now rather than
-    /// keep the producer waiting.
+    /// A request that carries several records starts handing them over with [`Backend::send`].
+    /// Each call is matched by one [`Backend::request_complete`], also when the request is given
+    /// up half way.
+    fn request_started(&self) {}
+
+    /// A request that carried several records has handed over all it will: a backend that holds
+    /// records back to fill larger requests to its brokers (Kafka's `linger`) can send them now
+    /// rather than keep the producer waiting, unless other such requests are still handing theirs
+    /// over and will ask again when they are done.
     fn request_complete(&self) {}
 }
 

@@ -182,7 +182,7 @@ impl Pipeline {
                 return Err(ApiError::Backend(busy));
             }
         };
-        let mut valid = Sending::new(route.backend, &route.log, &self.metrics);
+        let mut valid = Sending::new(route.backend, &route.log, &self.metrics, messages.len());
         let mut versions = Vec::new();
         let mut dead = Vec::new();
         let mut slots = Vec::with_capacity(messages.len());

@@ -2,7 +2,10 @@
 //! time while the rest of the batch is still being judged ([`Backend::send_chunk`]), so a remote
 //! backend's brokers work during validation instead of after it. Chunks are handed over in order
 //! and each is in the backend's hands before the next is sent; once one cannot be sent, no later
-//! record is sent either, so nothing lands ahead of a message the producer must retry.
+//! record is sent either, so nothing lands ahead of a message the producer must retry. While a
+//! request of several records hands them over, the backend knows it ([`Backend::request_started`]
+//! until [`Backend::request_complete`]), so it can send what it holds once no such request is
+//! still under way.
 
 use std::time::Instant;
 
@@ -24,13 +27,34 @@ pub(super) struct Sending<'a> {
     refused: Option<BackendError>,
     records: usize,
     started: Option<Instant>,
+    /// Held while a request of several records is handing them over.
+    handing_over: Option<HandingOver<'a>>,
+}
+
+/// Tells the backend a request of several records is handing them over, from its making until it
+/// is dropped: when the request has handed over its last record, or is given up half way.
+struct HandingOver<'a>(&'a dyn Backend);
+
+impl<'a> HandingOver<'a> {
+    fn start(backend: &'a dyn Backend) -> Self {
+        backend.request_started();
+        Self(backend)
+    }
+}
+
+impl Drop for HandingOver<'_> {
+    fn drop(&mut self) {
+        self.0.request_complete();
+    }
 }
 
 impl<'a> Sending<'a> {
+    /// Ready to send up to `messages` records of one request to `log`.
     pub(super) fn new(
         backend: &'a dyn Backend,
         log: &'a str,
         metrics: &'a PipelineMetrics,
+        messages: usize,
     ) -> Self {
         Self {
             backend,
@@ -42,6 +66,7 @@ impl<'a> Sending<'a> {
             refused: None,
             records: 0,
             started: None,
+            handing_over: (messages > 1).then(|| HandingOver::start(backend)),
         }
     }
 
@@ -76,9 +101,7 @@ impl<'a> Sending<'a> {
     /// the order they were pushed.
     pub(super) async fn finish(mut self) -> Vec<Result<Position, BackendError>> {
         self.send_pending().await;
-        if self.records > 1 {
-            self.backend.request_complete();
-        }
+        drop(self.handing_over.take());
         let kind = self.backend.kind();
         let chunks = join_all(self.sent.into_iter().map(|(count, handed)| async move {
             let positions = match handed {
@@ -125,6 +148,8 @@ mod tests {
     struct Chunked {
         refuse: usize,
         sends: Mutex<Vec<Vec<Bytes>>>,
+        /// The number of sends made when each `request_started` came.
+        starts: Mutex<Vec<usize>>,
         /// The number of sends made when each `request_complete` came.
         completions: Mutex<Vec<usize>>,
     }
@@ -134,6 +159,7 @@ mod tests {
             Self {
                 refuse,
                 sends: Mutex::default(),
+                starts: Mutex::default(),
                 completions: Mutex::default(),
             }
         }
@@ -172,6 +198,11 @@ mod tests {
             3
         }
 
+        fn request_started(&self) {
+            let sends = self.sends.lock().unwrap().len();
+            self.starts.lock().unwrap().push(sends);
+        }
+
         fn request_complete(&self) {
             let sends = self.sends.lock().unwrap().len();
             self.completions.lock().unwrap().push(sends);
@@ -194,7 +225,7 @@ mod tests {
 
     async fn send_eight(backend: &Chunked) -> Vec<Result<Position, BackendError>> {
         let metrics = PipelineMetrics::default();
-        let mut sending = Sending::new(backend, "log", &metrics);
+        let mut sending = Sending::new(backend, "log", &metrics, 8);
         for i in 0..8 {
             assert_eq!(sending.push(record(i)).await, i);
         }
@@ -225,15 +256,31 @@ mod tests {
     async fn the_backend_hears_once_a_request_of_several_records_is_all_handed_over() {
         let backend = Chunked::refusing(usize::MAX);
         send_eight(&backend).await;
-        // After the last of the three sends, not before.
+        // Started before the first send; complete after the last of the three, not before.
+        assert_eq!(*backend.starts.lock().unwrap(), vec![0]);
         assert_eq!(*backend.completions.lock().unwrap(), vec![3]);
 
         let single = Chunked::refusing(usize::MAX);
         let metrics = PipelineMetrics::default();
-        let mut sending = Sending::new(&single, "log", &metrics);
+        let mut sending = Sending::new(&single, "log", &metrics, 1);
         sending.push(record(0)).await;
         sending.finish().await;
         // One record: nothing to hurry, it may share a request with others.
+        assert!(single.starts.lock().unwrap().is_empty());
         assert!(single.completions.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_request_given_up_half_way_still_tells_the_backend_it_is_done() {
+        let backend = Chunked::refusing(usize::MAX);
+        let metrics = PipelineMetrics::default();
+        let mut sending = Sending::new(&backend, "log", &metrics, 8);
+        for i in 0..4 {
+            sending.push(record(i)).await;
+        }
+        // The producer went away before the rest of its batch was judged.
+        drop(sending);
+        assert_eq!(*backend.starts.lock().unwrap(), vec![0]);
+        assert_eq!(*backend.completions.lock().unwrap(), vec![1]);
     }
 }
