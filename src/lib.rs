@@ -14,6 +14,7 @@ pub mod error;
 pub mod formats;
 pub mod idempotency;
 pub mod ingress;
+pub mod logs;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;

@@ -93,6 +93,7 @@ fn main() -> ExitCode {
             .json()
             .with_current_span(true)
             .with_span_list(false)
+            .fmt_fields(sluice::logs::JsonSpanFields)
             .init(),
     }
     let result = match cli.command {
