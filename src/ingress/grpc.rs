@@ -340,7 +340,9 @@ async fn traced<T>(
         .map_or_else(Status::code, |_| tonic::Code::Ok);
     span.record("status", crate::metrics::grpc_code_name(code));
     crate::metrics::grpc_request(method, code);
-    if let Ok(value) = id.parse() {
+    if let Ok(mut value) = id.parse::<tonic::metadata::AsciiMetadataValue>() {
+        // Every call's id differs: in HPACK's table it would only push out the headers that repeat.
+        value.set_sensitive(true);
         match &mut result {
             Ok(response) => response.metadata_mut().insert(REQUEST_ID, value),
             Err(status) => status.metadata_mut().insert(REQUEST_ID, value),

@@ -72,7 +72,9 @@ pub async fn traced(mut request: Request, next: Next) -> Response {
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     span.record("status", status);
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    if let Ok(mut value) = HeaderValue::from_str(&id) {
+        // Never indexed by HTTP/2's header compression: every request's id differs.
+        value.set_sensitive(true);
         response.headers_mut().insert(REQUEST_ID, value);
     }
     crate::metrics::http_request(&route, method.as_str(), status, started.elapsed());
