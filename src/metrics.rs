@@ -451,7 +451,26 @@ impl HttpHandles {
 
 /// Counts one finished gRPC call.
 pub fn grpc_request(method: &'static str, code: tonic::Code) {
-    counter!(GRPC_REQUESTS, "method" => method, "code" => grpc_code_name(code)).increment(1);
+    /// A counter per (method, code) seen: a few methods, seventeen codes at most.
+    static HANDLES: RwLock<Vec<(&str, tonic::Code, Counter)>> = RwLock::new(Vec::new());
+    let find = |handles: &[(&str, tonic::Code, Counter)]| {
+        handles
+            .iter()
+            .find(|(m, c, _)| *c == code && *m == method)
+            .map(|(.., counter)| counter.clone())
+    };
+    let known = find(&HANDLES.read().expect("gRPC metric handles lock"));
+    let requests = known.unwrap_or_else(|| {
+        let mut handles = HANDLES.write().expect("gRPC metric handles lock");
+        // Another call may have added it between the two locks.
+        find(&handles).unwrap_or_else(|| {
+            let requests =
+                counter!(GRPC_REQUESTS, "method" => method, "code" => grpc_code_name(code));
+            handles.push((method, code, requests.clone()));
+            requests
+        })
+    });
+    requests.increment(1);
 }
 
 pub fn grpc_code_name(code: tonic::Code) -> &'static str {
