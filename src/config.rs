@@ -11,11 +11,8 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
+use crate::backends::embedded::MESSAGE_BYTES_CEILING;
 use crate::formats::limits::{MessageLimits, JSON_DEPTH_CEILING, PROTOBUF_DEPTH_CEILING};
-
-/// The largest `limits.max_message_bytes`: the embedded store keeps where each record of a chunk
-/// ends in 32 bits, and its storage engine takes values below 4 GiB.
-pub const MESSAGE_BYTES_CEILING: usize = 1 << 30;
 use crate::registry::stations::StationConfig;
 
 /// Everything `sluice serve` needs, as read from the config file and the environment.

@@ -22,6 +22,11 @@ pub(super) const MAX_CHUNK_BYTES: usize = 64 * 1024;
 
 const END_BYTES: usize = std::mem::size_of::<u32>();
 
+/// The largest message the store takes (`limits.max_message_bytes` may not exceed it): where each
+/// record of a chunk ends is kept in 32 bits, and the storage engine takes values below 4 GiB; a
+/// record this large gets a chunk of its own, with room left for its key and headers.
+pub const MESSAGE_BYTES_CEILING: usize = 1 << 30;
+
 /// Records encoded as one chunk, before the writer gives them offsets.
 pub(super) struct EncodedChunk {
     pub records: u64,

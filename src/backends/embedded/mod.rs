@@ -28,6 +28,7 @@ use super::{Acknowledgement, Backend, BackendError, Position, Record};
 use crate::config::{FsyncPolicy, StoreMemory};
 use crate::registry::stations::Retention;
 use chunk::EncodedChunk;
+pub use chunk::MESSAGE_BYTES_CEILING;
 pub use groups::{AckOutcome, Delivery};
 use groups::{LeaseRules, MetaChange};
 use read::ChunkCursor;
