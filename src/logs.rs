@@ -21,14 +21,10 @@ use tracing_subscriber::fmt::{FormatFields, FormattedFields};
 pub struct JsonSpanFields;
 
 impl<'writer> FormatFields<'writer> for JsonSpanFields {
-    fn format_fields<R: RecordFields>(
-        &self,
-        mut writer: Writer<'writer>,
-        fields: R,
-    ) -> fmt::Result {
-        let mut object = JsonObject::open(String::new());
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
+        let mut object = JsonObject::new(writer);
         fields.record(&mut object);
-        writer.write_str(&object.close())
+        object.close().map(drop)
     }
 
     fn add_fields(
@@ -36,84 +32,102 @@ impl<'writer> FormatFields<'writer> for JsonSpanFields {
         current: &'writer mut FormattedFields<Self>,
         fields: &span::Record<'_>,
     ) -> fmt::Result {
-        let mut object = JsonObject::open(std::mem::take(&mut current.fields));
+        let mut object = JsonObject::reopen(std::mem::take(&mut current.fields));
         fields.record(&mut object);
-        current.fields = object.close();
+        current.fields = object.close()?;
         Ok(())
     }
 }
 
-/// A JSON object being written: `{` and the members so far, without the closing brace.
-struct JsonObject {
-    text: String,
+/// A JSON object being written to `out`: `{` and the members so far, without the closing brace.
+/// The first write that fails is kept and returned by [`JsonObject::close`].
+struct JsonObject<W> {
+    out: W,
     members: bool,
+    result: fmt::Result,
 }
 
-impl JsonObject {
-    /// Continues `written` (a closed object, or nothing yet).
-    fn open(mut written: String) -> Self {
+impl<W: Write> JsonObject<W> {
+    /// Starts an object on `out`.
+    fn new(mut out: W) -> Self {
+        let result = out.write_char('{');
+        Self {
+            out,
+            members: false,
+            result,
+        }
+    }
+
+    fn close(mut self) -> Result<W, fmt::Error> {
+        self.result?;
+        self.out.write_char('}')?;
+        Ok(self.out)
+    }
+
+    /// Writes one member: its key, then the value `write_value` writes.
+    fn member(&mut self, field: &Field, write_value: impl FnOnce(&mut W) -> fmt::Result) {
+        if self.result.is_err() {
+            return;
+        }
+        let name = field.name();
+        let separator = if self.members { "," } else { "" };
+        self.members = true;
+        self.result = self
+            .out
+            .write_str(separator)
+            .and_then(|()| quoted(&mut self.out, name.strip_prefix("r#").unwrap_or(name)))
+            .and_then(|()| self.out.write_char(':'))
+            .and_then(|()| write_value(&mut self.out));
+    }
+}
+
+impl JsonObject<String> {
+    /// Continues an object already written to `written` (or starts one, when it is empty).
+    fn reopen(mut written: String) -> Self {
         if written.ends_with('}') {
             written.pop();
         }
         if written.is_empty() {
-            written.push('{');
+            return Self::new(written);
         }
-        let members = written.len() > 1;
         Self {
-            text: written,
-            members,
+            members: written.len() > 1,
+            out: written,
+            result: Ok(()),
         }
-    }
-
-    fn close(mut self) -> String {
-        self.text.push('}');
-        self.text
-    }
-
-    fn key(&mut self, field: &Field) {
-        if self.members {
-            self.text.push(',');
-        }
-        self.members = true;
-        let name = field.name();
-        quoted(&mut self.text, name.strip_prefix("r#").unwrap_or(name));
-        self.text.push(':');
     }
 }
 
-impl Visit for JsonObject {
+impl<W: Write> Visit for JsonObject<W> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.key(field);
-        self.text.push('"');
-        // Writing to a String cannot fail.
-        let _ = write!(JsonEscaped(&mut self.text), "{value:?}");
-        self.text.push('"');
+        self.member(field, |out| {
+            out.write_char('"')?;
+            write!(JsonEscaped(&mut *out), "{value:?}")?;
+            out.write_char('"')
+        });
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.key(field);
-        quoted(&mut self.text, value);
+        self.member(field, |out| quoted(out, value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.key(field);
-        let _ = write!(self.text, "{value}");
+        self.member(field, |out| write!(out, "{value}"));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.key(field);
-        let _ = write!(self.text, "{value}");
+        self.member(field, |out| write!(out, "{value}"));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.key(field);
-        self.text.push_str(if value { "true" } else { "false" });
+        self.member(field, |out| {
+            out.write_str(if value { "true" } else { "false" })
+        });
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         if value.is_finite() {
-            self.key(field);
-            let _ = write!(self.text, "{value}");
+            self.member(field, |out| write!(out, "{value}"));
         } else {
             // JSON has no NaN or infinity.
             self.record_debug(field, &value);
@@ -121,16 +135,16 @@ impl Visit for JsonObject {
     }
 }
 
-fn quoted(out: &mut String, text: &str) {
-    out.push('"');
-    let _ = JsonEscaped(out).write_str(text);
-    out.push('"');
+fn quoted(out: &mut impl Write, text: &str) -> fmt::Result {
+    out.write_char('"')?;
+    JsonEscaped(&mut *out).write_str(text)?;
+    out.write_char('"')
 }
 
 /// Writes text as the inside of a JSON string.
-struct JsonEscaped<'a>(&'a mut String);
+struct JsonEscaped<W>(W);
 
-impl Write for JsonEscaped<'_> {
+impl<W: Write> Write for JsonEscaped<W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         let mut plain = 0;
         for (at, c) in text.char_indices() {
@@ -143,16 +157,15 @@ impl Write for JsonEscaped<'_> {
                 c if c < ' ' => "",
                 _ => continue,
             };
-            self.0.push_str(&text[plain..at]);
+            self.0.write_str(&text[plain..at])?;
             if escape.is_empty() {
                 write!(self.0, "\\u{:04x}", c as u32)?;
             } else {
-                self.0.push_str(escape);
+                self.0.write_str(escape)?;
             }
             plain = at + c.len_utf8();
         }
-        self.0.push_str(&text[plain..]);
-        Ok(())
+        self.0.write_str(&text[plain..])
     }
 }
 
