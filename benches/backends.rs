@@ -1,9 +1,18 @@
 //! Sluice in front of Kafka and NATS JetStream against the same clients without it, on the same
 //! brokers (a `tansu` broker and a `nats-server` started by the bench on loopback), with the same
-//! ~200-byte JSON orders. Each group runs twice: `*_1x1000`, one batch of 1,000 at a time, which
-//! measures latency (the producer's linger and the broker's round trip); and `*_4x1000`, four
-//! batches of 1,000 in flight at once, which measures throughput on the two cores the broker, the
-//! client and the gateway share.
+//! ~200-byte JSON orders, batches of 1,000 sent three ways:
+//!
+//! * `*_1x1000`: one batch at a time, which measures latency (the producer's linger and the
+//!   broker's round trip);
+//! * `*_4x1000`: rounds of four batches sent at once, each round awaited whole before the next;
+//! * `*_window4x1000`: four batches always in flight, each one answered replaced by the next at
+//!   once, which measures sustained throughput on the two cores the broker, the client and the
+//!   gateway share (a round leaves one side idle while the other works: the gateway judges, then
+//!   the broker stores).
+//!
+//! Criterion measures a group's rows one after another, seconds apart, while the broker's speed
+//! drifts; after each group the bench also prints every row's throughput relative to the raw
+//! producer measured in alternation, round by round (best of several), the figures to quote.
 //!
 //! * `kafka_*/raw_rdkafka`: an rdkafka producer configured as Sluice's (idempotent, `acks=all`,
 //!   `linger.ms=5`) sends the orders and awaits every delivery report.
@@ -29,12 +38,15 @@ mod common;
 #[allow(dead_code)]
 mod brokers;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{ndjson, order, post_batch, BenchGateway};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures_util::future::join_all;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -79,7 +91,7 @@ fn backends(c: &mut Criterion) {
         ),
     );
     let client = reqwest::Client::new();
-    let orders: Vec<Bytes> = (0..MESSAGES).map(|i| Bytes::from(order(i))).collect();
+    let orders: Arc<Vec<Bytes>> = Arc::new((0..MESSAGES).map(|i| Bytes::from(order(i))).collect());
     let batch = ndjson(&orders);
     let http = gateway.http.clone();
 
@@ -126,66 +138,106 @@ fn backends(c: &mut Criterion) {
         post_batch(&client, &http, "raw-kafka", ndjson(&orders[..1]), 1).await;
         post_batch(&client, &http, "raw-nats", ndjson(&orders[..1]), 1).await;
     });
-    let sluice_headers = runtime.block_on(sluice_order_headers(&client, &http));
+    let sluice_headers: &'static [(String, String)] = runtime
+        .block_on(sluice_order_headers(&client, &http))
+        .leak();
 
-    for in_flight in [1, 4] {
-        let gateway_rows = GatewayRows {
-            runtime: &runtime,
-            client: &client,
-            http: &http,
-            batch: &batch,
-            in_flight,
+    for flow in [Flow::Rounds(1), Flow::Rounds(4), Flow::Window(4)] {
+        let batches = flow.batches();
+        let elements = Throughput::Elements((batches * MESSAGES) as u64);
+        let raw = |flushed: bool, headers: Option<&'static [(String, String)]>| {
+            let producer = producer.clone();
+            let orders = orders.clone();
+            move || {
+                let producer = producer.clone();
+                let orders = orders.clone();
+                async move { raw_kafka(&producer, &orders, headers, flushed).await }
+            }
         };
-        let mut group = c.benchmark_group(format!("kafka_{in_flight}x{MESSAGES}"));
-        group.throughput(Throughput::Elements((in_flight * MESSAGES) as u64));
-        group.sample_size(20);
-        group.bench_function("raw_rdkafka", |b| {
-            b.iter(|| runtime.block_on(raw_kafka(&producer, &orders, in_flight, None, false)))
-        });
-        group.bench_function("raw_rdkafka_flushed", |b| {
-            b.iter(|| runtime.block_on(raw_kafka(&producer, &orders, in_flight, None, true)))
-        });
-        group.bench_function("raw_rdkafka_flushed_sluice_headers", |b| {
-            b.iter(|| {
-                runtime.block_on(raw_kafka(
-                    &producer,
-                    &orders,
-                    in_flight,
-                    Some(&sluice_headers),
-                    true,
-                ))
-            })
-        });
-        gateway_rows.bench(&mut group, "orders-kafka", "raw-kafka");
-        group.finish();
+        let gateway_batches = |station: &'static str| {
+            let client = client.clone();
+            let http = http.clone();
+            let batch = batch.clone();
+            move || {
+                let client = client.clone();
+                let http = http.clone();
+                let batch = batch.clone();
+                async move { post_batch(&client, &http, station, batch, MESSAGES).await }
+            }
+        };
 
-        let mut group = c.benchmark_group(format!("nats_{in_flight}x{MESSAGES}"));
-        group.throughput(Throughput::Elements((in_flight * MESSAGES) as u64));
+        let kafka_rows: [(&str, BatchMaker); 5] = [
+            ("raw_rdkafka", Box::new(boxed(raw(false, None)))),
+            ("raw_rdkafka_flushed", Box::new(boxed(raw(true, None)))),
+            (
+                "raw_rdkafka_flushed_sluice_headers",
+                Box::new(boxed(raw(true, Some(sluice_headers)))),
+            ),
+            (
+                "gateway_http_batch",
+                Box::new(boxed(gateway_batches("orders-kafka"))),
+            ),
+            (
+                "gateway_http_batch_no_schema",
+                Box::new(boxed(gateway_batches("raw-kafka"))),
+            ),
+        ];
+        let group_name = format!("kafka_{}", flow.name());
+        let mut group = c.benchmark_group(&group_name);
+        group.throughput(elements.clone());
         group.sample_size(20);
-        group.bench_function("raw_async_nats", |b| {
-            b.iter(|| runtime.block_on(raw_nats(&jetstream, &orders, in_flight)))
-        });
-        gateway_rows.bench(&mut group, "orders-nats", "raw-nats");
+        for (name, one_batch) in &kafka_rows {
+            group.bench_function(*name, |b| bench_flow(b, &runtime, flow, one_batch));
+        }
         group.finish();
+        interleaved_ratios(&group_name, &runtime, flow, &kafka_rows);
+
+        let nats_rows: [(&str, BatchMaker); 3] = [
+            ("raw_async_nats", {
+                let jetstream = jetstream.clone();
+                let orders = orders.clone();
+                Box::new(move || {
+                    let jetstream = jetstream.clone();
+                    let orders = orders.clone();
+                    Box::pin(async move { raw_nats(&jetstream, &orders).await })
+                        as std::pin::Pin<Box<dyn Future<Output = ()>>>
+                })
+            }),
+            (
+                "gateway_http_batch",
+                Box::new(boxed(gateway_batches("orders-nats"))),
+            ),
+            (
+                "gateway_http_batch_no_schema",
+                Box::new(boxed(gateway_batches("raw-nats"))),
+            ),
+        ];
+        let group_name = format!("nats_{}", flow.name());
+        let mut group = c.benchmark_group(&group_name);
+        group.throughput(elements);
+        group.sample_size(20);
+        for (name, one_batch) in &nats_rows {
+            group.bench_function(*name, |b| bench_flow(b, &runtime, flow, one_batch));
+        }
+        group.finish();
+        interleaved_ratios(&group_name, &runtime, flow, &nats_rows);
     }
 
     gateway.stop(&runtime);
 }
 
-/// Sends `orders` `copies` times through the raw producer and awaits every delivery; with
-/// `sluice_headers`, each record carries them; with `flush`, each copy is sent as soon as it is
-/// enqueued, the way the gateway sends a batch request's records, instead of after `linger.ms`.
+/// Sends `orders` once through the raw producer and awaits every delivery; with `sluice_headers`,
+/// each record carries them; with `flush`, the batch is sent as soon as it is enqueued, the way the
+/// gateway sends a batch request's records, instead of after `linger.ms`.
 async fn raw_kafka(
     producer: &Arc<FutureProducer>,
     orders: &[Bytes],
-    copies: usize,
     sluice_headers: Option<&[(String, String)]>,
     flush: bool,
 ) {
-    let mut flushes = Vec::new();
-    let mut deliveries = Vec::with_capacity(copies * orders.len());
-    for _ in 0..copies {
-        deliveries.extend(orders.iter().map(|order| {
+    let deliveries: Vec<_> = orders
+        .iter()
+        .map(|order| {
             let mut record = FutureRecord::<(), [u8]>::to("orders-raw").payload(&order[..]);
             if let Some(sluice_headers) = sluice_headers {
                 let mut headers = OwnedHeaders::new_with_capacity(sluice_headers.len());
@@ -200,16 +252,13 @@ async fn raw_kafka(
             producer
                 .send_result(record)
                 .unwrap_or_else(|(e, _)| panic!("{e}"))
-        }));
-        if flush {
-            let producer = producer.clone();
-            flushes.push(tokio::task::spawn_blocking(move || {
-                send_held_records(&producer)
-            }));
-        }
-    }
-    for flushed in flushes {
-        flushed.await.unwrap();
+        })
+        .collect();
+    if flush {
+        let producer = producer.clone();
+        tokio::task::spawn_blocking(move || send_held_records(&producer))
+            .await
+            .unwrap();
     }
     for delivery in join_all(deliveries).await {
         delivery.unwrap().unwrap();
@@ -250,10 +299,10 @@ async fn sluice_order_headers(client: &reqwest::Client, http: &str) -> Vec<(Stri
     headers
 }
 
-/// Publishes `orders` `copies` times to the raw stream and awaits every acknowledgement.
-async fn raw_nats(jetstream: &async_nats::jetstream::Context, orders: &[Bytes], copies: usize) {
-    let mut acks = Vec::with_capacity(copies * orders.len());
-    for order in (0..copies).flat_map(|_| orders) {
+/// Publishes `orders` once to the raw stream and awaits every acknowledgement.
+async fn raw_nats(jetstream: &async_nats::jetstream::Context, orders: &[Bytes]) {
+    let mut acks = Vec::with_capacity(orders.len());
+    for order in orders {
         acks.push(
             jetstream
                 .publish("orders.raw", order.clone())
@@ -266,52 +315,102 @@ async fn raw_nats(jetstream: &async_nats::jetstream::Context, orders: &[Bytes], 
     }
 }
 
-/// The gateway's two rows of a group: HTTP batches to a validated station and to one without a
-/// schema, `in_flight` batches at a time.
-struct GatewayRows<'a> {
-    runtime: &'a tokio::runtime::Runtime,
-    client: &'a reqwest::Client,
-    http: &'a str,
-    batch: &'a Bytes,
-    in_flight: usize,
+/// Sends one batch of a row (raw client or gateway) and awaits all of its acknowledgements.
+type BatchMaker = Box<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>>>;
+
+fn boxed<F, Fut>(make: F) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + 'static,
+{
+    move || Box::pin(make())
 }
 
-impl GatewayRows<'_> {
-    fn bench(
-        &self,
-        group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-        validated: &str,
-        schema_less: &str,
-    ) {
-        for (name, station) in [
-            ("gateway_http_batch", validated),
-            ("gateway_http_batch_no_schema", schema_less),
-        ] {
-            group.bench_function(name, |b| {
-                b.iter(|| {
-                    self.runtime.block_on(post_batches(
-                        self.client,
-                        self.http,
-                        station,
-                        self.batch,
-                        self.in_flight,
-                    ))
-                })
-            });
+/// How a row's batches are sent.
+#[derive(Clone, Copy)]
+enum Flow {
+    /// This many batches sent at once, all of them awaited before the next round.
+    Rounds(usize),
+    /// This many batches always in flight: each one answered is replaced by the next at once.
+    Window(usize),
+}
+
+impl Flow {
+    /// Batches per measured iteration.
+    fn batches(self) -> usize {
+        match self {
+            Flow::Rounds(n) | Flow::Window(n) => n,
         }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Flow::Rounds(n) => format!("{n}x{MESSAGES}"),
+            Flow::Window(n) => format!("window{n}x{MESSAGES}"),
+        }
+    }
+
+    /// Sends `iterations` times [`Flow::batches`] batches made by `one_batch`; returns how long
+    /// that took.
+    async fn run(self, iterations: u64, one_batch: &BatchMaker) -> Duration {
+        let started = Instant::now();
+        match self {
+            Flow::Rounds(n) => {
+                for _ in 0..iterations {
+                    join_all((0..n).map(|_| one_batch())).await;
+                }
+            }
+            Flow::Window(n) => {
+                let total = iterations as usize * n;
+                let mut in_flight: FuturesUnordered<_> =
+                    (0..n.min(total)).map(|_| one_batch()).collect();
+                let mut sent = in_flight.len();
+                while in_flight.next().await.is_some() {
+                    if sent < total {
+                        in_flight.push(one_batch());
+                        sent += 1;
+                    }
+                }
+            }
+        }
+        started.elapsed()
     }
 }
 
-/// Posts `in_flight` copies of `batch` to `station` at once and checks every message was accepted.
-async fn post_batches(
-    client: &reqwest::Client,
-    http: &str,
-    station: &str,
-    batch: &Bytes,
-    in_flight: usize,
+fn bench_flow(
+    b: &mut criterion::Bencher<'_>,
+    runtime: &tokio::runtime::Runtime,
+    flow: Flow,
+    one_batch: &BatchMaker,
 ) {
-    join_all((0..in_flight).map(|_| post_batch(client, http, station, batch.clone(), MESSAGES)))
-        .await;
+    b.iter_custom(|iterations| runtime.block_on(flow.run(iterations, one_batch)));
+}
+
+/// Prints each row's throughput relative to the first (the raw client), measured in alternation:
+/// every round runs each row for the same number of iterations (about 300 ms of the raw client's
+/// work), and the best of the rounds counts for each row.
+fn interleaved_ratios(
+    group: &str,
+    runtime: &tokio::runtime::Runtime,
+    flow: Flow,
+    rows: &[(&str, BatchMaker)],
+) {
+    const ROUNDS: usize = 7;
+    let (raw_name, raw) = &rows[0];
+    let mut iterations = 1u64;
+    while runtime.block_on(flow.run(iterations, raw)) < Duration::from_millis(300) {
+        iterations *= 2;
+    }
+    let mut best = vec![Duration::MAX; rows.len()];
+    for _ in 0..ROUNDS {
+        for ((_, one_batch), best) in rows.iter().zip(&mut best) {
+            *best = (*best).min(runtime.block_on(flow.run(iterations, one_batch)));
+        }
+    }
+    for ((name, _), best_time) in rows.iter().zip(&best).skip(1) {
+        let ratio = best[0].as_secs_f64() / best_time.as_secs_f64();
+        println!("{group}/{name}: {ratio:.2}x {raw_name} (interleaved, best of {ROUNDS} rounds)");
+    }
 }
 
 criterion_group!(benches, backends);
