@@ -541,7 +541,8 @@ impl Process {
         }
     }
 
-    /// Waits until the HTTP port accepts connections. If the process exits first, or takes longer
+    /// Waits until the HTTP and gRPC ports accept connections (the gateway binds them one after
+    /// the other). If the process exits first, or takes longer
     /// than a minute (a loaded machine can be slow to start a debug build), the error is what
     /// happened with the log of this start.
     fn wait_listening(&mut self) -> Result<(), String> {
@@ -554,7 +555,9 @@ impl Process {
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(self.addr).is_ok() {
+            if std::net::TcpStream::connect(self.addr).is_ok()
+                && std::net::TcpStream::connect(self.grpc_addr).is_ok()
+            {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait().unwrap() {
