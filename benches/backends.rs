@@ -12,7 +12,8 @@
 //!
 //! Criterion measures a group's rows one after another, seconds apart, while the broker's speed
 //! drifts; after each group the bench also prints every row's throughput relative to the raw
-//! producer measured in alternation, round by round (best of several), the figures to quote.
+//! producer measured in alternation, round by round (best of several), the figures to quote
+//! (for the groups a filter on the command line names, or all of them without one).
 //!
 //! * `kafka_*/raw_rdkafka`: an rdkafka producer configured as Sluice's (idempotent, `acks=all`,
 //!   `linger.ms=5`) sends the orders and awaits every delivery report.
@@ -396,6 +397,9 @@ fn interleaved_ratios(
     rows: &[(&str, BatchMaker)],
 ) {
     const ROUNDS: usize = 7;
+    if !chosen_by_the_filter(group) {
+        return;
+    }
     let (raw_name, raw) = &rows[0];
     let mut iterations = 1u64;
     while runtime.block_on(flow.run(iterations, raw)) < Duration::from_millis(300) {
@@ -411,6 +415,17 @@ fn interleaved_ratios(
         let ratio = best[0].as_secs_f64() / best_time.as_secs_f64();
         println!("{group}/{name}: {ratio:.2}x {raw_name} (interleaved, best of {ROUNDS} rounds)");
     }
+}
+
+/// Whether `group` is one the command line asked for: no filter (`cargo bench --bench backends`),
+/// or a filter the group's name contains (`-- kafka`, `-- window`). A filter naming one row
+/// (`-- kafka_1x1000/gateway_http_batch`) measures that row alone, without the alternation.
+fn chosen_by_the_filter(group: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
+    filters.is_empty() || filters.iter().any(|filter| group.contains(filter.as_str()))
 }
 
 criterion_group!(benches, backends);
