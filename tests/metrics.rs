@@ -66,11 +66,19 @@ async fn metrics_count_messages_latencies_dead_letters_registry_and_requests() {
     grpc.produce(request(json!({"order_id": 5})))
         .await
         .unwrap_err();
+    // A batch of three: three messages produced, one validation sample (the request's mean).
+    let batch: Vec<_> = ["b-1", "b-2", "b-3"]
+        .map(|id| json!({"value": valid_order(id)}))
+        .to_vec();
+    let (status, body) = gw
+        .post_json("/v1/stations/metered/messages:batch", &json!(batch))
+        .await;
+    assert_eq!(status, 200, "{body}");
 
     let (_, listing) = gw.get("/v1/stations/metered").await;
     assert_eq!(
         listing["produced"],
-        json!({"accepted": 4, "rejected": 2, "errors": 0})
+        json!({"accepted": 7, "rejected": 2, "errors": 0})
     );
     assert_eq!(listing["rates"]["interval_seconds"], 5);
     assert!(
@@ -94,7 +102,7 @@ async fn metrics_count_messages_latencies_dead_letters_registry_and_requests() {
             &format!("sluice_messages_total{{station=\"{station}\",outcome=\"{outcome}\"}}"),
         )
     };
-    assert_eq!(messages("metered", "accepted"), 4.0);
+    assert_eq!(messages("metered", "accepted"), 7.0);
     assert_eq!(messages("metered", "rejected"), 2.0);
     assert_eq!(messages("metered", "error"), 0.0);
     assert_eq!(messages("metered-raw", "accepted"), 1.0);
@@ -108,7 +116,7 @@ async fn metrics_count_messages_latencies_dead_letters_registry_and_requests() {
         &text,
         "sluice_validation_seconds_count{format=\"json_schema\"}",
     );
-    assert!(validations >= 6.0, "{validations}");
+    assert_eq!(validations, 7.0, "six single messages and one batch");
     assert!(
         text.contains("sluice_validation_seconds_bucket{format=\"json_schema\",le=\"0.001\"}"),
         "{text}"

@@ -23,7 +23,7 @@ use crate::error::{ApiError, ViolationReport};
 use crate::formats::confluent::split_frame;
 use crate::formats::{MessageLimits, Normalize, PayloadEncoding, Violation};
 use crate::idempotency::{Answer, BatchClaim, BatchKeys, Idempotency, Retry, Ticket};
-use crate::metrics::PipelineMetrics;
+use crate::metrics::{PipelineMetrics, ValidationTally};
 use crate::registry::stations::{BackendRef, Framing};
 use crate::registry::{Registry, Schema, Snapshot, Station, VersionRefusal};
 use crate::views::DeadLetterView;
@@ -189,6 +189,7 @@ impl Pipeline {
         let mut tickets: Vec<Option<Ticket>> = Vec::with_capacity(messages.len());
         let schema_name = shared_schema_name(&station);
         let mut keys = BatchKeys::new(&self.idempotency, &station.name);
+        let mut tally = ValidationTally::default();
         for message in messages {
             let mut ticket = None;
             if let Some(key) = &message.idempotency_key {
@@ -203,7 +204,7 @@ impl Pipeline {
             }
             tickets.push(ticket);
             slots.push(
-                match self.judge(&station, &schema_name, message, received_at_ms) {
+                match self.judge(&station, &schema_name, message, received_at_ms, &mut tally) {
                     Judged::Valid(record) => {
                         versions.push(record.schema_version);
                         Slot::Valid(valid.push(record).await)
@@ -217,6 +218,7 @@ impl Pipeline {
                 },
             );
         }
+        self.metrics.validated(&tally);
         let dead_count = dead.len() as u64;
         let (stored, dead_lettered) = tokio::join!(
             valid.finish(),
@@ -297,13 +299,15 @@ impl Pipeline {
     }
 
     /// Judges one message against the station's schema and builds what will be stored.
-    /// `schema_name` is the station's schema name, shared by every record of a batch.
+    /// `schema_name` is the station's schema name, shared by every record of a batch; the time
+    /// validation takes is added to `tally`.
     fn judge(
         &self,
         station: &Station,
         schema_name: &Option<Arc<str>>,
         message: Incoming,
         received_at_ms: u64,
+        tally: &mut ValidationTally,
     ) -> Judged {
         if message.payload.len() > self.limits.max_message_bytes {
             return Judged::Refused(ApiError::PayloadTooLarge {
@@ -371,7 +375,7 @@ impl Pipeline {
                     version
                         .compiled
                         .validate(&body, &encoding, normalize, &self.message_limits);
-                self.metrics.validated(schema.format, started.elapsed());
+                tally.add(schema.format, started.elapsed());
                 verdict
             }
         };
@@ -588,7 +592,16 @@ impl Pipeline {
                 .collect(),
             ..Incoming::default()
         };
-        match self.judge(&station, &shared_schema_name(&station), message, now_ms()) {
+        let mut tally = ValidationTally::default();
+        let judged = self.judge(
+            &station,
+            &shared_schema_name(&station),
+            message,
+            now_ms(),
+            &mut tally,
+        );
+        self.metrics.validated(&tally);
+        match judged {
             Judged::Valid(record) => {
                 let version = record.schema_version;
                 let route = self.backends.route(&station).await?;
