@@ -53,8 +53,9 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use sluice::backends::for_each_remote_header;
 use sluice::backends::kafka::send_held_records;
-use sluice::backends::{for_each_remote_header, ContentKind, Provenance, Record};
+use sluice::model::{ContentKind, Provenance, Record};
 
 const MESSAGES: usize = 1000;
 

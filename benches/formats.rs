@@ -15,10 +15,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
+use sluice::backends::embedded::config::FsyncPolicy;
 use sluice::backends::embedded::EmbeddedStore;
 use sluice::backends::routing::Backends;
-use sluice::config::{FsyncPolicy, Limits};
 use sluice::formats::{Normalize, PayloadEncoding};
+use sluice::pipeline::Limits;
 use sluice::pipeline::Pipeline;
 use sluice::registry::{load, source, Registry};
 

@@ -13,12 +13,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sluice::backends::embedded::config::FsyncPolicy;
 use sluice::backends::embedded::EmbeddedStore;
 use sluice::backends::routing::Backends;
-use sluice::config::{FsyncPolicy, Limits};
+use sluice::formats::RepoFiles;
 use sluice::formats::{Normalize, PayloadEncoding};
+use sluice::pipeline::Limits;
 use sluice::pipeline::{Incoming, Pipeline};
-use sluice::registry::{files::RepoFiles, load, Registry};
+use sluice::registry::{load, Registry};
 
 const SCHEMA: &str = r#"{
   "type": "object",

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
-use sluice::registry::{files::RepoFiles, load};
+use sluice::formats::RepoFiles;
+use sluice::registry::load;
 
 const SCHEMAS_PER_FORMAT: usize = 250;
 

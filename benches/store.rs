@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sluice::backends::embedded::config::FsyncPolicy;
 use sluice::backends::embedded::EmbeddedStore;
-use sluice::backends::{Backend, ContentKind, Record};
-use sluice::config::FsyncPolicy;
+use sluice::backends::Backend;
+use sluice::model::{ContentKind, Record};
 
 fn record() -> Record {
     Record {
-        received_at_ms: sluice::backends::now_ms(),
+        received_at_ms: sluice::model::time::now_ms(),
         deliver_after_ms: None,
         key: None,
         headers: Vec::new(),

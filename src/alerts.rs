@@ -10,11 +10,39 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use serde_json::json;
 
-use crate::config::AlertsConfig;
 use crate::metrics::Totals;
 use crate::registry::Registry;
+
+/// Where and how often notifications go (`[alerts]`); what triggers them is per station
+/// (`alert` in a station binding) plus refused registry commits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// An incoming-webhook URL (Slack's, or anything taking `{"text": ...}`); none: no alerts.
+    pub webhook_url: Option<String>,
+    /// Notify when a registry commit is refused.
+    pub registry_refusals: bool,
+    /// At most one notification per station (and one for the registry) in this interval.
+    #[serde(with = "humantime_serde")]
+    pub min_interval: Duration,
+    /// How often rejection rates are checked.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            registry_refusals: true,
+            min_interval: Duration::from_secs(300),
+            check_interval: Duration::from_secs(10),
+        }
+    }
+}
 
 /// Longest a webhook may take to answer.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);

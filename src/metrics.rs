@@ -5,7 +5,7 @@
 //! allocation.
 //!
 //! What is cheaper to read than to track (dead-letter depth, registry state) is set from the
-//! source just before each scrape, by [`crate::ingress::http`].
+//! source just before each scrape, by the HTTP front end.
 //!
 //! Each station also keeps totals readable in-process (for listings, the dashboard and alerts)
 //! and a reading of them every [`RATE_INTERVAL`], from which its messages per second are computed.
@@ -391,7 +391,7 @@ impl PipelineMetrics {
         self.validation[index].record(mean);
     }
 
-    /// A backend write of kind `backend` (a [`crate::backends::Backend::kind`]) took `took`.
+    /// A backend write of kind `backend` (`embedded`, `kafka` or `nats`) took `took`.
     pub fn appended(&self, backend: &str, took: Duration) {
         if let Some(index) = BACKEND_KINDS.iter().position(|kind| *kind == backend) {
             self.append[index].record(took);

@@ -170,15 +170,9 @@ pub async fn serve(
     )?];
     // Kafka and NATS stations: connect and create topics or streams now, not on the first message.
     let preparing = pipeline.clone();
-    background.push(tokio::spawn(async move {
-        let stations = preparing
-            .registry()
-            .snapshot()
-            .stations()
-            .cloned()
-            .collect::<Vec<_>>();
-        preparing.backends().prepare(stations).await;
-    }));
+    background.push(tokio::spawn(
+        async move { preparing.prepare_backends().await },
+    ));
     background.push(tokio::spawn(async {
         let mut ticks = tokio::time::interval(crate::metrics::RATE_INTERVAL);
         loop {

@@ -1,22 +1,17 @@
 //! Station backends: where accepted messages (and dead letters) are durably stored. Each backend is
 //! one module behind [`Backend`]; the pipeline hands it records (`append`, or `send` a chunk at a
-//! time) and waits for their durable acknowledgement. This module also owns the stored [`Record`], its encoding, and the headers a
-//! remote backend sends with it.
+//! time) and waits for their durable acknowledgement. This module also owns the headers a remote
+//! backend sends with a record ([`for_each_remote_header`]); the record itself is the model's.
 
 pub mod embedded;
 pub mod kafka;
 pub mod nats;
 pub mod routing;
 
-use std::borrow::Cow;
-use std::sync::Arc;
-
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 
-use crate::formats::Violation;
+use crate::model::{Position, Record};
 
 /// A log a backend can append to: a station or a station's dead-letter queue.
 #[async_trait]
@@ -70,23 +65,6 @@ pub trait Backend: Send + Sync {
 /// What [`Backend::send`] hands back: the positions of the records it sent, once they are durable.
 pub type Acknowledgement<'a> = BoxFuture<'a, Result<Vec<Position>, BackendError>>;
 
-/// Where a message was stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Position {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub partition: Option<u32>,
-    pub offset: u64,
-}
-
-impl Position {
-    pub fn offset(offset: u64) -> Self {
-        Self {
-            partition: None,
-            offset,
-        }
-    }
-}
-
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     /// The backend cannot take the write now; the producer should retry later.
@@ -102,100 +80,6 @@ pub enum BackendError {
         offset: u64,
         reason: String,
     },
-}
-
-/// How a stored value is encoded, so consumers get JSON back as JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ContentKind {
-    Json,
-    Binary,
-}
-
-/// Bytes a stored record takes beyond its value, key and headers when it is not a dead letter:
-/// varint lengths and the fixed fields, at most.
-const ENCODED_RECORD_OVERHEAD: usize = 48;
-
-/// A stored message. `received_at_ms` stays the first field (retention reads only it) and
-/// `deliver_after_ms` the second (consumers read only the two).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    pub received_at_ms: u64,
-    /// Not delivered to consumers before this time (ms since the Unix epoch), if set.
-    pub deliver_after_ms: Option<u64>,
-    pub key: Option<Bytes>,
-    pub headers: Vec<(String, String)>,
-    pub value: Bytes,
-    pub content: ContentKind,
-    pub schema_version: Option<u32>,
-    /// Present on records of a dead-letter queue.
-    pub dead_letter: Option<DeadLetter>,
-    /// What remote backends put in headers; not part of the embedded store's encoding.
-    #[serde(skip)]
-    pub provenance: Provenance,
-}
-
-/// Where a record came from and how it is encoded: sent by remote backends as message headers
-/// (`sluice-schema`, `sluice-schema-id`, `content-type`, `Nats-Msg-Id`...).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Provenance {
-    pub schema: Option<Arc<str>>,
-    pub schema_id: Option<u32>,
-    /// The media type of the stored value.
-    pub content_type: Option<Cow<'static, str>>,
-    /// The producer's `Idempotency-Key`.
-    pub idempotency_key: Option<String>,
-}
-
-/// Why a message was dead-lettered, kept with the original bytes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeadLetter {
-    pub station: String,
-    /// Error code, e.g. `schema_violation`.
-    pub error: String,
-    pub schema: Option<String>,
-    pub schema_version: Option<u32>,
-    pub violations: Vec<Violation>,
-    pub content_type: Option<String>,
-}
-
-impl Record {
-    /// The record in the store's encoding, written into one allocation sized up front (an
-    /// accepted message's encoding is its value, key and headers plus a few varints).
-    pub fn encode(&self) -> Vec<u8> {
-        self.encode_into(Vec::with_capacity(self.encoded_len_estimate()))
-    }
-
-    /// Appends the record in the store's encoding to `buffer`.
-    pub fn encode_into(&self, buffer: Vec<u8>) -> Vec<u8> {
-        postcard::to_extend(self, buffer).expect("records always serialize")
-    }
-
-    /// About how many bytes [`Record::encode`] takes: exact or a little more for an accepted
-    /// message, less for a dead letter (whose reasons it does not count).
-    pub fn encoded_len_estimate(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            // Each string is prefixed by its varint length: 1-2 bytes for a header's.
-            .map(|(name, value)| name.len() + value.len() + 4)
-            .sum();
-        let key = self.key.as_ref().map_or(0, Bytes::len);
-        self.value.len() + key + headers + ENCODED_RECORD_OVERHEAD
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
-        postcard::from_bytes(bytes)
-    }
-
-    /// Reads only `received_at_ms` from an encoded record.
-    pub fn decode_received_at(bytes: &[u8]) -> Result<u64, postcard::Error> {
-        postcard::take_from_bytes::<u64>(bytes).map(|(at, _)| at)
-    }
-
-    /// Reads only `deliver_after_ms` from an encoded record.
-    pub fn decode_deliver_after(bytes: &[u8]) -> Result<Option<u64>, postcard::Error> {
-        postcard::take_from_bytes::<(u64, Option<u64>)>(bytes).map(|((_, after), _)| after)
-    }
 }
 
 /// Calls `header(name, value)` for each header a remote backend sends with `record`: Sluice's
@@ -295,16 +179,12 @@ impl PreparedLogs {
     }
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
+    use crate::model::{ContentKind, DeadLetter, Provenance, Violation};
 
     #[test]
     fn remote_headers_name_the_schema_and_the_dead_letters_reason() {
@@ -360,42 +240,5 @@ mod tests {
         assert!(headers
             .iter()
             .any(|h| h.starts_with("sluice-violations=[{")));
-    }
-
-    #[test]
-    fn record_round_trips_and_exposes_its_timestamp() {
-        let record = Record {
-            received_at_ms: 1_700_000_000_123,
-            deliver_after_ms: Some(1_700_000_060_000),
-            key: Some(Bytes::from_static(b"k")),
-            headers: vec![("trace".into(), "1".into())],
-            value: Bytes::from_static(b"{\"a\":1}"),
-            content: ContentKind::Json,
-            schema_version: Some(2),
-            dead_letter: Some(DeadLetter {
-                station: "orders".into(),
-                error: "schema_violation".into(),
-                schema: Some("orders".into()),
-                schema_version: Some(2),
-                violations: vec![Violation::whole_message("not valid JSON")],
-                content_type: None,
-            }),
-            provenance: Provenance::default(),
-        };
-        let bytes = record.encode();
-        assert_eq!(
-            bytes,
-            postcard::to_stdvec(&record).unwrap(),
-            "the stored encoding is postcard's, byte for byte, so existing stores read back"
-        );
-        assert_eq!(Record::decode(&bytes).unwrap(), record);
-        assert_eq!(
-            Record::decode_received_at(&bytes).unwrap(),
-            1_700_000_000_123
-        );
-        assert_eq!(
-            Record::decode_deliver_after(&bytes).unwrap(),
-            Some(1_700_000_060_000)
-        );
     }
 }

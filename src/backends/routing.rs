@@ -1,20 +1,31 @@
 //! Which backend stores a station's messages, and under which names: the embedded store (always
 //! open), and the Kafka and NATS backends, connected the first time a station needs them — at
 //! start-up for the stations of the first snapshot, or when a later commit adds one. Owns the
-//! mapping from a station to its log and dead-letter log on its backend.
+//! mapping from a station's [`BackendRef`] to its log and dead-letter log on that backend, and the
+//! bound on messages being stored on each backend at once.
 
 use std::borrow::Cow;
-use std::sync::Arc;
-
 use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
 use super::embedded::EmbeddedStore;
-use super::kafka::KafkaBackend;
-use super::nats::NatsBackend;
+use super::kafka::{KafkaBackend, KafkaConfig};
+use super::nats::{NatsBackend, NatsConfig};
 use super::{Backend, BackendError};
-use crate::config::{KafkaConfig, NatsConfig};
-use crate::registry::stations::BackendRef;
-use crate::registry::Station;
+use crate::model::BackendRef;
+
+/// Messages being stored on one backend at once unless configured otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 100_000;
+
+/// A station as the backends see it: its name, where its messages go, and whether it keeps dead
+/// letters.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement<'a> {
+    pub station: &'a str,
+    pub backend: &'a BackendRef,
+    /// The station's dead-letter log on the embedded store (`<station>.dlq`).
+    pub dlq_name: &'a str,
+    pub keeps_dead_letters: bool,
+}
 
 /// Where one station's records go.
 pub struct Route<'a> {
@@ -100,7 +111,7 @@ impl Backends {
             embedded,
             KafkaConfig::default(),
             NatsConfig::default(),
-            crate::config::Limits::default().max_in_flight_messages,
+            DEFAULT_MAX_IN_FLIGHT,
         )
     }
 
@@ -108,15 +119,15 @@ impl Backends {
         &self.embedded
     }
 
-    /// The backend and log names of `station`, connecting its backend if this is its first use.
-    pub async fn route<'a>(&'a self, station: &'a Station) -> Result<Route<'a>, BackendError> {
-        Ok(match &station.backend {
+    /// The backend and log names of a station, connecting its backend if this is its first use.
+    pub async fn route<'a>(&'a self, station: Placement<'a>) -> Result<Route<'a>, BackendError> {
+        Ok(match station.backend {
             BackendRef::Embedded => Route {
                 backend: &self.embedded,
                 in_flight: &self.in_flight.embedded,
                 capacity: self.max_in_flight,
-                log: Cow::Borrowed(&station.name),
-                dead_letters: Cow::Borrowed(&station.dlq_name),
+                log: Cow::Borrowed(station.station),
+                dead_letters: Cow::Borrowed(station.dlq_name),
             },
             BackendRef::Kafka(topic) => Route {
                 backend: self.kafka().await?,
@@ -150,31 +161,29 @@ impl Backends {
             .await
     }
 
-    /// Connects the backends `stations` use and makes sure their topics or streams exist, so the
+    /// Connects the backend `station` uses and makes sure its topics or streams exist, so the
     /// first message does not pay for it. Problems are logged, not fatal: a backend that is down
     /// now answers 503 until it is back.
-    pub async fn prepare(&self, stations: impl IntoIterator<Item = Arc<Station>>) {
-        for station in stations {
-            if station.backend == BackendRef::Embedded {
-                continue;
+    pub async fn prepare(&self, station: Placement<'_>) {
+        if *station.backend == BackendRef::Embedded {
+            return;
+        }
+        let prepared = async {
+            let route = self.route(station).await?;
+            route.backend.prepare(&route.log).await?;
+            if station.keeps_dead_letters {
+                route.backend.prepare(&route.dead_letters).await?;
             }
-            let prepared = async {
-                let route = self.route(&station).await?;
-                route.backend.prepare(&route.log).await?;
-                if station.dlq {
-                    route.backend.prepare(&route.dead_letters).await?;
-                }
-                Ok::<_, BackendError>(())
-            };
-            match prepared.await {
-                Ok(()) => tracing::info!(
-                    station = %station.name,
-                    backend = station.backend.kind(),
-                    "station backend ready"
-                ),
-                Err(e) => {
-                    tracing::warn!(station = %station.name, "{e}; producers get 503 until it is reachable")
-                }
+            Ok::<_, BackendError>(())
+        };
+        match prepared.await {
+            Ok(()) => tracing::info!(
+                station = %station.station,
+                backend = station.backend.kind(),
+                "station backend ready"
+            ),
+            Err(e) => {
+                tracing::warn!(station = %station.station, "{e}; producers get 503 until it is reachable")
             }
         }
     }

@@ -12,6 +12,8 @@ pub mod graphql;
 pub mod json;
 pub mod limits;
 pub mod protobuf;
+mod repo;
+mod settings;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,10 +21,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::registry::files::RepoFiles;
-use crate::registry::SchemaSettings;
-
+use crate::model::ContentKind;
+pub use crate::model::Violation;
 pub use limits::MessageLimits;
+pub use repo::RepoFiles;
+pub use settings::{Compatibility, SchemaSettings};
 
 /// At most this many violations are reported for one message.
 pub const MAX_VIOLATIONS: usize = 20;
@@ -98,7 +101,16 @@ impl FormatKind {
         }
     }
 
-    /// Content types a producer may use for this format, for error messages.
+    /// How a value in the format's binary encoding is stored.
+    pub fn binary_content(self) -> ContentKind {
+        match self {
+            Self::JsonSchema => ContentKind::Json,
+            Self::Protobuf => ContentKind::Protobuf,
+            Self::Avro => ContentKind::Avro,
+            Self::GraphQl => ContentKind::GraphQl,
+        }
+    }
+
     /// The media type of the format's binary encoding (what `normalize = "binary"` stores).
     pub fn binary_content_type(self) -> &'static str {
         match self {
@@ -109,6 +121,7 @@ impl FormatKind {
         }
     }
 
+    /// Content types a producer may use for this format, for error messages.
     pub fn expected_content_types(self) -> &'static str {
         match self {
             Self::JsonSchema => "application/json or application/vnd.confluent (framed)",
@@ -253,28 +266,6 @@ pub(crate) fn same_format<T: 'static>(
             "the versions use different schema formats",
         )]
     })
-}
-
-/// Why a message failed: where in the message, which schema rule, and a sentence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Violation {
-    /// JSON pointer (or field path) into the message; empty for the whole message.
-    pub path: String,
-    /// Where in the schema the failing rule is; empty when the message as a whole is unreadable.
-    /// (Always serialized: dead letters store violations in a non-self-describing encoding.)
-    pub schema_path: String,
-    pub reason: String,
-}
-
-impl Violation {
-    /// A violation of the whole message, such as bytes that are not JSON at all.
-    pub fn whole_message(reason: impl Into<String>) -> Self {
-        Self {
-            path: String::new(),
-            schema_path: String::new(),
-            reason: reason.into(),
-        }
-    }
 }
 
 /// A schema version that does not compile.

@@ -8,7 +8,14 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
+use super::errors::ApiError;
+
+/// Bearer tokens; none means auth is off.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub tokens: Vec<TokenConfig>,
+}
 
 /// One `[[auth.tokens]]` entry.
 #[derive(Debug, Clone, Deserialize)]

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::error::ApiError;
+use super::errors::ApiError;
 use crate::pipeline::Incoming;
 
 #[derive(Debug, Deserialize)]

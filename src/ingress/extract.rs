@@ -8,7 +8,8 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, ConfluentError};
+use super::confluent::ConfluentError;
+use super::errors::ApiError;
 
 /// Path parameters of the `/v1` API; a bad path is an [`ApiError`].
 pub struct PathParams<T>(pub T);

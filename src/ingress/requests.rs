@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument as _;
 
-use crate::error::ApiError;
+use super::errors::ApiError;
 use crate::pipeline::Pipeline;
 
 /// The request id header, on requests and answers.

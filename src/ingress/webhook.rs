@@ -9,7 +9,7 @@ use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
+use super::errors::ApiError;
 
 /// Whether a webhook call proves it knows `secret`.
 pub fn verify(headers: &HeaderMap, body: &[u8], secret: &[u8]) -> Result<(), ApiError> {

@@ -11,8 +11,9 @@ use std::time::Instant;
 
 use futures_util::future::join_all;
 
-use crate::backends::{Acknowledgement, Backend, BackendError, Position, Record};
+use crate::backends::{Acknowledgement, Backend, BackendError};
 use crate::metrics::PipelineMetrics;
+use crate::model::{Position, Record};
 
 pub(super) struct Sending<'a> {
     backend: &'a dyn Backend,
@@ -142,7 +143,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::backends::{ContentKind, Provenance};
+    use crate::model::{ContentKind, Provenance};
 
     /// Takes chunks of three, keeps what it is sent, and refuses the send numbered `refuse`.
     struct Chunked {

@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{Compatibility, LoadProblem, Schema, SchemaVersion, Snapshot};
-use crate::formats::{CompiledSchema, Incompatibility};
+use super::{LoadProblem, Schema, SchemaVersion, Snapshot};
+use crate::formats::{Compatibility, CompiledSchema, Incompatibility};
 
 /// Reports every published version the candidate edited or deleted, and every new version that
 /// breaks its schema's compatibility mode.

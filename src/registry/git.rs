@@ -12,8 +12,8 @@ use git2::{
     FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, TreeWalkMode, TreeWalkResult,
 };
 
-use super::files::RepoFiles;
 use super::source::MAX_FILE_BYTES;
+use crate::formats::RepoFiles;
 
 const REMOTE: &str = "origin";
 

@@ -11,12 +11,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::files::RepoFiles;
 use super::stations::{check_station_name, Framing, StationConfig, StationsFile};
-use super::{
-    compat, dlq_name, ids, LoadProblem, Schema, SchemaSettings, SchemaVersion, Snapshot, Station,
-};
-use crate::formats::{CompileInput, FormatKind};
+use super::{compat, dlq_name, ids, LoadProblem, Schema, SchemaVersion, Snapshot, Station};
+use crate::formats::{CompileInput, FormatKind, RepoFiles, SchemaSettings};
+use crate::metrics::StationMetrics;
 
 /// Name of the station bindings file at the repository root.
 pub const STATIONS_FILE: &str = "stations.toml";
@@ -341,7 +339,7 @@ fn load_stations(
             max_deliveries: config.max_deliveries,
             normalize: config.normalize,
             accepted,
-            metrics: crate::metrics::StationMetrics::new(&config.name),
+            metrics: StationMetrics::new(&config.name),
             alert: config.alert,
         };
         stations.insert(config.name, Arc::new(station));
@@ -353,6 +351,16 @@ fn read_toml<T: serde::de::DeserializeOwned>(files: &RepoFiles, path: &str) -> R
     let bytes = files.get(path).ok_or_else(|| "missing".to_owned())?;
     let text = std::str::from_utf8(bytes).map_err(|_| "not valid UTF-8 text".to_owned())?;
     toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+}
+
+/// The snapshot of `files` (path and text), judged as a first revision: for tests of the layers
+/// that use snapshots.
+#[cfg(test)]
+pub(crate) fn snapshot_of(files: &[(&str, &str)]) -> Snapshot {
+    let files = RepoFiles::of(files);
+    let revision = files.fingerprint();
+    build(Arc::new(files), revision, &[], History::Unknown)
+        .unwrap_or_else(|problems| panic!("the test repository does not load: {problems:?}"))
 }
 
 fn problem(file: &str, rule: &'static str, message: impl Into<String>) -> LoadProblem {
@@ -369,13 +377,9 @@ mod tests {
     use super::*;
     use crate::registry::stations::Accept;
     use crate::registry::VersionRefusal;
-    use bytes::Bytes;
 
     fn repo(files: &[(&str, &str)]) -> RepoFiles {
-        files
-            .iter()
-            .map(|(p, c)| (p.to_string(), Bytes::from(c.to_string())))
-            .collect()
+        RepoFiles::of(files)
     }
 
     fn build_all(files: RepoFiles) -> Result<Snapshot, Vec<LoadProblem>> {

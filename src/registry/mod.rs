@@ -6,7 +6,7 @@
 //! the refusal is kept for the status endpoint. Readers never see half a change.
 
 pub mod compat;
-pub mod files;
+pub mod config;
 pub mod git;
 pub mod ids;
 pub mod load;
@@ -20,10 +20,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::formats::{CompiledSchema, FormatKind};
-use stations::{Accept, BackendRef, Retention, DLQ_SUFFIX};
+use crate::formats::{CompiledSchema, FormatKind, Normalize, RepoFiles, SchemaSettings};
+use crate::metrics::StationMetrics;
+use crate::model::time::rfc3339;
+use crate::model::{BackendRef, Retention};
+use stations::{Accept, DLQ_SUFFIX};
 
 /// Every schema and station at one revision of the repository.
 #[derive(Debug)]
@@ -33,7 +36,7 @@ pub struct Snapshot {
     pub loaded_at: SystemTime,
     /// The repository files, for compiling candidate schemas against (Confluent's compatibility
     /// endpoint).
-    pub files: Arc<files::RepoFiles>,
+    pub files: Arc<RepoFiles>,
     schemas: BTreeMap<String, Arc<Schema>>,
     stations: BTreeMap<String, Arc<Station>>,
 }
@@ -71,67 +74,6 @@ impl Snapshot {
 
     pub fn stations(&self) -> impl Iterator<Item = &Arc<Station>> {
         self.stations.values()
-    }
-}
-
-/// Settings of a schema from its folder's optional `schema.toml`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SchemaSettings {
-    pub compatibility: Compatibility,
-    /// Protobuf: the message type that judges payloads (fully qualified, e.g. `acme.Order`);
-    /// defaults to the file's only top-level message.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// Protobuf: accept fields the schema does not know (a violation by default).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub allow_unknown_fields: bool,
-    /// Avro: how JSON payloads are written, `"plain"` (unions unwrapped) or `"avro-json"`.
-    #[serde(skip_serializing_if = "is_default")]
-    pub encoding: crate::formats::avro::JsonEncoding,
-    /// GraphQL: the type JSON data must match; without it payloads are executable documents.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub root_type: Option<String>,
-    /// GraphQL: deepest nesting a document may have.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_depth: Option<usize>,
-    /// GraphQL: most lexical tokens a document may have.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_tokens: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-}
-
-fn is_default<T: Default + PartialEq>(value: &T) -> bool {
-    *value == T::default()
-}
-
-/// Compatibility modes, in Confluent Schema Registry's vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Compatibility {
-    None,
-    #[default]
-    Backward,
-    BackwardTransitive,
-    Forward,
-    ForwardTransitive,
-    Full,
-    FullTransitive,
-}
-
-impl Compatibility {
-    /// The mode as written in `schema.toml`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Backward => "backward",
-            Self::BackwardTransitive => "backward_transitive",
-            Self::Forward => "forward",
-            Self::ForwardTransitive => "forward_transitive",
-            Self::Full => "full",
-            Self::FullTransitive => "full_transitive",
-        }
     }
 }
 
@@ -190,7 +132,7 @@ pub struct Station {
     pub ack_timeout: std::time::Duration,
     pub max_deliveries: u32,
     /// Store messages as sent, or re-encoded in the format's binary encoding.
-    pub normalize: crate::formats::Normalize,
+    pub normalize: Normalize,
     /// How messages are stored: as judged, or in Confluent's wire format.
     pub framing: stations::Framing,
     /// Name of the dead-letter log, `<name>.dlq`.
@@ -198,7 +140,7 @@ pub struct Station {
     /// Accepted versions `first..=last`, checked when the snapshot was built.
     accepted: (u32, u32),
     /// The station's message counters.
-    pub metrics: crate::metrics::StationMetrics,
+    pub metrics: StationMetrics,
     /// When to notify about the station's rejections.
     pub alert: Option<stations::RejectionAlert>,
 }
@@ -352,7 +294,7 @@ impl Registry {
         }
         self.refusals_total.fetch_add(1, Ordering::Relaxed);
         *self.last_refusal.lock().expect("refusal lock") = Some(Refusal {
-            at: crate::views::rfc3339(SystemTime::now()),
+            at: rfc3339(SystemTime::now()),
             revision,
             errors,
         });
@@ -383,7 +325,7 @@ impl Registry {
             tracing::warn!(source = %self.source, "registry source unavailable: {message}");
         }
         *self.source_failure.lock().expect("source lock") = failure.map(|message| SourceFailure {
-            at: crate::views::rfc3339(SystemTime::now()),
+            at: rfc3339(SystemTime::now()),
             message,
         });
     }

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use notify::Watcher;
 
-use super::files::RepoFiles;
+use super::config::RegistryConfig;
 use super::git::{is_git_source, mirror_points_at, GitError, GitMirror};
-use crate::config::RegistryConfig;
+use crate::formats::RepoFiles;
 
 /// Files above this size are not part of a schema repository.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;

@@ -6,8 +6,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
+
+use crate::formats::Normalize;
+use crate::model::{BackendRef, Retention};
 
 /// Suffix of a station's dead-letter log.
 pub const DLQ_SUFFIX: &str = ".dlq";
@@ -34,7 +36,7 @@ pub struct StationConfig {
     pub max_deliveries: u32,
     /// `"binary"` stores Protobuf messages sent as JSON in the binary encoding.
     #[serde(default)]
-    pub normalize: crate::formats::Normalize,
+    pub normalize: Normalize,
     /// `"confluent"` stores every message in Confluent's wire format (magic byte, schema id, the
     /// format's binary encoding), so consumers using Confluent deserializers read it unchanged.
     #[serde(default)]
@@ -164,36 +166,6 @@ impl<'de> Deserialize<'de> for Accept {
     }
 }
 
-/// Where a station's messages are stored.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BackendRef {
-    #[default]
-    Embedded,
-    Kafka(String),
-    Nats(String),
-}
-
-impl BackendRef {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Embedded => "embedded",
-            Self::Kafka(_) => "kafka",
-            Self::Nats(_) => "nats",
-        }
-    }
-}
-
-/// How long a station's messages are kept (embedded store); unset means forever.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Retention {
-    #[serde(default, with = "humantime_serde")]
-    pub max_age: Option<Duration>,
-    #[serde(default)]
-    pub max_bytes: Option<ByteSize>,
-}
-
 /// Whether `name` may name a station: 1–200 of `[A-Za-z0-9._-]`, not ending in `.dlq`.
 pub fn check_station_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 200 {
@@ -217,6 +189,8 @@ pub fn check_station_name(name: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use bytesize::ByteSize;
+
     use super::*;
 
     fn parse(text: &str) -> Result<StationsFile, toml::de::Error> {

@@ -254,7 +254,7 @@ impl Syncer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RegistryConfig;
+    use crate::registry::config::RegistryConfig;
 
     fn directory_syncer(dir: &Path) -> (Syncer, Arc<Registry>) {
         let config = RegistryConfig {

@@ -13,7 +13,7 @@
 
 use fjall::Slice;
 
-use crate::backends::Record;
+use crate::model::Record;
 
 /// A chunk is closed once its records take this many bytes (a larger record gets a chunk of its
 /// own): big enough that per-entry work in the storage engine vanishes next to the bytes, small
@@ -198,7 +198,7 @@ impl Chunk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backends::ContentKind;
+    use crate::model::ContentKind;
     use bytes::Bytes;
 
     fn record(value: &str) -> Record {

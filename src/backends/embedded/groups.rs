@@ -16,7 +16,8 @@ use fjall::Keyspace;
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
-use crate::backends::{now_ms, Record};
+use crate::model::time::now_ms;
+use crate::model::Record;
 
 /// A message handed to a consumer.
 #[derive(Debug, Clone)]

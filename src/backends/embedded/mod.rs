@@ -9,6 +9,7 @@
 //! metadata it changes commit together.
 
 mod chunk;
+pub mod config;
 mod groups;
 mod read;
 mod writer;
@@ -24,11 +25,11 @@ use fjall::config::FilterPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Acknowledgement, Backend, BackendError, Position, Record};
-use crate::config::{FsyncPolicy, StoreMemory};
-use crate::registry::stations::Retention;
+use super::{Acknowledgement, Backend, BackendError};
+use crate::model::{Position, Record, Retention, Violation};
 use chunk::EncodedChunk;
 pub use chunk::MESSAGE_BYTES_CEILING;
+use config::{FsyncPolicy, StoreMemory};
 pub use groups::{AckOutcome, Delivery};
 use groups::{LeaseRules, MetaChange};
 use read::ChunkCursor;
@@ -354,7 +355,9 @@ impl EmbeddedStore {
                 return Ok(Vec::new());
             }
             let wake = next_expiry
-                .map(|at_ms| now + Duration::from_millis(at_ms.saturating_sub(super::now_ms())))
+                .map(|at_ms| {
+                    now + Duration::from_millis(at_ms.saturating_sub(crate::model::time::now_ms()))
+                })
                 .map_or(deadline, |at| at.min(deadline));
             let _ = tokio::time::timeout_at(wake, head.changed()).await;
         }
@@ -380,12 +383,12 @@ impl EmbeddedStore {
                      (max_deliveries = {}); it was offset {offset} of `{}`",
                     options.max_deliveries, log.name
                 );
-                record.dead_letter = Some(super::DeadLetter {
+                record.dead_letter = Some(crate::model::DeadLetter {
                     station: log.name.clone(),
                     error: "max_deliveries".to_owned(),
                     schema: None,
                     schema_version: record.schema_version,
-                    violations: vec![crate::formats::Violation::whole_message(reason)],
+                    violations: vec![Violation::whole_message(reason)],
                     content_type: None,
                 });
                 record.deliver_after_ms = None;
@@ -497,7 +500,7 @@ impl EmbeddedStore {
         let mut bytes = log.bytes.load(Ordering::Acquire);
         let cutoff = retention
             .max_age
-            .map(|age| super::now_ms().saturating_sub(age.as_millis() as u64));
+            .map(|age| crate::model::time::now_ms().saturating_sub(age.as_millis() as u64));
         let max_bytes = retention.max_bytes.map(|b| b.as_u64());
         // Whole chunks go, oldest first; a chunk is too old once its newest record is.
         for entry in log.keyspace.range(chunk::seek_key(first)..) {
@@ -607,12 +610,12 @@ fn open_log(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backends::ContentKind;
+    use crate::model::ContentKind;
     use bytes::Bytes;
 
     fn record(value: &str) -> Record {
         Record {
-            received_at_ms: crate::backends::now_ms(),
+            received_at_ms: crate::model::time::now_ms(),
             deliver_after_ms: None,
             key: None,
             headers: Vec::new(),

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 
 use super::chunk::{self, Chunk};
 use super::{Log, StoreError};
-use crate::backends::{BackendError, Record};
+use crate::backends::BackendError;
+use crate::model::Record;
 
 impl Log {
     /// Up to `max` records from `from` (or the first retained one) on.

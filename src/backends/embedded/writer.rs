@@ -11,9 +11,9 @@ use fjall::{Database, Keyspace, PersistMode};
 use tokio::sync::{mpsc, oneshot};
 
 use super::chunk::{self, EncodedChunk};
+use super::config::FsyncPolicy;
 use super::groups::MetaChange;
 use super::{log_bytes_key, log_next_key, Log, StoreError};
-use crate::config::FsyncPolicy;
 
 /// Most commands folded into one commit.
 const MAX_COMMANDS_PER_COMMIT: usize = 4096;

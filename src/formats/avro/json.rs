@@ -7,8 +7,9 @@ use apache_avro::types::Value as AvroValue;
 use apache_avro::Schema;
 use serde_json::Value as Json;
 
-use super::binary::check_time_of_day;
-use super::{full_name, type_name, violation, AvroSchema, JsonEncoding, DAY_MILLIS};
+use super::{
+    full_name, not_a_time_of_day, type_name, violation, AvroSchema, JsonEncoding, DAY_MILLIS,
+};
 use crate::formats::{pointer_escape, preview, Violation, MAX_VIOLATIONS};
 
 impl AvroSchema {
@@ -49,18 +50,24 @@ impl AvroSchema {
             }
             Schema::TimeMillis => match value.as_i64() {
                 Some(ms) if i32::try_from(ms).is_ok() => {
-                    let before = out.len();
-                    check_time_of_day(ms, DAY_MILLIS, "time-millis", path, out);
-                    out.len() == before
+                    match not_a_time_of_day(ms, DAY_MILLIS, "time-millis") {
+                        None => true,
+                        Some(reason) => {
+                            out.push(violation(path, reason));
+                            false
+                        }
+                    }
                 }
                 _ => mismatch(out, "a time-millis int"),
             },
             Schema::TimeMicros => match value.as_i64() {
-                Some(us) => {
-                    let before = out.len();
-                    check_time_of_day(us, DAY_MILLIS * 1000, "time-micros", path, out);
-                    out.len() == before
-                }
+                Some(us) => match not_a_time_of_day(us, DAY_MILLIS * 1000, "time-micros") {
+                    None => true,
+                    Some(reason) => {
+                        out.push(violation(path, reason));
+                        false
+                    }
+                },
                 None => mismatch(out, "a time-micros long"),
             },
             Schema::Long

@@ -50,8 +50,6 @@ pub enum JsonEncoding {
 const DAY_MILLIS: i64 = 86_400_000;
 /// Deepest nesting of records, arrays and maps a binary datum may have (as prost allows Protobuf).
 const MAX_NESTING: usize = 100;
-/// Stack for decoding datums of recursive schemas (virtual memory, committed only as used).
-const RECURSIVE_DECODE_STACK: usize = 64 * 1024 * 1024;
 
 /// Sets the most bytes one decode may allocate for a length-prefixed value. The first call wins
 /// for the whole process (the crate keeps it globally).
@@ -68,12 +66,6 @@ pub struct AvroSchema {
     /// `C3 01` + this version's Rabin fingerprint.
     single_object_header: Vec<u8>,
     json_encoding: JsonEncoding,
-    /// Whether the schema refers to named types, the only way it can be recursive. The decoder
-    /// recurses per nesting level, so such datums are measured first (see [`Self::check_nesting`]).
-    has_refs: bool,
-    /// Whether the schema uses a logical type whose values the decoder does not bound (decimal
-    /// precision, time of day); only then is a decoded datum walked again.
-    has_bounded_logical_types: bool,
 }
 
 impl AvroSchema {
@@ -81,14 +73,7 @@ impl AvroSchema {
         let schema = Schema::parse_str(input.text).map_err(|e| CompileError::new(e.to_string()))?;
         let mut names = HashMap::new();
         collect_names(&schema, &mut names);
-        let has_refs = contains_ref(&schema);
-        let has_bounded_logical_types = names
-            .values()
-            .chain(std::iter::once(&schema))
-            .any(has_bounded_logical_type);
         Ok(Self {
-            has_refs,
-            has_bounded_logical_types,
             single_object_header: RabinFingerprintHeader::from_schema(&schema).build_header(),
             schema,
             names,
@@ -152,34 +137,6 @@ impl CompiledSchema for AvroSchema {
     }
 }
 
-/// Whether `schema` directly holds a decimal or time-of-day value (named types are checked one by
-/// one by the caller).
-fn has_bounded_logical_type(schema: &Schema) -> bool {
-    match schema {
-        Schema::Decimal(_) | Schema::TimeMillis | Schema::TimeMicros => true,
-        Schema::Record(record) => record
-            .fields
-            .iter()
-            .any(|f| has_bounded_logical_type(&f.schema)),
-        Schema::Array(a) => has_bounded_logical_type(&a.items),
-        Schema::Map(m) => has_bounded_logical_type(&m.types),
-        Schema::Union(u) => u.variants().iter().any(has_bounded_logical_type),
-        _ => false,
-    }
-}
-
-/// Whether `schema` mentions a named type by reference anywhere.
-fn contains_ref(schema: &Schema) -> bool {
-    match schema {
-        Schema::Ref { .. } => true,
-        Schema::Record(record) => record.fields.iter().any(|f| contains_ref(&f.schema)),
-        Schema::Array(a) => contains_ref(&a.items),
-        Schema::Map(m) => contains_ref(&m.types),
-        Schema::Union(u) => u.variants().iter().any(contains_ref),
-        _ => false,
-    }
-}
-
 fn collect_names(schema: &Schema, names: &mut HashMap<String, Schema>) {
     match schema {
         Schema::Record(record) => {
@@ -209,8 +166,8 @@ fn compile_for_test(text: &str) -> AvroSchema {
         file: "s/v1.avsc",
         schema_root: "",
         text,
-        repo: &crate::registry::files::RepoFiles::default(),
-        settings: &crate::registry::SchemaSettings::default(),
+        repo: &crate::formats::RepoFiles::default(),
+        settings: &crate::formats::SchemaSettings::default(),
     })
     .unwrap()
 }
@@ -247,6 +204,12 @@ fn type_name(schema: &Schema) -> String {
         Schema::Decimal(d) => type_name(&d.inner),
         Schema::Duration => "fixed".into(),
     }
+}
+
+/// Why `value` is not a time of day, in a unit of which a day has `per_day`, when it is not.
+fn not_a_time_of_day(value: i64, per_day: i64, kind: &str) -> Option<String> {
+    (!(0..per_day).contains(&value))
+        .then(|| format!("{kind} {value} is not a time of day (0 to {})", per_day - 1))
 }
 
 fn violation(path: &str, reason: impl Into<String>) -> Violation {

@@ -1,33 +1,89 @@
-//! The fast path for binary Avro datums: one pass over the bytes against the schema, building no
-//! value and allocating nothing, that answers "is this datum certainly valid?". A `false` sends
-//! the datum to the decoding path in `binary.rs`, which is the authority and explains every
-//! violation.
+//! The judge of binary Avro datums: one pass over the bytes against the schema, building no value
+//! and allocating nothing for a valid datum, that accepts exactly what apache-avro's decoder
+//! decodes (and this module's logical-type bounds allow) and, for anything else, says what is
+//! wrong and where.
 //!
-//! It answers `true` only where decoding would succeed and find nothing to refuse: the datum ends
-//! exactly where the bytes do; varints of at most ten bytes, `int`s within 32 bits; booleans 0 or
-//! 1; lengths and block counts non-negative, inside the bytes and within apache-avro's allocation
-//! limit; strings and map keys valid UTF-8; enum and union indexes in range; `time-millis` and
-//! `time-micros` within a day; records, arrays and maps nested at most [`MAX_NESTING`] deep.
-//! Values of `decimal`, `big-decimal`, `uuid` and `duration` are not modelled: meeting one sends
-//! the datum to the decoding path. Recursion is bounded by the nesting limit, so no datum needs a
-//! large stack here.
+//! A valid datum ends exactly where the bytes do; its varints have at most ten bytes and its
+//! `int`s fit 32 bits; booleans are 0 or 1; lengths and block counts are non-negative, inside the
+//! bytes and within apache-avro's allocation limit; strings and map keys are UTF-8; enum and union
+//! indexes are in range; `uuid`s parse as apache-avro parses them; `decimal`s have at most their
+//! precision's digits and `time-millis` / `time-micros` are times of day; records, arrays and maps
+//! nest at most [`MAX_NESTING`] deep. The walk's recursion is bounded by that limit, with small
+//! frames, so no datum needs a large stack (apache-avro's own decoder recurses with frames of tens
+//! of kilobytes per level; it is only the reference the tests hold the walk to).
 
 use apache_avro::util::{max_allocation_bytes, DEFAULT_MAX_ALLOCATION_BYTES};
 use apache_avro::Schema;
 
-use super::{AvroSchema, DAY_MILLIS, MAX_NESTING};
+use super::{not_a_time_of_day, violation, AvroSchema, DAY_MILLIS, MAX_NESTING};
+use crate::formats::{pointer_escape, Violation};
 
 impl AvroSchema {
-    /// Whether `datum` is certainly a valid datum of this version.
-    pub(super) fn datum_is_certainly_valid(&self, datum: &[u8]) -> bool {
+    /// Judges a binary datum of this version: `Ok` for a valid one, else what is wrong and where.
+    pub(super) fn judge_datum(&self, datum: &[u8]) -> Result<(), Violation> {
         let mut walk = Walk {
             schema: self,
             bytes: datum,
             // The same limit apache-avro's decoder applies to every length and block count.
             max_length: max_allocation_bytes(DEFAULT_MAX_ALLOCATION_BYTES),
         };
-        walk.value(&self.schema, 0) && walk.bytes.is_empty()
+        walk.value(&self.schema, 0)
+            .map_err(|failure| failure.into_violation())?;
+        match walk.bytes.len() {
+            0 => Ok(()),
+            left => Err(violation(
+                "",
+                format!("{left} bytes left over after the Avro datum"),
+            )),
+        }
     }
+}
+
+/// Why a datum is invalid, and the path to where, built from the inside out as the walk unwinds
+/// (only for an invalid datum: a valid one allocates nothing).
+#[derive(Debug)]
+struct Failure {
+    reason: String,
+    /// Segments innermost first.
+    path: Vec<String>,
+}
+
+type Walked<T = ()> = Result<T, Box<Failure>>;
+
+impl Failure {
+    /// A datum whose bytes do not decode.
+    fn malformed(reason: impl std::fmt::Display) -> Box<Self> {
+        Box::new(Self {
+            reason: format!("not a valid Avro datum: {reason}"),
+            path: Vec::new(),
+        })
+    }
+
+    /// A datum that decodes to a value this version refuses.
+    fn refused(reason: String) -> Box<Self> {
+        Box::new(Self {
+            reason,
+            path: Vec::new(),
+        })
+    }
+
+    fn into_violation(self) -> Violation {
+        let path: String = self
+            .path
+            .iter()
+            .rev()
+            .map(|segment| format!("/{}", pointer_escape(segment)))
+            .collect();
+        violation(&path, self.reason)
+    }
+}
+
+/// Adds `segment` to the path of a failure met inside it.
+fn inside<T>(walked: Walked<T>, segment: impl FnOnce() -> String) -> Walked<T> {
+    walked.map_err(|mut failure| {
+        failure.path.push(segment());
+        failure
+    })
 }
 
 struct Walk<'a> {
@@ -37,294 +93,236 @@ struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
-    fn value(&mut self, schema: &'a Schema, depth: usize) -> bool {
+    fn value(&mut self, schema: &'a Schema, depth: usize) -> Walked {
         if depth > MAX_NESTING {
-            return false;
+            return Err(Failure::refused(format!(
+                "the datum nests deeper than {MAX_NESTING} levels"
+            )));
         }
         match self.schema.resolve(schema) {
-            Schema::Null => true,
-            Schema::Boolean => matches!(self.take(1), Some([0 | 1])),
-            Schema::Int | Schema::Date => self.int().is_some(),
-            Schema::TimeMillis => self
-                .int()
-                .is_some_and(|ms| (0..DAY_MILLIS).contains(&i64::from(ms))),
-            Schema::TimeMicros => self
-                .long()
-                .is_some_and(|us| (0..DAY_MILLIS * 1000).contains(&us)),
+            Schema::Null => Ok(()),
+            Schema::Boolean => match self.take(1)? {
+                [0 | 1] => Ok(()),
+                [other] => Err(Failure::malformed(format!(
+                    "a boolean is 0 or 1, not {other}"
+                ))),
+                _ => unreachable!("took one byte"),
+            },
+            Schema::Int | Schema::Date => self.int().map(drop),
+            Schema::TimeMillis => time_of_day(i64::from(self.int()?), DAY_MILLIS, "time-millis"),
+            Schema::TimeMicros => time_of_day(self.long()?, DAY_MILLIS * 1000, "time-micros"),
             Schema::Long
             | Schema::TimestampMillis
             | Schema::TimestampMicros
             | Schema::TimestampNanos
             | Schema::LocalTimestampMillis
             | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos => self.long().is_some(),
-            Schema::Float => self.take(4).is_some(),
-            Schema::Double => self.take(8).is_some(),
-            Schema::Bytes => self.length_prefixed().is_some(),
-            Schema::String => self.string(),
-            Schema::Fixed(fixed) => self.take(fixed.size).is_some(),
-            Schema::Enum(enumeration) => self
-                .int()
-                .and_then(|index| usize::try_from(index).ok())
-                .is_some_and(|index| index < enumeration.symbols.len()),
+            | Schema::LocalTimestampNanos => self.long().map(drop),
+            Schema::Float => self.take(4).map(drop),
+            Schema::Double => self.take(8).map(drop),
+            Schema::Bytes => self.length_prefixed().map(drop),
+            Schema::String => self.string().map(drop),
+            Schema::Fixed(fixed) => self.take(fixed.size).map(drop),
+            Schema::Duration => self.take(12).map(drop),
+            Schema::Enum(enumeration) => {
+                let index = self.int()?;
+                match usize::try_from(index) {
+                    Ok(i) if i < enumeration.symbols.len() => Ok(()),
+                    _ => Err(Failure::malformed(format!(
+                        "enum index {index} is not one of the {} symbols of {}",
+                        enumeration.symbols.len(),
+                        enumeration.name
+                    ))),
+                }
+            }
             Schema::Union(union) => {
-                let branch = self
-                    .long()
-                    .and_then(|index| usize::try_from(index).ok())
-                    .and_then(|index| union.variants().get(index));
-                branch.is_some_and(|branch| self.value(branch, depth))
+                let index = self.long()?;
+                match usize::try_from(index)
+                    .ok()
+                    .and_then(|i| union.variants().get(i))
+                {
+                    Some(branch) => self.value(branch, depth),
+                    None => Err(Failure::malformed(format!(
+                        "union branch {index} is not one of its {} branches",
+                        union.variants().len()
+                    ))),
+                }
             }
-            Schema::Record(record) => record
-                .fields
-                .iter()
-                .all(|field| self.value(&field.schema, depth + 1)),
-            Schema::Array(array) => self.blocks(|walk| walk.value(&array.items, depth + 1)),
-            Schema::Map(map) => {
-                self.blocks(|walk| walk.string() && walk.value(&map.types, depth + 1))
+            Schema::Record(record) => record.fields.iter().try_for_each(|field| {
+                inside(self.value(&field.schema, depth + 1), || field.name.clone())
+            }),
+            Schema::Array(array) => self.blocks(|walk, index| {
+                inside(walk.value(&array.items, depth + 1), || index.to_string())
+            }),
+            Schema::Map(map) => self.blocks(|walk, _| {
+                let key = walk.string()?;
+                inside(walk.value(&map.types, depth + 1), || key.to_owned())
+            }),
+            Schema::Decimal(decimal) => {
+                let unscaled = match &*decimal.inner {
+                    Schema::Fixed(fixed) => self.take(fixed.size)?,
+                    _ => self.length_prefixed()?,
+                };
+                let digits = decimal_digits(unscaled);
+                if digits > decimal.precision {
+                    return Err(Failure::refused(format!(
+                        "decimal has {digits} digits; its precision is {}",
+                        decimal.precision
+                    )));
+                }
+                Ok(())
             }
-            // decimal, big-decimal, uuid, duration, and a reference that does not resolve.
-            _ => false,
+            Schema::BigDecimal => {
+                // A length-prefixed big-endian integer, then the scale as a long.
+                let mut inner = Walk {
+                    schema: self.schema,
+                    bytes: self.length_prefixed()?,
+                    max_length: self.max_length,
+                };
+                inner.length_prefixed()?;
+                inner.long().map(drop)
+            }
+            Schema::Uuid => {
+                let bytes = self.length_prefixed()?;
+                if bytes.len() == 16 {
+                    return Ok(());
+                }
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|e| Failure::malformed(format!("a uuid is not UTF-8: {e}")))?;
+                uuid::Uuid::parse_str(text)
+                    .map(drop)
+                    .map_err(|e| Failure::malformed(format!("`{text}` is not a uuid: {e}")))
+            }
+            Schema::Ref { name } => Err(Failure::malformed(format!(
+                "the schema names `{name}`, which it does not define"
+            ))),
         }
     }
 
     /// Array or map blocks: a count (negative: followed by the block's byte size), that many
-    /// items, until a zero count.
-    fn blocks(&mut self, mut item: impl FnMut(&mut Self) -> bool) -> bool {
+    /// items, until a zero count. `item` is told each item's index.
+    fn blocks(&mut self, mut item: impl FnMut(&mut Self, u64) -> Walked) -> Walked {
+        let mut index = 0u64;
         loop {
-            let Some(mut count) = self.long() else {
-                return false;
-            };
+            let mut count = self.long()?;
             if count == 0 {
-                return true;
+                return Ok(());
             }
             if count < 0 {
-                if self.long().is_none() {
-                    return false;
-                }
-                let Some(positive) = count.checked_neg() else {
-                    return false;
-                };
-                count = positive;
+                self.long()?;
+                count = count
+                    .checked_neg()
+                    .ok_or_else(|| Failure::malformed("a block count out of range"))?;
             }
-            if usize::try_from(count).map_or(true, |n| n > self.max_length) {
-                return false;
+            match usize::try_from(count) {
+                Ok(count) => self.within_limit(count)?,
+                Err(_) => return Err(Failure::malformed("a block count out of range")),
             }
             for _ in 0..count {
-                if !item(self) {
-                    return false;
-                }
+                item(self, index)?;
+                index += 1;
             }
         }
     }
 
-    fn string(&mut self) -> bool {
-        self.length_prefixed()
-            .is_some_and(|text| std::str::from_utf8(text).is_ok())
+    fn string(&mut self) -> Walked<&'a str> {
+        let bytes = self.length_prefixed()?;
+        std::str::from_utf8(bytes)
+            .map_err(|e| Failure::malformed(format!("a string is not UTF-8: {e}")))
     }
 
-    fn length_prefixed(&mut self) -> Option<&'a [u8]> {
-        let length = usize::try_from(self.long()?).ok()?;
-        if length > self.max_length {
-            return None;
-        }
+    fn length_prefixed(&mut self) -> Walked<&'a [u8]> {
+        let length = self.long()?;
+        let length = usize::try_from(length)
+            .map_err(|_| Failure::malformed(format!("a negative length ({length})")))?;
+        self.within_limit(length)?;
         self.take(length)
     }
 
-    fn int(&mut self) -> Option<i32> {
-        i32::try_from(self.long()?).ok()
+    /// Refuses a length or block count past the decoder's allocation limit, in its words.
+    fn within_limit(&self, length: usize) -> Walked {
+        if length > self.max_length {
+            return Err(Failure::malformed(format!(
+                "Unable to allocate {length} bytes (maximum allowed: {})",
+                self.max_length
+            )));
+        }
+        Ok(())
+    }
+
+    fn int(&mut self) -> Walked<i32> {
+        let long = self.long()?;
+        i32::try_from(long).map_err(|_| Failure::malformed(format!("{long} does not fit an int")))
     }
 
     /// A zig-zag varint as apache-avro reads it: at most ten bytes.
-    fn long(&mut self) -> Option<i64> {
+    fn long(&mut self) -> Walked<i64> {
         let mut raw = 0u64;
         for (position, byte) in self.bytes.iter().take(10).enumerate() {
             raw |= u64::from(byte & 0x7F) << (position * 7);
             if byte & 0x80 == 0 {
                 self.bytes = &self.bytes[position + 1..];
                 let value = (raw >> 1) as i64;
-                return Some(if raw & 1 == 0 { value } else { !value });
+                return Ok(if raw & 1 == 0 { value } else { !value });
             }
         }
-        None
+        if self.bytes.len() >= 10 {
+            Err(Failure::malformed("a varint longer than ten bytes"))
+        } else {
+            Err(ended())
+        }
     }
 
-    fn take(&mut self, count: usize) -> Option<&'a [u8]> {
+    fn take(&mut self, count: usize) -> Walked<&'a [u8]> {
         if self.bytes.len() < count {
-            return None;
+            return Err(ended());
         }
         let (head, rest) = self.bytes.split_at(count);
         self.bytes = rest;
-        Some(head)
+        Ok(head)
     }
+}
+
+fn ended() -> Box<Failure> {
+    Failure::malformed("the bytes end before the datum does")
+}
+
+fn time_of_day(value: i64, per_day: i64, kind: &str) -> Walked {
+    match not_a_time_of_day(value, per_day, kind) {
+        None => Ok(()),
+        Some(reason) => Err(Failure::refused(reason)),
+    }
+}
+
+/// Decimal digits of a big-endian two's-complement integer's magnitude.
+fn decimal_digits(bytes: &[u8]) -> usize {
+    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
+    let mut magnitude: Vec<u8> = if negative {
+        // Two's complement negation: invert and add one.
+        let mut inverted: Vec<u8> = bytes.iter().map(|b| !b).collect();
+        for byte in inverted.iter_mut().rev() {
+            let (sum, carry) = byte.overflowing_add(1);
+            *byte = sum;
+            if !carry {
+                break;
+            }
+        }
+        inverted
+    } else {
+        bytes.to_vec()
+    };
+    let mut digits = 0;
+    while magnitude.iter().any(|b| *b != 0) {
+        let mut remainder = 0u16;
+        for byte in magnitude.iter_mut() {
+            let current = (remainder << 8) | u16::from(*byte);
+            *byte = (current / 10) as u8;
+            remainder = current % 10;
+        }
+        digits += 1;
+    }
+    digits.max(1)
 }
 
 #[cfg(test)]
-mod tests {
-    use apache_avro::types::Value;
-
-    use super::super::{compile_for_test as compile, AvroSchema};
-
-    const EVERYTHING: &str = r#"{"type": "record", "name": "E", "namespace": "t", "fields": [
-        {"name": "flag", "type": "boolean"},
-        {"name": "n", "type": "int"},
-        {"name": "big", "type": "long"},
-        {"name": "ratio", "type": "float"},
-        {"name": "price", "type": "double"},
-        {"name": "blob", "type": "bytes"},
-        {"name": "name", "type": "string"},
-        {"name": "id", "type": {"type": "fixed", "name": "Id", "size": 4}},
-        {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["A", "B", "C"]}},
-        {"name": "maybe", "type": ["null", "string", {"type": "record", "name": "Inner",
-            "fields": [{"name": "x", "type": "int"}]}]},
-        {"name": "tags", "type": {"type": "array", "items": "string"}},
-        {"name": "counts", "type": {"type": "map", "values": {"type": "array", "items": "long"}}},
-        {"name": "day", "type": {"type": "int", "logicalType": "date"}},
-        {"name": "at", "type": {"type": "int", "logicalType": "time-millis"}},
-        {"name": "at_us", "type": {"type": "long", "logicalType": "time-micros"}},
-        {"name": "stamp", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-        {"name": "again", "type": "Inner"}
-    ]}"#;
-
-    const TREE: &str =
-        r#"{"type":"record","name":"Node","fields":[{"name":"child","type":["null","Node"]}]}"#;
-
-    fn everything(kind: u32, branch: u32) -> Value {
-        let maybe = match branch {
-            0 => Value::Null,
-            1 => Value::String("why".into()),
-            _ => Value::Record(vec![("x".into(), Value::Int(-7))]),
-        };
-        Value::Record(vec![
-            ("flag".into(), Value::Boolean(true)),
-            ("n".into(), Value::Int(-300)),
-            ("big".into(), Value::Long(1 << 40)),
-            ("ratio".into(), Value::Float(0.5)),
-            ("price".into(), Value::Double(12.25)),
-            ("blob".into(), Value::Bytes(vec![0, 1, 0xFF])),
-            ("name".into(), Value::String("né".into())),
-            ("id".into(), Value::Fixed(4, vec![1, 2, 3, 4])),
-            (
-                "kind".into(),
-                Value::Enum(kind, ["A", "B", "C"][kind as usize].into()),
-            ),
-            ("maybe".into(), Value::Union(branch, Box::new(maybe))),
-            (
-                "tags".into(),
-                Value::Array(vec![Value::String("a".into()), Value::String("".into())]),
-            ),
-            (
-                "counts".into(),
-                Value::Map(
-                    [(
-                        "k".to_owned(),
-                        Value::Array(vec![Value::Long(5), Value::Long(-1)]),
-                    )]
-                    .into_iter()
-                    .collect(),
-                ),
-            ),
-            ("day".into(), Value::Date(19_000)),
-            ("at".into(), Value::TimeMillis(86_399_999)),
-            ("at_us".into(), Value::TimeMicros(1)),
-            ("stamp".into(), Value::TimestampMillis(1_700_000_000_000)),
-            (
-                "again".into(),
-                Value::Record(vec![("x".into(), Value::Int(1))]),
-            ),
-        ])
-    }
-
-    /// The datum of a chain of `records` nodes, each the child of the one before: union branch 1
-    /// (zig-zag 2) for every child, then branch 0 (null).
-    fn tree(records: usize) -> Vec<u8> {
-        let mut datum = vec![0x02; records - 1];
-        datum.push(0x00);
-        datum
-    }
-
-    /// Every truncation, byte replacement and byte insertion of `datum`.
-    fn mutations(datum: &[u8]) -> Vec<Vec<u8>> {
-        let mut all: Vec<Vec<u8>> = (0..datum.len()).map(|i| datum[..i].to_vec()).collect();
-        for i in 0..=datum.len() {
-            if let Some(&b) = datum.get(i) {
-                for replacement in [
-                    0x00,
-                    0x01,
-                    0x02,
-                    0x7F,
-                    0x80,
-                    0xFF,
-                    b ^ 0x01,
-                    b ^ 0x80,
-                    b.wrapping_add(2),
-                ] {
-                    let mut changed = datum.to_vec();
-                    changed[i] = replacement;
-                    all.push(changed);
-                }
-            }
-            for inserted in [0x00, 0x01, 0x02, 0x80, 0xFF] {
-                let mut changed = datum.to_vec();
-                changed.insert(i, inserted);
-                all.push(changed);
-            }
-        }
-        all
-    }
-
-    /// Asserts the walk and decoding agree on every mutation of every datum; returns how many
-    /// mutations decoding accepted.
-    fn assert_agrees(schema: &AvroSchema, data: &[Vec<u8>]) -> usize {
-        let mut accepted = 0;
-        for original in data {
-            assert!(schema.datum_is_certainly_valid(original), "{original:02x?}");
-            for datum in mutations(original) {
-                let decoded = schema.judge_decoded(&datum).is_ok();
-                let walked = schema.datum_is_certainly_valid(&datum);
-                assert_eq!(
-                    walked, decoded,
-                    "walk {walked}, decoding {decoded}: {datum:02x?}"
-                );
-                accepted += usize::from(decoded);
-            }
-        }
-        accepted
-    }
-
-    #[test]
-    fn the_walk_agrees_with_decoding_on_mutated_datums() {
-        let schema = compile(EVERYTHING);
-        let data: Vec<Vec<u8>> = [(0, 0), (1, 1), (2, 2)]
-            .into_iter()
-            .map(|(kind, branch)| {
-                apache_avro::to_avro_datum(&schema.schema, everything(kind, branch)).unwrap()
-            })
-            .collect();
-        let accepted = assert_agrees(&schema, &data);
-        assert!(accepted > 200, "only {accepted} mutations decoded");
-    }
-
-    #[test]
-    fn the_walk_agrees_with_decoding_on_recursive_datums_and_stops_at_the_nesting_limit() {
-        let schema = compile(TREE);
-        let data: Vec<Vec<u8>> = [1, 2, 5].into_iter().map(tree).collect();
-        assert_agrees(&schema, &data);
-        let deep = tree(100);
-        assert!(schema.datum_is_certainly_valid(&deep));
-        let too_deep = tree(101);
-        assert!(!schema.datum_is_certainly_valid(&too_deep));
-        assert!(schema.judge_decoded(&too_deep).is_err());
-    }
-
-    #[test]
-    fn unmodelled_logical_types_go_to_the_decoder() {
-        let schema = compile(
-            r#"{"type":"record","name":"P","fields":[{"name":"id","type":{"type":"string","logicalType":"uuid"}}]}"#,
-        );
-        let uuid = "00000000-0000-0000-0000-000000000000";
-        let mut datum = vec![72]; // zig-zag 36, the string's length
-        datum.extend_from_slice(uuid.as_bytes());
-        assert!(!schema.datum_is_certainly_valid(&datum));
-        assert!(schema.judge_decoded(&datum).is_ok());
-    }
-}
+mod tests;

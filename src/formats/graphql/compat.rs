@@ -253,9 +253,9 @@ fn kind(ty: &ExtendedType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::RepoFiles;
+    use crate::formats::SchemaSettings;
     use crate::formats::{CompileInput, CompiledSchema};
-    use crate::registry::files::RepoFiles;
-    use crate::registry::SchemaSettings;
 
     fn compile(text: &str) -> GraphQlSchema {
         GraphQlSchema::compile(&CompileInput {

@@ -421,8 +421,8 @@ fn violation(path: &str, reason: impl Into<String>) -> Violation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::files::RepoFiles;
-    use crate::registry::SchemaSettings;
+    use crate::formats::RepoFiles;
+    use crate::formats::SchemaSettings;
 
     const SDL: &str = "
         type Query { node(id: ID!): Node }

@@ -705,7 +705,7 @@ mod tests {
 
     use super::*;
     use crate::formats::CompiledSchema;
-    use crate::registry::files::RepoFiles;
+    use crate::formats::RepoFiles;
 
     fn compile(schema: Value) -> JsonSchema {
         compile_with(schema, &[])

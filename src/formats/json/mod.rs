@@ -21,7 +21,7 @@ use super::{
     CompileError, CompiledSchema, Incompatibility, MessageLimits, Normalize, PayloadEncoding,
     Valid, Violation, MAX_VIOLATIONS,
 };
-use crate::registry::files::RepoFiles;
+use crate::formats::RepoFiles;
 use instance::{Borrowed, Instance, ParseError};
 
 /// URI scheme prefix under which repository files are addressed while resolving `$ref`s.

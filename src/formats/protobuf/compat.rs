@@ -240,9 +240,9 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::formats::RepoFiles;
+    use crate::formats::SchemaSettings;
     use crate::formats::{CompileInput, CompiledSchema};
-    use crate::registry::files::RepoFiles;
-    use crate::registry::SchemaSettings;
 
     fn compile(text: &str) -> ProtobufSchema {
         let repo: RepoFiles = [("payments/v1.proto".to_owned(), Bytes::from(text.to_owned()))]

@@ -437,9 +437,9 @@ fn check_value(
 #[cfg(test)]
 fn compile(
     files: &[(&str, &str)],
-    settings: crate::registry::SchemaSettings,
+    settings: crate::formats::SchemaSettings,
 ) -> Result<ProtobufSchema, CompileError> {
-    let repo: crate::registry::files::RepoFiles = files
+    let repo: crate::formats::RepoFiles = files
         .iter()
         .map(|(p, c)| (p.to_string(), Bytes::from(c.to_string())))
         .collect();
@@ -456,7 +456,7 @@ fn compile(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::SchemaSettings;
+    use crate::formats::SchemaSettings;
 
     #[test]
     fn several_top_level_messages_need_a_message_setting() {

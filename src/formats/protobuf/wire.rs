@@ -263,8 +263,8 @@ mod tests {
     use prost_reflect::DynamicMessage;
 
     use super::super::{compile, ProtobufSchema};
+    use crate::formats::SchemaSettings;
     use crate::formats::{MessageLimits, Normalize, PayloadEncoding};
-    use crate::registry::SchemaSettings;
 
     const ORDERS: &str = r#"syntax = "proto3"; package t;
         enum Color { RED = 0; BLUE = 1; }

@@ -7,24 +7,24 @@
 //! every other write answers 405 and points to the git repository, where schemas change. Answers
 //! and errors use Confluent's JSON shapes and its `application/vnd.schemaregistry.v1+json` type.
 
+mod error;
+
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-
-use super::extract::ConfluentPath;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::error::ConfluentError;
-use crate::formats::{CompileInput, CompiledSchema, FormatKind};
+use super::extract::ConfluentPath;
+use super::http::rights::{Right, Routes};
+use crate::formats::{Compatibility, CompileInput, CompiledSchema, FormatKind, RepoFiles};
 use crate::pipeline::Pipeline;
-use crate::registry::files::RepoFiles;
-use crate::registry::{compat, load, Compatibility, Schema, SchemaVersion, Snapshot};
+use crate::registry::{compat, load, Schema, SchemaVersion, Snapshot};
+pub use error::ConfluentError;
 
 /// Confluent's media type for registry answers.
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
@@ -32,47 +32,36 @@ pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 type Shared = State<Arc<Pipeline>>;
 type Answer = Result<Response, ConfluentError>;
 
-/// The registry API's routes, merged into the HTTP router.
-pub fn routes() -> Router<Arc<Pipeline>> {
-    Router::new()
-        .route("/subjects", get(subjects))
-        .route("/subjects/{subject}", post(lookup).delete(read_only))
-        .route("/subjects/{subject}/versions", get(versions).post(register))
-        .route(
-            "/subjects/{subject}/versions/{version}",
-            get(version).delete(read_only),
-        )
-        .route(
-            "/subjects/{subject}/versions/{version}/schema",
-            get(version_text),
-        )
-        .route(
-            "/subjects/{subject}/versions/{version}/referencedby",
-            get(referenced_by),
-        )
-        .route("/schemas/ids/{id}", get(schema_by_id))
-        .route("/schemas/ids/{id}/schema", get(schema_text_by_id))
-        .route("/schemas/ids/{id}/versions", get(versions_of_id))
-        .route("/schemas/ids/{id}/subjects", get(subjects_of_id))
-        .route("/schemas/types", get(types))
-        .route(
-            "/compatibility/subjects/{subject}/versions/{version}",
-            post(compatibility_with_version),
-        )
-        .route(
-            "/compatibility/subjects/{subject}/versions",
-            post(compatibility_with_all),
-        )
-        .route("/config", get(global_config).put(read_only))
-        .route(
-            "/config/{subject}",
-            get(subject_config).put(read_only).delete(read_only),
-        )
-        .route("/mode", get(mode).put(read_only))
-        .route(
-            "/associations/resources/{namespace}/{resource}",
-            get(associations),
-        )
+/// The registry API's routes, added to the HTTP API's: every one needs a known token.
+#[rustfmt::skip]
+pub fn routes(routes: Routes) -> Routes {
+    use Method as M;
+    use Right::Read;
+    routes
+        .at(M::GET, "/subjects", Read, subjects)
+        .at(M::POST, "/subjects/{subject}", Read, lookup)
+        .at(M::DELETE, "/subjects/{subject}", Read, read_only)
+        .at(M::GET, "/subjects/{subject}/versions", Read, versions)
+        .at(M::POST, "/subjects/{subject}/versions", Read, register)
+        .at(M::GET, "/subjects/{subject}/versions/{version}", Read, version)
+        .at(M::DELETE, "/subjects/{subject}/versions/{version}", Read, read_only)
+        .at(M::GET, "/subjects/{subject}/versions/{version}/schema", Read, version_text)
+        .at(M::GET, "/subjects/{subject}/versions/{version}/referencedby", Read, referenced_by)
+        .at(M::GET, "/schemas/ids/{id}", Read, schema_by_id)
+        .at(M::GET, "/schemas/ids/{id}/schema", Read, schema_text_by_id)
+        .at(M::GET, "/schemas/ids/{id}/versions", Read, versions_of_id)
+        .at(M::GET, "/schemas/ids/{id}/subjects", Read, subjects_of_id)
+        .at(M::GET, "/schemas/types", Read, types)
+        .at(M::POST, "/compatibility/subjects/{subject}/versions/{version}", Read, compatibility_with_version)
+        .at(M::POST, "/compatibility/subjects/{subject}/versions", Read, compatibility_with_all)
+        .at(M::GET, "/config", Read, global_config)
+        .at(M::PUT, "/config", Read, read_only)
+        .at(M::GET, "/config/{subject}", Read, subject_config)
+        .at(M::PUT, "/config/{subject}", Read, read_only)
+        .at(M::DELETE, "/config/{subject}", Read, read_only)
+        .at(M::GET, "/mode", Read, mode)
+        .at(M::PUT, "/mode", Read, read_only)
+        .at(M::GET, "/associations/resources/{namespace}/{resource}", Read, associations)
 }
 
 fn reply(body: Value) -> Response {

@@ -1,4 +1,4 @@
-//! The JSON shapes the API answers with for stored things: consumed messages, dead letters,
+//! The JSON shapes the HTTP API answers with for stored things: consumed messages, dead letters,
 //! stations and schemas. Values stored as JSON come back as JSON (`value`); anything else as
 //! base64 (`value_base64`).
 
@@ -10,10 +10,13 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::backends::embedded::{Delivery, LogStats};
-use crate::backends::{ContentKind, Record};
-use crate::formats::{FormatKind, Violation};
-use crate::registry::stations::{Accept, Retention};
-use crate::registry::{Schema, SchemaSettings, Station};
+use crate::formats::{FormatKind, SchemaSettings};
+use crate::metrics::{Rates, Totals};
+use crate::model::time::rfc3339_ms;
+use crate::model::{BackendRef, ContentKind, DeadLetter, Record, Retention, Violation};
+use crate::pipeline::{StoredDeadLetter, REQUEST_ID_HEADER};
+use crate::registry::stations::{Accept, Framing, RejectionAlert};
+use crate::registry::{Schema, Station};
 
 /// A stored value: embedded JSON when it is JSON, base64 otherwise.
 #[derive(Debug, Serialize)]
@@ -25,8 +28,8 @@ pub struct ValueView {
 }
 
 impl ValueView {
-    pub fn new(value: &Bytes, content: ContentKind) -> Self {
-        if content == ContentKind::Json {
+    pub fn new(value: &Bytes, content: &ContentKind) -> Self {
+        if content.is_json() {
             if let Ok(raw) = serde_json::from_slice::<&RawValue>(value) {
                 return Self {
                     value: Some(raw.to_owned()),
@@ -62,7 +65,7 @@ impl From<Delivery> for MessageView {
             offset: delivery.offset,
             key: key_text(&record),
             headers: record.headers.iter().cloned().collect(),
-            value: ValueView::new(&record.value, record.content),
+            value: ValueView::new(&record.value, &record.content),
             schema_version: record.schema_version,
             delivery: delivery.delivery,
             received_at: rfc3339_ms(record.received_at_ms),
@@ -92,24 +95,27 @@ pub struct DeadLetterView {
     pub request_id: Option<String>,
 }
 
-impl DeadLetterView {
-    pub fn new(id: u64, record: Record, replayed_to: Option<u64>) -> Self {
+impl From<StoredDeadLetter> for DeadLetterView {
+    fn from(stored: StoredDeadLetter) -> Self {
+        let StoredDeadLetter {
+            id,
+            record,
+            replayed_to,
+        } = stored;
         let key = key_text(&record);
-        let value = ValueView::new(&record.value, record.content);
-        let dead = record
-            .dead_letter
-            .unwrap_or_else(|| crate::backends::DeadLetter {
-                station: String::new(),
-                error: "unknown".into(),
-                schema: None,
-                schema_version: record.schema_version,
-                violations: Vec::new(),
-                content_type: None,
-            });
+        let value = ValueView::new(&record.value, &record.content);
+        let dead = record.dead_letter.unwrap_or_else(|| DeadLetter {
+            station: String::new(),
+            error: "unknown".into(),
+            schema: None,
+            schema_version: record.schema_version,
+            violations: Vec::new(),
+            content_type: None,
+        });
         let request_id = record
             .headers
             .iter()
-            .find(|(name, _)| name == crate::pipeline::REQUEST_ID_HEADER)
+            .find(|(name, _)| name == REQUEST_ID_HEADER)
             .map(|(_, value)| value.clone());
         Self {
             id: id.to_string(),
@@ -138,21 +144,21 @@ pub struct StationView {
     pub accept: Option<Accept>,
     /// `[first, last]` schema versions producers may use.
     pub accepted_versions: Option<[u32; 2]>,
-    pub backend: crate::registry::stations::BackendRef,
+    pub backend: BackendRef,
     pub dlq: bool,
     pub retention: Retention,
     #[serde(with = "humantime_serde")]
     pub ack_timeout: std::time::Duration,
     pub max_deliveries: u32,
-    pub framing: crate::registry::stations::Framing,
+    pub framing: Framing,
     pub messages: LogStats,
     pub dead_letters: LogStats,
     /// Messages produced since the gateway started: accepted, rejected by the schema, errors.
-    pub produced: crate::metrics::Totals,
+    pub produced: Totals,
     /// Messages per second: now (over the last minute) and the last two minutes' history.
-    pub rates: crate::metrics::Rates,
+    pub rates: Rates,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub alert: Option<crate::registry::stations::RejectionAlert>,
+    pub alert: Option<RejectionAlert>,
 }
 
 impl StationView {
@@ -221,14 +227,4 @@ fn key_text(record: &Record) -> Option<String> {
         .key
         .as_ref()
         .map(|k| String::from_utf8_lossy(k).into_owned())
-}
-
-/// `at` as an RFC 3339 UTC timestamp with milliseconds.
-pub fn rfc3339(at: std::time::SystemTime) -> String {
-    humantime::format_rfc3339_millis(at).to_string()
-}
-
-/// Milliseconds since the Unix epoch as an RFC 3339 timestamp.
-pub fn rfc3339_ms(ms: u64) -> String {
-    rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
 }

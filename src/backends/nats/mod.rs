@@ -8,6 +8,10 @@
 //! The client reconnects on its own; while it is disconnected, appends fail after
 //! `request_timeout` with [`BackendError::Unavailable`] (HTTP 503) instead of hanging.
 
+mod config;
+
+pub use config::{NatsConfig, StreamPolicy};
+
 use std::time::Duration;
 
 use async_nats::connection::State;
@@ -17,10 +21,9 @@ use async_nats::HeaderMap;
 use async_trait::async_trait;
 
 use super::{
-    for_each_remote_header, unavailable, Acknowledgement, Backend, BackendError, Position,
-    PreparedLogs, Record,
+    for_each_remote_header, unavailable, Acknowledgement, Backend, BackendError, PreparedLogs,
 };
-use crate::config::{NatsConfig, StreamPolicy};
+use crate::model::{Position, Record};
 
 const KIND: &str = "nats";
 

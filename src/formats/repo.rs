@@ -1,5 +1,6 @@
 //! The schema repository as an in-memory tree of files: the one input from which a registry
-//! snapshot is built. A source (a directory today) fills it; nothing downstream touches the disk.
+//! snapshot is built, and what a version's `$ref`s and `import`s resolve against. A source (a
+//! directory or a git commit) fills it; nothing downstream touches the disk.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
@@ -28,7 +29,7 @@ impl RepoFiles {
     /// Schema versions compiled from it (for `$ref` resolution).
     pub fn json_documents(&self) -> Arc<HashMap<String, Value>> {
         self.json_documents
-            .get_or_init(|| Arc::new(crate::formats::json::index_json_documents(self)))
+            .get_or_init(|| Arc::new(super::json::index_json_documents(self)))
             .clone()
     }
 
@@ -56,6 +57,17 @@ impl RepoFiles {
             contents.hash(&mut hasher);
         }
         format!("{:016x}", hasher.finish())
+    }
+}
+
+impl RepoFiles {
+    /// A tree of text files, for tests: `(path, contents)` pairs.
+    #[cfg(test)]
+    pub(crate) fn of(files: &[(&str, &str)]) -> Self {
+        files
+            .iter()
+            .map(|(path, text)| (path.to_string(), Bytes::from(text.to_string())))
+            .collect()
     }
 }
 

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::error::ApiError;
-use crate::pipeline::Accepted;
+use super::error::PipelineError;
+use super::Accepted;
 
 /// What a message was answered.
-pub type Answer = Result<Accepted, ApiError>;
+pub type Answer = Result<Accepted, PipelineError>;
 
 type Key = (Arc<str>, String);
 
@@ -165,7 +165,9 @@ impl Ticket {
     /// Records the first try's answer for retries (if it settles the message) and wakes waiters.
     pub fn settle(mut self, answer: &Answer) {
         let key = self.key.take().expect("a ticket settles once");
-        let settles = matches!(answer, Ok(_) | Err(ApiError::SchemaViolation(_)));
+        let settles = answer
+            .as_ref()
+            .map_or_else(PipelineError::settles_the_message, |_| true);
         {
             let mut inner = self.inner.lock().expect("idempotency lock");
             if settles {
@@ -198,7 +200,7 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backends::Position;
+    use crate::model::Position;
 
     fn accepted(offset: u64) -> Answer {
         Ok(Accepted {
@@ -236,7 +238,7 @@ mod tests {
             panic!()
         };
         assert!(matches!(memory.claim(&station, "k"), Claim::Wait(_)));
-        ticket.settle(&Err(ApiError::RegistryNotReady("later".into())));
+        ticket.settle(&Err(PipelineError::RegistryNotReady("later".into())));
         let Claim::First(ticket) = memory.claim(&station, "k") else {
             panic!("a 503 is tried again")
         };

@@ -18,6 +18,10 @@
 //! last of them to finish (or by the linger, whichever comes first), so concurrent batches fill
 //! requests to the brokers as they would without the flush.
 
+mod config;
+
+pub use config::KafkaConfig;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -33,10 +37,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::{
-    for_each_remote_header, unavailable, Acknowledgement, Backend, BackendError, Position,
-    PreparedLogs, Record,
+    for_each_remote_header, unavailable, Acknowledgement, Backend, BackendError, PreparedLogs,
 };
-use crate::config::KafkaConfig;
+use crate::model::{Position, Record};
 
 const KIND: &str = "kafka";
 

@@ -1,0 +1,181 @@
+//! Every error a client of the `/v1` API or the gRPC API can receive, and the one table that gives
+//! each its HTTP status, its gRPC code and its stable `error` code. The pipeline's domain errors
+//! are one variant; the rest are the front ends' own (authentication, rate limits, malformed
+//! requests, unknown routes, deadlines). The table's matches are exhaustive, so a new error cannot
+//! compile until it has its statuses. Bodies and gRPC details are built next to each front end
+//! (`http/error.rs`, `grpc/status.rs`).
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use tonic::Code;
+
+use crate::backends::BackendError;
+use crate::pipeline::PipelineError;
+
+/// How long a client is asked to wait before retrying when a backend is unavailable
+/// (`Retry-After`, gRPC's `google.rpc.RetryInfo`).
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// A request the front end cannot read: a header, query or body of the wrong shape.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("token `{token}` is over its request rate; retry in {retry_after_seconds} s")]
+    RateLimited {
+        token: String,
+        retry_after_seconds: u64,
+    },
+    #[error("no such endpoint: {0}")]
+    NotFound(String),
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    #[error("the request was not received and answered within {} (limits.request_timeout); a produce may be retried with the same Idempotency-Key", humantime::format_duration(*.limit))]
+    RequestTimeout { limit: Duration },
+}
+
+/// What one error is, in each protocol's vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Statuses {
+    pub http: StatusCode,
+    pub grpc: Code,
+    /// The stable machine-readable code: the body's `error` field, gRPC's `ErrorInfo.reason`.
+    pub code: &'static str,
+}
+
+const fn statuses(http: StatusCode, grpc: Code, code: &'static str) -> Statuses {
+    Statuses { http, grpc, code }
+}
+
+impl ApiError {
+    /// The error's statuses: the one table both front ends answer from.
+    pub fn statuses(&self) -> Statuses {
+        match self {
+            Self::Pipeline(error) => pipeline_statuses(error),
+            Self::BadRequest(_) => statuses(
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
+                "bad_request",
+            ),
+            Self::PayloadTooLarge { .. } => statuses(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::ResourceExhausted,
+                "payload_too_large",
+            ),
+            Self::Unauthorized(_) => statuses(
+                StatusCode::UNAUTHORIZED,
+                Code::Unauthenticated,
+                "unauthorized",
+            ),
+            Self::Forbidden(_) => {
+                statuses(StatusCode::FORBIDDEN, Code::PermissionDenied, "forbidden")
+            }
+            Self::RateLimited { .. } => statuses(
+                StatusCode::TOO_MANY_REQUESTS,
+                Code::ResourceExhausted,
+                "rate_limited",
+            ),
+            Self::NotFound(_) => statuses(StatusCode::NOT_FOUND, Code::NotFound, "not_found"),
+            Self::MethodNotAllowed => statuses(
+                StatusCode::METHOD_NOT_ALLOWED,
+                Code::Unimplemented,
+                "method_not_allowed",
+            ),
+            Self::RequestTimeout { .. } => statuses(
+                StatusCode::REQUEST_TIMEOUT,
+                Code::DeadlineExceeded,
+                "request_timeout",
+            ),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.statuses().http
+    }
+
+    pub fn grpc_code(&self) -> Code {
+        self.statuses().grpc
+    }
+
+    /// The stable machine-readable code in the body's `error` field.
+    pub fn code(&self) -> &'static str {
+        self.statuses().code
+    }
+
+    /// How long a client should wait before retrying, when retrying later can succeed.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited {
+                retry_after_seconds,
+                ..
+            } => Some(Duration::from_secs(*retry_after_seconds)),
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => Some(RETRY_AFTER),
+            _ => None,
+        }
+    }
+}
+
+#[rustfmt::skip]
+fn pipeline_statuses(error: &PipelineError) -> Statuses {
+    use PipelineError as E;
+    match error {
+        E::UnknownStation(_) => statuses(StatusCode::NOT_FOUND, Code::NotFound, "unknown_station"),
+        E::UnknownSchema(_) => statuses(StatusCode::NOT_FOUND, Code::NotFound, "unknown_schema"),
+        E::SchemaVersionNotFound { .. } => statuses(StatusCode::NOT_FOUND, Code::NotFound, "unknown_schema_version"),
+        E::DeadLetterNotFound { .. } => statuses(StatusCode::NOT_FOUND, Code::NotFound, "unknown_dead_letter"),
+        E::UnknownSchemaVersion { .. } => statuses(StatusCode::BAD_REQUEST, Code::InvalidArgument, "unknown_schema_version"),
+        E::VersionNotAccepted { .. } => statuses(StatusCode::BAD_REQUEST, Code::InvalidArgument, "schema_version_not_accepted"),
+        E::InvalidRequest(_) => statuses(StatusCode::BAD_REQUEST, Code::InvalidArgument, "bad_request"),
+        E::NotConsumable { .. } => statuses(StatusCode::BAD_REQUEST, Code::FailedPrecondition, "not_consumable"),
+        E::SchemaViolation(_) => statuses(StatusCode::UNPROCESSABLE_ENTITY, Code::InvalidArgument, "schema_violation"),
+        E::MessageTooLarge { .. } => statuses(StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted, "payload_too_large"),
+        E::TooManyMessages { .. } => statuses(StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted, "too_many_messages"),
+        E::UnsupportedMediaType { .. } => statuses(StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::InvalidArgument, "unsupported_media_type"),
+        E::RegistryNotReady(_) => statuses(StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable, "registry_not_ready"),
+        E::SourceUnavailable(_) => statuses(StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable, "registry_source_unavailable"),
+        E::Backend(BackendError::Unavailable { .. }) => statuses(StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable, "backend_unavailable"),
+        E::Backend(BackendError::Corrupt { .. }) => statuses(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "storage_corrupt"),
+        E::IdempotencyKeyAbandoned => statuses(StatusCode::CONFLICT, Code::Aborted, "idempotency_key_abandoned"),
+        E::AlreadyReplayed { .. } => statuses(StatusCode::CONFLICT, Code::AlreadyExists, "already_replayed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::sample_violation;
+
+    #[test]
+    fn a_violation_is_422_and_invalid_argument_under_one_code() {
+        let error = ApiError::from(sample_violation());
+        assert_eq!(
+            error.statuses(),
+            statuses(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Code::InvalidArgument,
+                "schema_violation"
+            )
+        );
+        assert_eq!(error.retry_after(), None);
+    }
+
+    #[test]
+    fn an_unavailable_backend_asks_for_a_retry() {
+        let error = ApiError::from(PipelineError::Backend(BackendError::Unavailable {
+            backend: "nats",
+            reason: "down".into(),
+        }));
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.grpc_code(), Code::Unavailable);
+        assert_eq!(error.retry_after(), Some(RETRY_AFTER));
+    }
+}

@@ -1,0 +1,85 @@
+//! Reading a request: its body within a limit, and the `Sluice-*` headers a produce carries.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use crate::ingress::errors::ApiError;
+use crate::model::time::now_ms;
+
+/// Prefix of headers carried into the stored message's headers.
+const HEADER_PREFIX: &str = "sluice-header-";
+
+/// Reads a request body, refusing it (413) past `limit` bytes.
+pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge { limit })
+        }
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "could not read the request body: {e}"
+        ))),
+    }
+}
+
+pub(super) fn header_text<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::BadRequest(format!("header {name} is not visible ASCII")))
+        })
+        .transpose()
+}
+
+pub(super) fn schema_version_header(headers: &HeaderMap) -> Result<Option<u32>, ApiError> {
+    header_text(headers, "sluice-schema-version")?
+        .map(|v| {
+            v.trim().parse::<u32>().map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "Sluice-Schema-Version must be a version number, not `{v}`"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// `Sluice-Deliver-After`: a delay (`"30s"`, `"5m"`) or an RFC 3339 time, as ms since the epoch.
+pub(super) fn deliver_after_header(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(text) = header_text(headers, "sluice-deliver-after")? else {
+        return Ok(None);
+    };
+    let text = text.trim();
+    if let Ok(delay) = humantime::parse_duration(text) {
+        return Ok(Some(now_ms().saturating_add(delay.as_millis() as u64)));
+    }
+    match text.parse::<jiff::Timestamp>() {
+        Ok(at) => Ok(Some(at.as_millisecond().max(0) as u64)),
+        Err(_) => Err(ApiError::BadRequest(format!(
+            "Sluice-Deliver-After must be a delay such as `30s` or `5m`, or an RFC 3339 time such as `2026-01-31T09:00:00Z`, not `{text}`"
+        ))),
+    }
+}
+
+/// The `Sluice-Header-*` headers, without their prefix.
+pub(super) fn carried_headers(headers: &HeaderMap) -> Result<Vec<(String, String)>, ApiError> {
+    let mut carried = Vec::new();
+    for (name, value) in headers {
+        if let Some(short) = name.as_str().strip_prefix(HEADER_PREFIX) {
+            let value = value
+                .to_str()
+                .map_err(|_| ApiError::BadRequest(format!("header {name} is not visible ASCII")))?;
+            carried.push((short.to_owned(), value.to_owned()));
+        }
+    }
+    Ok(carried)
+}
+
+pub(super) fn content_type(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    Ok(header_text(headers, header::CONTENT_TYPE.as_str())?.map(str::to_owned))
+}

@@ -1,0 +1,26 @@
+//! Why a message failed its schema: where in the message, which rule, and a sentence. Formats
+//! produce violations, dead letters keep them, and every front end reports them.
+
+use serde::{Deserialize, Serialize};
+
+/// One reason a message failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// JSON pointer (or field path) into the message; empty for the whole message.
+    pub path: String,
+    /// Where in the schema the failing rule is; empty when the message as a whole is unreadable.
+    /// (Always serialized: dead letters store violations in a non-self-describing encoding.)
+    pub schema_path: String,
+    pub reason: String,
+}
+
+impl Violation {
+    /// A violation of the whole message, such as bytes that are not JSON at all.
+    pub fn whole_message(reason: impl Into<String>) -> Self {
+        Self {
+            path: String::new(),
+            schema_path: String::new(),
+            reason: reason.into(),
+        }
+    }
+}

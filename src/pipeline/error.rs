@@ -1,0 +1,107 @@
+//! What the pipeline answers when it cannot do what was asked: the domain's own errors, in the
+//! domain's words. They know no protocol; each front end decides the status every variant gets
+//! (in `ingress`), with exhaustive matches, so a new variant cannot compile until every front end
+//! has decided.
+
+use serde::Serialize;
+
+use crate::backends::BackendError;
+use crate::model::Violation;
+use crate::registry::stations::Accept;
+
+/// Why a message was judged invalid, as reported to the producer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ViolationReport {
+    pub schema: String,
+    pub version: u32,
+    pub violations: Vec<Violation>,
+    /// Where the message was dead-lettered, if the station has a DLQ.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dlq_id: Option<String>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PipelineError {
+    #[error("no station named `{0}`")]
+    UnknownStation(String),
+    #[error("no schema named `{0}`")]
+    UnknownSchema(String),
+    /// A version asked for by number in a schema read.
+    #[error("schema `{schema}` has no version {version}")]
+    SchemaVersionNotFound { schema: String, version: u32 },
+    /// A version a producer asked to be judged by.
+    #[error("schema `{schema}` has no version {version}; its newest is {newest}")]
+    UnknownSchemaVersion {
+        schema: String,
+        version: u32,
+        newest: u32,
+    },
+    #[error("station `{station}` accepts schema versions \"{accept}\", not version {version}")]
+    VersionNotAccepted {
+        station: String,
+        accept: Accept,
+        version: u32,
+    },
+    #[error("message does not match schema `{}` version {}", .0.schema, .0.version)]
+    SchemaViolation(Box<ViolationReport>),
+    /// A request that contradicts itself or names something malformed, such as a group name.
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    MessageTooLarge { limit: usize },
+    #[error("batch has {count} messages; the limit is {limit}")]
+    TooManyMessages { count: usize, limit: usize },
+    #[error("station `{station}` judges {format} messages; send Content-Type: {expected}")]
+    UnsupportedMediaType {
+        station: String,
+        format: &'static str,
+        expected: &'static str,
+    },
+    #[error("station `{station}` is stored on {backend}; consume it from {backend} directly")]
+    NotConsumable {
+        station: String,
+        backend: &'static str,
+    },
+    #[error("{0}")]
+    Backend(#[from] BackendError),
+    #[error("station `{station}` has no dead letter {id}")]
+    DeadLetterNotFound { station: String, id: String },
+    #[error("dead letter {id} of station `{station}` was already replayed, to offset {offset}")]
+    AlreadyReplayed {
+        station: String,
+        id: u64,
+        offset: u64,
+    },
+    #[error("{0}")]
+    RegistryNotReady(String),
+    #[error("the schema source cannot be read: {0}")]
+    SourceUnavailable(String),
+    #[error(
+        "another request with this Idempotency-Key was being stored and did not finish; retry"
+    )]
+    IdempotencyKeyAbandoned,
+}
+
+impl PipelineError {
+    /// Whether this answer settles a message for good, so a retry with the same
+    /// `Idempotency-Key` gets it again: a message stored, or refused by its schema.
+    pub fn settles_the_message(&self) -> bool {
+        matches!(self, Self::SchemaViolation(_))
+    }
+}
+
+/// A schema violation as tests of every front end use it: `orders` v2, `/items/0/qty` too small,
+/// dead-lettered as `7`.
+#[cfg(test)]
+pub(crate) fn sample_violation() -> PipelineError {
+    PipelineError::SchemaViolation(Box::new(ViolationReport {
+        schema: "orders".into(),
+        version: 2,
+        violations: vec![Violation {
+            path: "/items/0/qty".into(),
+            schema_path: "/properties/items".into(),
+            reason: "-1 is less than the minimum of 1".into(),
+        }],
+        dlq_id: Some("7".into()),
+    }))
+}

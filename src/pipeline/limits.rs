@@ -1,0 +1,108 @@
+//! `[limits]`: the bounds every request is held to, and the check that the parsers and the store
+//! underneath can honour them.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::backends::embedded::MESSAGE_BYTES_CEILING;
+use crate::backends::routing::DEFAULT_MAX_IN_FLIGHT;
+use crate::formats::limits::{MessageLimits, JSON_DEPTH_CEILING, PROTOBUF_DEPTH_CEILING};
+
+/// Limits applied to every request. Each is a config key under `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest single message body, in bytes (413 above it).
+    pub max_message_bytes: usize,
+    /// Most messages in one batch request (413 above it).
+    pub max_batch_messages: usize,
+    /// Largest batch request body, in bytes (413 above it).
+    pub max_batch_bytes: usize,
+    /// Most messages one consume request may return.
+    pub max_consume_messages: usize,
+    /// Longest long-poll a consume request may ask for.
+    #[serde(with = "humantime_serde")]
+    pub max_consume_wait: Duration,
+    /// How long a message's `Idempotency-Key` is remembered: a retry within it gets the first
+    /// answer and stores nothing new.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_window: Duration,
+    /// Most bytes one Avro value's length prefix may make the decoder allocate (422 above it).
+    pub max_avro_allocation_bytes: usize,
+    /// Most messages being stored on one backend at once; past it producers get 503 with
+    /// `Retry-After` instead of queueing without bound.
+    pub max_in_flight_messages: usize,
+    /// Deepest nesting of arrays and objects in a JSON message (422 above it; at most 128).
+    pub max_json_depth: usize,
+    /// Deepest nesting of messages in a Protobuf message (422 above it; at most 100).
+    pub max_protobuf_depth: usize,
+    /// Deepest selection nesting in a GraphQL document (422 above it).
+    pub max_graphql_depth: usize,
+    /// Most lexical tokens in a GraphQL document (422 above it).
+    pub max_graphql_tokens: usize,
+    /// Longest an HTTP request may take from its headers to its answer, reading the body included
+    /// (408 past it); a consume's long-poll wait comes on top. gRPC calls get the same deadline
+    /// unless the client sets a shorter one.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Limits {
+    /// The bounds formats apply to each message.
+    pub fn message_limits(&self) -> MessageLimits {
+        MessageLimits {
+            json_depth: self.max_json_depth,
+            protobuf_depth: self.max_protobuf_depth,
+            graphql_depth: self.max_graphql_depth,
+            graphql_tokens: self.max_graphql_tokens,
+        }
+    }
+
+    /// Refuses values the parsers and the store underneath cannot honour.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_message_bytes > MESSAGE_BYTES_CEILING {
+            return Err(format!(
+                "limits.max_message_bytes is {}, but the store takes messages of at most {MESSAGE_BYTES_CEILING} bytes (1 GiB); use at most that",
+                self.max_message_bytes
+            ));
+        }
+        if self.max_json_depth > JSON_DEPTH_CEILING {
+            return Err(format!(
+                "limits.max_json_depth is {}, but JSON nesting is refused past {JSON_DEPTH_CEILING} anyway; use at most {JSON_DEPTH_CEILING}",
+                self.max_json_depth
+            ));
+        }
+        if self.max_protobuf_depth > PROTOBUF_DEPTH_CEILING {
+            return Err(format!(
+                "limits.max_protobuf_depth is {}, but Protobuf decoding stops at {PROTOBUF_DEPTH_CEILING} levels anyway; use at most {PROTOBUF_DEPTH_CEILING}",
+                self.max_protobuf_depth
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err("limits.request_timeout must be longer than zero".into());
+        }
+        Ok(())
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let message = MessageLimits::default();
+        Self {
+            max_message_bytes: 1024 * 1024,
+            max_batch_messages: 10_000,
+            max_batch_bytes: 64 * 1024 * 1024,
+            max_consume_messages: 1_000,
+            max_consume_wait: Duration::from_secs(30),
+            idempotency_window: Duration::from_secs(120),
+            max_in_flight_messages: DEFAULT_MAX_IN_FLIGHT,
+            max_avro_allocation_bytes: 16 * 1024 * 1024,
+            max_json_depth: message.json_depth,
+            max_protobuf_depth: message.protobuf_depth,
+            max_graphql_depth: message.graphql_depth,
+            max_graphql_tokens: message.graphql_tokens,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! `[registry]`: where the schema repository is and how it is kept current.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// The schema repository: a directory holding schema folders (directly or under `schemas/`)
+    /// and optionally `stations.toml`; or a git repository — a URL, or the path of a local
+    /// repository — whose `branch` is served commit by commit.
+    pub source: PathBuf,
+    /// Git sources: the branch to serve.
+    pub branch: String,
+    /// Git sources: how often the remote is fetched (besides `POST /v1/registry/sync`).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// The environment variable holding the webhook secret; when it is set and not empty,
+    /// `POST /v1/registry/sync` requires a valid `X-Hub-Signature-256` or `X-Gitlab-Token`.
+    pub webhook_secret_env: String,
+    /// Directory sources: rebuild the snapshot when files under `source` change.
+    pub watch: bool,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            source: PathBuf::from("schemas"),
+            branch: "main".to_owned(),
+            poll_interval: Duration::from_secs(30),
+            webhook_secret_env: "SLUICE_WEBHOOK_SECRET".to_owned(),
+            watch: true,
+        }
+    }
+}
