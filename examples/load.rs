@@ -73,6 +73,13 @@ struct Args {
     /// so the idle memory figure is for a registry of that size.
     #[arg(long, default_value_t = 1000)]
     extra_schemas: usize,
+    /// While the scenario runs, also send HTTP batches of this many messages to the same station
+    /// (0: none); their answers are not counted. Shows what big batches do to other requests.
+    #[arg(long, default_value_t = 0)]
+    alongside_batch: usize,
+    /// Connections sending the `--alongside-batch` batches.
+    #[arg(long, default_value_t = 2)]
+    alongside_connections: usize,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,6 +362,7 @@ async fn run(args: Args) -> Outcome {
             ))
         })
         .collect();
+    let alongside = alongside_batches(&args, &http, start, until);
     let mut total = Outcome {
         messages: 0,
         errors: 0,
@@ -369,7 +377,42 @@ async fn run(args: Args) -> Outcome {
     }
     // The last requests may finish after `until`; count the time they took.
     total.seconds = measure_from.elapsed().as_secs_f64();
+    for batches in alongside {
+        batches.await.expect("a batch connection panicked");
+    }
     total
+}
+
+/// The connections that send `--alongside-batch` batches over HTTP from `start` until `until`.
+fn alongside_batches(
+    args: &Args,
+    http: &reqwest::Client,
+    start: Instant,
+    until: Instant,
+) -> Vec<tokio::task::JoinHandle<Outcome>> {
+    if args.alongside_batch == 0 {
+        return Vec::new();
+    }
+    let batches = Args {
+        protocol: Protocol::Http,
+        batch: args.alongside_batch,
+        alongside_batch: 0,
+        ..args.clone()
+    };
+    let prepared = prepare(&batches);
+    let batches = Arc::new(batches);
+    (0..args.alongside_connections)
+        .map(|c| {
+            tokio::spawn(connection(
+                batches.clone(),
+                http.clone(),
+                prepared.clone(),
+                c * 104_729,
+                start,
+                until,
+            ))
+        })
+        .collect()
 }
 
 /// A gateway process on a temp schema repository and data dir, stopped when dropped.
@@ -561,6 +604,36 @@ fn matrix(args: &Args, runtime: &tokio::runtime::Runtime) {
                 }
             );
         }
+    }
+    println!();
+    println!("| single messages (HTTP, 8 connections) | alongside | msg/s | p50 | p99 |");
+    println!("|---|---|---|---|---|");
+    for alongside_batch in [0, 10_000] {
+        let scenario = Args {
+            url: gateway.http.clone(),
+            station: "orders".to_owned(),
+            protocol: Protocol::Http,
+            batch: 1,
+            connections: 8,
+            alongside_batch,
+            alongside_connections: 2,
+            ..args.clone()
+        };
+        let outcome = runtime.block_on(run(scenario.clone()));
+        eprintln!(
+            "{} alongside batches of {alongside_batch}",
+            outcome.line(&scenario)
+        );
+        let alongside = match alongside_batch {
+            0 => "nothing".to_owned(),
+            n => format!("2 connections sending batches of {n}"),
+        };
+        println!(
+            "| validated (JSON Schema) | {alongside} | {:.0} | {:.2} ms | {:.2} ms |",
+            outcome.per_second(),
+            outcome.millis(0.5),
+            outcome.millis(0.99)
+        );
     }
     println!();
     println!(

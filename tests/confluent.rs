@@ -30,6 +30,32 @@ fn repo() -> Repo {
     ])
 }
 
+/// Decodes framed messages (`{"topic", "format", "value_base64"}`) with Confluent's Python client
+/// reading this gateway's registry; the schema it fetched for each, and the value.
+async fn confluent_client_decodes(gw: &Gateway, framed: &[Value]) -> Value {
+    let messages_file = gw.data.path().join("framed.json");
+    std::fs::write(&messages_file, serde_json::to_vec(framed).unwrap()).unwrap();
+    let script = common::project_file("tests/clients/confluent_decode.py");
+    let base = gw.base.clone();
+    // The gateway runs on this test's runtime: the client runs on a blocking thread beside it.
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(&script)
+            .arg(&base)
+            .arg(&messages_file)
+            .output()
+            .expect("python3 runs (scripts/test installs confluent-kafka)")
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "the Confluent client failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 async fn post_raw(gw: &Gateway, path: &str, body: &Value) -> (u16, Value) {
     gw.post_bytes(
         path,
@@ -219,28 +245,7 @@ async fn confluents_python_client_reads_schemas_by_id_and_decodes_framed_message
         let value = messages[0]["value_base64"].as_str().unwrap();
         framed.push(json!({"topic": station, "format": format, "value_base64": value}));
     }
-    let messages_file = gw.data.path().join("framed.json");
-    std::fs::write(&messages_file, serde_json::to_vec(&framed).unwrap()).unwrap();
-
-    let script = common::project_file("tests/clients/confluent_decode.py");
-    let base = gw.base.clone();
-    // The gateway runs on this test's runtime: the client runs on a blocking thread beside it.
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(&script)
-            .arg(&base)
-            .arg(&messages_file)
-            .output()
-            .expect("python3 runs (scripts/test installs confluent-kafka)")
-    })
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "the Confluent client failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let decoded: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let decoded = confluent_client_decodes(&gw, &framed).await;
 
     let (_, orders) = gw.get("/subjects/orders/versions/latest").await;
     assert_eq!(decoded[0]["schema_id"], orders["id"]);
@@ -251,4 +256,132 @@ async fn confluents_python_client_reads_schemas_by_id_and_decodes_framed_message
     assert_eq!(decoded[1]["value"], click);
     assert_eq!(decoded[2]["schema_type"], "PROTOBUF");
     assert_eq!(decoded[2]["value"], payment);
+}
+
+const ADDRESS: &str = r#"{"type":"object","required":["city"],"properties":{"city":{"type":"string"},"zip":{"type":"string"}}}"#;
+const CUSTOMER: &str = r#"{"type":"object","required":["name","address"],"properties":{"name":{"type":"string"},"address":{"$ref":"../common/address.json"}}}"#;
+const MONEY: &str = "syntax = \"proto3\";\npackage acme;\nmessage Money {\n  string currency = 1;\n  int64 units = 2;\n}\n";
+const INVOICE: &str = "syntax = \"proto3\";\npackage acme;\nimport \"common/money.proto\";\nmessage Invoice {\n  string id = 1;\n  acme.Money total = 2;\n}\n";
+
+fn referring_repo() -> Repo {
+    Repo::new(&[
+        ("common/address.json", ADDRESS),
+        ("customers/v1.json", CUSTOMER),
+        ("common/money.proto", MONEY),
+        ("invoices/v1.proto", INVOICE),
+        (
+            "stations.toml",
+            "[[station]]\nname = \"customers\"\nschema = \"customers\"\nframing = \"confluent\"\n\
+             [[station]]\nname = \"invoices\"\nschema = \"invoices\"\nframing = \"confluent\"\n",
+        ),
+    ])
+}
+
+#[tokio::test]
+async fn files_a_schema_refers_to_are_served_as_referenced_subjects() {
+    let gw = Gateway::start(referring_repo(), "").await;
+    let (_, customer) = gw.get("/subjects/customers/versions/1").await;
+    assert_eq!(
+        customer["references"],
+        json!([{"name": "../common/address.json", "subject": "common/address.json", "version": 1}])
+    );
+    let (_, invoice) = gw.get("/subjects/invoices-value/versions/latest").await;
+    assert_eq!(
+        invoice["references"],
+        json!([{"name": "common/money.proto", "subject": "common/money.proto", "version": 1}])
+    );
+
+    // The referenced files are subjects of their own, with one version each.
+    let (_, subjects) = gw.get("/subjects").await;
+    assert_eq!(
+        subjects,
+        json!([
+            "common/address.json",
+            "common/money.proto",
+            "customers",
+            "invoices"
+        ])
+    );
+    let (code, file) = gw.get("/subjects/common%2Faddress.json/versions/1").await;
+    assert_eq!(code, 200, "{file}");
+    assert_eq!(
+        (file["schema"].as_str(), file["schemaType"].as_str()),
+        (Some(ADDRESS), Some("JSON"))
+    );
+    let (_, referring) = gw
+        .get("/subjects/common%2Faddress.json/versions/1/referencedby")
+        .await;
+    assert_eq!(referring, json!([customer["id"]]));
+    let (_, by_id) = gw.get(&format!("/schemas/ids/{}", customer["id"])).await;
+    assert_eq!(by_id["references"], customer["references"]);
+    assert_eq!(
+        gw.get("/subjects/common%2Faddress.json/versions/2").await.1["error_code"],
+        40402
+    );
+
+    // A lookup that names the version's references finds it; other references do not.
+    let lookup = |references: Value| {
+        let body = json!({"schema": CUSTOMER, "schemaType": "JSON", "references": references});
+        let gw = &gw;
+        async move { post_raw(gw, "/subjects/customers", &body).await }
+    };
+    let (code, found) = lookup(customer["references"].clone()).await;
+    assert_eq!((code, &found["id"]), (200, &customer["id"]), "{found}");
+    let (code, body) = lookup(
+        json!([{"name": "../common/address.json", "subject": "common/address.json", "version": 2}]),
+    )
+    .await;
+    assert_eq!(
+        (code, body["error_code"].as_u64()),
+        (404, Some(40403)),
+        "{body}"
+    );
+
+    // A candidate whose references name nothing here is an invalid schema.
+    let (code, body) = post_raw(
+        &gw,
+        "/compatibility/subjects/customers/versions/latest",
+        &json!({"schema": CUSTOMER, "schemaType": "JSON", "references": [{"name": "x.json", "subject": "nope", "version": 1}]}),
+    )
+    .await;
+    assert_eq!(
+        (code, body["error_code"].as_u64()),
+        (422, Some(42201)),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("`nope`"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn confluents_python_client_follows_references_to_decode() {
+    let gw = Gateway::start(referring_repo(), "").await;
+    let customer = json!({"name": "Ada", "address": {"city": "London", "zip": "N1"}});
+    let invoice = json!({"id": "i-1", "total": {"currency": "EUR", "units": 12}});
+    assert_eq!(gw.produce("customers", &customer).await.0, 201);
+    assert_eq!(gw.produce("invoices", &invoice).await.0, 201);
+    let mut framed = Vec::new();
+    for (station, format, message) in [
+        ("customers", "json", None),
+        ("invoices", "protobuf", Some("acme.Invoice")),
+    ] {
+        let messages = gw.consume(station, "confluent-reader", 10).await;
+        let value = messages[0]["value_base64"].as_str().unwrap();
+        framed.push(
+            json!({"topic": station, "format": format, "message": message, "value_base64": value}),
+        );
+    }
+    let decoded = confluent_client_decodes(&gw, &framed).await;
+    assert_eq!(
+        decoded[0]["references"][0]["subject"],
+        "common/address.json"
+    );
+    assert_eq!(decoded[0]["value"], customer);
+    assert_eq!(decoded[1]["references"][0]["name"], "common/money.proto");
+    assert_eq!(
+        decoded[1]["value"],
+        json!({"id": "i-1", "total": {"currency": "EUR", "units": "12"}})
+    );
 }

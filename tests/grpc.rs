@@ -471,3 +471,60 @@ async fn a_python_grpcio_client_gets_the_same_answers() {
     assert_eq!(stored[0]["key"], "py-key");
     assert_eq!(stored[0]["headers"]["origin"], "python");
 }
+
+#[tokio::test]
+async fn consume_sends_each_message_with_the_content_type_it_was_stored_with() {
+    let repo = orders_repo("");
+    repo.write(
+        "payments/v1.proto",
+        "syntax = \"proto3\";\npackage acme;\nmessage Payment {\n  string id = 1;\n  int64 cents = 2;\n}\n",
+    );
+    repo.write(
+        "clicks/v1.avsc",
+        r#"{"type":"record","name":"Click","fields":[{"name":"url","type":"string"}]}"#,
+    );
+    repo.write(
+        "stations.toml",
+        "[[station]]\nname = \"payments\"\nschema = \"payments\"\nnormalize = \"binary\"\n\n\
+         [[station]]\nname = \"clicks\"\nschema = \"clicks\"\nframing = \"confluent\"\n\n\
+         [[station]]\nname = \"raw\"\n",
+    );
+    let gw = Gateway::start(&repo, "").await;
+    let mut grpc = client(&gw).await;
+    for (station, payload, content_type, stored_as) in [
+        (
+            "payments",
+            r#"{"id": "p-1", "cents": "125"}"#,
+            "application/json",
+            "application/x-protobuf",
+        ),
+        (
+            "clicks",
+            r#"{"url": "https://shop.example/"}"#,
+            "application/json",
+            "application/vnd.confluent",
+        ),
+        ("raw", "plain words", "text/plain", "text/plain"),
+    ] {
+        let answer = grpc
+            .produce(ProduceRequest {
+                station: station.into(),
+                payload: Bytes::from(payload),
+                content_type: content_type.into(),
+                ..ProduceRequest::default()
+            })
+            .await;
+        assert!(answer.is_ok(), "{station}: {answer:?}");
+        let mut stream = grpc
+            .consume(ConsumeRequest {
+                station: station.into(),
+                group: "readers".into(),
+                max_messages: 1,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let message = stream.message().await.unwrap().expect("one message");
+        assert_eq!(message.content_type, stored_as, "{station}");
+    }
+}

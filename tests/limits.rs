@@ -7,6 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use common::{first_reason, orders_repo, valid_order, Gateway, Repo};
 use serde_json::{json, Value};
 
@@ -225,6 +226,55 @@ async fn avro_lengths_past_max_avro_allocation_bytes_are_422() {
     let (status, body) = send(vec![0x80, 0x80, 0x80, 0x80, 0x08, 0]).await;
     assert_eq!(status, 422, "{body}");
     assert!(first_reason(&body).contains("allocat"), "{body}");
+    assert_healthy(&gw).await;
+}
+
+/// A recursive Avro record: a linked list of nodes.
+const LIST_AVSC: &str =
+    r#"{"type": "record", "name": "Node", "fields": [{"name": "next", "type": ["null", "Node"]}]}"#;
+
+#[tokio::test]
+async fn a_batch_of_ten_thousand_broken_recursive_avro_datums_is_refused_item_by_item() {
+    let repo = every_format_repo();
+    repo.write("list/v1.avsc", LIST_AVSC);
+    repo.write(
+        "stations.toml",
+        "[[station]]\nname = \"orders\"\nschema = \"orders\"\n\n[[station]]\nname = \"list\"\nschema = \"list\"\n",
+    );
+    let gw = Gateway::start(&repo, "").await;
+    // Fifty nodes below the first, then a `next` with a union branch the schema does not have:
+    // every datum is read 51 levels deep before it is refused.
+    let mut broken = vec![0x02; 50];
+    broken.push(0x04);
+    let item = json!({
+        "value_base64": base64::engine::general_purpose::STANDARD.encode(&broken),
+        "content_type": "avro/binary",
+    });
+    let batch = vec![item; 10_000];
+    let (status, body) = gw
+        .post_json("/v1/stations/list/messages:batch", &json!(batch))
+        .await;
+    assert_eq!(status, 200, "{}", &body.to_string()[..500]);
+    assert_eq!(
+        (body["accepted"].as_u64(), body["rejected"].as_u64()),
+        (Some(0), Some(10_000))
+    );
+    let results = body["results"].as_array().unwrap();
+    let path = "/next".repeat(51);
+    for result in results {
+        assert_eq!(result["status"], 422);
+        let violation = &result["violations"][0];
+        assert_eq!(violation["path"], path.as_str(), "{result}");
+        assert!(
+            violation["reason"]
+                .as_str()
+                .unwrap()
+                .contains("union branch 2 is not one of its 2 branches"),
+            "{result}"
+        );
+    }
+    let (_, station) = gw.get("/v1/stations/list").await;
+    assert_eq!(station["dead_letters"]["messages"], 10_000, "{station}");
     assert_healthy(&gw).await;
 }
 

@@ -70,6 +70,22 @@ impl FormatKind {
         }
     }
 
+    /// The other repository files `text` (the file at `file`) refers to: JSON Schema `$ref`s to
+    /// other files and Protobuf imports. Avro and GraphQL schemas are self-contained.
+    pub fn references(
+        self,
+        file: &str,
+        schema_root: &str,
+        text: &str,
+        repo: &RepoFiles,
+    ) -> Vec<FileReference> {
+        match self {
+            Self::JsonSchema => json::references(file, text, repo),
+            Self::Protobuf => protobuf::imports(file, schema_root, text, repo),
+            Self::Avro | Self::GraphQl => Vec::new(),
+        }
+    }
+
     /// Whether messages sent with `encoding` can be judged by this format.
     pub fn accepts(self, encoding: &PayloadEncoding) -> bool {
         match self {
@@ -144,6 +160,14 @@ pub struct CompileInput<'a> {
     pub text: &'a str,
     pub repo: &'a RepoFiles,
     pub settings: &'a SchemaSettings,
+}
+
+/// A repository file a schema refers to: its path, and the name the schema uses for it (a
+/// `$ref` without its fragment, an import path), as Confluent's schema references name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileReference {
+    pub name: String,
+    pub file: String,
 }
 
 /// Whether a station stores messages as they were sent or in the format's binary encoding.

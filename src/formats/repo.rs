@@ -6,13 +6,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use serde_json::Value;
+
+use super::json::JsonDocuments;
 
 /// Repository files by `/`-separated path relative to the repository root.
 #[derive(Debug, Default)]
 pub struct RepoFiles {
     files: BTreeMap<String, Bytes>,
-    json_documents: OnceLock<Arc<HashMap<String, Value>>>,
+    json_documents: OnceLock<Arc<JsonDocuments>>,
     proto_files: OnceLock<Arc<HashMap<String, Bytes>>>,
 }
 
@@ -27,9 +28,9 @@ impl RepoFiles {
 
     /// Every JSON document of the repository, parsed once per tree and shared by all the JSON
     /// Schema versions compiled from it (for `$ref` resolution).
-    pub fn json_documents(&self) -> Arc<HashMap<String, Value>> {
+    pub fn json_documents(&self) -> Arc<JsonDocuments> {
         self.json_documents
-            .get_or_init(|| Arc::new(super::json::index_json_documents(self)))
+            .get_or_init(|| Arc::new(JsonDocuments::index(self)))
             .clone()
     }
 

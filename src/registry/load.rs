@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::stations::{check_station_name, Framing, StationConfig, StationsFile};
-use super::{compat, dlq_name, ids, LoadProblem, Schema, SchemaVersion, Snapshot, Station};
+use super::{
+    compat, dlq_name, ids, references, LoadProblem, Schema, SchemaVersion, Snapshot, Station,
+};
 use crate::formats::{CompileInput, FormatKind, RepoFiles, SchemaSettings};
 use crate::metrics::StationMetrics;
 
@@ -42,6 +44,8 @@ pub fn build(
 ) -> Result<Snapshot, Vec<LoadProblem>> {
     let mut problems = Vec::new();
     let (schemas, failed_schemas) = load_schemas(&files, &mut problems);
+    let support =
+        references::support_subjects(&files, schema_root(&files), &schemas, &mut problems);
     match history {
         History::Unknown => compat::check(&schemas, None, &mut problems),
         History::Since(baseline) => compat::check(&schemas, Some(baseline), &mut problems),
@@ -63,6 +67,7 @@ pub fn build(
         files,
         schemas,
         stations,
+        support,
     })
 }
 
@@ -212,6 +217,10 @@ fn load_schema(
                 file: file.path.to_owned(),
                 text: Arc::from(text),
                 compiled,
+                references: references::to_references(
+                    format.references(file.path, schema_root, text, files),
+                    schema_root,
+                ),
             }),
             Err(e) => problems.push(problem(file.path, "compile", e.message)),
         }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod git;
 pub mod ids;
 pub mod load;
+pub mod references;
 pub mod source;
 pub mod stations;
 pub mod sync;
@@ -26,6 +27,7 @@ use crate::formats::{CompiledSchema, FormatKind, Normalize, RepoFiles, SchemaSet
 use crate::metrics::StationMetrics;
 use crate::model::time::rfc3339;
 use crate::model::{BackendRef, Retention};
+use references::{Reference, SupportSubject};
 use stations::{Accept, DLQ_SUFFIX};
 
 /// Every schema and station at one revision of the repository.
@@ -39,6 +41,8 @@ pub struct Snapshot {
     pub files: Arc<RepoFiles>,
     schemas: BTreeMap<String, Arc<Schema>>,
     stations: BTreeMap<String, Arc<Station>>,
+    /// Files versions refer to that are no version themselves, as subjects of their own.
+    support: BTreeMap<String, Arc<SupportSubject>>,
 }
 
 impl Snapshot {
@@ -50,6 +54,7 @@ impl Snapshot {
             files: Arc::default(),
             schemas: BTreeMap::new(),
             stations: BTreeMap::new(),
+            support: BTreeMap::new(),
         }
     }
 
@@ -74,6 +79,15 @@ impl Snapshot {
 
     pub fn stations(&self) -> impl Iterator<Item = &Arc<Station>> {
         self.stations.values()
+    }
+
+    /// The support subject (a file versions refer to) called `name`.
+    pub fn support_subject(&self, name: &str) -> Option<&Arc<SupportSubject>> {
+        self.support.get(name)
+    }
+
+    pub fn support_subjects(&self) -> impl Iterator<Item = &Arc<SupportSubject>> {
+        self.support.values()
     }
 }
 
@@ -117,6 +131,8 @@ pub struct SchemaVersion {
     pub file: String,
     pub text: Arc<str>,
     pub compiled: Arc<dyn CompiledSchema>,
+    /// The repository files this version refers to, as Confluent references.
+    pub references: Vec<Reference>,
 }
 
 /// A station as bound in this snapshot.

@@ -564,7 +564,7 @@ fn follow<'a>(node: Node<'a>, reference: &str, schema: &'a JsonSchema) -> Option
 }
 
 /// `target` relative to the folder of `file`, with `.` and `..` applied.
-fn join_relative(file: &str, target: &str) -> String {
+pub(super) fn join_relative(file: &str, target: &str) -> String {
     let mut parts: Vec<&str> = file.split('/').collect();
     parts.pop();
     for part in target.split('/') {

@@ -18,8 +18,8 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::{
-    CompileError, CompiledSchema, Incompatibility, MessageLimits, Normalize, PayloadEncoding,
-    Valid, Violation, MAX_VIOLATIONS,
+    CompileError, CompiledSchema, FileReference, Incompatibility, MessageLimits, Normalize,
+    PayloadEncoding, Valid, Violation, MAX_VIOLATIONS,
 };
 use crate::formats::RepoFiles;
 use instance::{Borrowed, Instance, ParseError};
@@ -39,7 +39,7 @@ pub struct JsonSchema {
     /// The version's repository path, the base of relative `$ref`s.
     file: String,
     /// The repository's JSON documents, for following `$ref`s when comparing versions.
-    documents: Arc<HashMap<String, Value>>,
+    documents: Arc<JsonDocuments>,
 }
 
 impl std::fmt::Debug for JsonSchema {
@@ -166,30 +166,90 @@ fn repo_path(file: &Path) -> String {
         .join("/")
 }
 
-/// Every JSON document of a repository, keyed by the URIs a `$ref` may use to reach it: its
-/// repository path under [`REPO_URI_PREFIX`], and its top-level absolute `$id` if it has one.
-pub fn index_json_documents(files: &RepoFiles) -> HashMap<String, Value> {
-    let mut documents = HashMap::new();
-    for (path, contents) in files.iter() {
-        if !path.ends_with(".json") {
-            continue;
-        }
-        let Ok(value) = serde_json::from_slice::<Value>(contents) else {
-            continue;
-        };
-        if let Some(id) = value.get("$id").and_then(Value::as_str) {
-            if id.contains("://") {
-                documents.insert(id.trim_end_matches('#').to_owned(), value.clone());
+/// Every JSON document of a repository, parsed once per tree and shared by the versions compiled
+/// from it.
+#[derive(Debug, Default)]
+pub struct JsonDocuments {
+    /// Each document keyed by the URIs a `$ref` may use to reach it: its repository path under
+    /// [`REPO_URI_PREFIX`], and its top-level absolute `$id` if it has one.
+    by_uri: HashMap<String, Value>,
+    /// The repository path of each document with an absolute `$id`, by that `$id`.
+    path_by_id: HashMap<String, String>,
+}
+
+impl JsonDocuments {
+    pub fn index(files: &RepoFiles) -> Self {
+        let mut documents = Self::default();
+        for (path, contents) in files.iter() {
+            if !path.ends_with(".json") {
+                continue;
             }
+            let Ok(value) = serde_json::from_slice::<Value>(contents) else {
+                continue;
+            };
+            if let Some(id) = value.get("$id").and_then(Value::as_str) {
+                if id.contains("://") {
+                    let id = id.trim_end_matches('#').to_owned();
+                    documents.path_by_id.insert(id.clone(), path.to_owned());
+                    documents.by_uri.insert(id, value.clone());
+                }
+            }
+            documents
+                .by_uri
+                .insert(format!("{REPO_URI_PREFIX}{path}"), value);
         }
-        documents.insert(format!("{REPO_URI_PREFIX}{path}"), value);
+        documents
     }
-    documents
+
+    /// The document at `uri`, with the key it is stored under.
+    fn get_key_value(&self, uri: &str) -> Option<(&String, &Value)> {
+        self.by_uri.get_key_value(uri)
+    }
+}
+
+/// The other repository files a JSON Schema `text` (the file at `file`) refers to with `$ref`:
+/// by a path relative to its folder, or by another file's absolute `$id`. Named as the `$ref`s
+/// write them, without their fragments, each once.
+pub fn references(file: &str, text: &str, repo: &RepoFiles) -> Vec<FileReference> {
+    let Ok(document) = serde_json::from_str::<Value>(text) else {
+        return Vec::new();
+    };
+    let documents = repo.json_documents();
+    let mut found: Vec<FileReference> = Vec::new();
+    let mut pending = vec![&document];
+    while let Some(node) = pending.pop() {
+        match node {
+            Value::Object(map) => {
+                if let Some(reference) = map.get("$ref").and_then(Value::as_str) {
+                    let target = reference.split('#').next().unwrap_or_default();
+                    let path = if target.is_empty() {
+                        None
+                    } else if target.contains("://") {
+                        documents.path_by_id.get(target).cloned()
+                    } else {
+                        Some(compat::join_relative(file, target)).filter(|p| repo.get(p).is_some())
+                    };
+                    if let Some(path) = path.filter(|p| p != file) {
+                        if !found.iter().any(|r| r.name == target) {
+                            found.push(FileReference {
+                                name: target.to_owned(),
+                                file: path,
+                            });
+                        }
+                    }
+                }
+                pending.extend(map.values());
+            }
+            Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    found
 }
 
 /// Resolves `$ref`s to documents of the repository; refuses everything else.
 struct RepoRetriever {
-    documents: Arc<HashMap<String, Value>>,
+    documents: Arc<JsonDocuments>,
 }
 
 impl jsonschema::Retrieve for RepoRetriever {
@@ -198,7 +258,7 @@ impl jsonschema::Retrieve for RepoRetriever {
         uri: &jsonschema::Uri<String>,
     ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
         let wanted = uri.as_str().split('#').next().unwrap_or_default();
-        self.documents.get(wanted).cloned().ok_or_else(|| {
+        self.documents.by_uri.get(wanted).cloned().ok_or_else(|| {
             format!(
                 "`{wanted}` is not a file of the schema repository (references are resolved inside the repository, never fetched)"
             )

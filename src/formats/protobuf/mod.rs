@@ -25,8 +25,8 @@ use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 
 use super::confluent::split_message_indexes;
 use super::{
-    CompileError, CompileInput, CompiledSchema, MessageLimits, Normalize, PayloadEncoding, Valid,
-    Violation, MAX_VIOLATIONS,
+    CompileError, CompileInput, CompiledSchema, FileReference, MessageLimits, Normalize,
+    PayloadEncoding, RepoFiles, Valid, Violation, MAX_VIOLATIONS,
 };
 
 /// A compiled Protobuf version: the message type that judges payloads.
@@ -44,15 +44,87 @@ pub struct ProtobufSchema {
     wire_plan: Option<wire::WirePlan>,
 }
 
-/// Resolves `import`s to repository files: relative to the schema root first, then to the
-/// repository root.
+/// The repository files a `.proto` text (the file at `file`) imports, by the import path it
+/// writes; imports the repository does not hold (Google's well-known types) are left out.
+pub fn imports(file: &str, schema_root: &str, text: &str, repo: &RepoFiles) -> Vec<FileReference> {
+    let name = file.strip_prefix(schema_root).unwrap_or(file);
+    let Ok(parsed) = File::from_source(name, text) else {
+        return Vec::new();
+    };
+    parsed
+        .file_descriptor_proto()
+        .dependency
+        .iter()
+        .filter_map(|import| {
+            let path = [format!("{schema_root}{import}"), import.clone()]
+                .into_iter()
+                .find(|path| repo.get(path).is_some())?;
+            Some(FileReference {
+                name: import.clone(),
+                file: path,
+            })
+        })
+        .collect()
+}
+
+/// The encoded `FileDescriptorProto` of repository file `file` (a `.proto` no version is, which
+/// versions import), compiled with its own imports: what Confluent's clients ask for with
+/// `format=serialized` when they follow a reference to it.
+pub fn serialized_file(
+    file: &str,
+    schema_root: &str,
+    repo: &RepoFiles,
+) -> Result<Vec<u8>, CompileError> {
+    let name = file.strip_prefix(schema_root).unwrap_or(file);
+    let text = repo
+        .get(file)
+        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+        .ok_or_else(|| CompileError::new(format!("{file} is not a text file of the repository")))?;
+    let compiler = compiler_for(name, text, schema_root, repo)?;
+    let pool = compiler.descriptor_pool();
+    let compiled = pool
+        .get_file_by_name(name)
+        .expect("the compiled file is in its pool");
+    Ok(compiled.file_descriptor_proto().encode_to_vec())
+}
+
+/// A protox compiler that has compiled `name` (whose source is `text`), with its imports from
+/// the repository and Google's well-known types.
+fn compiler_for(
+    name: &str,
+    text: &str,
+    schema_root: &str,
+    repo: &RepoFiles,
+) -> Result<protox::Compiler, CompileError> {
+    let mut resolver = ChainFileResolver::new();
+    resolver.add(RepoResolver {
+        compiled: (name.to_owned(), text.to_owned()),
+        proto_files: repo.proto_files(),
+        schema_root: schema_root.to_owned(),
+    });
+    resolver.add(GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    compiler.include_imports(true);
+    compiler
+        .open_file(name)
+        .map_err(|e| CompileError::new(e.to_string()))?;
+    Ok(compiler)
+}
+
+/// Resolves the file being compiled to its text, and `import`s to repository files: relative to
+/// the schema root first, then to the repository root.
 struct RepoResolver {
+    /// The file being compiled, by the name protox opens it with, and its text.
+    compiled: (String, String),
     proto_files: Arc<HashMap<String, Bytes>>,
     schema_root: String,
 }
 
 impl FileResolver for RepoResolver {
     fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+        if name == self.compiled.0 {
+            return File::from_source(name, &self.compiled.1);
+        }
         let found = [format!("{}{name}", self.schema_root), name.to_owned()]
             .into_iter()
             .find_map(|path| self.proto_files.get(&path));
@@ -70,17 +142,7 @@ impl ProtobufSchema {
             .file
             .strip_prefix(input.schema_root)
             .unwrap_or(input.file);
-        let mut resolver = ChainFileResolver::new();
-        resolver.add(RepoResolver {
-            proto_files: input.repo.proto_files(),
-            schema_root: input.schema_root.to_owned(),
-        });
-        resolver.add(GoogleFileResolver::new());
-        let mut compiler = protox::Compiler::with_file_resolver(resolver);
-        compiler.include_imports(true);
-        compiler
-            .open_file(name)
-            .map_err(|e| CompileError::new(e.to_string()))?;
+        let compiler = compiler_for(name, input.text, input.schema_root, input.repo)?;
         let pool = compiler.descriptor_pool();
         let message = match &input.settings.message {
             Some(wanted) => pool.get_message_by_name(wanted).ok_or_else(|| {
