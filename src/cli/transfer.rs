@@ -127,45 +127,21 @@ async fn produce_async(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         schema_version: args.schema_version,
         deliver_after: args.deliver_after.clone(),
     };
-    let (mut input, size, name) = open_input(args.file.as_ref())?;
+    let (input, size, name) = open_input(args.file.as_ref())?;
     if args.whole {
-        let mut payload = Vec::new();
-        input
-            .read_to_end(&mut payload)
-            .with_context(|| format!("cannot read {name}"))?;
-        let content_type = args.content_type.clone().unwrap_or_else(|| {
-            if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_ok() {
-                "application/json".to_owned()
-            } else {
-                "application/octet-stream".to_owned()
-            }
-        });
-        return match client
-            .produce_one(&args.station, Bytes::from(payload), &content_type, &options)
-            .await
-        {
-            Ok(offset) => {
-                eprintln!("accepted 1 message at offset {offset} of {}", args.station);
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(sluice::client::ClientError::Refused {
-                status: 422,
-                message,
-                ..
-            }) => {
-                eprintln!("rejected: {message}");
-                Ok(ExitCode::FAILURE)
-            }
-            Err(e) => Err(e.into()),
-        };
+        return produce_whole(&client, &args, &options, input, &name).await;
     }
-
     let progress = progress_bar(size);
     let started = Instant::now();
+    let mut batcher = Batcher {
+        client: &client,
+        station: &args.station,
+        options: &options,
+        body: Vec::with_capacity(64 * 1024),
+        lines: Vec::new(),
+        summary: Summary::default(),
+    };
     let reader = BufReader::with_capacity(1 << 20, input);
-    let mut summary = Summary::default();
-    let mut batch = Vec::with_capacity(64 * 1024);
-    let mut batch_lines = Vec::new();
     let mut bytes_read = 0u64;
     for (index, line) in reader.split(b'\n').enumerate() {
         let mut line = line.with_context(|| format!("cannot read {name}"))?;
@@ -176,18 +152,11 @@ async fn produce_async(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        envelope_line(&line, &mut batch);
-        batch_lines.push(index + 1);
-        if batch_lines.len() == args.batch_size as usize {
-            send_batch(
-                &client,
-                &args.station,
-                &options,
-                &mut batch,
-                &mut batch_lines,
-                &mut summary,
-            )
-            .await?;
+        envelope_line(&line, &mut batcher.body);
+        batcher.lines.push(index + 1);
+        if batcher.lines.len() == args.batch_size as usize {
+            batcher.send().await?;
+            let summary = &batcher.summary;
             progress.set_position(size.map_or(summary.sent(), |_| bytes_read));
             progress.set_message(format!(
                 "{} accepted, {} rejected",
@@ -195,35 +164,48 @@ async fn produce_async(args: ProduceArgs) -> anyhow::Result<ExitCode> {
             ));
         }
     }
-    send_batch(
-        &client,
-        &args.station,
-        &options,
-        &mut batch,
-        &mut batch_lines,
-        &mut summary,
-    )
-    .await?;
+    batcher.send().await?;
     progress.finish_and_clear();
-    let elapsed = started.elapsed().as_secs_f64();
-    eprintln!(
-        "{}: {} accepted, {} rejected, in {:.1}s ({:.0} messages/s)",
-        args.station,
-        summary.accepted,
-        summary.rejected,
-        elapsed,
-        summary.sent() as f64 / elapsed.max(1e-9)
-    );
-    if summary.rejected > MAX_REJECTIONS_SHOWN as u64 {
-        eprintln!(
-            "(the first {MAX_REJECTIONS_SHOWN} rejected lines are shown above; the dead-letter queue has them all)"
-        );
+    Ok(batcher.summary.report(&args.station, started.elapsed()))
+}
+
+/// `--whole`: the input as one message.
+async fn produce_whole(
+    client: &GatewayClient,
+    args: &ProduceArgs,
+    options: &ProduceOptions,
+    mut input: Box<dyn Read>,
+    name: &str,
+) -> anyhow::Result<ExitCode> {
+    let mut payload = Vec::new();
+    input
+        .read_to_end(&mut payload)
+        .with_context(|| format!("cannot read {name}"))?;
+    let content_type = args.content_type.clone().unwrap_or_else(|| {
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_ok() {
+            "application/json".to_owned()
+        } else {
+            "application/octet-stream".to_owned()
+        }
+    });
+    match client
+        .produce_one(&args.station, Bytes::from(payload), &content_type, options)
+        .await
+    {
+        Ok(offset) => {
+            eprintln!("accepted 1 message at offset {offset} of {}", args.station);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(sluice::client::ClientError::Refused {
+            status: 422,
+            message,
+            ..
+        }) => {
+            eprintln!("rejected: {message}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
     }
-    Ok(if summary.rejected == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }
 
 #[derive(Default)]
@@ -236,6 +218,39 @@ impl Summary {
     fn sent(&self) -> u64 {
         self.accepted + self.rejected
     }
+
+    /// Prints the totals; the exit code says whether any line was rejected.
+    fn report(&self, station: &str, elapsed: Duration) -> ExitCode {
+        let elapsed = elapsed.as_secs_f64();
+        eprintln!(
+            "{station}: {} accepted, {} rejected, in {elapsed:.1}s ({:.0} messages/s)",
+            self.accepted,
+            self.rejected,
+            self.sent() as f64 / elapsed.max(1e-9)
+        );
+        if self.rejected > MAX_REJECTIONS_SHOWN as u64 {
+            eprintln!(
+                "(the first {MAX_REJECTIONS_SHOWN} rejected lines are shown above; the dead-letter queue has them all)"
+            );
+        }
+        if self.rejected == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Lines gathered into one batch request, and what the requests sent so far were answered.
+struct Batcher<'a> {
+    client: &'a GatewayClient,
+    station: &'a str,
+    options: &'a ProduceOptions,
+    /// The batch's NDJSON envelope.
+    body: Vec<u8>,
+    /// The input line number of each message in `body`.
+    lines: Vec<usize>,
+    summary: Summary,
 }
 
 fn progress_bar(size: Option<u64>) -> ProgressBar {
@@ -260,38 +275,37 @@ fn progress_bar(size: Option<u64>) -> ProgressBar {
     bar
 }
 
-/// Sends the pending batch, if any, and reports its rejected lines.
-async fn send_batch(
-    client: &GatewayClient,
-    station: &str,
-    options: &ProduceOptions,
-    batch: &mut Vec<u8>,
-    lines: &mut Vec<usize>,
-    summary: &mut Summary,
-) -> anyhow::Result<()> {
-    if lines.is_empty() {
-        return Ok(());
-    }
-    let body = Bytes::from(std::mem::take(batch));
-    let results = client.produce_batch(station, body, options).await?;
-    anyhow::ensure!(
-        results.len() == lines.len(),
-        "the gateway answered {} results for {} messages",
-        results.len(),
-        lines.len()
-    );
-    for (result, line) in results.iter().zip(lines.iter()) {
-        if result.status == 201 {
-            summary.accepted += 1;
-        } else {
-            summary.rejected += 1;
-            if summary.rejected <= MAX_REJECTIONS_SHOWN as u64 {
-                eprintln!("line {line}: {}", describe_rejection(result));
+impl Batcher<'_> {
+    /// Sends the pending batch, if any, and reports its rejected lines.
+    async fn send(&mut self) -> anyhow::Result<()> {
+        if self.lines.is_empty() {
+            return Ok(());
+        }
+        let body = Bytes::from(std::mem::take(&mut self.body));
+        let results = self
+            .client
+            .produce_batch(self.station, body, self.options)
+            .await?;
+        anyhow::ensure!(
+            results.len() == self.lines.len(),
+            "the gateway answered {} results for {} messages",
+            results.len(),
+            self.lines.len()
+        );
+        let summary = &mut self.summary;
+        for (result, line) in results.iter().zip(&self.lines) {
+            if result.status == 201 {
+                summary.accepted += 1;
+            } else {
+                summary.rejected += 1;
+                if summary.rejected <= MAX_REJECTIONS_SHOWN as u64 {
+                    eprintln!("line {line}: {}", describe_rejection(result));
+                }
             }
         }
+        self.lines.clear();
+        Ok(())
     }
-    lines.clear();
-    Ok(())
 }
 
 fn describe_rejection(result: &ItemResult) -> String {

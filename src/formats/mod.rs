@@ -15,6 +15,7 @@ pub mod protobuf;
 mod repo;
 mod settings;
 
+use std::any::Any;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -187,8 +188,47 @@ pub struct Valid {
     pub is_json: bool,
 }
 
+impl Valid {
+    /// The payload itself, stored as it was sent.
+    pub fn as_sent(payload: &Bytes, encoding: &PayloadEncoding) -> Self {
+        Self {
+            value: payload.clone(),
+            is_json: encoding.is_json(),
+        }
+    }
+}
+
+/// The (breaks, rule, path) of each change from `old` to `new`, two versions of one format: what
+/// the formats' compatibility tests compare.
+#[cfg(test)]
+pub(crate) fn changes_between<T: Evolution>(
+    old: &T,
+    new: &T,
+) -> Vec<(Breaks, &'static str, String)> {
+    T::changes(old, new)
+        .into_iter()
+        .map(|change| (change.breaks, change.rule, change.path))
+        .collect()
+}
+
+/// How `schema` judges `message` sent as JSON, with the default limits: for the formats' tests.
+#[cfg(test)]
+pub(crate) fn judge_json(
+    schema: &dyn CompiledSchema,
+    message: &serde_json::Value,
+) -> Result<(), Vec<Violation>> {
+    schema
+        .validate(
+            &Bytes::from(message.to_string()),
+            &PayloadEncoding::Json,
+            Normalize::AsSent,
+            &MessageLimits::default(),
+        )
+        .map(drop)
+}
+
 /// A compiled schema version: the object the hot path calls.
-pub trait CompiledSchema: Send + Sync + std::fmt::Debug {
+pub trait CompiledSchema: Compare + Send + Sync + std::fmt::Debug {
     /// Judges one message sent with `encoding` (one [`FormatKind::accepts`]). For
     /// [`PayloadEncoding::ConfluentFramed`], `payload` is what follows the schema id. On failure
     /// returns the reasons, at most [`MAX_VIOLATIONS`]. A message past `limits` fails with a
@@ -218,14 +258,39 @@ pub trait CompiledSchema: Send + Sync + std::fmt::Debug {
     fn serialized_descriptor(&self) -> Option<Vec<u8>> {
         None
     }
+}
 
-    /// What changed from `older` (a version of the same schema, same format) to this version that
-    /// breaks readers, each change tagged with the readers it breaks. The registry decides, from
-    /// the schema's compatibility mode, which of them refuse a commit.
+/// Comparing versions of one format: what changed from `older` to `newer` that breaks readers,
+/// each change tagged with the readers it breaks. The registry decides, from the schema's
+/// compatibility mode, which of them refuse a commit. Each format implements this; [`Compare`]
+/// follows from it.
+pub trait Evolution: Any {
+    fn changes(older: &Self, newer: &Self) -> Vec<Incompatibility>
+    where
+        Self: Sized;
+}
+
+/// [`Evolution`] through the trait object: the changes from `older`, a version of the same
+/// schema, to this one.
+pub trait Compare: Any {
     fn changes_since(&self, older: &dyn CompiledSchema) -> Vec<Incompatibility>;
+}
 
-    /// For [`Self::changes_since`]: the concrete type behind the trait object.
-    fn as_any(&self) -> &dyn std::any::Any;
+impl<T: Evolution> Compare for T {
+    fn changes_since(&self, older: &dyn CompiledSchema) -> Vec<Incompatibility> {
+        let older: &dyn Any = older;
+        match older.downcast_ref::<T>() {
+            Some(older) => T::changes(older, self),
+            // Versions of one schema share a format: anything else is a registry bug, reported
+            // as a change rather than a panic.
+            None => vec![Incompatibility::new(
+                Breaks::Both,
+                "format_changed",
+                "",
+                "the versions use different schema formats",
+            )],
+        }
+    }
 }
 
 /// Which readers a schema change breaks, in Confluent's terms.
@@ -275,21 +340,6 @@ impl Incompatibility {
             message: message.into(),
         }
     }
-}
-
-/// `older` as the concrete schema type `T`; versions of one schema share a format, so anything
-/// else is a registry bug, reported as a change rather than a panic.
-pub(crate) fn same_format<T: 'static>(
-    older: &dyn CompiledSchema,
-) -> Result<&T, Vec<Incompatibility>> {
-    older.as_any().downcast_ref::<T>().ok_or_else(|| {
-        vec![Incompatibility::new(
-            Breaks::Both,
-            "format_changed",
-            "",
-            "the versions use different schema formats",
-        )]
-    })
 }
 
 /// A schema version that does not compile.

@@ -13,10 +13,8 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument as _;
 
 use super::errors::ApiError;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, REQUEST_ID_HEADER};
 
-/// The request id header, on requests and answers.
-pub const REQUEST_ID: &str = "sluice-request-id";
 /// Longest request id taken from a client; a longer or non-ASCII one is replaced.
 const MAX_CLIENT_REQUEST_ID: usize = 128;
 
@@ -58,7 +56,7 @@ pub async fn traced(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let sent = request
         .headers()
-        .get(REQUEST_ID)
+        .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok());
     let id = client_or_new_request_id(sent);
     let route = request
@@ -75,7 +73,7 @@ pub async fn traced(mut request: Request, next: Next) -> Response {
     if let Ok(mut value) = HeaderValue::from_str(&id) {
         // Never indexed by HTTP/2's header compression: every request's id differs.
         value.set_sensitive(true);
-        response.headers_mut().insert(REQUEST_ID, value);
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     crate::metrics::http_request(&route, method.as_str(), status, started.elapsed());
     tracing::debug!(parent: &span, took_us = started.elapsed().as_micros() as u64, "answered");

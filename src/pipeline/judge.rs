@@ -339,3 +339,176 @@ fn version_refusal(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::registry::load::snapshot_of;
+    use crate::registry::Snapshot;
+
+    const ORDER_V1: &str =
+        r#"{"type":"object","required":["id"],"properties":{"id":{"type":"string"}}}"#;
+    const ORDER_V2: &str = r#"{"type":"object","required":["id","qty"],"properties":{"id":{"type":"string"},"qty":{"type":"integer","minimum":1}}}"#;
+
+    fn snapshot() -> Snapshot {
+        snapshot_of(&[
+            ("orders/v1.json", ORDER_V1),
+            ("orders/v2.json", ORDER_V2),
+            ("orders/schema.toml", "compatibility = \"none\"\n"),
+            (
+                "stations.toml",
+                "[[station]]\nname = \"any\"\nschema = \"orders\"\naccept = \">=1\"\n\n\
+                 [[station]]\nname = \"latest\"\nschema = \"orders\"\n\n\
+                 [[station]]\nname = \"raw\"\n",
+            ),
+        ])
+    }
+
+    fn judge(snapshot: &Snapshot, station: &str, message: Incoming) -> Judged {
+        let limits = MessageLimits::default();
+        let station = snapshot.station(station).unwrap();
+        Judge::new(station, 64, &limits).judge(message, &mut ValidationTally::default())
+    }
+
+    fn json(payload: &str) -> Incoming {
+        Incoming {
+            payload: Bytes::from(payload.to_owned()),
+            content_type: Some("application/json".into()),
+            ..Incoming::default()
+        }
+    }
+
+    fn version_of(judged: Judged) -> Result<Option<u32>, PipelineError> {
+        match judged {
+            Judged::Valid(record) => Ok(record.schema_version),
+            Judged::Invalid(record, _) => Ok(record.schema_version),
+            Judged::Refused(error) => Err(error),
+        }
+    }
+
+    #[test]
+    fn the_newest_accepted_version_judges_unless_the_producer_names_one() {
+        let snapshot = snapshot();
+        let message = || json(r#"{"id":"a","qty":2}"#);
+        assert_eq!(
+            version_of(judge(&snapshot, "any", message())).unwrap(),
+            Some(2)
+        );
+        let asked = |v| Incoming {
+            schema_version: Some(v),
+            ..message()
+        };
+        assert_eq!(
+            version_of(judge(&snapshot, "any", asked(1))).unwrap(),
+            Some(1)
+        );
+        assert!(matches!(
+            version_of(judge(&snapshot, "any", asked(3))),
+            Err(PipelineError::UnknownSchemaVersion { newest: 2, .. })
+        ));
+        assert!(matches!(
+            version_of(judge(&snapshot, "latest", asked(1))),
+            Err(PipelineError::VersionNotAccepted { version: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn a_schema_less_station_stores_what_it_was_sent_with_its_type() {
+        let snapshot = snapshot();
+        let message = Incoming {
+            payload: Bytes::from_static(b"plain words"),
+            content_type: Some("text/plain; charset=utf-8".into()),
+            ..Incoming::default()
+        };
+        let Judged::Valid(record) = judge(&snapshot, "raw", message) else {
+            panic!("a schema-less station takes anything")
+        };
+        assert_eq!(record.value, Bytes::from_static(b"plain words"));
+        assert_eq!(record.content, ContentKind::Other("text/plain".into()));
+        assert_eq!(record.schema_version, None);
+        assert_eq!(
+            record.provenance.content_type.as_deref(),
+            Some("text/plain; charset=utf-8")
+        );
+    }
+
+    #[test]
+    fn a_failed_message_becomes_a_dead_letter_that_says_why_and_who_sent_it() {
+        let snapshot = snapshot();
+        let message = Incoming {
+            request_id: Some("req-7".into()),
+            headers: vec![("trace".into(), "t-1".into())],
+            ..json(r#"{"id":"a","qty":0}"#)
+        };
+        let Judged::Invalid(dead, report) = judge(&snapshot, "any", message) else {
+            panic!("qty 0 is below the minimum")
+        };
+        assert_eq!((report.schema.as_str(), report.version), ("orders", 2));
+        assert_eq!(report.violations[0].path, "/qty");
+        assert_eq!(dead.value, Bytes::from_static(br#"{"id":"a","qty":0}"#));
+        let why = dead.dead_letter.expect("a dead letter says why");
+        assert_eq!(
+            (why.station.as_str(), why.error.as_str(), why.schema_version),
+            ("any", "schema_violation", Some(2))
+        );
+        assert_eq!(why.violations, report.violations);
+        assert_eq!(why.content_type.as_deref(), Some("application/json"));
+        assert_eq!(
+            dead.headers,
+            [
+                ("trace".to_owned(), "t-1".to_owned()),
+                (REQUEST_ID_HEADER.to_owned(), "req-7".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_message_past_the_limit_or_of_another_type_is_refused_unjudged() {
+        let snapshot = snapshot();
+        let large = json(&format!(r#"{{"id":"{}"}}"#, "x".repeat(64)));
+        assert!(matches!(
+            judge(&snapshot, "any", large),
+            Judged::Refused(PipelineError::MessageTooLarge { limit: 64 })
+        ));
+        let avro = Incoming {
+            content_type: Some("avro/binary".into()),
+            ..json("{}")
+        };
+        assert!(matches!(
+            judge(&snapshot, "any", avro),
+            Judged::Refused(PipelineError::UnsupportedMediaType { .. })
+        ));
+    }
+
+    #[test]
+    fn a_confluent_frame_names_its_version_by_id() {
+        let snapshot = snapshot();
+        let v1 = snapshot.schema("orders").unwrap().version(1).unwrap().id;
+        let framed = |id: u32, version: Option<u32>| {
+            let mut payload = vec![0u8];
+            payload.extend(id.to_be_bytes());
+            payload.extend(br#"{"id":"a"}"#);
+            Incoming {
+                payload: Bytes::from(payload),
+                content_type: Some("application/vnd.confluent".into()),
+                schema_version: version,
+                ..Incoming::default()
+            }
+        };
+        let Judged::Valid(record) = judge(&snapshot, "any", framed(v1, None)) else {
+            panic!("v1 takes an order without qty")
+        };
+        assert_eq!(record.schema_version, Some(1));
+        assert_eq!(record.content, ContentKind::ConfluentFramed);
+        assert!(matches!(
+            judge(&snapshot, "any", framed(v1, Some(2))),
+            Judged::Refused(PipelineError::InvalidRequest(_))
+        ));
+        let Judged::Invalid(_, report) = judge(&snapshot, "any", framed(7, None)) else {
+            panic!("an id of no version of the schema is a violation")
+        };
+        assert!(report.violations[0].reason.contains("schema id 7"));
+    }
+}

@@ -55,7 +55,8 @@ pub struct Incoming {
     pub request_id: Option<Arc<str>>,
 }
 
-/// The header a dead letter keeps its request id in.
+/// The request id's header: on HTTP requests and answers, in gRPC metadata, and among a dead
+/// letter's headers.
 pub const REQUEST_ID_HEADER: &str = "sluice-request-id";
 
 impl Incoming {

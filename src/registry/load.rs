@@ -269,91 +269,94 @@ fn load_stations(
 
     let mut stations = BTreeMap::new();
     for (origin, config) in configs {
-        let station_problem = |message: String| {
-            problem(
+        let name = config.name.clone();
+        let bound = if stations.contains_key(&name) {
+            Err(Some("declared twice".to_owned()))
+        } else {
+            bind_station(config, schemas, failed_schemas)
+        };
+        match bound {
+            Ok(station) => {
+                stations.insert(name, Arc::new(station));
+            }
+            Err(Some(message)) => problems.push(problem(
                 origin,
                 "station",
-                format!("station `{}`: {message}", config.name),
-            )
-        };
-        if let Err(message) = check_station_name(&config.name) {
-            problems.push(station_problem(message));
-            continue;
+                format!("station `{name}`: {message}"),
+            )),
+            // Its schema failed to load, which was reported already.
+            Err(None) => {}
         }
-        if stations.contains_key(&config.name) {
-            problems.push(station_problem("declared twice".into()));
-            continue;
-        }
-        let schema = match &config.schema {
-            None => None,
-            Some(name) => match schemas.get(name) {
-                Some(schema) => Some(schema.clone()),
-                None => {
-                    // A schema that failed to load was already reported; don't pile on.
-                    if !failed_schemas.contains(name) {
-                        problems.push(station_problem(format!("no schema named `{name}`")));
-                    }
-                    continue;
-                }
-            },
-        };
-        let newest = schema.as_ref().map_or(0, |s| s.newest());
-        let accepted = match &schema {
-            None => (0, 0),
-            Some(_) => match config.accept.range(newest) {
-                Some(range) => range,
-                None => {
-                    problems.push(station_problem(format!(
-                        "accept = \"{}\" matches no version of schema `{}` (it has versions 1 to {newest})",
-                        config.accept,
-                        config.schema.as_deref().unwrap_or_default()
-                    )));
-                    continue;
-                }
-            },
-        };
-        if let Some(alert) = &config.alert {
-            if !(alert.rejection_rate > 0.0 && alert.rejection_rate <= 1.0) {
-                problems.push(station_problem(format!(
-                    "alert.rejection_rate is {}, but must be a fraction above 0 and at most 1",
-                    alert.rejection_rate
-                )));
-                continue;
-            }
-        }
-        if config.framing == Framing::Confluent {
-            let framable = schema.as_ref().is_some_and(|s| {
-                matches!(
-                    s.format,
-                    FormatKind::JsonSchema | FormatKind::Avro | FormatKind::Protobuf
-                )
-            });
-            if !framable {
-                problems.push(station_problem(
-                    "framing = \"confluent\" needs a JSON Schema, Avro or Protobuf schema".into(),
-                ));
-                continue;
-            }
-        }
-        let station = Station {
-            framing: config.framing,
-            dlq_name: dlq_name(&config.name),
-            name: config.name.clone(),
-            schema,
-            accept: config.accept,
-            backend: config.backend,
-            dlq: config.dlq,
-            retention: config.retention,
-            ack_timeout: config.ack_timeout,
-            max_deliveries: config.max_deliveries,
-            normalize: config.normalize,
-            accepted,
-            metrics: StationMetrics::new(&config.name),
-            alert: config.alert,
-        };
-        stations.insert(config.name, Arc::new(station));
     }
     stations
+}
+
+/// Binds one station to its schema and checks its settings against it. `Err(None)`: its schema
+/// did not load (a problem already reported).
+fn bind_station(
+    config: StationConfig,
+    schemas: &BTreeMap<String, Arc<Schema>>,
+    failed_schemas: &HashSet<String>,
+) -> Result<Station, Option<String>> {
+    check_station_name(&config.name)?;
+    let schema = match &config.schema {
+        None => None,
+        Some(name) if failed_schemas.contains(name) => return Err(None),
+        Some(name) => Some(
+            schemas
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("no schema named `{name}`"))?,
+        ),
+    };
+    let accepted = match &schema {
+        None => (0, 0),
+        Some(schema) => config.accept.range(schema.newest()).ok_or_else(|| {
+            format!(
+                "accept = \"{}\" matches no version of schema `{}` (it has versions 1 to {})",
+                config.accept,
+                schema.name,
+                schema.newest()
+            )
+        })?,
+    };
+    if let Some(alert) = &config.alert {
+        if !(alert.rejection_rate > 0.0 && alert.rejection_rate <= 1.0) {
+            return Err(Some(format!(
+                "alert.rejection_rate is {}, but must be a fraction above 0 and at most 1",
+                alert.rejection_rate
+            )));
+        }
+    }
+    if config.framing == Framing::Confluent {
+        let framable = schema.as_ref().is_some_and(|s| {
+            matches!(
+                s.format,
+                FormatKind::JsonSchema | FormatKind::Avro | FormatKind::Protobuf
+            )
+        });
+        if !framable {
+            return Err(Some(
+                "framing = \"confluent\" needs a JSON Schema, Avro or Protobuf schema".into(),
+            ));
+        }
+    }
+    Ok(Station {
+        framing: config.framing,
+        dlq_name: dlq_name(&config.name),
+        metrics: StationMetrics::new(&config.name),
+        name: config.name,
+        schema,
+        accept: config.accept,
+        backend: config.backend,
+        dlq: config.dlq,
+        retention: config.retention,
+        ack_timeout: config.ack_timeout,
+        max_deliveries: config.max_deliveries,
+        normalize: config.normalize,
+        accepted,
+        alert: config.alert,
+    })
 }
 
 fn read_toml<T: serde::de::DeserializeOwned>(files: &RepoFiles, path: &str) -> Result<T, String> {

@@ -68,10 +68,15 @@ impl Repo {
     }
 
     pub fn write(&self, path: &str, contents: &str) {
-        let full = self.dir.path().join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, contents).unwrap();
+        write_file(self.dir.path(), path, contents);
     }
+}
+
+/// Writes `contents` to `path` below `root`, making its folders.
+fn write_file(root: &Path, path: &str, contents: &str) {
+    let full = root.join(path);
+    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+    std::fs::write(full, contents).unwrap();
 }
 
 /// A git repository in a temp dir, changed by commits as a schema author would (with the `git`
@@ -107,9 +112,7 @@ impl GitRepo {
     }
 
     pub fn write(&self, path: &str, contents: &str) {
-        let full = self.dir.path().join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, contents).unwrap();
+        write_file(self.dir.path(), path, contents);
     }
 
     pub fn remove(&self, path: &str) {

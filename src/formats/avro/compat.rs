@@ -7,26 +7,28 @@ use apache_avro::error::CompatibilityError;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 
 use super::AvroSchema;
-use crate::formats::{Breaks, Incompatibility};
+use crate::formats::{Breaks, Evolution, Incompatibility};
 
 /// What changed from `old` to `new` that breaks readers of either.
-pub(super) fn changes(old: &AvroSchema, new: &AvroSchema) -> Vec<Incompatibility> {
-    let mut found = Vec::new();
-    for (breaks, writer, reader, reader_name) in [
-        (Breaks::Backward, old, new, "the new version"),
-        (Breaks::Forward, new, old, "the old version"),
-    ] {
-        if let Err(error) = SchemaCompatibility::can_read(&writer.schema, &reader.schema) {
-            let (rule, path, cause) = describe(&error, String::new());
-            found.push(Incompatibility::new(
-                breaks,
-                rule,
-                if path.is_empty() { "/".into() } else { path },
-                format!("{reader_name} cannot resolve data of the other: {cause}"),
-            ));
+impl Evolution for AvroSchema {
+    fn changes(old: &Self, new: &Self) -> Vec<Incompatibility> {
+        let mut found = Vec::new();
+        for (breaks, writer, reader, reader_name) in [
+            (Breaks::Backward, old, new, "the new version"),
+            (Breaks::Forward, new, old, "the old version"),
+        ] {
+            if let Err(error) = SchemaCompatibility::can_read(&writer.schema, &reader.schema) {
+                let (rule, path, cause) = describe(&error, String::new());
+                found.push(Incompatibility::new(
+                    breaks,
+                    rule,
+                    if path.is_empty() { "/".into() } else { path },
+                    format!("{reader_name} cannot resolve data of the other: {cause}"),
+                ));
+            }
         }
+        found
     }
-    found
 }
 
 /// The rule, field path and sentence for a resolution failure, unwrapping nested field errors.
@@ -58,14 +60,9 @@ fn describe(error: &CompatibilityError, path: String) -> (&'static str, String, 
 mod tests {
     use super::super::compile_for_test as compile;
     use super::*;
-    use crate::formats::CompiledSchema;
 
     fn rules(old: &str, new: &str) -> Vec<(Breaks, &'static str, String)> {
-        compile(new)
-            .changes_since(&compile(old))
-            .into_iter()
-            .map(|c| (c.breaks, c.rule, c.path))
-            .collect()
+        crate::formats::changes_between(&compile(old), &compile(new))
     }
 
     const V1: &str =

@@ -8,7 +8,8 @@ use apache_avro::Schema;
 use serde_json::Value as Json;
 
 use super::{
-    full_name, not_a_time_of_day, type_name, violation, AvroSchema, JsonEncoding, DAY_MILLIS,
+    full_name, not_a_time_of_day, timestamps, type_name, violation, AvroSchema, JsonEncoding,
+    DAY_MILLIS,
 };
 use crate::formats::{pointer_escape, preview, Violation, MAX_VIOLATIONS};
 
@@ -70,13 +71,7 @@ impl AvroSchema {
                 },
                 None => mismatch(out, "a time-micros long"),
             },
-            Schema::Long
-            | Schema::TimestampMillis
-            | Schema::TimestampMicros
-            | Schema::TimestampNanos
-            | Schema::LocalTimestampMillis
-            | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos => {
+            Schema::Long | timestamps!() => {
                 value.as_i64().is_some() || mismatch(out, "a long (64-bit)")
             }
             Schema::Float | Schema::Double => value.is_number() || mismatch(out, "a number"),

@@ -48,6 +48,20 @@ pub enum JsonEncoding {
 }
 
 const DAY_MILLIS: i64 = 86_400_000;
+
+/// The pattern of the logical types written as a plain `long` and bounded by nothing but it: the
+/// timestamps, local or not, in milli-, micro- and nanoseconds.
+macro_rules! timestamps {
+    () => {
+        apache_avro::Schema::TimestampMillis
+            | apache_avro::Schema::TimestampMicros
+            | apache_avro::Schema::TimestampNanos
+            | apache_avro::Schema::LocalTimestampMillis
+            | apache_avro::Schema::LocalTimestampMicros
+            | apache_avro::Schema::LocalTimestampNanos
+    };
+}
+use timestamps;
 /// Deepest nesting of records, arrays and maps a binary datum may have (as prost allows Protobuf).
 const MAX_NESTING: usize = 100;
 
@@ -115,25 +129,11 @@ impl CompiledSchema for AvroSchema {
             let framed = *encoding == PayloadEncoding::ConfluentFramed;
             self.validate_binary(payload, !framed)?;
         }
-        Ok(Valid {
-            value: payload.clone(),
-            is_json: encoding.is_json(),
-        })
+        Ok(Valid::as_sent(payload, encoding))
     }
 
     fn written_with_this_version(&self, payload: &Bytes, encoding: &PayloadEncoding) -> bool {
         *encoding == PayloadEncoding::Avro && payload.starts_with(&self.single_object_header)
-    }
-
-    fn changes_since(&self, older: &dyn CompiledSchema) -> Vec<super::Incompatibility> {
-        match super::same_format::<Self>(older) {
-            Ok(older) => compat::changes(older, self),
-            Err(changed) => changed,
-        }
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }
 
@@ -186,14 +186,7 @@ fn type_name(schema: &Schema) -> String {
         Schema::Null => "null".into(),
         Schema::Boolean => "boolean".into(),
         Schema::Int | Schema::Date | Schema::TimeMillis => "int".into(),
-        Schema::Long
-        | Schema::TimeMicros
-        | Schema::TimestampMillis
-        | Schema::TimestampMicros
-        | Schema::TimestampNanos
-        | Schema::LocalTimestampMillis
-        | Schema::LocalTimestampMicros
-        | Schema::LocalTimestampNanos => "long".into(),
+        Schema::Long | Schema::TimeMicros | timestamps!() => "long".into(),
         Schema::Float => "float".into(),
         Schema::Double => "double".into(),
         Schema::Bytes | Schema::BigDecimal => "bytes".into(),

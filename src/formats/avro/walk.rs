@@ -15,7 +15,8 @@
 use apache_avro::util::{max_allocation_bytes, DEFAULT_MAX_ALLOCATION_BYTES};
 use apache_avro::Schema;
 
-use super::{not_a_time_of_day, violation, AvroSchema, DAY_MILLIS, MAX_NESTING};
+use super::{not_a_time_of_day, timestamps, violation, AvroSchema, DAY_MILLIS, MAX_NESTING};
+use crate::formats::confluent::read_zigzag;
 use crate::formats::{pointer_escape, Violation};
 
 impl AvroSchema {
@@ -111,13 +112,7 @@ impl<'a> Walk<'a> {
             Schema::Int | Schema::Date => self.int().map(drop),
             Schema::TimeMillis => time_of_day(i64::from(self.int()?), DAY_MILLIS, "time-millis"),
             Schema::TimeMicros => time_of_day(self.long()?, DAY_MILLIS * 1000, "time-micros"),
-            Schema::Long
-            | Schema::TimestampMillis
-            | Schema::TimestampMicros
-            | Schema::TimestampNanos
-            | Schema::LocalTimestampMillis
-            | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos => self.long().map(drop),
+            Schema::Long | timestamps!() => self.long().map(drop),
             Schema::Float => self.take(4).map(drop),
             Schema::Double => self.take(8).map(drop),
             Schema::Bytes => self.length_prefixed().map(drop),
@@ -257,19 +252,16 @@ impl<'a> Walk<'a> {
 
     /// A zig-zag varint as apache-avro reads it: at most ten bytes.
     fn long(&mut self) -> Walked<i64> {
-        let mut raw = 0u64;
-        for (position, byte) in self.bytes.iter().take(10).enumerate() {
-            raw |= u64::from(byte & 0x7F) << (position * 7);
-            if byte & 0x80 == 0 {
-                self.bytes = &self.bytes[position + 1..];
-                let value = (raw >> 1) as i64;
-                return Ok(if raw & 1 == 0 { value } else { !value });
+        let mut rest = self.bytes;
+        match read_zigzag(&mut rest) {
+            Some(value) => {
+                self.bytes = rest;
+                Ok(value)
             }
-        }
-        if self.bytes.len() >= 10 {
-            Err(Failure::malformed("a varint longer than ten bytes"))
-        } else {
-            Err(ended())
+            None if self.bytes.len() >= 10 => {
+                Err(Failure::malformed("a varint longer than ten bytes"))
+            }
+            None => Err(ended()),
         }
     }
 

@@ -12,13 +12,15 @@ use apollo_compiler::schema::{ExtendedType, Schema};
 use apollo_compiler::Node;
 
 use super::GraphQlSchema;
-use crate::formats::{Breaks, Incompatibility};
+use crate::formats::{Breaks, Evolution, Incompatibility};
 
 /// What changed from `old` to `new` that breaks readers of either.
-pub(super) fn changes(old: &GraphQlSchema, new: &GraphQlSchema) -> Vec<Incompatibility> {
-    let mut found = Vec::new();
-    compare(&old.schema, &new.schema, &mut found);
-    found
+impl Evolution for GraphQlSchema {
+    fn changes(old: &Self, new: &Self) -> Vec<Incompatibility> {
+        let mut found = Vec::new();
+        compare(&old.schema, &new.schema, &mut found);
+        found
+    }
 }
 
 fn compare(old: &Schema, new: &Schema, found: &mut Vec<Incompatibility>) {
@@ -253,9 +255,9 @@ fn kind(ty: &ExtendedType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::CompileInput;
     use crate::formats::RepoFiles;
     use crate::formats::SchemaSettings;
-    use crate::formats::{CompileInput, CompiledSchema};
 
     fn compile(text: &str) -> GraphQlSchema {
         GraphQlSchema::compile(&CompileInput {
@@ -269,11 +271,7 @@ mod tests {
     }
 
     fn rules(old: &str, new: &str) -> Vec<(Breaks, &'static str, String)> {
-        compile(new)
-            .changes_since(&compile(old))
-            .into_iter()
-            .map(|c| (c.breaks, c.rule, c.path))
-            .collect()
+        crate::formats::changes_between(&compile(old), &compile(new))
     }
 
     const V1: &str = "type Query { product(id: ID!): Product, search(term: String): [Product!]! }

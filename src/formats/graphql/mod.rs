@@ -362,21 +362,7 @@ impl CompiledSchema for GraphQlSchema {
             })?;
             self.validate_document(source, None, limits)?;
         }
-        Ok(Accepted {
-            value: payload.clone(),
-            is_json: encoding.is_json(),
-        })
-    }
-
-    fn changes_since(&self, older: &dyn CompiledSchema) -> Vec<super::Incompatibility> {
-        match super::same_format::<Self>(older) {
-            Ok(older) => compat::changes(older, self),
-            Err(changed) => changed,
-        }
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
+        Ok(Accepted::as_sent(payload, encoding))
     }
 }
 
@@ -448,15 +434,8 @@ mod tests {
         .unwrap()
     }
 
-    fn judge(schema: &GraphQlSchema, data: Json) -> Result<(), Vec<Violation>> {
-        schema
-            .validate(
-                &Bytes::from(data.to_string()),
-                &PayloadEncoding::Json,
-                Normalize::AsSent,
-                &MessageLimits::default(),
-            )
-            .map(|_| ())
+    fn judge(schema: &GraphQlSchema, message: Json) -> Result<(), Vec<Violation>> {
+        crate::formats::judge_json(schema, &message)
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 
 use super::{JsonSchema, REPO_URI_PREFIX};
-use crate::formats::{Breaks, Incompatibility};
+use crate::formats::{Breaks, Evolution, Incompatibility};
 
 /// How deep the walk follows nested schemas and `$ref`s before giving up on a branch.
 const MAX_DEPTH: usize = 64;
@@ -58,42 +58,44 @@ const UPPER_BOUNDS: &[&str] = &[
 ];
 
 /// What changed from `old` to `new` that breaks readers of either.
-pub(super) fn changes(old: &JsonSchema, new: &JsonSchema) -> Vec<Incompatibility> {
-    let mut found = Vec::new();
-    for (breaks, reader, writer, reader_name, writer_name) in [
-        (
-            Breaks::Backward,
-            new,
-            old,
-            "the new version",
-            "the old version",
-        ),
-        (
-            Breaks::Forward,
-            old,
-            new,
-            "the old version",
-            "the new version",
-        ),
-    ] {
-        let mut walk = Walk {
-            breaks,
-            reader_name,
-            writer_name,
-            reader,
-            writer,
-            seen: HashSet::new(),
-            found: Vec::new(),
-        };
-        walk.compare(
-            Node::root(&reader.document, &reader.file),
-            Node::root(&writer.document, &writer.file),
-            "",
-            0,
-        );
-        found.append(&mut walk.found);
+impl Evolution for JsonSchema {
+    fn changes(old: &Self, new: &Self) -> Vec<Incompatibility> {
+        let mut found = Vec::new();
+        for (breaks, reader, writer, reader_name, writer_name) in [
+            (
+                Breaks::Backward,
+                new,
+                old,
+                "the new version",
+                "the old version",
+            ),
+            (
+                Breaks::Forward,
+                old,
+                new,
+                "the old version",
+                "the new version",
+            ),
+        ] {
+            let mut walk = Walk {
+                breaks,
+                reader_name,
+                writer_name,
+                reader,
+                writer,
+                seen: HashSet::new(),
+                found: Vec::new(),
+            };
+            walk.compare(
+                Node::root(&reader.document, &reader.file),
+                Node::root(&writer.document, &writer.file),
+                "",
+                0,
+            );
+            found.append(&mut walk.found);
+        }
+        found
     }
-    found
 }
 
 /// A schema and the document it sits in (for resolving `$ref`s relative to that document).
@@ -704,7 +706,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::formats::CompiledSchema;
+    use crate::formats::Compare;
     use crate::formats::RepoFiles;
 
     fn compile(schema: Value) -> JsonSchema {

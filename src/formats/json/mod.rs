@@ -18,8 +18,8 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::{
-    CompileError, CompiledSchema, FileReference, Incompatibility, MessageLimits, Normalize,
-    PayloadEncoding, Valid, Violation, MAX_VIOLATIONS,
+    CompileError, CompiledSchema, FileReference, MessageLimits, Normalize, PayloadEncoding, Valid,
+    Violation, MAX_VIOLATIONS,
 };
 use crate::formats::RepoFiles;
 use instance::{Borrowed, Instance, ParseError};
@@ -140,21 +140,7 @@ impl CompiledSchema for JsonSchema {
             }]
         })?;
         self.validate_instance(&instance)?;
-        Ok(Valid {
-            value: payload.clone(),
-            is_json: encoding.is_json(),
-        })
-    }
-
-    fn changes_since(&self, older: &dyn CompiledSchema) -> Vec<Incompatibility> {
-        match super::same_format::<Self>(older) {
-            Ok(older) => compat::changes(older, self),
-            Err(changed) => changed,
-        }
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
+        Ok(Valid::as_sent(payload, encoding))
     }
 }
 
@@ -282,14 +268,7 @@ mod tests {
     }
 
     fn judge(schema: &JsonSchema, message: Value) -> Result<(), Vec<Violation>> {
-        schema
-            .validate(
-                &Bytes::from(message.to_string()),
-                &PayloadEncoding::Json,
-                Normalize::AsSent,
-                &MessageLimits::default(),
-            )
-            .map(|_| ())
+        crate::formats::judge_json(schema, &message)
     }
 
     #[test]

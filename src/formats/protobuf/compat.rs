@@ -17,16 +17,18 @@ use std::collections::HashSet;
 use prost_reflect::{Cardinality, FieldDescriptor, Kind, MessageDescriptor};
 
 use super::ProtobufSchema;
-use crate::formats::{Breaks, Incompatibility};
+use crate::formats::{Breaks, Evolution, Incompatibility};
 
 /// What changed from `old` to `new` that breaks readers of either.
-pub(super) fn changes(old: &ProtobufSchema, new: &ProtobufSchema) -> Vec<Incompatibility> {
-    let mut walk = Walk {
-        seen: HashSet::new(),
-        found: Vec::new(),
-    };
-    walk.compare_messages(&old.message, &new.message, "");
-    walk.found
+impl Evolution for ProtobufSchema {
+    fn changes(old: &Self, new: &Self) -> Vec<Incompatibility> {
+        let mut walk = Walk {
+            seen: HashSet::new(),
+            found: Vec::new(),
+        };
+        walk.compare_messages(&old.message, &new.message, "");
+        walk.found
+    }
 }
 
 struct Walk {
@@ -240,9 +242,9 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::formats::CompileInput;
     use crate::formats::RepoFiles;
     use crate::formats::SchemaSettings;
-    use crate::formats::{CompileInput, CompiledSchema};
 
     fn compile(text: &str) -> ProtobufSchema {
         let repo: RepoFiles = [("payments/v1.proto".to_owned(), Bytes::from(text.to_owned()))]
@@ -262,11 +264,7 @@ mod tests {
     }
 
     fn rules(old: &str, new: &str) -> Vec<(Breaks, &'static str, String)> {
-        compile(new)
-            .changes_since(&compile(old))
-            .into_iter()
-            .map(|c| (c.breaks, c.rule, c.path))
-            .collect()
+        crate::formats::changes_between(&compile(old), &compile(new))
     }
 
     const V1: &str = r#"syntax = "proto3"; package acme;

@@ -336,17 +336,6 @@ impl CompiledSchema for ProtobufSchema {
     fn confluent_frame(&self, id: u32, value: &[u8]) -> Bytes {
         super::confluent::frame(id, Some(&self.message_indexes), value)
     }
-
-    fn changes_since(&self, older: &dyn CompiledSchema) -> Vec<super::Incompatibility> {
-        match super::same_format::<Self>(older) {
-            Ok(older) => compat::changes(older, self),
-            Err(changed) => changed,
-        }
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 /// The index path of `message` in its file: its position among the file's top-level messages,

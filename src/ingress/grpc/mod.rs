@@ -21,8 +21,7 @@ use tonic_health::ServingStatus;
 use tracing::Instrument as _;
 
 use super::auth::{Authenticator, Need};
-use super::requests::REQUEST_ID;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, REQUEST_ID_HEADER};
 use messages::incoming;
 use proto::gateway_server::{Gateway, GatewayServer};
 use proto::{
@@ -261,7 +260,7 @@ impl Gateway for GatewayService {
 fn request_id<T>(request: &Request<T>) -> Arc<str> {
     let sent = request
         .metadata()
-        .get(REQUEST_ID)
+        .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok());
     super::requests::client_or_new_request_id(sent)
 }
@@ -286,8 +285,8 @@ async fn traced<T>(
         // Every call's id differs: in HPACK's table it would only push out the headers that repeat.
         value.set_sensitive(true);
         match &mut result {
-            Ok(response) => response.metadata_mut().insert(REQUEST_ID, value),
-            Err(status) => status.metadata_mut().insert(REQUEST_ID, value),
+            Ok(response) => response.metadata_mut().insert(REQUEST_ID_HEADER, value),
+            Err(status) => status.metadata_mut().insert(REQUEST_ID_HEADER, value),
         };
     }
     tracing::debug!(parent: &span, took_us = started.elapsed().as_micros() as u64, "answered");

@@ -2,8 +2,10 @@
 //! builds the pipeline, starts the background tasks (registry watcher, retention) and serves the
 //! HTTP and gRPC APIs until shutdown. `main` and the integration tests both start Sluice through here.
 
-use std::future::{Future, IntoFuture};
-use std::pin::Pin;
+mod background;
+mod shutdown;
+
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -18,6 +20,8 @@ use crate::pipeline::Pipeline;
 use crate::registry::source::{Source, SourceError};
 use crate::registry::sync::Syncer;
 use crate::registry::{LoadProblem, Registry};
+use background::Background;
+use shutdown::Shutdown;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -141,7 +145,7 @@ impl Listeners {
 }
 
 /// Serves the gateway's HTTP and gRPC APIs until `shutdown` completes, then drains in-flight
-/// requests on both.
+/// requests on both, within `server.shutdown_timeout`.
 pub async fn serve(
     config: Config,
     listeners: Listeners,
@@ -159,41 +163,7 @@ pub async fn serve(
         tracing::info!(tokens = config.auth.tokens.len(), "bearer tokens required");
     }
     let (pipeline, syncer) = build_pipeline(&config)?;
-    let webhook_secret = std::env::var(&config.registry.webhook_secret_env)
-        .ok()
-        .filter(|secret| !secret.is_empty())
-        .map(String::into_bytes);
-    let mut background = vec![syncer.spawn(
-        config.registry.poll_interval,
-        config.registry.watch,
-        webhook_secret,
-    )?];
-    // Kafka and NATS stations: connect and create topics or streams now, not on the first message.
-    let preparing = pipeline.clone();
-    background.push(tokio::spawn(
-        async move { preparing.prepare_backends().await },
-    ));
-    background.push(tokio::spawn(async {
-        let mut ticks = tokio::time::interval(crate::metrics::RATE_INTERVAL);
-        loop {
-            ticks.tick().await;
-            crate::metrics::run_upkeep();
-            crate::metrics::sample_station_rates();
-        }
-    }));
-    background.push(tokio::spawn(crate::alerts::run(
-        pipeline.registry().clone(),
-        config.alerts.clone(),
-    )));
-    let retention = pipeline.clone();
-    let every = config.storage.retention_check_interval;
-    background.push(tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every);
-        loop {
-            ticks.tick().await;
-            retention.enforce_retention().await;
-        }
-    }));
+    let background = Background::start(&config, &pipeline, syncer)?;
     let Listeners { http, grpc } = listeners;
     tracing::info!(
         http = %http.local_addr()?,
@@ -203,62 +173,74 @@ pub async fn serve(
         storage = %config.storage.dir.display(),
         "sluice is serving"
     );
-    // One shutdown signal, seen by both servers.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let until_stopped = move || {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        }
-    };
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    });
-    let app = crate::ingress::http::router(pipeline.clone(), auth.clone());
-    let http_served: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &tls {
-        Some(identity) => Box::pin(
-            axum::serve(identity.http_listener(http)?, app)
-                .with_graceful_shutdown(until_stopped())
-                .into_future(),
-        ),
-        None => Box::pin(
-            axum::serve(http, app)
-                .with_graceful_shutdown(until_stopped())
-                .into_future(),
-        ),
-    };
-    let grpc_served = async {
-        let (pipeline, auth) = (pipeline.clone(), auth.clone());
-        match (grpc, &tls) {
-            (Some(listener), Some(identity)) => {
-                let incoming = identity.grpc_listener(listener)?.into_incoming();
-                crate::ingress::grpc::serve(pipeline, auth, incoming, until_stopped()).await?
-            }
-            (Some(listener), None) => {
-                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-                crate::ingress::grpc::serve(pipeline, auth, incoming, until_stopped()).await?
-            }
-            (None, _) => {}
-        }
-        Ok::<(), ServeError>(())
+    let shutdown = Shutdown::new(shutdown);
+    let servers = async {
+        tokio::join!(
+            serve_http(http, &tls, &pipeline, &auth, &shutdown),
+            serve_grpc(grpc, &tls, &pipeline, &auth, &shutdown),
+        )
     };
     // Draining ends when both servers are done, or `shutdown_timeout` after the signal.
     let grace = config.server.shutdown_timeout;
     let (http_served, grpc_served) = tokio::select! {
-        served = async { tokio::join!(http_served, grpc_served) } => served,
-        () = async { until_stopped().await; tokio::time::sleep(grace).await } => {
+        served = servers => served,
+        () = async { shutdown.signalled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(?grace, "requests or streams still open after server.shutdown_timeout; cutting them");
             (Ok(()), Ok(()))
         }
     };
-    for task in background {
-        task.abort();
-        let _ = task.await;
-    }
+    background.stop().await;
     pipeline.embedded().close().await;
     tracing::info!("sluice stopped");
     http_served?;
-    grpc_served?;
+    grpc_served
+}
+
+/// The HTTP API on `listener`, with TLS when there is an identity, until the shutdown signal and
+/// the requests in flight then are done.
+async fn serve_http(
+    listener: TcpListener,
+    tls: &Option<TlsIdentity>,
+    pipeline: &Arc<Pipeline>,
+    auth: &Arc<Authenticator>,
+    shutdown: &Shutdown,
+) -> Result<(), ServeError> {
+    let app = crate::ingress::http::router(pipeline.clone(), auth.clone());
+    match tls {
+        Some(identity) => {
+            axum::serve(identity.http_listener(listener)?, app)
+                .with_graceful_shutdown(shutdown.signalled())
+                .await?
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.signalled())
+                .await?
+        }
+    }
+    Ok(())
+}
+
+/// The gRPC API on `listener` (none: no gRPC API), like [`serve_http`].
+async fn serve_grpc(
+    listener: Option<TcpListener>,
+    tls: &Option<TlsIdentity>,
+    pipeline: &Arc<Pipeline>,
+    auth: &Arc<Authenticator>,
+    shutdown: &Shutdown,
+) -> Result<(), ServeError> {
+    use crate::ingress::grpc;
+    let (pipeline, auth) = (pipeline.clone(), auth.clone());
+    match (listener, tls) {
+        (Some(listener), Some(identity)) => {
+            let incoming = identity.grpc_listener(listener)?.into_incoming();
+            grpc::serve(pipeline, auth, incoming, shutdown.signalled()).await?
+        }
+        (Some(listener), None) => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            grpc::serve(pipeline, auth, incoming, shutdown.signalled()).await?
+        }
+        (None, _) => {}
+    }
     Ok(())
 }
