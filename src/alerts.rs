@@ -52,6 +52,7 @@ pub async fn run(registry: Arc<Registry>, config: AlertsConfig) {
     let Some(url) = config.webhook_url.clone().filter(|u| !u.is_empty()) else {
         return;
     };
+    crate::crypto::install_provider();
     let client = match reqwest::Client::builder().timeout(SEND_TIMEOUT).build() {
         Ok(client) => client,
         Err(e) => {

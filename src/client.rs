@@ -115,6 +115,7 @@ impl GatewayClient {
     }
 
     pub fn new(base: &str) -> Self {
+        crate::crypto::install_provider();
         Self {
             base: base.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),

@@ -12,12 +12,13 @@
 //! - [`pipeline`]: the one path every message takes; [`alerts`] beside it.
 //! - [`registry`] (the schema repository, compiled) and [`backends`] (where messages are stored).
 //! - [`metrics`], then [`formats`] (the schema languages).
-//! - [`model`]: the plain types every layer shares; [`logs`] and [`ui`] stand apart.
+//! - [`model`]: the plain types every layer shares; [`logs`], [`ui`] and [`crypto`] stand apart.
 
 pub mod alerts;
 pub mod backends;
 pub mod client;
 pub mod config;
+pub mod crypto;
 pub mod formats;
 pub mod ingress;
 pub mod logs;

@@ -319,7 +319,7 @@ impl StationMetrics {
 /// Latency histograms of the pipeline, one per format and per backend kind.
 #[derive(Clone)]
 pub struct PipelineMetrics {
-    validation: [Histogram; 4],
+    validation: [Histogram; FormatKind::ALL.len()],
     append: [Histogram; 3],
 }
 
@@ -327,22 +327,9 @@ const BACKEND_KINDS: [&str; 3] = ["embedded", "kafka", "nats"];
 
 impl Default for PipelineMetrics {
     fn default() -> Self {
-        let format = |kind: FormatKind| {
-            let name: &'static str = match kind {
-                FormatKind::JsonSchema => "json_schema",
-                FormatKind::Protobuf => "protobuf",
-                FormatKind::Avro => "avro",
-                FormatKind::GraphQl => "graphql",
-            };
-            metrics::histogram!(VALIDATION_SECONDS, "format" => name)
-        };
         Self {
-            validation: [
-                format(FormatKind::JsonSchema),
-                format(FormatKind::Protobuf),
-                format(FormatKind::Avro),
-                format(FormatKind::GraphQl),
-            ],
+            validation: FormatKind::ALL
+                .map(|kind| metrics::histogram!(VALIDATION_SECONDS, "format" => kind.name())),
             append: BACKEND_KINDS
                 .map(|kind| metrics::histogram!(APPEND_SECONDS, "backend" => kind)),
         }
@@ -382,13 +369,7 @@ impl PipelineMetrics {
         let Some((format, mean)) = tally.mean() else {
             return;
         };
-        let index = match format {
-            FormatKind::JsonSchema => 0,
-            FormatKind::Protobuf => 1,
-            FormatKind::Avro => 2,
-            FormatKind::GraphQl => 3,
-        };
-        self.validation[index].record(mean);
+        self.validation[format.index()].record(mean);
     }
 
     /// A backend write of kind `backend` (`embedded`, `kafka` or `nats`) took `took`.

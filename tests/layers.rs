@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["registry", "backends"],
     &["metrics"],
     &["formats"],
-    &["model", "logs", "ui"],
+    &["model", "logs", "ui", "crypto"],
 ];
 
 /// The layer of a top-level module, 0 being the highest.

@@ -1,6 +1,6 @@
-//! How deep and how large one message may be while a format judges it (DESIGN §8): the
-//! [`MessageLimits`] every format receives with each message, and the JSON nesting check shared by
-//! every format that reads JSON. A message past a limit fails like any invalid message (422, to the
+//! How deep and how large one message may be while a format judges it: the [`MessageLimits`]
+//! every format receives with each message, and the JSON nesting check shared by every format
+//! that reads JSON. A message past a limit fails like any invalid message (422, to the
 //! DLQ) with a reason naming the `[limits]` key, and costs bounded work and stack to refuse.
 //!
 //! Limits on requests as a whole (body size, batch count, timeouts, rates) are the ingress's.

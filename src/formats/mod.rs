@@ -1,10 +1,14 @@
-//! Schema languages. Each format is one file behind [`CompiledSchema`]: it compiles a schema
-//! version once, at registry load, and then judges messages on the hot path.
+//! Schema languages. Each format is a folder behind [`CompiledSchema`] (it compiles a schema
+//! version once, at registry load, and then judges messages on the hot path) and [`Evolution`]
+//! (what breaks readers between two versions).
 //!
-//! Adding a format means one new file and one arm in [`FormatKind`]'s matches; the registry and the
-//! pipeline only see the trait. This module also owns what every format shares: how a payload's
-//! encoding is named ([`PayloadEncoding`]), how a failure is explained ([`Violation`]) and how a
-//! breaking change between two versions is described ([`Incompatibility`]).
+//! A format is registered in one place, [`FormatKind`]: its variant, and that variant's arm in
+//! each of the matches below — file extension, compilation, the encodings it judges, names and
+//! media types, Confluent's name for it, the files it references. Nothing outside this module
+//! names a format; the registry, the pipeline, metrics and the front ends ask [`FormatKind`].
+//! This module also owns what every format shares: how a payload's encoding is named
+//! ([`PayloadEncoding`]), how a failure is explained ([`Violation`]) and how a breaking change
+//! between two versions is described ([`Incompatibility`]).
 
 pub mod avro;
 pub mod confluent;
@@ -43,6 +47,51 @@ pub enum FormatKind {
 }
 
 impl FormatKind {
+    /// Every format, in a fixed order (their index in it is [`FormatKind::index`]).
+    pub const ALL: [Self; 4] = [Self::JsonSchema, Self::Protobuf, Self::Avro, Self::GraphQl];
+
+    /// The format's position in [`FormatKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The format's name in labels and listings (`json_schema`, `protobuf`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::JsonSchema => "json_schema",
+            Self::Protobuf => "protobuf",
+            Self::Avro => "avro",
+            Self::GraphQl => "graphql",
+        }
+    }
+
+    /// Confluent's `schemaType`; `None` for Avro, its default (never written out).
+    pub fn confluent_type(self) -> Option<&'static str> {
+        match self {
+            Self::Avro => None,
+            Self::JsonSchema => Some("JSON"),
+            Self::Protobuf => Some("PROTOBUF"),
+            Self::GraphQl => Some("GRAPHQL"),
+        }
+    }
+
+    /// Whether a station may store this format's messages in Confluent's wire format.
+    pub fn frames_as_confluent(self) -> bool {
+        match self {
+            Self::JsonSchema | Self::Avro | Self::Protobuf => true,
+            Self::GraphQl => false,
+        }
+    }
+
+    /// Whether a schema text of this format is a JSON document (two texts are then the same
+    /// schema when they are the same JSON value).
+    pub fn text_is_json(self) -> bool {
+        match self {
+            Self::JsonSchema | Self::Avro => true,
+            Self::Protobuf | Self::GraphQl => false,
+        }
+    }
+
     /// The format a version file's extension names, if any.
     pub fn from_extension(ext: &str) -> Option<Self> {
         match ext {
@@ -84,6 +133,22 @@ impl FormatKind {
             Self::JsonSchema => json::references(file, text, repo),
             Self::Protobuf => protobuf::imports(file, schema_root, text, repo),
             Self::Avro | Self::GraphQl => Vec::new(),
+        }
+    }
+
+    /// A repository file of this format that versions refer to, in the serialized form
+    /// Confluent's clients ask for (`format=serialized`): a `.proto` as its encoded
+    /// `FileDescriptorProto`. `None` where the format has no such form, or the file does not
+    /// compile.
+    pub fn serialized_file(
+        self,
+        file: &str,
+        schema_root: &str,
+        repo: &RepoFiles,
+    ) -> Option<Vec<u8>> {
+        match self {
+            Self::Protobuf => protobuf::serialized_file(file, schema_root, repo).ok(),
+            Self::JsonSchema | Self::Avro | Self::GraphQl => None,
         }
     }
 
@@ -426,6 +491,13 @@ pub(crate) fn pointer_escape(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_format_sits_at_its_index() {
+        for (index, format) in FormatKind::ALL.into_iter().enumerate() {
+            assert_eq!(format.index(), index);
+        }
+    }
 
     #[test]
     fn content_types_map_to_encodings() {

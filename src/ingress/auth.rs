@@ -1,7 +1,8 @@
-//! Who may do what (DESIGN §8–9): bearer tokens from `[[auth.tokens]]`, stored only as SHA-256
-//! hashes and compared in constant time, each with `produce` and `consume` station globs, an
-//! `admin` flag and an optional request rate (governor's token bucket). Owns the rights model and the check; the front ends only say which right a request
-//! needs ([`Need`]) and pass the `Authorization` value. Without tokens, auth is off (and `config`
+//! Who may do what: bearer tokens from `[[auth.tokens]]`, stored only as SHA-256 hashes and
+//! compared in constant time, each with `produce` and `consume` station globs, an `admin` flag
+//! and an optional request rate (governor's token bucket). Owns the rights model and the check;
+//! the front ends only say which right a request needs ([`Need`]: HTTP routes declare it, gRPC
+//! calls pass it) and the `Authorization` value. Without tokens, auth is off (and `config`
 //! refuses non-loopback addresses).
 
 use serde::Deserialize;

@@ -329,12 +329,9 @@ fn bind_station(
         }
     }
     if config.framing == Framing::Confluent {
-        let framable = schema.as_ref().is_some_and(|s| {
-            matches!(
-                s.format,
-                FormatKind::JsonSchema | FormatKind::Avro | FormatKind::Protobuf
-            )
-        });
+        let framable = schema
+            .as_ref()
+            .is_some_and(|s| s.format.frames_as_confluent());
         if !framable {
             return Err(Some(
                 "framing = \"confluent\" needs a JSON Schema, Avro or Protobuf schema".into(),

@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 
 use super::subjects::{resolve, FormatParams, Shown, Subject};
 use super::{reply, snapshot, Answer, ConfluentError, Shared};
-use crate::formats::FormatKind;
 use crate::ingress::extract::ConfluentPath;
 use crate::registry::references::Reference;
 use crate::registry::Snapshot;
@@ -112,7 +111,7 @@ fn matching<'a>(
         .find(|shown| {
             let text = shown.text(snapshot);
             let same_text = match &wanted {
-                Some(wanted) if shown.format() != FormatKind::Protobuf => {
+                Some(wanted) if shown.format().text_is_json() => {
                     as_json(&text).as_ref() == Some(wanted)
                 }
                 _ => text.trim() == candidate.schema.trim(),

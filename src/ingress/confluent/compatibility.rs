@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use super::candidates::{check_references, read_candidate, Candidate, MAX_CANDIDATE_BYTES};
-use super::subjects::{pick, resolve, schema_type, Subject};
+use super::subjects::{pick, resolve, Subject};
 use super::{reply, snapshot, Answer, ConfluentError, Shared};
 use crate::formats::{CompileInput, CompiledSchema};
 use crate::ingress::extract::ConfluentPath;
@@ -135,7 +135,7 @@ fn compile_candidate(
 ) -> Result<Arc<dyn CompiledSchema>, ConfluentError> {
     debug_assert!(candidate.schema.len() <= MAX_CANDIDATE_BYTES);
     let declared = candidate.schema_type.as_deref().unwrap_or("AVRO");
-    let expected = schema_type(schema.format).unwrap_or("AVRO");
+    let expected = schema.format.confluent_type().unwrap_or("AVRO");
     if !declared.eq_ignore_ascii_case(expected) {
         return Err(ConfluentError::invalid_schema(format!(
             "subject `{}` holds {expected} schemas, not {declared}",

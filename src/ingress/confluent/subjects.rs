@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ConfluentError;
-use crate::formats::{protobuf, FormatKind};
+use crate::formats::FormatKind;
 use crate::registry::load::schema_root;
 use crate::registry::references::{Reference, SupportSubject};
 use crate::registry::{Schema, SchemaVersion, Snapshot};
@@ -166,15 +166,11 @@ impl Shown<'_> {
         }
         let serialized = match self {
             Self::Version(_, version) => version.compiled.serialized_descriptor(),
-            Self::Support(support) if support.format == FormatKind::Protobuf => {
-                protobuf::serialized_file(
-                    &support.file,
-                    schema_root(&snapshot.files),
-                    &snapshot.files,
-                )
-                .ok()
-            }
-            Self::Support(_) => None,
+            Self::Support(support) => support.format.serialized_file(
+                &support.file,
+                schema_root(&snapshot.files),
+                &snapshot.files,
+            ),
         };
         match serialized {
             Some(bytes) => base64::engine::general_purpose::STANDARD.encode(bytes),
@@ -185,7 +181,7 @@ impl Shown<'_> {
     /// `schemaType` and `references`, where Confluent writes them: the type unless Avro (its
     /// default), the references when there are any.
     pub fn annotate(&self, body: &mut Value) {
-        if let Some(kind) = schema_type(self.format()) {
+        if let Some(kind) = self.format().confluent_type() {
             body["schemaType"] = json!(kind);
         }
         if !self.references().is_empty() {
@@ -203,16 +199,6 @@ impl Shown<'_> {
         });
         self.annotate(&mut body);
         body
-    }
-}
-
-/// Confluent's `schemaType`; absent for Avro, its default.
-pub(super) fn schema_type(format: FormatKind) -> Option<&'static str> {
-    match format {
-        FormatKind::Avro => None,
-        FormatKind::JsonSchema => Some("JSON"),
-        FormatKind::Protobuf => Some("PROTOBUF"),
-        FormatKind::GraphQl => Some("GRAPHQL"),
     }
 }
 
