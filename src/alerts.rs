@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::metrics::Totals;
@@ -18,7 +18,7 @@ use crate::registry::Registry;
 
 /// Where and how often notifications go (`[alerts]`); what triggers them is per station
 /// (`alert` in a station binding) plus refused registry commits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertsConfig {
     /// An incoming-webhook URL (Slack's, or anything taking `{"text": ...}`); none: no alerts.

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::alerts::AlertsConfig;
 use crate::backends::embedded::config::StorageConfig;
@@ -22,7 +22,7 @@ use crate::registry::config::RegistryConfig;
 use crate::registry::stations::StationConfig;
 
 /// Everything `sluice serve` needs, as read from the config file and the environment.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -37,7 +37,7 @@ pub struct Config {
     pub station: Vec<StationConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address of the HTTP API.

@@ -5,21 +5,21 @@
 //! calls pass it) and the `Authorization` value. Without tokens, auth is off (and `config`
 //! refuses non-loopback addresses).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::errors::ApiError;
 
 /// Bearer tokens; none means auth is off.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     pub tokens: Vec<TokenConfig>,
 }
 
 /// One `[[auth.tokens]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     /// A name for logs and errors; never the token.

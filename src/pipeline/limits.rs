@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backends::embedded::MESSAGE_BYTES_CEILING;
 use crate::backends::routing::DEFAULT_MAX_IN_FLIGHT;
 use crate::formats::limits::{MessageLimits, JSON_DEPTH_CEILING, PROTOBUF_DEPTH_CEILING};
 
 /// Limits applied to every request. Each is a config key under `[limits]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest single message body, in bytes (413 above it).

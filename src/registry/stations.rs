@@ -15,7 +15,7 @@ use crate::model::{BackendRef, Retention};
 pub const DLQ_SUFFIX: &str = ".dlq";
 
 /// One `[[station]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StationConfig {
     pub name: String,
@@ -91,7 +91,7 @@ fn default_max_deliveries() -> u32 {
 }
 
 /// The file `stations.toml`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StationsFile {
     #[serde(default)]
@@ -140,7 +140,7 @@ impl Serialize for Accept {
 
 impl<'de> Deserialize<'de> for Accept {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
+        #[derive(Deserialize, Serialize)]
         #[serde(untagged)]
         enum Raw {
             Number(u32),

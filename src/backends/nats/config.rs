@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The NATS JetStream backend, used by stations with `backend = { nats = "subject" }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsConfig {
     /// Server URL(s), comma-separated.
@@ -31,7 +31,7 @@ impl Default for NatsConfig {
 }
 
 /// Whether Sluice creates the JetStream streams its subjects need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StreamPolicy {
     /// Create a file-backed stream `SLUICE_<SUBJECT>` for a subject no stream holds.
