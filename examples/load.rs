@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
@@ -447,6 +448,10 @@ impl Gateway {
                 "\n[[station]]\nname = \"{name}\"\nschema = \"{name}\"\n"
             ));
         }
+        // A recursive Avro schema, for refused datums that nest deep.
+        std::fs::create_dir_all(repo.join("list")).unwrap();
+        std::fs::write(repo.join("list/v1.avsc"), LIST_AVSC).unwrap();
+        stations.push_str("\n[[station]]\nname = \"list\"\nschema = \"list\"\n");
         std::fs::write(repo.join("stations.toml"), stations).unwrap();
         let (http, grpc) = (free_port(), free_port());
         let config = dir.path().join("sluice.toml");
@@ -493,6 +498,22 @@ impl Gateway {
         panic!("the gateway was not ready within 30 s");
     }
 
+    /// CPU time the gateway process has used so far (user and system), from /proc.
+    fn cpu(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("the gateway's /proc/PID/stat");
+        // Fields after the command name, which is in parentheses: utime and stime are the 12th
+        // and 13th, in clock ticks of 1/100 s.
+        let after = &stat[stat.rfind(')').expect("a command name") + 2..];
+        let fields: Vec<u64> = after
+            .split(' ')
+            .skip(11)
+            .take(2)
+            .map(|f| f.parse().expect("a number of ticks"))
+            .collect();
+        Duration::from_millis((fields[0] + fields[1]) * 10)
+    }
+
     /// Resident memory of the gateway process, from /proc.
     fn rss_mib(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
@@ -520,6 +541,122 @@ fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// A recursive Avro record: a linked list of nodes.
+const LIST_AVSC: &str =
+    r#"{"type": "record", "name": "Node", "fields": [{"name": "next", "type": ["null", "Node"]}]}"#;
+
+/// Requests of one kind sent one after another for `duration`: how many, their p50 and p99, and
+/// the gateway's CPU per request.
+fn sequential(
+    gateway: &Gateway,
+    runtime: &tokio::runtime::Runtime,
+    duration: Duration,
+    request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    check: impl Fn(u16, &[u8]),
+) -> (Outcome, Duration) {
+    let client = reqwest::Client::new();
+    let mut latency = Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let send = |client: &reqwest::Client| {
+        let started = Instant::now();
+        let answer = runtime.block_on(async {
+            let response = request(client).send().await.expect("the gateway answers");
+            let status = response.status().as_u16();
+            (status, response.bytes().await.expect("a body"))
+        });
+        check(answer.0, &answer.1);
+        started.elapsed()
+    };
+    send(&client); // warm-up
+    let cpu_before = gateway.cpu();
+    let started = Instant::now();
+    let mut count = 0u64;
+    while started.elapsed() < duration {
+        latency.saturating_record(send(&client).as_micros() as u64);
+        count += 1;
+    }
+    let cpu = gateway.cpu().saturating_sub(cpu_before) / count.max(1) as u32;
+    let outcome = Outcome {
+        messages: count,
+        errors: 0,
+        seconds: started.elapsed().as_secs_f64(),
+        latency,
+    };
+    (outcome, cpu)
+}
+
+/// The cost of requests that make the gateway work hard for one answer: a Confluent
+/// compatibility check against a repository of a thousand schemas, and a batch of 10,000 Avro
+/// datums refused 51 levels deep.
+fn costly_requests(args: &Args, gateway: &Gateway, runtime: &tokio::runtime::Runtime) {
+    println!("| request | requests/s | p50 | p99 | gateway CPU per request |");
+    println!("|---|---|---|---|---|");
+    let candidate = ORDER_SCHEMA.replacen(r#""maxLength": 200"#, r#""maxLength": 800"#, 1);
+    let body = serde_json::json!({ "schema": candidate, "schemaType": "JSON" }).to_string();
+    let url = format!(
+        "{}/compatibility/subjects/extra-0500/versions/latest",
+        gateway.http
+    );
+    let (outcome, cpu) = sequential(
+        gateway,
+        runtime,
+        args.duration / 2,
+        |client| {
+            client
+                .post(&url)
+                .header("content-type", "application/vnd.schemaregistry.v1+json")
+                .body(body.clone())
+        },
+        |status, body| assert_eq!(status, 200, "{}", String::from_utf8_lossy(body)),
+    );
+    print_costly(
+        &format!(
+            "Confluent compatibility check, one of {} schemas",
+            args.extra_schemas + 1
+        ),
+        &outcome,
+        cpu,
+    );
+    let mut datum = vec![0x02u8; 50];
+    datum.push(0x04);
+    let item = serde_json::json!({
+        "value_base64": base64::engine::general_purpose::STANDARD.encode(&datum),
+        "content_type": "avro/binary",
+    });
+    let batch = serde_json::Value::Array(vec![item; 10_000]).to_string();
+    let url = format!("{}/v1/stations/list/messages:batch", gateway.http);
+    let (outcome, cpu) = sequential(
+        gateway,
+        runtime,
+        args.duration / 2,
+        |client| {
+            client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(batch.clone())
+        },
+        |status, body| {
+            assert_eq!(status, 200);
+            let answer: serde_json::Value = serde_json::from_slice(body).expect("JSON");
+            assert_eq!(answer["rejected"], 10_000, "every datum refused");
+        },
+    );
+    print_costly(
+        "batch of 10,000 Avro datums refused 51 levels deep",
+        &outcome,
+        cpu,
+    );
+}
+
+fn print_costly(request: &str, outcome: &Outcome, cpu: Duration) {
+    println!(
+        "| {request} | {:.1} | {:.2} ms | {:.2} ms | {:.2} ms |",
+        outcome.per_second(),
+        outcome.millis(0.5),
+        outcome.millis(0.99),
+        cpu.as_secs_f64() * 1000.0
+    );
 }
 
 /// Every scenario: (protocol, batch size, connections).
@@ -635,6 +772,8 @@ fn matrix(args: &Args, runtime: &tokio::runtime::Runtime) {
             outcome.millis(0.99)
         );
     }
+    println!();
+    costly_requests(args, &gateway, runtime);
     println!();
     println!(
         "gateway RSS after the run: {:.0} MiB",

@@ -2,10 +2,10 @@
 //! `Idempotency-Key` is claimed and the message judged, valid ones handed to the station's backend
 //! as they are judged ([`Sending`]) and invalid ones gathered; the dead letters are written beside
 //! the valid records; every message is answered in order; the keys are settled and the station's
-//! counters moved. A long batch yields to the runtime between chunks of judging, so requests that
-//! share its worker thread are not held behind it.
+//! counters moved. A long batch yields to the runtime after each tenth of a millisecond of
+//! judging, so requests that share its worker thread wait about that long behind it at most.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -20,8 +20,11 @@ use crate::metrics::{PipelineMetrics, ValidationTally};
 use crate::model::{Position, Record};
 use crate::registry::Station;
 
-/// Messages judged between two yields to the runtime: a fraction of a millisecond of validation.
-const JUDGED_PER_YIELD: usize = 64;
+/// How long a batch judges before it yields to the runtime, so that requests sharing its worker
+/// thread wait at most about this long behind it.
+const JUDGING_SLICE: Duration = Duration::from_micros(100);
+/// Messages judged between two looks at the clock.
+const JUDGED_PER_LOOK: usize = 16;
 
 /// Where a judged message's answer comes from once the writes are done.
 enum Slot {
@@ -85,10 +88,14 @@ impl Pipeline {
         let mut batch = Batch::new(&route, &self.metrics, station.dlq, messages.len());
         let mut keys = BatchKeys::new(&self.idempotency, &station.name);
         let mut tally = ValidationTally::default();
+        let mut slice_started = Instant::now();
         for (index, message) in messages.into_iter().enumerate() {
             batch.take(&judge, &mut keys, message, &mut tally).await;
-            if index % JUDGED_PER_YIELD == JUDGED_PER_YIELD - 1 {
+            if index % JUDGED_PER_LOOK == JUDGED_PER_LOOK - 1
+                && slice_started.elapsed() >= JUDGING_SLICE
+            {
                 tokio::task::yield_now().await;
+                slice_started = Instant::now();
             }
         }
         self.metrics.validated(&tally);
