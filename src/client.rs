@@ -63,12 +63,16 @@ struct ConsumeAnswer {
 #[derive(Deserialize)]
 struct OffsetOnly {
     offset: u64,
+    #[serde(default)]
+    partition: Option<u32>,
 }
 
-/// A consumed message: its offset and the message object exactly as the gateway sent it.
+/// A consumed message: where it is stored and the message object exactly as the gateway sent it.
 #[derive(Debug)]
 pub struct ConsumedMessage {
     pub offset: u64,
+    /// The partition of a partitioned Kafka topic.
+    pub partition: Option<u32>,
     pub json: Box<RawValue>,
 }
 
@@ -185,26 +189,37 @@ impl GatewayClient {
             .messages
             .into_iter()
             .map(|json| {
-                let offset = serde_json::from_str::<OffsetOnly>(json.get())
-                    .map_err(|e| ClientError::BadAnswer {
+                let at = serde_json::from_str::<OffsetOnly>(json.get()).map_err(|e| {
+                    ClientError::BadAnswer {
                         url: url.clone(),
                         reason: e.to_string(),
-                    })?
-                    .offset;
-                Ok(ConsumedMessage { offset, json })
+                    }
+                })?;
+                Ok(ConsumedMessage {
+                    offset: at.offset,
+                    partition: at.partition,
+                    json,
+                })
             })
             .collect()
     }
 
-    /// Acknowledges `offsets` of `station` for `group`.
+    /// Acknowledges `offsets` of `station` (in `partition`, on a partitioned Kafka topic) for
+    /// `group`.
     pub async fn ack(
         &self,
         station: &str,
         group: &str,
+        partition: Option<u32>,
         offsets: &[u64],
     ) -> Result<(), ClientError> {
         let url = format!("{}/v1/stations/{station}/ack", self.base);
-        let body = serde_json::json!({ "group": group, "offsets": offsets });
+        let body = match partition {
+            Some(partition) => {
+                serde_json::json!({ "group": group, "partition": partition, "offsets": offsets })
+            }
+            None => serde_json::json!({ "group": group, "offsets": offsets }),
+        };
         let _: serde_json::Value = self.send(&url, || self.http.post(&url).json(&body)).await?;
         Ok(())
     }

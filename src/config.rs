@@ -159,6 +159,7 @@ impl Config {
         config.limits.check().map_err(&invalid)?;
         config.storage.check().map_err(&invalid)?;
         config.server.check().map_err(&invalid)?;
+        config.nats.check().map_err(&invalid)?;
         Ok(config)
     }
 

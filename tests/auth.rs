@@ -230,6 +230,7 @@ async fn grpc_calls_need_a_known_token_with_the_right() {
                 station: "orders".into(),
                 group: "g".into(),
                 offsets: vec![0],
+                partition: None,
             },
             token,
         )

@@ -279,6 +279,7 @@ async fn consume_streams_leased_messages_and_ack_and_nack_settle_them() {
             station: "orders".into(),
             group: "workers".into(),
             offsets: offsets[..3].to_vec(),
+            partition: None,
         })
         .await
         .unwrap()
@@ -290,6 +291,7 @@ async fn consume_streams_leased_messages_and_ack_and_nack_settle_them() {
         group: "workers".into(),
         offsets: offsets[3..].to_vec(),
         delay_ms: 0,
+        partition: None,
     })
     .await
     .unwrap();
@@ -350,6 +352,7 @@ async fn consume_streams_leased_messages_and_ack_and_nack_settle_them() {
             station: "orders".into(),
             group: "not a group!".into(),
             offsets: vec![0],
+            partition: None,
         })
         .await
         .unwrap_err();

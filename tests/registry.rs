@@ -170,7 +170,7 @@ async fn dead_letters_are_paged() {
     }
     let (_, page) = gw.get("/v1/stations/orders/dlq?max=2").await;
     assert_eq!(page["dead_letters"].as_array().unwrap().len(), 2);
-    assert_eq!(page["next"], 2);
+    assert_eq!(page["next"], "2");
     let (_, page) = gw.get("/v1/stations/orders/dlq?from=4&max=2").await;
     assert_eq!(page["dead_letters"][0]["id"], "4");
     assert_eq!(page["dead_letters"].as_array().unwrap().len(), 1);

@@ -136,6 +136,7 @@ async fn grpc_calls_echo_the_request_id_and_dead_letters_keep_it() {
         station: "orders".into(),
         group: "g".into(),
         offsets: vec![0],
+        partition: None,
     });
     ack.metadata_mut()
         .insert("sluice-request-id", "grpc-ack".parse().unwrap());
@@ -149,6 +150,7 @@ async fn grpc_calls_echo_the_request_id_and_dead_letters_keep_it() {
             station: "nowhere".into(),
             group: "g".into(),
             offsets: vec![0],
+            partition: None,
         })
         .await
         .unwrap_err();

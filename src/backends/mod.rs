@@ -1,12 +1,18 @@
 //! Station backends: where accepted messages (and dead letters) are durably stored. Each backend is
 //! one module behind [`Backend`]; the pipeline hands it records (`append`, or `send` a chunk at a
-//! time) and waits for their durable acknowledgement. This module also owns the headers a remote
-//! backend sends with a record ([`for_each_remote_header`]); the record itself is the model's.
+//! time) and waits for their durable acknowledgement. Each also stands behind [`StationQueue`]:
+//! consumer groups, dead letters and their replay, kept with the backend's own primitives so that
+//! several gateways in front of one engine agree.
 
 pub mod embedded;
 pub mod kafka;
 pub mod nats;
+pub mod queues;
+pub mod remote;
 pub mod routing;
+
+pub use queues::StationQueue;
+pub use remote::for_each_remote_header;
 
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
@@ -82,73 +88,6 @@ pub enum BackendError {
     },
 }
 
-/// Calls `header(name, value)` for each header a remote backend sends with `record`: Sluice's
-/// own (schema, version, id, content type; for dead letters the error, station and violations),
-/// then the producer's. Nothing is allocated for an accepted message's headers.
-pub fn for_each_remote_header(record: &Record, mut header: impl FnMut(&str, &str)) {
-    let mut digits = NumberText::default();
-    let provenance = &record.provenance;
-    if let Some(schema) = &provenance.schema {
-        header("sluice-schema", schema);
-    }
-    if let Some(version) = record.schema_version {
-        header("sluice-schema-version", digits.of(version.into()));
-    }
-    if let Some(id) = provenance.schema_id {
-        header("sluice-schema-id", digits.of(id.into()));
-    }
-    if let Some(content_type) = &provenance.content_type {
-        header("content-type", content_type);
-    }
-    if let Some(dead) = &record.dead_letter {
-        header("sluice-error", &dead.error);
-        header("sluice-station", &dead.station);
-        if let Some(schema) = &dead.schema {
-            header("sluice-schema", schema);
-        }
-        if let Some(version) = dead.schema_version {
-            header("sluice-schema-version", digits.of(version.into()));
-        }
-        if let Some(first) = dead.violations.first() {
-            if first.path.is_empty() {
-                header("sluice-reason", &first.reason);
-            } else {
-                header(
-                    "sluice-reason",
-                    &format!("{}: {}", first.path, first.reason),
-                );
-            }
-        }
-        let violations = serde_json::to_string(&dead.violations).expect("violations serialize");
-        header("sluice-violations", &violations);
-        if let Some(content_type) = &dead.content_type {
-            header("content-type", content_type);
-        }
-    }
-    for (name, value) in &record.headers {
-        header(name, value);
-    }
-}
-
-/// A number written as decimal text on the stack.
-#[derive(Default)]
-struct NumberText([u8; 20]);
-
-impl NumberText {
-    fn of(&mut self, mut n: u64) -> &str {
-        let mut at = self.0.len();
-        loop {
-            at -= 1;
-            self.0[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        std::str::from_utf8(&self.0[at..]).expect("digits are ASCII")
-    }
-}
-
 /// A backend that cannot take a write now, and why.
 pub(crate) fn unavailable(backend: &'static str, reason: impl std::fmt::Display) -> BackendError {
     BackendError::Unavailable {
@@ -176,69 +115,5 @@ impl PreparedLogs {
 
     pub(crate) fn forget(&self, log: &str) {
         self.0.lock().expect("prepared logs lock").remove(log);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use bytes::Bytes;
-
-    use super::*;
-    use crate::model::{ContentKind, DeadLetter, Provenance, Violation};
-
-    #[test]
-    fn remote_headers_name_the_schema_and_the_dead_letters_reason() {
-        let mut record = Record {
-            received_at_ms: 0,
-            deliver_after_ms: None,
-            key: None,
-            headers: vec![("trace".into(), "t-1".into())],
-            value: Bytes::from_static(b"{}"),
-            content: ContentKind::Json,
-            schema_version: Some(12),
-            dead_letter: None,
-            provenance: Provenance {
-                schema: Some("orders".into()),
-                schema_id: Some(4_000_000_007),
-                content_type: Some("application/json".into()),
-                idempotency_key: None,
-            },
-        };
-        let collect = |record: &Record| {
-            let mut headers = Vec::new();
-            for_each_remote_header(record, |name, value| {
-                headers.push(format!("{name}={value}"))
-            });
-            headers
-        };
-        assert_eq!(
-            collect(&record),
-            [
-                "sluice-schema=orders",
-                "sluice-schema-version=12",
-                "sluice-schema-id=4000000007",
-                "content-type=application/json",
-                "trace=t-1"
-            ]
-        );
-        record.provenance = Provenance::default();
-        record.dead_letter = Some(DeadLetter {
-            station: "orders".into(),
-            error: "schema_violation".into(),
-            schema: Some("orders".into()),
-            schema_version: Some(0),
-            violations: vec![Violation {
-                path: "/qty".into(),
-                schema_path: "/properties/qty".into(),
-                reason: "0 is less than 1".into(),
-            }],
-            content_type: None,
-        });
-        let headers = collect(&record);
-        assert!(headers.contains(&"sluice-reason=/qty: 0 is less than 1".to_owned()));
-        assert!(headers.contains(&"sluice-schema-version=0".to_owned()));
-        assert!(headers
-            .iter()
-            .any(|h| h.starts_with("sluice-violations=[{")));
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 use super::embedded::EmbeddedStore;
 use super::kafka::{KafkaBackend, KafkaConfig};
 use super::nats::{NatsBackend, NatsConfig};
-use super::{Backend, BackendError};
+use super::{Backend, BackendError, StationQueue};
 use crate::model::BackendRef;
 
 /// Messages being stored on one backend at once unless configured otherwise.
@@ -30,6 +30,8 @@ pub struct Placement<'a> {
 /// Where one station's records go.
 pub struct Route<'a> {
     pub backend: &'a dyn Backend,
+    /// The same backend's consumer groups and dead letters.
+    pub queue: &'a dyn StationQueue,
     /// Messages being stored on this backend now, bounded by `capacity`.
     in_flight: &'a Semaphore,
     capacity: usize,
@@ -124,25 +126,34 @@ impl Backends {
         Ok(match station.backend {
             BackendRef::Embedded => Route {
                 backend: &self.embedded,
+                queue: &self.embedded,
                 in_flight: &self.in_flight.embedded,
                 capacity: self.max_in_flight,
                 log: Cow::Borrowed(station.station),
                 dead_letters: Cow::Borrowed(station.dlq_name),
             },
-            BackendRef::Kafka(topic) => Route {
-                backend: self.kafka().await?,
-                in_flight: &self.in_flight.kafka,
-                capacity: self.max_in_flight,
-                log: Cow::Borrowed(topic),
-                dead_letters: Cow::Owned(format!("{topic}{}", self.kafka_config.dlq_suffix)),
-            },
-            BackendRef::Nats(subject) => Route {
-                backend: self.nats().await?,
-                in_flight: &self.in_flight.nats,
-                capacity: self.max_in_flight,
-                log: Cow::Borrowed(subject),
-                dead_letters: Cow::Owned(format!("{subject}{}", self.nats_config.dlq_suffix)),
-            },
+            BackendRef::Kafka(topic) => {
+                let kafka = self.kafka().await?;
+                Route {
+                    backend: kafka,
+                    queue: kafka,
+                    in_flight: &self.in_flight.kafka,
+                    capacity: self.max_in_flight,
+                    log: Cow::Borrowed(topic),
+                    dead_letters: Cow::Owned(format!("{topic}{}", self.kafka_config.dlq_suffix)),
+                }
+            }
+            BackendRef::Nats(subject) => {
+                let nats = self.nats().await?;
+                Route {
+                    backend: nats,
+                    queue: nats,
+                    in_flight: &self.in_flight.nats,
+                    capacity: self.max_in_flight,
+                    log: Cow::Borrowed(subject),
+                    dead_letters: Cow::Owned(format!("{subject}{}", self.nats_config.dlq_suffix)),
+                }
+            }
         })
     }
 

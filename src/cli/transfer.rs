@@ -368,8 +368,19 @@ async fn consume_async(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
         }
         printed += messages.len() as u64;
         if args.ack {
-            let offsets: Vec<u64> = messages.iter().map(|m| m.offset).collect();
-            client.ack(&args.station, &args.group, &offsets).await?;
+            let mut by_partition: std::collections::BTreeMap<Option<u32>, Vec<u64>> =
+                Default::default();
+            for message in &messages {
+                by_partition
+                    .entry(message.partition)
+                    .or_default()
+                    .push(message.offset);
+            }
+            for (partition, offsets) in by_partition {
+                client
+                    .ack(&args.station, &args.group, partition, &offsets)
+                    .await?;
+            }
         }
     }
 }

@@ -434,6 +434,18 @@ pub enum PayloadEncoding {
 }
 
 impl PayloadEncoding {
+    /// How a value sent with this encoding is stored.
+    pub fn content_kind(&self) -> ContentKind {
+        match self {
+            Self::Json => ContentKind::Json,
+            Self::Protobuf => ContentKind::Protobuf,
+            Self::Avro => ContentKind::Avro,
+            Self::GraphQl => ContentKind::GraphQl,
+            Self::ConfluentFramed => ContentKind::ConfluentFramed,
+            Self::Other(essence) => ContentKind::Other(essence.clone()),
+        }
+    }
+
     /// Maps a `Content-Type` value; a missing one is taken as JSON. Allocates only for types
     /// Sluice does not know.
     pub fn from_content_type(content_type: Option<&str>) -> Self {

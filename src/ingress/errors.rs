@@ -135,7 +135,6 @@ fn pipeline_statuses(error: &PipelineError) -> Statuses {
         E::UnknownSchemaVersion { .. } => statuses(StatusCode::BAD_REQUEST, Code::InvalidArgument, "unknown_schema_version"),
         E::VersionNotAccepted { .. } => statuses(StatusCode::BAD_REQUEST, Code::InvalidArgument, "schema_version_not_accepted"),
         E::InvalidRequest(_) => statuses(StatusCode::BAD_REQUEST, Code::InvalidArgument, "bad_request"),
-        E::NotConsumable { .. } => statuses(StatusCode::BAD_REQUEST, Code::FailedPrecondition, "not_consumable"),
         E::SchemaViolation(_) => statuses(StatusCode::UNPROCESSABLE_ENTITY, Code::InvalidArgument, "schema_violation"),
         E::MessageTooLarge { .. } => statuses(StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted, "payload_too_large"),
         E::TooManyMessages { .. } => statuses(StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted, "too_many_messages"),
@@ -146,6 +145,7 @@ fn pipeline_statuses(error: &PipelineError) -> Statuses {
         E::Backend(BackendError::Corrupt { .. }) => statuses(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "storage_corrupt"),
         E::IdempotencyKeyAbandoned => statuses(StatusCode::CONFLICT, Code::Aborted, "idempotency_key_abandoned"),
         E::AlreadyReplayed { .. } => statuses(StatusCode::CONFLICT, Code::AlreadyExists, "already_replayed"),
+        E::ReplayInProgress { .. } => statuses(StatusCode::CONFLICT, Code::Aborted, "replay_in_progress"),
     }
 }
 

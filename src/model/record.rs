@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::Violation;
 
 /// Where a message was stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Position {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition: Option<u32>,
@@ -24,6 +24,48 @@ impl Position {
         Self {
             partition: None,
             offset,
+        }
+    }
+
+    pub fn in_partition(partition: u32, offset: u64) -> Self {
+        Self {
+            partition: Some(partition),
+            offset,
+        }
+    }
+
+    /// Reads the text form written by [`Position`]'s `Display`: `15`, or `2-15` (partition 2,
+    /// offset 15).
+    pub fn parse(text: &str) -> Option<Self> {
+        let number = |digits: &str| {
+            (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| digits.parse().ok())
+                .flatten()
+        };
+        match text.split_once('-') {
+            None => Some(Self::offset(number(text)?)),
+            Some((partition, offset)) => Some(Self::in_partition(
+                number(partition)?.try_into().ok()?,
+                number(offset)?,
+            )),
+        }
+    }
+
+    /// The position after this one in the same log.
+    pub fn next(self) -> Self {
+        Self {
+            offset: self.offset + 1,
+            ..self
+        }
+    }
+}
+
+/// A dead letter's id, and a browsing cursor: the offset, after its partition on a partitioned log.
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.partition {
+            Some(partition) => write!(f, "{partition}-{}", self.offset),
+            None => write!(f, "{}", self.offset),
         }
     }
 }
@@ -197,6 +239,17 @@ mod tests {
             Record::decode_deliver_after(&bytes).unwrap(),
             Some(1_700_000_060_000)
         );
+    }
+
+    #[test]
+    fn positions_read_back_from_their_text() {
+        for position in [Position::offset(15), Position::in_partition(2, 0)] {
+            assert_eq!(Position::parse(&position.to_string()), Some(position));
+        }
+        assert_eq!(Position::in_partition(2, 15).to_string(), "2-15");
+        for bad in ["", "-1", "1-", "a", "1-2-3", "+4", "99999999999-1"] {
+            assert_eq!(Position::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

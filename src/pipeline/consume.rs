@@ -1,25 +1,31 @@
-//! Consumer groups on a station: long-poll consume with leases, ack, and nack with a delay. Each
-//! group reads the station's log on its own; a message leased to one member is not handed to
-//! another until its lease ends.
+//! Consumer groups on a station: long-poll consume with leases, ack, and nack with a delay, on
+//! whichever backend stores the station. Each group reads the station's log on its own; a message
+//! leased to one member is not handed to another until its lease ends.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Pipeline, PipelineError};
-use crate::backends::embedded::{AckOutcome, ConsumeOptions, Delivery, EmbeddedStore};
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
+
+use super::{placement, Pipeline, PipelineError};
+use crate::backends::queues::{AckOutcome, ConsumeOptions, Delivery, LogStats};
+use crate::model::Position;
 use crate::registry::Station;
 
+/// What a station holds now: its log and its dead-letter log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StationStats {
+    pub messages: Option<LogStats>,
+    pub dead_letters: Option<LogStats>,
+}
+
 impl Pipeline {
-    /// The station and store a consumer-group operation works on, with the group name checked.
-    fn group_target(
-        &self,
-        station: &str,
-        group: &str,
-    ) -> Result<(Arc<Station>, &EmbeddedStore), PipelineError> {
+    /// The station a consumer-group operation works on, with the group name checked.
+    fn group_station(&self, station: &str, group: &str) -> Result<Arc<Station>, PipelineError> {
         let station = self.station(&self.registry.snapshot(), station)?;
         check_group_name(group)?;
-        let store = self.embedded_for(&station)?;
-        Ok((station, store))
+        Ok(station)
     }
 
     /// Long-polls up to `max` messages of `station` for `group`.
@@ -30,40 +36,92 @@ impl Pipeline {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Delivery>, PipelineError> {
-        let (station, store) = self.group_target(station, group)?;
-        let max = max.clamp(1, self.limits.max_consume_messages);
-        let wait = wait.min(self.limits.max_consume_wait);
+        let station = self.group_station(station, group)?;
+        let route = self.backends.route(placement(&station)).await?;
         let options = ConsumeOptions {
-            max,
-            wait,
+            max: max.clamp(1, self.limits.max_consume_messages),
+            wait: wait.min(self.limits.max_consume_wait),
             ack_timeout: station.ack_timeout,
             max_deliveries: station.max_deliveries,
-            dead_letters: station.dlq.then(|| station.dlq_name.clone()),
+            dead_letters: station.dlq.then(|| route.dead_letters.to_string()),
         };
-        Ok(store.consume(&station.name, group, &options).await?)
+        Ok(route.queue.consume(&route.log, group, &options).await?)
     }
 
-    /// Acknowledges `offsets` of `station` for `group`.
+    /// Acknowledges `messages` of `station` for `group`.
     pub async fn ack(
         &self,
         station: &str,
         group: &str,
-        offsets: &[u64],
+        messages: &[Position],
     ) -> Result<AckOutcome, PipelineError> {
-        let (station, store) = self.group_target(station, group)?;
-        Ok(store.ack(&station.name, group, offsets).await?)
+        let station = self.group_station(station, group)?;
+        let route = self.backends.route(placement(&station)).await?;
+        Ok(route.queue.ack(&route.log, group, messages).await?)
     }
 
-    /// Gives `offsets` back for redelivery after `delay`.
+    /// Gives `messages` back for redelivery after `delay`.
     pub async fn nack(
         &self,
         station: &str,
         group: &str,
-        offsets: &[u64],
+        messages: &[Position],
         delay: Duration,
     ) -> Result<AckOutcome, PipelineError> {
-        let (station, store) = self.group_target(station, group)?;
-        Ok(store.nack(&station.name, group, offsets, delay).await?)
+        let station = self.group_station(station, group)?;
+        let route = self.backends.route(placement(&station)).await?;
+        Ok(route.queue.nack(&route.log, group, messages, delay).await?)
+    }
+
+    /// What `station` holds now; a count its backend cannot give at the moment is left out (and
+    /// logged), so one unreachable engine does not fail a listing of every station.
+    pub async fn station_stats(&self, station: &Station) -> StationStats {
+        let route = match self.backends.route(placement(station)).await {
+            Ok(route) => route,
+            Err(e) => {
+                tracing::debug!(station = %station.name, "no counts: {e}");
+                return StationStats::default();
+            }
+        };
+        let counted = |log: &str, result: Result<LogStats, _>| match result {
+            Ok(stats) => Some(stats),
+            Err(e) => {
+                tracing::debug!(station = %station.name, log, "no counts: {e}");
+                None
+            }
+        };
+        let dead_letters = async {
+            if station.dlq {
+                route.queue.stats(&route.dead_letters).await
+            } else {
+                Ok(LogStats::default())
+            }
+        };
+        let (messages, dead_letters) = tokio::join!(route.queue.stats(&route.log), dead_letters);
+        StationStats {
+            messages: counted(&route.log, messages),
+            dead_letters: counted(&route.dead_letters, dead_letters),
+        }
+    }
+}
+
+/// Stations counted at once for a listing: counting on a remote backend is a request to its
+/// brokers.
+const COUNTS_AT_ONCE: usize = 32;
+
+impl Pipeline {
+    /// What each of `stations` holds now, in order, a few counted at once.
+    pub async fn stations_stats<'a>(
+        &'a self,
+        stations: impl Iterator<Item = &'a Station>,
+    ) -> Vec<StationStats> {
+        let counts: Vec<BoxFuture<'a, StationStats>> = stations
+            .map(|station| self.station_stats(station).boxed())
+            .collect();
+        futures_util::stream::iter(counts)
+            .buffered(COUNTS_AT_ONCE)
+            .collect()
+            .await
     }
 }
 

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::backends::BackendError;
-use crate::model::Violation;
+use crate::model::{Position, Violation};
 use crate::registry::stations::Accept;
 
 /// Why a message was judged invalid, as reported to the producer.
@@ -57,21 +57,18 @@ pub enum PipelineError {
         format: &'static str,
         expected: &'static str,
     },
-    #[error("station `{station}` is stored on {backend}; consume it from {backend} directly")]
-    NotConsumable {
-        station: String,
-        backend: &'static str,
-    },
     #[error("{0}")]
     Backend(#[from] BackendError),
     #[error("station `{station}` has no dead letter {id}")]
     DeadLetterNotFound { station: String, id: String },
-    #[error("dead letter {id} of station `{station}` was already replayed, to offset {offset}")]
+    #[error("dead letter {id} of station `{station}` was already replayed, to {}", position_words(.to))]
     AlreadyReplayed {
         station: String,
-        id: u64,
-        offset: u64,
+        id: String,
+        to: Position,
     },
+    #[error("dead letter {id} of station `{station}` is being replayed by another request; ask again shortly")]
+    ReplayInProgress { station: String, id: String },
     #[error("{0}")]
     RegistryNotReady(String),
     #[error("the schema source cannot be read: {0}")]
@@ -80,6 +77,14 @@ pub enum PipelineError {
         "another request with this Idempotency-Key was being stored and did not finish; retry"
     )]
     IdempotencyKeyAbandoned,
+}
+
+/// `offset 15`, or `partition 2, offset 15`.
+fn position_words(position: &Position) -> String {
+    match position.partition {
+        Some(partition) => format!("partition {partition}, offset {}", position.offset),
+        None => format!("offset {}", position.offset),
+    }
 }
 
 impl PipelineError {

@@ -107,7 +107,7 @@ impl<'a> Judge<'a> {
             Some(sent) => Cow::Owned(sent.clone()),
             None => Cow::Borrowed("application/json"),
         };
-        let mut record = record(message, content_of(encoding), None, self.received_at_ms);
+        let mut record = record(message, encoding.content_kind(), None, self.received_at_ms);
         record.provenance.content_type = Some(content_type);
         record
     }
@@ -219,7 +219,7 @@ impl<'a> Judge<'a> {
         let request_id = message.request_id.clone();
         let mut record = record(
             message,
-            content_of(encoding),
+            encoding.content_kind(),
             Some(version.version),
             self.received_at_ms,
         );
@@ -267,18 +267,6 @@ fn record(
             idempotency_key: message.idempotency_key,
             ..Provenance::default()
         },
-    }
-}
-
-/// How a message sent with `encoding` is stored as sent.
-fn content_of(encoding: &PayloadEncoding) -> ContentKind {
-    match encoding {
-        PayloadEncoding::Json => ContentKind::Json,
-        PayloadEncoding::Protobuf => ContentKind::Protobuf,
-        PayloadEncoding::Avro => ContentKind::Avro,
-        PayloadEncoding::GraphQl => ContentKind::GraphQl,
-        PayloadEncoding::ConfluentFramed => ContentKind::ConfluentFramed,
-        PayloadEncoding::Other(essence) => ContentKind::Other(essence.clone()),
     }
 }
 

@@ -1,9 +1,9 @@
 //! The pipeline: the one path every message takes, whichever front end it came in by. It looks up
 //! the station in the serving registry snapshot, picks the schema version, validates, and routes
 //! valid messages to the station's backend and invalid ones to its dead-letter queue — answering
-//! only once the backend has durably accepted them. Consume, ack, dead-letter browse and replay,
-//! dry-run validation, registry reads and syncs, and retention also live here, so front ends stay
-//! thin translators. Its answers are domain types and [`PipelineError`]; it knows no protocol.
+//! only once the backend has durably accepted them. Consume, ack, dead-letter browse and replay (on
+//! every backend, through its [`crate::backends::StationQueue`]), dry-run validation, registry
+//! reads and syncs, and retention also live here, so front ends stay thin translators. Its answers are domain types and [`PipelineError`]; it knows no protocol.
 
 mod consume;
 mod dead_letters;
@@ -26,7 +26,7 @@ use crate::formats::{MessageLimits, PayloadEncoding};
 use crate::metrics::PipelineMetrics;
 use crate::model::{BackendRef, Position};
 use crate::registry::{Registry, Snapshot, Station};
-pub use dead_letters::StoredDeadLetter;
+pub use consume::StationStats;
 pub use error::{PipelineError, ViolationReport};
 pub use idempotency::Answer;
 use idempotency::Idempotency;
@@ -83,8 +83,6 @@ pub struct Pipeline {
     /// `limits` as the formats apply them to each message.
     message_limits: MessageLimits,
     metrics: PipelineMetrics,
-    /// Serializes dead-letter replays so one dead letter is never forwarded twice.
-    replay_lock: tokio::sync::Mutex<()>,
 }
 
 impl Pipeline {
@@ -96,7 +94,6 @@ impl Pipeline {
             message_limits: limits.message_limits(),
             metrics: PipelineMetrics::default(),
             limits,
-            replay_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -133,17 +130,6 @@ impl Pipeline {
                 Some(reason) => PipelineError::RegistryNotReady(reason),
                 None => PipelineError::UnknownStation(name.to_owned()),
             })
-    }
-
-    /// The embedded store, for operations only it supports (consume, DLQ browse).
-    fn embedded_for(&self, station: &Station) -> Result<&EmbeddedStore, PipelineError> {
-        match station.backend {
-            BackendRef::Embedded => Ok(self.backends.embedded()),
-            ref other => Err(PipelineError::NotConsumable {
-                station: station.name.clone(),
-                backend: other.kind(),
-            }),
-        }
     }
 
     /// Produces one message.

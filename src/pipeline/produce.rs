@@ -218,7 +218,7 @@ impl<'a> Batch<'a> {
                 },
                 Slot::Invalid(dead_index, mut report) => {
                     if let (Some(i), Ok(positions)) = (dead_index, &dead_lettered) {
-                        report.dlq_id = Some(positions[i].offset.to_string());
+                        report.dlq_id = Some(positions[i].to_string());
                     }
                     Err(PipelineError::SchemaViolation(Box::new(report)))
                 }

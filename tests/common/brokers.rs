@@ -189,3 +189,108 @@ impl Drop for Nats {
         stop(&mut self.child);
     }
 }
+
+/// Three `nats-server`s clustered over routes on loopback ports, JetStream on each with a store of
+/// its own, so streams can have three replicas and survive losing a node.
+pub struct NatsCluster {
+    nodes: Vec<ClusterNode>,
+}
+
+struct ClusterNode {
+    name: String,
+    port: u16,
+    cluster_port: u16,
+    store: TempDir,
+    child: Option<Child>,
+}
+
+impl NatsCluster {
+    pub fn start() -> Self {
+        let mut nodes: Vec<ClusterNode> = (1..=3)
+            .map(|i| ClusterNode {
+                name: format!("n{i}"),
+                port: free_port(),
+                cluster_port: free_port(),
+                store: tempfile::tempdir().unwrap(),
+                child: None,
+            })
+            .collect();
+        let routes: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.cluster_port))
+            .collect();
+        for node in &mut nodes {
+            node.child = Some(Self::spawn(node, &routes));
+        }
+        Self { nodes }
+    }
+
+    fn spawn(node: &ClusterNode, routes: &[String]) -> Child {
+        let others: Vec<&str> = routes
+            .iter()
+            .filter(|r| !r.ends_with(&format!(":{}", node.cluster_port)))
+            .map(String::as_str)
+            .collect();
+        let mut child = Command::new(find_binary("nats-server", &["/usr/sbin/nats-server"]))
+            .args(["--jetstream", "--addr", "127.0.0.1"])
+            .args(["--port", &node.port.to_string()])
+            .args(["--server_name", &node.name, "--cluster_name", "sluice"])
+            .args([
+                "--cluster",
+                &format!("nats://127.0.0.1:{}", node.cluster_port),
+            ])
+            .args(["--routes", &others.join(",")])
+            .arg("--store_dir")
+            .arg(node.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        wait_listening(node.port, "nats-server", &mut child);
+        child
+    }
+
+    /// The `[nats] url` value: every node, comma-separated.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The index of the node called `name` (`n1`...).
+    pub fn node_named(&self, name: &str) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    /// SIGKILL node `i`: its JetStream data stays on disk for [`NatsCluster::restart`].
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts node `i` again, on its ports and store.
+    pub fn restart(&mut self, i: usize) {
+        let routes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.cluster_port))
+            .collect();
+        let child = Self::spawn(&self.nodes[i], &routes);
+        self.nodes[i].child = Some(child);
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}

@@ -16,26 +16,9 @@ use fjall::Keyspace;
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
+use crate::backends::queues::AckOutcome;
 use crate::model::time::now_ms;
-use crate::model::Record;
-
-/// A message handed to a consumer.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub offset: u64,
-    /// 1 on first delivery, raised on each redelivery.
-    pub delivery: u32,
-    pub record: Record,
-}
-
-/// What an ack or nack did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct AckOutcome {
-    /// Offsets acknowledged (or given back, for a nack) by this call or already before it.
-    pub acked: usize,
-    /// Offsets this group was never delivered, left untouched.
-    pub unknown: Vec<u64>,
-}
+use crate::model::Position;
 
 /// A metadata write: a key set to a value, or deleted (`None`).
 pub(super) type MetaChange = (Vec<u8>, Option<Vec<u8>>);
@@ -262,7 +245,7 @@ impl GroupState {
             } else if offset < self.committed.below || self.committed.acked.contains(&offset) {
                 outcome.acked += 1;
             } else {
-                outcome.unknown.push(offset);
+                outcome.unknown.push(Position::offset(offset));
             }
         }
         while self.committed.acked.remove(&self.committed.below) {
@@ -291,7 +274,7 @@ impl GroupState {
                     changed.push(offset);
                     outcome.acked += 1;
                 }
-                _ => outcome.unknown.push(offset),
+                _ => outcome.unknown.push(Position::offset(offset)),
             }
         }
         (outcome, self.lease_changes(&changed))
@@ -367,7 +350,7 @@ mod tests {
             outcome,
             AckOutcome {
                 acked: 2,
-                unknown: vec![9]
+                unknown: vec![Position::offset(9)]
             }
         );
         assert_eq!(group.committed.below, 2);
@@ -438,7 +421,7 @@ mod tests {
         });
         assert_eq!(leased.deliver, vec![(1, 1)]);
         assert_eq!(leased.changes.len(), 2, "both holds are persisted");
-        assert_eq!(group.ack(&[0], 0).0.unknown, vec![0]);
+        assert_eq!(group.ack(&[0], 0).0.unknown, vec![Position::offset(0)]);
         group.leases.get_mut(&0).unwrap().deadline_ms = now_ms();
         assert_eq!(
             lease(&mut group, 2, 10, LONG),

@@ -11,6 +11,7 @@
 mod chunk;
 pub mod config;
 mod groups;
+mod queue;
 mod read;
 mod writer;
 
@@ -25,26 +26,14 @@ use fjall::config::FilterPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::queues::{AckOutcome, ConsumeOptions, Delivery, LogStats};
 use super::{Acknowledgement, Backend, BackendError};
 use crate::model::{Position, Record, Retention, Violation};
 use chunk::EncodedChunk;
 pub use chunk::MESSAGE_BYTES_CEILING;
 use config::{FsyncPolicy, StoreMemory};
-pub use groups::{AckOutcome, Delivery};
 use groups::{LeaseRules, MetaChange};
 use read::ChunkCursor;
-
-/// How a consume call behaves.
-#[derive(Debug, Clone)]
-pub struct ConsumeOptions {
-    pub max: usize,
-    pub wait: Duration,
-    pub ack_timeout: Duration,
-    /// Deliveries without an ack before a message is dead-lettered; 0: never.
-    pub max_deliveries: u32,
-    /// The log exhausted messages go to; none drops them for the group (with a warning).
-    pub dead_letters: Option<String>,
-}
 
 /// Prefix of the keyspaces that hold logs.
 const LOG_KEYSPACE_PREFIX: &str = "log:";
@@ -86,16 +75,6 @@ pub(crate) struct Log {
     head: watch::Sender<u64>,
 }
 
-/// Counters of one log, for listings.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct LogStats {
-    /// Records currently stored.
-    pub messages: u64,
-    pub first_offset: u64,
-    pub next_offset: u64,
-    pub bytes: u64,
-}
-
 /// Handle to the embedded store; cheap to clone.
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -109,6 +88,8 @@ struct Inner {
     writer: mpsc::Sender<writer::Command>,
     writer_alive: Arc<AtomicBool>,
     groups: groups::Groups,
+    /// Dead letters (log, id) a replay has claimed and not settled yet.
+    replays_under_way: std::sync::Mutex<std::collections::HashSet<(String, u64)>>,
     /// Each log's in-memory write buffer before it is flushed.
     memtable_bytes: u64,
 }
@@ -181,6 +162,7 @@ impl EmbeddedStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 groups: groups::Groups::new(meta.clone()),
+                replays_under_way: Default::default(),
                 db,
                 meta,
                 logs: RwLock::new(logs),
@@ -304,7 +286,7 @@ impl EmbeddedStore {
                     messages: next.saturating_sub(first),
                     first_offset: first,
                     next_offset: next,
-                    bytes: log.bytes.load(Ordering::Acquire),
+                    bytes: Some(log.bytes.load(Ordering::Acquire)),
                 }
             })
     }
@@ -416,7 +398,7 @@ impl EmbeddedStore {
         for (offset, delivery) in leased {
             if let Some(record) = cursor.record(offset)? {
                 out.push(Delivery {
-                    offset,
+                    position: Position::offset(offset),
                     delivery,
                     record,
                 });
@@ -697,7 +679,7 @@ mod tests {
             (stats.first_offset, stats.next_offset, stats.messages),
             (7, 10, 3)
         );
-        assert!(stats.bytes <= 3500);
+        assert!(stats.bytes.unwrap() <= 3500);
         assert_eq!(store.read("s", 0, 100).unwrap()[0].0, 7);
     }
 
@@ -782,9 +764,9 @@ mod tests {
             for delivery in got {
                 assert_eq!(
                     delivery.record.value,
-                    Bytes::from(format!("{:0>300}", delivery.offset))
+                    Bytes::from(format!("{:0>300}", delivery.position.offset))
                 );
-                seen.push(delivery.offset);
+                seen.push(delivery.position.offset);
             }
         }
         assert_eq!(seen, (0..900).collect::<Vec<_>>());

@@ -27,7 +27,12 @@ pub struct KafkaConfig {
     /// those of overlapping batch requests, once the last of them is).
     #[serde(with = "humantime_serde")]
     pub linger: Duration,
-    /// Further librdkafka producer properties, e.g. `"compression.type" = "zstd"`.
+    /// How long a gateway serving a consumer group may go unheard before the group's coordinator
+    /// gives its partitions to the other gateways (librdkafka `session.timeout.ms`).
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// Further librdkafka properties for every client Sluice makes (producer, group consumers,
+    /// reader), e.g. `"compression.type" = "zstd"`.
     pub properties: BTreeMap<String, String>,
 }
 
@@ -41,6 +46,7 @@ impl Default for KafkaConfig {
             dlq_suffix: ".dlq".to_owned(),
             request_timeout: Duration::from_secs(10),
             linger: Duration::from_millis(5),
+            session_timeout: Duration::from_secs(10),
             properties: Default::default(),
         }
     }

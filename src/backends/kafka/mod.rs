@@ -3,6 +3,8 @@
 //! producer, topic creation, and the mapping of a [`Record`] to a Kafka message: key, value and
 //! headers (`sluice-schema`, `sluice-schema-version`, `sluice-schema-id`, `content-type`, the
 //! producer's own; dead letters add `sluice-error`, `sluice-reason`, `sluice-violations`).
+//! Consumer groups are in `groups`, dead letters in `dead_letters` and their replay marks in
+//! `replays`, all read through `reader`.
 //!
 //! A broker that is down or slow never hangs a request: every append is bounded by
 //! `request_timeout` and answers [`BackendError::Unavailable`] (HTTP 503) past it; librdkafka
@@ -19,6 +21,10 @@
 //! requests to the brokers as they would without the flush.
 
 mod config;
+mod dead_letters;
+mod groups;
+mod reader;
+mod replays;
 
 pub use config::KafkaConfig;
 
@@ -36,6 +42,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
+use super::queues::{
+    AckOutcome, ConsumeOptions, DeadLetterPage, Delivery, LogStats, ReplayClaim, StationQueue,
+};
 use super::{
     for_each_remote_header, unavailable, Acknowledgement, Backend, BackendError, PreparedLogs,
 };
@@ -64,6 +73,15 @@ pub struct KafkaBackend {
     flusher: Option<Flusher>,
     /// Batch requests handing their records over now: the last of them to finish flushes.
     handing_over: HandingOver,
+    /// Reads topics by partition and offset (dead letters, replay marks, counts).
+    reader: reader::LogReader,
+    /// The consumer groups this gateway serves.
+    sessions: groups::Sessions,
+    session_timeout: Duration,
+    /// Replay marks read so far, and the claims this gateway holds.
+    replays: replays::ReplayMarks,
+    /// Names this gateway's replay claims apart from other gateways'.
+    instance: String,
 }
 
 impl KafkaBackend {
@@ -89,6 +107,7 @@ impl KafkaBackend {
         let admin: AdminClient<DefaultClientContext> = client
             .create()
             .map_err(|e| unavailable(KIND, format!("cannot create the Kafka admin client: {e}")))?;
+        let reader = reader::LogReader::new(&client, config.request_timeout)?;
         Ok(Self {
             producer: ArcSwap::from_pointee(producer),
             client_config: client,
@@ -107,6 +126,11 @@ impl KafkaBackend {
                 })?)
             },
             handing_over: HandingOver::default(),
+            reader,
+            sessions: groups::Sessions::default(),
+            session_timeout: config.session_timeout,
+            replays: replays::ReplayMarks::default(),
+            instance: instance_name(),
         })
     }
 
@@ -148,14 +172,27 @@ impl KafkaBackend {
 
     /// Creates `topic` if it is missing (when configured to); remembers it once it exists.
     async fn ensure_topic(&self, topic: &str) -> Result<(), BackendError> {
-        if !self.create_topics || self.known_topics.contains(topic) {
-            return Ok(());
-        }
         let new_topic = NewTopic::new(
             topic,
             self.partitions,
             TopicReplication::Fixed(self.replication_factor),
         );
+        self.create_topic(new_topic).await
+    }
+
+    /// Creates `topic` as a compacted topic of one partition if it is missing (when configured
+    /// to), for records where each key's last one is all that matters.
+    async fn ensure_compacted_topic(&self, topic: &str) -> Result<(), BackendError> {
+        let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(self.replication_factor))
+            .set("cleanup.policy", "compact");
+        self.create_topic(new_topic).await
+    }
+
+    async fn create_topic(&self, new_topic: NewTopic<'_>) -> Result<(), BackendError> {
+        let topic = new_topic.name;
+        if !self.create_topics || self.known_topics.contains(topic) {
+            return Ok(());
+        }
         let options = AdminOptions::new()
             .request_timeout(Some(self.request_timeout))
             .operation_timeout(Some(self.request_timeout));
@@ -242,6 +279,91 @@ impl Backend for KafkaBackend {
             flusher.request(self.producer.load_full());
         }
     }
+}
+
+#[async_trait]
+impl StationQueue for KafkaBackend {
+    async fn consume(
+        &self,
+        log: &str,
+        group: &str,
+        options: &ConsumeOptions,
+    ) -> Result<Vec<Delivery>, BackendError> {
+        self.consume_group(log, group, options).await
+    }
+
+    async fn ack(
+        &self,
+        log: &str,
+        group: &str,
+        messages: &[Position],
+    ) -> Result<AckOutcome, BackendError> {
+        self.settle_messages(log, group, messages, None).await
+    }
+
+    async fn nack(
+        &self,
+        log: &str,
+        group: &str,
+        messages: &[Position],
+        delay: Duration,
+    ) -> Result<AckOutcome, BackendError> {
+        self.settle_messages(log, group, messages, Some(delay))
+            .await
+    }
+
+    async fn stats(&self, log: &str) -> Result<LogStats, BackendError> {
+        self.topic_stats(log).await
+    }
+
+    async fn dead_letters(
+        &self,
+        dead_letters: &str,
+        from: Position,
+        max: usize,
+    ) -> Result<DeadLetterPage, BackendError> {
+        self.dead_letter_page(dead_letters, from, max).await
+    }
+
+    async fn dead_letter(
+        &self,
+        dead_letters: &str,
+        id: Position,
+    ) -> Result<Option<Record>, BackendError> {
+        self.one_dead_letter(dead_letters, id).await
+    }
+
+    async fn claim_replay(
+        &self,
+        dead_letters: &str,
+        id: Position,
+    ) -> Result<ReplayClaim, BackendError> {
+        self.claim(dead_letters, id).await
+    }
+
+    async fn settle_replay(
+        &self,
+        dead_letters: &str,
+        id: Position,
+        forwarded_to: Option<Position>,
+    ) -> Result<(), BackendError> {
+        self.settle(dead_letters, id, forwarded_to).await
+    }
+}
+
+/// A name for this gateway's claims that no other gateway's share: its host, process id and
+/// start time.
+fn instance_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_default();
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        crate::model::time::now_ms()
+    )
 }
 
 /// How many batch requests are handing their records over. A flush while another is still at it

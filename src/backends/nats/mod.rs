@@ -1,28 +1,39 @@
 //! The NATS JetStream backend (async-nats): every record is published with JetStream's
 //! acknowledgement awaited, so its position (the stream sequence) is returned only once the stream
-//! has stored it. Owns the connection, stream creation or lookup per subject, and the mapping of a
-//! [`Record`] to a NATS message: headers as on Kafka (`sluice-schema`, `sluice-schema-version`,
-//! `sluice-schema-id`, `content-type`, the producer's), `Nats-Msg-Id` from `Idempotency-Key` so
-//! JetStream drops retries within its duplicate window.
+//! (on a cluster: a quorum of its replicas) has stored it. Owns the connection to one of the
+//! configured servers, stream creation or lookup per subject, and the mapping of a [`Record`] to a
+//! NATS message: headers as on Kafka (`sluice-schema`, `sluice-schema-version`, `sluice-schema-id`,
+//! `content-type`, the producer's), `Nats-Msg-Id` from `Idempotency-Key` so JetStream drops retries
+//! within its duplicate window. Consumer groups are in `groups`, dead letters and counts in
+//! `dead_letters`.
 //!
-//! The client reconnects on its own; while it is disconnected, appends fail after
-//! `request_timeout` with [`BackendError::Unavailable`] (HTTP 503) instead of hanging.
+//! The client fails over to another server of the list and reconnects on its own; while it is
+//! disconnected, requests fail after `request_timeout` with [`BackendError::Unavailable`] (HTTP 503)
+//! instead of hanging.
 
 mod config;
+mod dead_letters;
+mod groups;
 
 pub use config::{NatsConfig, StreamPolicy};
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream::context::PublishAckFuture;
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream::{self, kv, stream, AckKind};
 use async_nats::HeaderMap;
 use async_trait::async_trait;
+use tokio::sync::OnceCell;
 
-use super::{
-    for_each_remote_header, unavailable, Acknowledgement, Backend, BackendError, PreparedLogs,
+use super::queues::{
+    AckOutcome, ConsumeOptions, DeadLetterPage, Delivery, LogStats, ReplayClaim, StationQueue,
 };
+use super::remote::{KEY, NATS_MSG_ID};
+use super::{for_each_remote_header, unavailable, Acknowledgement, Backend, BackendError};
 use crate::model::{Position, Record};
 
 const KIND: &str = "nats";
@@ -35,9 +46,15 @@ pub struct NatsBackend {
     client: async_nats::Client,
     jetstream: jetstream::Context,
     streams: StreamPolicy,
+    replicas: usize,
+    duplicate_window: Duration,
     request_timeout: Duration,
-    /// Subjects known to be held by a stream.
-    known_subjects: PreparedLogs,
+    /// The stream known to hold each subject.
+    stream_names: Mutex<HashMap<String, String>>,
+    /// Consumer groups this gateway has served.
+    groups: groups::Groups,
+    /// The bucket of dead-letter replay marks, once used.
+    replays: OnceCell<kv::Store>,
 }
 
 /// The name of the stream Sluice creates for `subject`: `SLUICE_` and the subject in capitals,
@@ -59,12 +76,13 @@ pub fn stream_name(subject: &str) -> String {
 impl NatsBackend {
     /// Connects (or keeps trying in the background, if the server is not up yet).
     pub async fn connect(config: &NatsConfig) -> Result<Self, BackendError> {
+        let servers = config.servers().map_err(|e| unavailable(KIND, e))?;
         let client = async_nats::ConnectOptions::new()
             .name("sluice")
             .retry_on_initial_connect()
             .connection_timeout(config.request_timeout)
             .request_timeout(Some(config.request_timeout))
-            .connect(config.url.as_str())
+            .connect(servers)
             .await
             .map_err(|e| unavailable(KIND, format!("cannot connect to {}: {e}", config.url)))?;
         let mut jetstream = jetstream::new(client.clone());
@@ -73,63 +91,107 @@ impl NatsBackend {
             client,
             jetstream,
             streams: config.streams,
+            replicas: config.replicas,
+            duplicate_window: config.duplicate_window,
             request_timeout: config.request_timeout,
-            known_subjects: PreparedLogs::default(),
+            stream_names: Mutex::default(),
+            groups: groups::Groups::default(),
+            replays: OnceCell::new(),
         })
     }
 
-    /// Makes sure a stream holds `subject`: an existing one, or (policy `create`) a new
-    /// file-backed `SLUICE_<SUBJECT>` stream.
-    async fn ensure_stream(&self, subject: &str) -> Result<(), BackendError> {
-        if self.known_subjects.contains(subject) {
-            return Ok(());
+    /// `request`'s answer within `request_timeout`, its error as [`BackendError::Unavailable`].
+    async fn bounded<T, E: std::fmt::Display>(
+        &self,
+        request: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, BackendError> {
+        tokio::time::timeout(self.request_timeout, request)
+            .await
+            .map_err(|_| self.timed_out())?
+            .map_err(|e| unavailable(KIND, e))
+    }
+
+    /// The name of the stream that holds `subject`, if one does.
+    async fn existing_stream_of(&self, subject: &str) -> Result<Option<String>, BackendError> {
+        if let Some(name) = self.stream_names.lock().expect("streams lock").get(subject) {
+            return Ok(Some(name.clone()));
         }
         let found = tokio::time::timeout(
             self.request_timeout,
             self.jetstream.stream_by_subject(subject),
         )
         .await
-        .map_err(|_| {
+        .map_err(|_| self.timed_out())?;
+        match found {
+            Ok(name) => {
+                self.remember_stream(subject, &name);
+                Ok(Some(name))
+            }
+            Err(e) if e.kind() == jetstream::context::GetStreamByNameErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(unavailable(
+                KIND,
+                format!("cannot find the stream of subject `{subject}`: {e}"),
+            )),
+        }
+    }
+
+    fn remember_stream(&self, subject: &str, stream: &str) {
+        self.stream_names
+            .lock()
+            .expect("streams lock")
+            .insert(subject.to_owned(), stream.to_owned());
+    }
+
+    /// Forgets which stream holds `subject`, after a failure that may mean it is gone.
+    fn forget_stream(&self, subject: &str) {
+        self.stream_names
+            .lock()
+            .expect("streams lock")
+            .remove(subject);
+    }
+
+    /// The name of the stream that holds `subject`, made first where the policy allows.
+    async fn stream_of(&self, subject: &str) -> Result<String, BackendError> {
+        self.ensure_stream(subject).await?;
+        self.existing_stream_of(subject)
+            .await?
+            .ok_or_else(|| unavailable(KIND, format!("no JetStream stream holds `{subject}`")))
+    }
+
+    /// Makes sure a stream holds `subject`: an existing one, or (policy `create`) a new
+    /// file-backed `SLUICE_<SUBJECT>` stream with `replicas` replicas.
+    async fn ensure_stream(&self, subject: &str) -> Result<(), BackendError> {
+        if self.existing_stream_of(subject).await?.is_some() {
+            return Ok(());
+        }
+        if self.streams == StreamPolicy::Require {
+            return Err(unavailable(KIND, format!(
+                "no JetStream stream holds subject `{subject}` (nats.streams = \"require\"): create one, or set nats.streams = \"create\""
+            )));
+        }
+        let config = stream::Config {
+            name: stream_name(subject),
+            subjects: vec![subject.to_owned()],
+            storage: stream::StorageType::File,
+            num_replicas: self.replicas,
+            duplicate_window: self.duplicate_window,
+            ..Default::default()
+        };
+        let created = tokio::time::timeout(
+            self.request_timeout,
+            self.jetstream.get_or_create_stream(config),
+        )
+        .await
+        .map_err(|_| unavailable(KIND, "creating a JetStream stream timed out"))?
+        .map_err(|e| {
             unavailable(
                 KIND,
-                format!("JetStream did not answer within {:?}", self.request_timeout),
+                format!("cannot create a stream for subject `{subject}`: {e}"),
             )
         })?;
-        match found {
-            Ok(_) => {}
-            Err(e) if e.kind() == jetstream::context::GetStreamByNameErrorKind::NotFound => {
-                if self.streams == StreamPolicy::Require {
-                    return Err(unavailable(KIND, format!(
-                        "no JetStream stream holds subject `{subject}` (nats.streams = \"require\"): create one, or set nats.streams = \"create\""
-                    )));
-                }
-                let config = stream::Config {
-                    name: stream_name(subject),
-                    subjects: vec![subject.to_owned()],
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                };
-                tokio::time::timeout(
-                    self.request_timeout,
-                    self.jetstream.get_or_create_stream(config),
-                )
-                .await
-                .map_err(|_| unavailable(KIND, "creating a JetStream stream timed out"))?
-                .map_err(|e| {
-                    unavailable(
-                        KIND,
-                        format!("cannot create a stream for subject `{subject}`: {e}"),
-                    )
-                })?;
-            }
-            Err(e) => {
-                return Err(unavailable(
-                    KIND,
-                    format!("cannot find the stream of subject `{subject}`: {e}"),
-                ))
-            }
-        }
-        self.known_subjects.insert(subject);
+        self.remember_stream(subject, &created.cached_info().config.name);
         Ok(())
     }
 
@@ -144,12 +206,12 @@ impl NatsBackend {
         let target = async_nats::Subject::from(subject);
         for record in records {
             let mut headers = HeaderMap::new();
-            for_each_remote_header(&record, |name, value| headers.insert(name, value));
+            for_each_remote_header(&record, |name, value| headers.append(name, value));
             if let Some(key) = &record.key {
-                headers.insert("sluice-key", String::from_utf8_lossy(key).as_ref());
+                headers.append(KEY, String::from_utf8_lossy(key).as_ref());
             }
             if let Some(id) = &record.provenance.idempotency_key {
-                headers.insert("Nats-Msg-Id", id.as_str());
+                headers.insert(NATS_MSG_ID, id.as_str());
             }
             let ack = self
                 .jetstream
@@ -188,6 +250,15 @@ impl NatsBackend {
             .collect()
     }
 
+    /// Appends `records` to `subject` and waits until they are stored.
+    async fn publish_and_wait(
+        &self,
+        subject: &str,
+        records: Vec<Record>,
+    ) -> Result<Vec<Position>, BackendError> {
+        self.send(subject, records).await?.await
+    }
+
     fn timed_out(&self) -> BackendError {
         unavailable(
             KIND,
@@ -222,8 +293,14 @@ impl Backend for NatsBackend {
             self.publish_all(log, records),
         )
         .await
-        .map_err(|_| self.timed_out())??;
-        Ok(Box::pin(self.acknowledged(acks)))
+        .map_err(|_| self.timed_out())
+        .and_then(|published| published)
+        .inspect_err(|_| self.forget_stream(log))?;
+        Ok(Box::pin(async move {
+            self.acknowledged(acks)
+                .await
+                .inspect_err(|_| self.forget_stream(log))
+        }))
     }
 
     async fn check_ready(&self) -> Result<(), BackendError> {
@@ -238,6 +315,77 @@ impl Backend for NatsBackend {
 
     async fn prepare(&self, log: &str) -> Result<(), BackendError> {
         self.ensure_stream(log).await
+    }
+}
+
+#[async_trait]
+impl StationQueue for NatsBackend {
+    async fn consume(
+        &self,
+        log: &str,
+        group: &str,
+        options: &ConsumeOptions,
+    ) -> Result<Vec<Delivery>, BackendError> {
+        self.consume_group(log, group, options).await
+    }
+
+    async fn ack(
+        &self,
+        log: &str,
+        group: &str,
+        messages: &[Position],
+    ) -> Result<AckOutcome, BackendError> {
+        self.settle_group(log, group, messages, AckKind::Ack).await
+    }
+
+    async fn nack(
+        &self,
+        log: &str,
+        group: &str,
+        messages: &[Position],
+        delay: Duration,
+    ) -> Result<AckOutcome, BackendError> {
+        let delay = (!delay.is_zero()).then_some(delay);
+        self.settle_group(log, group, messages, AckKind::Nak(delay))
+            .await
+    }
+
+    async fn stats(&self, log: &str) -> Result<LogStats, BackendError> {
+        self.subject_stats(log).await
+    }
+
+    async fn dead_letters(
+        &self,
+        dead_letters: &str,
+        from: Position,
+        max: usize,
+    ) -> Result<DeadLetterPage, BackendError> {
+        self.dead_letter_page(dead_letters, from, max).await
+    }
+
+    async fn dead_letter(
+        &self,
+        dead_letters: &str,
+        id: Position,
+    ) -> Result<Option<Record>, BackendError> {
+        self.one_dead_letter(dead_letters, id).await
+    }
+
+    async fn claim_replay(
+        &self,
+        dead_letters: &str,
+        id: Position,
+    ) -> Result<ReplayClaim, BackendError> {
+        self.claim(dead_letters, id).await
+    }
+
+    async fn settle_replay(
+        &self,
+        dead_letters: &str,
+        id: Position,
+        forwarded_to: Option<Position>,
+    ) -> Result<(), BackendError> {
+        self.settle(dead_letters, id, forwarded_to).await
     }
 }
 

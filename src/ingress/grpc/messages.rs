@@ -2,7 +2,8 @@
 //! message, and what was stored, delivered or acknowledged as the responses.
 
 use super::proto::{AckResponse, ConsumedMessage, Header, ProduceRequest, ProduceResponse};
-use crate::backends::embedded::{AckOutcome, Delivery};
+use crate::backends::queues::{AckOutcome, Delivery};
+use crate::model::Position;
 use crate::pipeline::{Accepted, Incoming};
 
 /// A request as the pipeline takes it: the station, and the message.
@@ -46,7 +47,8 @@ impl From<Delivery> for ConsumedMessage {
         let record = delivery.record;
         let content_type = record.content.media_type().to_owned();
         Self {
-            offset: delivery.offset,
+            offset: delivery.position.offset,
+            partition: delivery.position.partition,
             key: record.key,
             headers: record
                 .headers
@@ -66,9 +68,17 @@ impl From<AckOutcome> for AckResponse {
     fn from(outcome: AckOutcome) -> Self {
         Self {
             acked: outcome.acked as u64,
-            unknown: outcome.unknown,
+            unknown: outcome.unknown.iter().map(|p| p.offset).collect(),
         }
     }
+}
+
+/// The messages an ack or nack names: `offsets`, in `partition` where one is given.
+pub(super) fn positions(partition: Option<u32>, offsets: &[u64]) -> Vec<Position> {
+    offsets
+        .iter()
+        .map(|&offset| Position { partition, offset })
+        .collect()
 }
 
 #[cfg(test)]

@@ -228,8 +228,10 @@ impl Gateway for GatewayService {
                 station,
                 group,
                 offsets,
+                partition,
             } = request.into_inner();
-            let outcome = self.pipeline.ack(&station, &group, &offsets).await?;
+            let messages = messages::positions(partition, &offsets);
+            let outcome = self.pipeline.ack(&station, &group, &messages).await?;
             Ok(Response::new(outcome.into()))
         })
         .await
@@ -244,11 +246,13 @@ impl Gateway for GatewayService {
                 group,
                 offsets,
                 delay_ms,
+                partition,
             } = request.into_inner();
             let delay = Duration::from_millis(delay_ms);
+            let messages = messages::positions(partition, &offsets);
             let outcome = self
                 .pipeline
-                .nack(&station, &group, &offsets, delay)
+                .nack(&station, &group, &messages, delay)
                 .await?;
             Ok(Response::new(outcome.into()))
         })

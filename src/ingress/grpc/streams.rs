@@ -15,7 +15,7 @@ use super::messages::incoming;
 use super::proto::produce_result::Outcome;
 use super::proto::{ConsumedMessage, ProduceRequest, ProduceResult};
 use super::status::rejection;
-use crate::backends::embedded::Delivery;
+use crate::backends::queues::Delivery;
 use crate::ingress::auth::{Authenticator, Need};
 use crate::ingress::errors::ApiError;
 use crate::pipeline::{Incoming, Pipeline};

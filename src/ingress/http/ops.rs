@@ -9,7 +9,6 @@ use serde_json::json;
 
 use super::Shared;
 use crate::ingress::errors::ApiError;
-use crate::model::BackendRef;
 
 pub(super) async fn dashboard() -> Response {
     (
@@ -52,8 +51,8 @@ pub(super) async fn readyz(State(pipeline): Shared) -> Response {
     }
 }
 
-/// Prometheus text: the recorded metrics, with the registry's state and the embedded dead-letter
-/// depths read just now.
+/// Prometheus text: the recorded metrics, with the registry's state and every station's
+/// dead-letter depth read just now from its backend.
 pub(super) async fn prometheus_metrics(State(pipeline): Shared) -> Response {
     let registry = pipeline.registry();
     let snapshot = registry.snapshot();
@@ -63,13 +62,13 @@ pub(super) async fn prometheus_metrics(State(pipeline): Shared) -> Response {
         registry.installs_total(),
         registry.refusals_total(),
     );
-    let store = pipeline.embedded();
-    for station in snapshot.stations() {
-        if station.dlq && station.backend == BackendRef::Embedded {
-            crate::metrics::refresh_dlq_depth(
-                &station.name,
-                store.stats(&station.dlq_name).messages,
-            );
+    let with_dead_letters: Vec<_> = snapshot.stations().filter(|s| s.dlq).collect();
+    let stats = pipeline
+        .stations_stats(with_dead_letters.iter().map(|s| s.as_ref()))
+        .await;
+    for (station, stats) in with_dead_letters.iter().zip(stats) {
+        if let Some(dead_letters) = stats.dead_letters {
+            crate::metrics::refresh_dlq_depth(&station.name, dead_letters.messages);
         }
     }
     (

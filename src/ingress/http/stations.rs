@@ -19,12 +19,13 @@ use super::read::{
 };
 use super::views::{DeadLetterView, MessageView, StationView};
 use super::Shared;
+use crate::backends::queues::AckOutcome;
 use crate::ingress::batch::parse_batch;
 use crate::ingress::errors::ApiError;
 use crate::ingress::extract::PathParams;
 use crate::ingress::requests::{self, RequestId};
+use crate::model::Position;
 use crate::pipeline::{Accepted, Incoming, Pipeline, PipelineError};
-use crate::registry::Station;
 
 pub(super) async fn produce(
     State(pipeline): Shared,
@@ -165,8 +166,29 @@ pub(super) async fn consume(
 struct AckRequest {
     group: String,
     offsets: Vec<u64>,
+    /// On a partitioned Kafka topic, the partition the offsets are in.
+    #[serde(default)]
+    partition: Option<u32>,
     #[serde(default)]
     delay_ms: Option<u64>,
+}
+
+impl AckRequest {
+    fn messages(&self) -> Vec<Position> {
+        self.offsets
+            .iter()
+            .map(|&offset| Position {
+                partition: self.partition,
+                offset,
+            })
+            .collect()
+    }
+}
+
+/// What an ack or nack did: the offsets it did not know, in the request's partition.
+fn ack_answer(outcome: AckOutcome) -> Json<serde_json::Value> {
+    let unknown: Vec<u64> = outcome.unknown.iter().map(|p| p.offset).collect();
+    Json(json!({ "acked": outcome.acked, "unknown": unknown }))
 }
 
 async fn parse_ack(pipeline: &Pipeline, body: Body) -> Result<AckRequest, ApiError> {
@@ -188,9 +210,9 @@ pub(super) async fn ack(
         return Err(ApiError::BadRequest("`delay_ms` belongs to nack".into()));
     }
     let outcome = pipeline
-        .ack(&station, &request.group, &request.offsets)
+        .ack(&station, &request.group, &request.messages())
         .await?;
-    Ok(Json(json!(outcome)))
+    Ok(ack_answer(outcome))
 }
 
 pub(super) async fn nack(
@@ -201,16 +223,17 @@ pub(super) async fn nack(
     let request = parse_ack(&pipeline, body).await?;
     let delay = Duration::from_millis(request.delay_ms.unwrap_or(0));
     let outcome = pipeline
-        .nack(&station, &request.group, &request.offsets, delay)
+        .nack(&station, &request.group, &request.messages(), delay)
         .await?;
-    Ok(Json(json!(outcome)))
+    Ok(ack_answer(outcome))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PageParams {
+    /// The first dead letter id of the page (a page's `next`); the oldest without it.
     #[serde(default)]
-    from: u64,
+    from: Option<String>,
     #[serde(default = "default_page")]
     max: usize,
 }
@@ -223,7 +246,7 @@ fn default_page() -> usize {
 pub(super) struct DeadLetterPage {
     dead_letters: Vec<DeadLetterView>,
     /// The `from` of the next page.
-    next: u64,
+    next: String,
 }
 
 pub(super) async fn dead_letters(
@@ -232,18 +255,12 @@ pub(super) async fn dead_letters(
     params: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
     let Query(params) = params?;
-    let letters: Vec<DeadLetterView> = pipeline
-        .dead_letters(&station, params.from, params.max)?
-        .into_iter()
-        .map(DeadLetterView::from)
-        .collect();
-    let next = letters
-        .last()
-        .and_then(|l| l.id.parse::<u64>().ok())
-        .map_or(params.from, |id| id + 1);
+    let page = pipeline
+        .dead_letters(&station, params.from.as_deref(), params.max)
+        .await?;
     Ok(Json(DeadLetterPage {
-        dead_letters: letters,
-        next,
+        dead_letters: page.letters.into_iter().map(DeadLetterView::from).collect(),
+        next: page.next.to_string(),
     }))
 }
 
@@ -255,20 +272,15 @@ pub(super) async fn replay(
     Ok((StatusCode::CREATED, Json(accepted)).into_response())
 }
 
-fn station_view(pipeline: &Pipeline, station: &Station) -> StationView {
-    let store = pipeline.embedded();
-    StationView::new(
-        station,
-        store.stats(&station.name),
-        store.stats(&station.dlq_name),
-    )
-}
-
 pub(super) async fn list_stations(State(pipeline): Shared) -> Json<serde_json::Value> {
     let snapshot = pipeline.registry().snapshot();
+    let stats = pipeline
+        .stations_stats(snapshot.stations().map(|s| s.as_ref()))
+        .await;
     let stations: Vec<_> = snapshot
         .stations()
-        .map(|s| station_view(&pipeline, s))
+        .zip(stats)
+        .map(|(station, stats)| StationView::new(station, stats))
         .collect();
     Json(json!({ "stations": stations }))
 }
@@ -281,5 +293,6 @@ pub(super) async fn show_station(
     let station = snapshot
         .station(&name)
         .ok_or(PipelineError::UnknownStation(name))?;
-    Ok(Json(station_view(&pipeline, station)))
+    let stats = pipeline.station_stats(station).await;
+    Ok(Json(StationView::new(station, stats)))
 }

@@ -9,12 +9,12 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::backends::embedded::{Delivery, LogStats};
+use crate::backends::queues::{Delivery, LogStats, StoredDeadLetter};
 use crate::formats::{FormatKind, SchemaSettings};
 use crate::metrics::{Rates, Totals};
 use crate::model::time::rfc3339_ms;
 use crate::model::{BackendRef, ContentKind, DeadLetter, Record, Retention, Violation};
-use crate::pipeline::{StoredDeadLetter, REQUEST_ID_HEADER};
+use crate::pipeline::{StationStats, REQUEST_ID_HEADER};
 use crate::registry::stations::{Accept, Framing, RejectionAlert};
 use crate::registry::{Schema, Station};
 
@@ -48,6 +48,9 @@ impl ValueView {
 #[derive(Debug, Serialize)]
 pub struct MessageView {
     pub offset: u64,
+    /// The partition of a partitioned Kafka topic the offset is in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     pub headers: BTreeMap<String, String>,
@@ -62,7 +65,8 @@ impl From<Delivery> for MessageView {
     fn from(delivery: Delivery) -> Self {
         let record = delivery.record;
         Self {
-            offset: delivery.offset,
+            offset: delivery.position.offset,
+            partition: delivery.position.partition,
             key: key_text(&record),
             headers: record.headers.iter().cloned().collect(),
             value: ValueView::new(&record.value, &record.content),
@@ -91,6 +95,9 @@ pub struct DeadLetterView {
     pub value: ValueView,
     /// Offset in the station the dead letter was replayed to, once it was.
     pub replayed_to: Option<u64>,
+    /// Its partition, on a partitioned Kafka topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed_to_partition: Option<u32>,
     /// The `Sluice-Request-Id` of the request that sent the message.
     pub request_id: Option<String>,
 }
@@ -130,7 +137,8 @@ impl From<StoredDeadLetter> for DeadLetterView {
             headers: record.headers.into_iter().collect(),
             content_type: dead.content_type,
             value,
-            replayed_to,
+            replayed_to: replayed_to.map(|p| p.offset),
+            replayed_to_partition: replayed_to.and_then(|p| p.partition),
         }
     }
 }
@@ -151,8 +159,10 @@ pub struct StationView {
     pub ack_timeout: std::time::Duration,
     pub max_deliveries: u32,
     pub framing: Framing,
-    pub messages: LogStats,
-    pub dead_letters: LogStats,
+    /// What the station's log holds; null when its backend cannot tell now.
+    pub messages: Option<LogStats>,
+    /// What its dead-letter log holds; null when its backend cannot tell now.
+    pub dead_letters: Option<LogStats>,
     /// Messages produced since the gateway started: accepted, rejected by the schema, errors.
     pub produced: Totals,
     /// Messages per second: now (over the last minute) and the last two minutes' history.
@@ -162,7 +172,7 @@ pub struct StationView {
 }
 
 impl StationView {
-    pub fn new(station: &Station, messages: LogStats, dead_letters: LogStats) -> Self {
+    pub fn new(station: &Station, stats: StationStats) -> Self {
         let (first, last) = station.accepted_versions();
         Self {
             name: station.name.clone(),
@@ -176,8 +186,8 @@ impl StationView {
             ack_timeout: station.ack_timeout,
             max_deliveries: station.max_deliveries,
             framing: station.framing,
-            messages,
-            dead_letters,
+            messages: stats.messages,
+            dead_letters: stats.dead_letters,
             produced: station.metrics.totals(),
             rates: station.metrics.rates(),
             alert: station.alert,
