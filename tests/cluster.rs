@@ -15,8 +15,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::brokers::{Kafka, NatsCluster};
-use common::{answer, valid_order, Process, Repo, ORDER_SCHEMA};
+use common::brokers::{Kafka, Nats, NatsCluster};
+use common::{answer, valid_order, GitRepo, Process, Repo, ORDER_SCHEMA};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -26,14 +26,18 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// A producer's pause between messages, so the load outlasts the failures.
 const PACE: Duration = Duration::from_millis(30);
 
-fn repo(backend: &str) -> Repo {
-    let stations = format!(
+/// The `orders` station on `backend` (a TOML value such as `{ nats = "orders.new" }`).
+fn stations(backend: &str) -> String {
+    format!(
         "[[station]]\nname = \"orders\"\nschema = \"orders\"\nbackend = {backend}\n\
          ack_timeout = \"2s\"\nmax_deliveries = 3\n"
-    );
+    )
+}
+
+fn repo(backend: &str) -> Repo {
     Repo::new(&[
         ("orders/v1.json", ORDER_SCHEMA),
-        ("stations.toml", &stations),
+        ("stations.toml", &stations(backend)),
     ])
 }
 
@@ -79,6 +83,13 @@ impl Replicas {
     fn kill(&mut self, i: usize) {
         if let Some(process) = self.processes[i].take() {
             process.kill();
+        }
+    }
+
+    /// SIGTERM: replica `i` finishes what it took and exits.
+    fn terminate(&mut self, i: usize) {
+        if let Some(process) = self.processes[i].take() {
+            assert!(process.terminate(Duration::from_secs(30)).success());
         }
     }
 
@@ -514,4 +525,80 @@ async fn two_gateways_in_front_of_kafka_keep_what_kafka_supports_while_a_gateway
     assert_same_registry(&replicas).await;
     let poison = assert_same_dead_letters(&replicas).await;
     assert_replayed_once(&replicas, &poison).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_serve_one_commit_follow_a_webhook_and_restart_one_at_a_time() {
+    let nats = Nats::start();
+    let repo = GitRepo::new(&[
+        ("schemas/orders/v1.json", ORDER_SCHEMA),
+        ("stations.toml", &stations("{ nats = \"orders.new\" }")),
+    ]);
+    let env = [
+        ("SLUICE_NATS_URL", nats.url()),
+        ("SLUICE_REGISTRY_POLL_INTERVAL", "2s".to_owned()),
+    ];
+    let mut replicas = Replicas::start(repo.path(), &env);
+    wait_ready(&replicas.base(0)).await;
+    wait_ready(&replicas.base(1)).await;
+    assert_same_registry(&replicas).await;
+
+    // The webhook reaches one replica, which serves the commit when it answers; the other serves
+    // it by its next poll.
+    repo.write(
+        "schemas/orders/v2.json",
+        &ORDER_SCHEMA.replace("\"minimum\": 1", "\"minimum\": 0"),
+    );
+    let head = repo.commit("orders v2");
+    let synced = reqwest::Client::new()
+        .post(format!("{}/v1/registry/sync", replicas.base(0)))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(synced).await;
+    assert_eq!(
+        (status, body["serving_commit"].as_str()),
+        (200, Some(head.as_str()))
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, other) = get(&replicas.base(1), "/v1/registry/status").await;
+        if other["serving_commit"] == head.as_str() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica 1 never served {head}: {other}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_same_registry(&replicas).await;
+
+    // A rolling restart under load: each replica in turn is stopped and started again while
+    // producers send through whichever answers.
+    let bases = replicas.bases.clone();
+    let restarts = async {
+        for i in 0..2 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            replicas.terminate(i);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            replicas.restart(i);
+        }
+    };
+    let ids: Vec<String> = (0..200).map(|i| format!("r-{i}")).collect();
+    let producing = produce(bases, ids.clone(), Duration::from_secs(60));
+    let ((), sends) = tokio::join!(restarts, producing);
+    assert!(
+        sends > ids.len(),
+        "the restarts did not happen while producing"
+    );
+    let stored = stored_ids(&nats.url(), "SLUICE_ORDERS_NEW").await;
+    for id in &ids {
+        assert_eq!(
+            stored.get(id),
+            Some(&1),
+            "{id} stored {:?} times",
+            stored.get(id)
+        );
+    }
 }

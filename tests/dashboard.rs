@@ -2,14 +2,16 @@
 //! (playwright-core): it loads from the binary with nothing fetched from elsewhere, the station
 //! row shows the counts, a schema its versions, ids, files and a diff, the registry tab its
 //! serving commit, a dead letter opens with its reason and the failing path highlighted, and
-//! Replay forwards it once a new schema version accepts it. Screenshots are saved in
-//! `$CARGO_TARGET_DIR/dashboard-screenshots/` (or `target/`).
+//! Replay forwards it once a new schema version accepts it — on the embedded store and on a NATS
+//! JetStream station alike. Screenshots are saved in
+//! `$CARGO_TARGET_DIR/dashboard-screenshots/<backend>/` (or `target/`).
 
 mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
 
+use common::brokers::Nats;
 use common::{project_file, valid_order, Gateway, GitRepo, ORDER_SCHEMA};
 use serde_json::{json, Value};
 
@@ -18,17 +20,34 @@ fn relaxed_schema() -> String {
     ORDER_SCHEMA.replace("\"minimum\": 1", "\"minimum\": 0")
 }
 
-fn screenshot_dir() -> PathBuf {
+fn screenshot_dir(backend: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| project_file("target"));
-    let dir = target.join("dashboard-screenshots");
+    let dir = target.join("dashboard-screenshots").join(backend);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 #[tokio::test]
 async fn the_dashboard_shows_counts_opens_a_dead_letter_and_replays_it() {
+    drive_the_dashboard("embedded", "", "", 3).await;
+}
+
+#[tokio::test]
+async fn the_dashboard_counts_and_replays_on_a_jetstream_station_too() {
+    let nats = Nats::start();
+    let config = format!("[nats]\nurl = \"{}\"\n", nats.url());
+    // Stream sequences start at 1: the fourth message is at 4.
+    drive_the_dashboard("nats", "backend = { nats = \"shop.orders\" }", &config, 4).await;
+}
+
+/// Produces three valid orders and one refused to station `<name>-orders` on `backend` (a line of
+/// its `[[station]]`, with `config` for the gateway), drives the dashboard, and checks what it
+/// showed; the replayed dead letter lands at `replayed_offset`. Each backend has a station name of
+/// its own: a station's produced totals are the process's, shared by the tests in it.
+async fn drive_the_dashboard(name: &str, backend: &str, config: &str, replayed_offset: u64) {
+    let station = format!("{name}-orders");
     assert!(
         std::path::Path::new("/usr/bin/chromium").exists(),
         "Debian's chromium is needed (scripts/test installs it)"
@@ -42,11 +61,11 @@ async fn the_dashboard_shows_counts_opens_a_dead_letter_and_replays_it() {
         ("schemas/orders/v1.json", ORDER_SCHEMA),
         (
             "stations.toml",
-            "[[station]]\nname = \"shop-orders\"\nschema = \"orders\"\n",
+            &format!("[[station]]\nname = \"{station}\"\nschema = \"orders\"\n{backend}\n"),
         ),
     ]);
     assert!(relaxed_schema() != ORDER_SCHEMA);
-    let gw = Gateway::start(&repo, "").await;
+    let gw = Gateway::start(&repo, config).await;
     let (page_status, page) = {
         let answer = gw.client.get(gw.url("/")).send().await.unwrap();
         (answer.status(), answer.text().await.unwrap())
@@ -55,24 +74,25 @@ async fn the_dashboard_shows_counts_opens_a_dead_letter_and_replays_it() {
     assert!(page.contains("<title>Sluice</title>"));
 
     for id in ["d-1", "d-2", "d-3"] {
-        assert_eq!(gw.produce("shop-orders", &valid_order(id)).await.0, 201);
+        assert_eq!(gw.produce(&station, &valid_order(id)).await.0, 201);
     }
     let zero = json!({"order_id": "d-0", "items": [{"qty": 0}]});
-    assert_eq!(gw.produce("shop-orders", &zero).await.0, 422);
+    assert_eq!(gw.produce(&station, &zero).await.0, 422);
     // A new version that accepts it, so that Replay can forward it.
     repo.write("schemas/orders/v2.json", &relaxed_schema());
     repo.commit("orders v2: a quantity of 0 is allowed");
     assert_eq!(gw.post_json("/v1/registry/sync", &json!({})).await.0, 200);
 
     let base = gw.base.clone();
-    let shots = screenshot_dir();
+    let shots = screenshot_dir(name);
     let output = tokio::task::spawn_blocking({
         let shots = shots.clone();
+        let station = station.clone();
         move || {
             Command::new("node")
                 .arg("drive.mjs")
                 .arg(&base)
-                .arg("shop-orders")
+                .arg(&station)
                 .arg("orders")
                 .arg(&shots)
                 .current_dir(driver)
@@ -93,7 +113,7 @@ async fn the_dashboard_shows_counts_opens_a_dead_letter_and_replays_it() {
         .iter()
         .map(|c| c.as_str().unwrap().trim())
         .collect();
-    assert_eq!(row[0], "shop-orders", "{seen}");
+    assert_eq!(row[0], station, "{seen}");
     assert_eq!(row[1], "orders", "{seen}");
     assert_eq!(
         &row[4..=8],
@@ -164,7 +184,9 @@ async fn the_dashboard_shows_counts_opens_a_dead_letter_and_replays_it() {
     );
     let replay = seen["replay"].as_str().unwrap();
     assert!(
-        replay.contains("Forwarded to shop-orders at offset 3"),
+        replay.contains(&format!(
+            "Forwarded to {station} at offset {replayed_offset}"
+        )),
         "{seen}"
     );
     assert_eq!(
@@ -174,7 +196,7 @@ async fn the_dashboard_shows_counts_opens_a_dead_letter_and_replays_it() {
     );
 
     // What the button did: the fourth message is on the station, judged by v2.
-    let stored = gw.consume("shop-orders", "check", 10).await;
+    let stored = gw.consume(&station, "check", 10).await;
     assert_eq!(stored.len(), 4);
     assert_eq!(stored[3]["value"]["order_id"], "d-0");
     assert_eq!(stored[3]["schema_version"], 2);

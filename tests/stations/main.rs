@@ -1,6 +1,6 @@
 //! The station contract, written once and run against every backend: the embedded store, NATS
 //! JetStream (a real `nats-server`) and Kafka (a real `tansu` broker). Groups share and fan out,
-//! acks stick and leases run out, nacks wait, a poison message reaches the dead-letter queue after
+//! a long poll wakes when a message arrives, acks stick and leases run out, nacks wait, a poison message reaches the dead-letter queue after
 //! `max_deliveries`, a first delivery waits for `Sluice-Deliver-After` without holding back the
 //! next message, dead letters are browsed and replayed at most once, and the listings and
 //! `/metrics` count what each station holds.
@@ -18,6 +18,11 @@ macro_rules! every_scenario {
         async fn a_group_shares_the_work_and_every_group_sees_everything() {
             crate::scenarios::a_group_shares_the_work_and_every_group_sees_everything($backend)
                 .await;
+        }
+
+        #[tokio::test]
+        async fn a_long_poll_returns_as_soon_as_a_message_arrives() {
+            crate::scenarios::a_long_poll_returns_as_soon_as_a_message_arrives($backend).await;
         }
 
         #[tokio::test]

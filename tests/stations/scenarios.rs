@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::common::brokers::{Kafka, Nats};
-use crate::common::{orders_repo, valid_order, Gateway, Repo};
+use crate::common::{valid_order, Gateway, Repo, ORDER_SCHEMA};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Backend {
@@ -37,6 +37,19 @@ const PATIENCE: Duration = Duration::from_secs(30);
 impl Backend {
     /// The `orders` station with `station_extra` (more keys of its `[[station]]`) on this backend.
     pub async fn start(self, station_extra: &str) -> Setup {
+        self.start_station("orders", station_extra).await
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded",
+            Backend::Nats => "nats",
+            Backend::Kafka => "kafka",
+        }
+    }
+
+    /// Station `name` on the `orders` schema, with `station_extra`, on this backend.
+    pub async fn start_station(self, name: &str, station_extra: &str) -> Setup {
         let (backend, config, broker) = match self {
             Backend::Embedded => (String::new(), String::new(), None),
             Backend::Nats => {
@@ -64,7 +77,14 @@ impl Backend {
                 )
             }
         };
-        let repo = orders_repo(&format!("{station_extra}\n{backend}"));
+        let stations = format!(
+            "[[station]]\nname = \"{name}\"\nschema = \"orders\"\n{station_extra}\n{backend}\n\n\
+             [[station]]\nname = \"raw\"\n"
+        );
+        let repo = Repo::new(&[
+            ("orders/v1.json", ORDER_SCHEMA),
+            ("stations.toml", &stations),
+        ]);
         let gw = Gateway::start(&repo, &config).await;
         Setup {
             gw,
@@ -190,6 +210,26 @@ pub async fn a_group_shares_the_work_and_every_group_sees_everything(backend: Ba
         .map(order_id)
         .collect();
     assert_eq!(audit, ids, "another group gets every message, in order");
+}
+
+pub async fn a_long_poll_returns_as_soon_as_a_message_arrives(backend: Backend) {
+    let setup = backend.start("").await;
+    let gw = std::sync::Arc::new(setup.gw);
+    let poller = {
+        let gw = gw.clone();
+        tokio::spawn(async move { consume(&gw, "g", 5, Duration::from_secs(20)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !poller.is_finished(),
+        "the poll waits while the station is empty"
+    );
+    produce_orders(&gw, ["late".to_owned()]).await;
+    let messages = tokio::time::timeout(Duration::from_secs(10), poller)
+        .await
+        .expect("the poll returns once a message arrives")
+        .unwrap();
+    assert_eq!(order_id(&messages[0]), "late");
 }
 
 pub async fn acks_stick_and_unacked_messages_come_back_after_the_ack_timeout(backend: Backend) {
@@ -423,26 +463,31 @@ async fn dead_letter_count(gw: &Gateway) -> usize {
 }
 
 pub async fn listings_and_metrics_count_messages_and_dead_letters(backend: Backend) {
-    let setup = backend.start("").await;
+    // A station of its own: `/metrics` is the process's, shared by the tests running in it.
+    let station = format!("counted-{}", backend.name());
+    let setup = backend.start_station(&station, "").await;
     let gw = &setup.gw;
-    produce_orders(gw, (0..5).map(|i| format!("o-{i}"))).await;
+    for i in 0..5 {
+        let (status, body) = gw.produce(&station, &valid_order(&format!("o-{i}"))).await;
+        assert_eq!(status, 201, "{body}");
+    }
     for _ in 0..2 {
-        let (status, _) = gw.produce("orders", &json!({"order_id": 7})).await;
+        let (status, _) = gw.produce(&station, &json!({"order_id": 7})).await;
         assert_eq!(status, 422);
     }
-    let (status, station) = gw.get("/v1/stations/orders").await;
-    assert_eq!(status, 200, "{station}");
-    assert_eq!(station["messages"]["messages"], 5, "{station}");
-    assert_eq!(station["dead_letters"]["messages"], 2, "{station}");
+    let (status, shown) = gw.get(&format!("/v1/stations/{station}")).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["messages"]["messages"], 5, "{shown}");
+    assert_eq!(shown["dead_letters"]["messages"], 2, "{shown}");
     let (_, listing) = gw.get("/v1/stations").await;
-    let orders = listing["stations"]
+    let listed = listing["stations"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["name"] == "orders")
+        .find(|s| s["name"] == station.as_str())
         .unwrap()
         .clone();
-    assert_eq!(orders["dead_letters"]["messages"], 2, "{orders}");
+    assert_eq!(listed["dead_letters"]["messages"], 2, "{listed}");
     let metrics = gw
         .client
         .get(gw.url("/metrics"))
@@ -452,8 +497,6 @@ pub async fn listings_and_metrics_count_messages_and_dead_letters(backend: Backe
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains("sluice_dlq_depth{station=\"orders\"} 2"),
-        "{metrics}"
-    );
+    let depth = format!("sluice_dlq_depth{{station=\"{station}\"}} 2");
+    assert!(metrics.contains(&depth), "{metrics}");
 }
