@@ -154,6 +154,8 @@ struct Seen {
     id: String,
     delivery: u64,
     consumer: usize,
+    /// Partition (Kafka) and offset.
+    position: (Option<u64>, u64),
     at: Instant,
 }
 
@@ -166,7 +168,7 @@ struct Consumed {
 
 /// A consumer of group `workers`: alternates replicas to consume, acks through the other one (and
 /// again through the first if that fails), never acks `poison`. Ends once `done` says so and it
-/// has been idle a while.
+/// has been idle a while, and fails if messages still come a minute after `done`.
 async fn consumer(
     me: usize,
     bases: Arc<Mutex<Vec<String>>>,
@@ -176,7 +178,15 @@ async fn consumer(
 ) {
     let client = reqwest::Client::new();
     let mut idle_since = Instant::now();
+    let mut done_at = None;
     for round in 0.. {
+        if done.load(std::sync::atomic::Ordering::Acquire) {
+            let since = *done_at.get_or_insert_with(Instant::now);
+            assert!(
+                since.elapsed() < Duration::from_secs(60),
+                "consumer {me} still receives messages a minute after the load ended"
+            );
+        }
         let replica = me + round;
         let got = call(&client, &bases, replica, |c, base| {
             c.get(format!(
@@ -206,6 +216,10 @@ async fn consumer(
                     id: id.clone(),
                     delivery: message["delivery"].as_u64().unwrap(),
                     consumer: me,
+                    position: (
+                        message["partition"].as_u64(),
+                        message["offset"].as_u64().unwrap(),
+                    ),
                     at: now,
                 });
                 if id != "poison" {
@@ -387,16 +401,16 @@ fn assert_consumed(produced: &[String], consumed: &Consumed, leases_outlive_gate
         .collect();
     let missing: Vec<&String> = expected.difference(&consumed.acked).collect();
     assert!(missing.is_empty(), "never acked: {missing:?}");
-    let poison: Vec<u64> = consumed
+    let poison: Vec<(u64, (Option<u64>, u64))> = consumed
         .seen
         .iter()
         .filter(|s| s.id == "poison")
-        .map(|s| s.delivery)
+        .map(|s| (s.delivery, s.position))
         .collect();
     assert_eq!(
-        poison.iter().max(),
+        poison.iter().map(|(delivery, _)| delivery).max(),
         Some(&3),
-        "poison deliveries: {poison:?}"
+        "poison deliveries (delivery, position): {poison:?}"
     );
 }
 

@@ -4,7 +4,10 @@
 //! Kafka in consumer groups and a compacted topic. A gateway holds nothing another replica in front
 //! of the same engine would need, beyond what is in flight.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -151,4 +154,33 @@ pub trait StationQueue: Send + Sync {
 /// stores it once even if a gateway dies between forwarding it and marking it replayed.
 pub fn replay_idempotency_key(dead_letters: &str, id: Position) -> String {
     format!("sluice-replay:{dead_letters}:{id}")
+}
+
+/// How long a remote log's counts are reused.
+const STATS_FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// Counts of remote logs read in the last second, so listing many stations (the dashboard asks
+/// every two seconds) costs the brokers one request per log per second at most.
+#[derive(Default)]
+pub(crate) struct RecentStats(Mutex<HashMap<String, (Instant, LogStats)>>);
+
+impl RecentStats {
+    /// `log`'s counts from the last second, or from `read` now.
+    pub(crate) async fn get(
+        &self,
+        log: &str,
+        read: impl Future<Output = Result<LogStats, BackendError>>,
+    ) -> Result<LogStats, BackendError> {
+        if let Some((at, stats)) = self.0.lock().expect("stats lock").get(log) {
+            if at.elapsed() < STATS_FRESH_FOR {
+                return Ok(*stats);
+            }
+        }
+        let stats = read.await?;
+        self.0
+            .lock()
+            .expect("stats lock")
+            .insert(log.to_owned(), (Instant::now(), stats));
+        Ok(stats)
+    }
 }

@@ -78,9 +78,16 @@ impl Book {
 
     /// Takes a message read from `partition`.
     fn add(&mut self, partition: i32, offset: i64, record: Record) {
-        let book = self.partitions.entry(partition).or_insert(PartitionBook {
-            committed: offset,
-            held: BTreeMap::new(),
+        let book = self.partitions.entry(partition).or_insert_with(|| {
+            tracing::debug!(
+                partition,
+                offset,
+                "reading a partition for a consumer group"
+            );
+            PartitionBook {
+                committed: offset,
+                held: BTreeMap::new(),
+            }
         });
         if offset >= book.committed {
             let deadline_ms = record.deliver_after_ms.unwrap_or(0);
@@ -188,12 +195,27 @@ impl ClientContext for SessionContext {}
 impl ConsumerContext for SessionContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
+            tracing::info!(partitions = ?partition_numbers(partitions), "a consumer group's partitions were taken from this gateway");
             let mut book = self.book.lock().expect("book lock");
             for element in partitions.elements() {
                 book.partitions.remove(&element.partition());
             }
         }
     }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            tracing::info!(partitions = ?partition_numbers(partitions), "a consumer group's partitions were given to this gateway");
+        }
+    }
+}
+
+fn partition_numbers(partitions: &TopicPartitionList) -> Vec<(String, i32)> {
+    partitions
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
 }
 
 /// This gateway's member of one Kafka group: the consumer, what it holds, and the task that
@@ -250,6 +272,12 @@ impl KafkaBackend {
             .set(
                 "session.timeout.ms",
                 self.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                heartbeat_interval(self.session_timeout)
+                    .as_millis()
+                    .to_string(),
             );
         let context = SessionContext { book: book.clone() };
         let consumer: StreamConsumer<SessionContext> = config
@@ -400,8 +428,17 @@ impl KafkaBackend {
     }
 }
 
+/// How often a member tells the coordinator it lives: a tenth of the session timeout (at most
+/// librdkafka's default 3 s). A member learns of a rebalance by its next heartbeat, and some
+/// coordinators (tansu) count the time a member then waits in its join against its session, so
+/// with heartbeats at half the timeout two members can push each other out of the group in turn.
+fn heartbeat_interval(session_timeout: Duration) -> Duration {
+    (session_timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(3))
+}
+
 /// Stores the group's offsets `commits` (partition, next offset) before answering.
 async fn commit(session: &Arc<Session>, commits: &[(i32, i64)]) -> Result<(), BackendError> {
+    tracing::debug!(topic = %session.topic, ?commits, "committing a consumer group's offsets");
     let mut offsets = TopicPartitionList::new();
     for &(partition, offset) in commits {
         offsets

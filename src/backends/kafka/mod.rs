@@ -43,7 +43,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::queues::{
-    AckOutcome, ConsumeOptions, DeadLetterPage, Delivery, LogStats, ReplayClaim, StationQueue,
+    AckOutcome, ConsumeOptions, DeadLetterPage, Delivery, LogStats, RecentStats, ReplayClaim,
+    StationQueue,
 };
 use super::{
     for_each_remote_header, unavailable, Acknowledgement, Backend, BackendError, PreparedLogs,
@@ -82,6 +83,7 @@ pub struct KafkaBackend {
     replays: replays::ReplayMarks,
     /// Names this gateway's replay claims apart from other gateways'.
     instance: String,
+    recent_stats: RecentStats,
 }
 
 impl KafkaBackend {
@@ -131,6 +133,7 @@ impl KafkaBackend {
             session_timeout: config.session_timeout,
             replays: replays::ReplayMarks::default(),
             instance: instance_name(),
+            recent_stats: RecentStats::default(),
         })
     }
 
@@ -313,7 +316,7 @@ impl StationQueue for KafkaBackend {
     }
 
     async fn stats(&self, log: &str) -> Result<LogStats, BackendError> {
-        self.topic_stats(log).await
+        self.recent_stats.get(log, self.topic_stats(log)).await
     }
 
     async fn dead_letters(

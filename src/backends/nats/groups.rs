@@ -11,7 +11,8 @@
 //! ignores a sequence it holds no lease for); a nack also needs a consumer sequence inside the
 //! consumer's pending range, which the consumer's info gives, and the delivery count, which the
 //! gateway that delivered the message remembers (another writes 1, which only a delayed nack
-//! stores).
+//! stores). An ack of messages this gateway delivered asks the consumer nothing; one naming others
+//! asks for its state, to tell which were never delivered.
 //!
 //! Two things JetStream 2.9 does not do, the gateway does on each delivery. `max_deliveries`: a
 //! message delivered once more than that is published to the dead-letter subject — with a
@@ -25,7 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{self, pull, AckPolicy, PullConsumer};
+use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
 use async_nats::jetstream::AckKind;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -40,6 +41,10 @@ use crate::model::{DeadLetter, Position, Record, Violation};
 /// Messages one group may hold leased at once across all its consumers (JetStream's
 /// `max_ack_pending`).
 const MAX_ACK_PENDING: i64 = 100_000;
+/// How long a pull for what is there now may wait before the server ends it.
+const NOW_EXPIRES: Duration = Duration::from_millis(100);
+/// How long past a pull request's expiry the gateway waits for the server to end it.
+const EXPIRY_GRACE: Duration = Duration::from_millis(250);
 /// Delivery counts of delivered messages this gateway remembers, for nacks.
 const REMEMBERED_COUNTS: usize = 100_000;
 
@@ -219,15 +224,15 @@ impl NatsBackend {
         };
         let deadline = tokio::time::Instant::now() + options.wait;
         loop {
-            // What is there now, then (if nothing) a wait for one message and what came with it.
-            let mut fetched = self.fetch(&group_consumer, options.max, None).await?;
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if fetched.is_empty() && remaining >= Duration::from_millis(1) {
-                fetched = self.fetch(&group_consumer, 1, Some(remaining)).await?;
-                if !fetched.is_empty() && options.max > 1 {
-                    fetched.extend(self.fetch(&group_consumer, options.max - 1, None).await?);
+            let fetched = match self.pull(&group_consumer, options.max, deadline).await {
+                Ok(fetched) => fetched,
+                Err(e) => {
+                    // The consumer may be gone (deleted, or lost with its stream): look it up
+                    // again, or make it, next time.
+                    self.forget_group(subject, group);
+                    return Err(e);
                 }
-            }
+            };
             let fetched_any = !fetched.is_empty();
             let delivered = self
                 .judge_deliveries(subject, group, &group_consumer, options, fetched)
@@ -238,44 +243,88 @@ impl NatsBackend {
         }
     }
 
-    /// One pull request: up to `max` messages, answered at once (`wait` none) or as soon as `max`
-    /// have come or `wait` has passed.
+    /// What is there now, up to `max`; if nothing, a wait until `deadline` for one message, and
+    /// what came with it.
+    async fn pull(
+        &self,
+        group: &GroupConsumer,
+        max: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<async_nats::jetstream::Message>, BackendError> {
+        let mut fetched = self.fetch(group, max, None).await?;
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if fetched.is_empty() && remaining >= Duration::from_millis(1) {
+            fetched = self.fetch(group, 1, Some(remaining)).await?;
+            if !fetched.is_empty() && max > 1 {
+                fetched.extend(self.fetch(group, max - 1, None).await?);
+            }
+        }
+        Ok(fetched)
+    }
+
+    fn forget_group(&self, subject: &str, group: &str) {
+        self.groups
+            .consumers
+            .lock()
+            .expect("groups lock")
+            .remove(&(subject.to_owned(), group.to_owned()));
+    }
+
+    /// One pull request: up to `max` messages, answered at once (`wait` none: what is there, within
+    /// [`NOW_EXPIRES`]) or as soon as `max` have come or `wait` has passed.
     async fn fetch(
         &self,
         group: &GroupConsumer,
         max: usize,
         wait: Option<Duration>,
     ) -> Result<Vec<async_nats::jetstream::Message>, BackendError> {
-        let pulling = async {
-            let mut batch = match wait {
-                None => group.consumer.fetch().max_messages(max).messages().await,
-                Some(wait) => {
+        let expires = wait.unwrap_or(NOW_EXPIRES);
+        let request = async {
+            match wait {
+                // "What is there now" still expires: a request that finds messages pending which
+                // another gateway's request then takes would otherwise wait for the next one.
+                None => {
+                    group
+                        .consumer
+                        .fetch()
+                        .max_messages(max)
+                        .expires(expires)
+                        .messages()
+                        .await
+                }
+                Some(_) => {
                     group
                         .consumer
                         .batch()
                         .max_messages(max)
-                        .expires(wait)
+                        .expires(expires)
                         .messages()
                         .await
                 }
             }
+        };
+        let mut batch = self
+            .bounded(request)
+            .await
             .map_err(|e| unavailable(KIND, format!("cannot pull from `{}`: {e}", group.name)))?;
-            let mut messages = Vec::new();
-            while let Some(message) = batch.next().await {
-                match message {
-                    Ok(message) => messages.push(message),
-                    Err(e) if messages.is_empty() => {
-                        return Err(unavailable(KIND, format!("pulling messages failed: {e}")))
-                    }
-                    Err(_) => break,
+        // The server ends the request by `expires`; should its end not come (a request it dropped),
+        // the gateway stops waiting a little after, and keeps what came.
+        let deadline = tokio::time::Instant::now() + expires + EXPIRY_GRACE;
+        let mut messages = Vec::new();
+        loop {
+            match tokio::time::timeout_at(deadline, batch.next()).await {
+                Ok(Some(Ok(message))) => messages.push(message),
+                Ok(Some(Err(e))) if messages.is_empty() => {
+                    return Err(unavailable(KIND, format!("pulling messages failed: {e}")))
+                }
+                Ok(Some(Err(_))) | Ok(None) => break,
+                Err(_) => {
+                    tracing::debug!(consumer = %group.name, "a pull request was not ended by the server in time");
+                    break;
                 }
             }
-            Ok(messages)
-        };
-        let bound = wait.unwrap_or_default() + self.request_timeout;
-        tokio::time::timeout(bound, pulling)
-            .await
-            .map_err(|_| self.timed_out())?
+        }
+        Ok(messages)
     }
 
     /// Sorts fetched messages into deliveries, holds and exhausted ones, and settles the last two
@@ -408,20 +457,39 @@ impl NatsBackend {
                 unknown: messages.to_vec(),
             });
         };
-        let info = self.bounded(group_consumer.consumer.get_info()).await?;
+        let counts = self.delivery_counts(&group_consumer, messages);
+        // The consumer's state is asked for only when it is needed: a nack's consumer sequence,
+        // or a message this gateway did not deliver (it may never have been delivered at all).
+        let info = if matches!(kind, AckKind::Ack) && counts.iter().all(Option::is_some) {
+            None
+        } else {
+            Some(self.bounded(group_consumer.consumer.get_info()).await?)
+        };
         let mut outcome = AckOutcome::default();
         let mut sends = Vec::new();
-        for &message in messages {
+        for (&message, delivered) in messages.iter().zip(counts) {
             let seq = message.offset;
-            if message.partition.is_some() || seq == 0 || seq > info.delivered.stream_sequence {
-                outcome.unknown.push(message);
-                continue;
+            if let Some(info) = &info {
+                if message.partition.is_some() || seq == 0 || seq > info.delivered.stream_sequence {
+                    outcome.unknown.push(message);
+                    continue;
+                }
+                if seq <= info.ack_floor.stream_sequence {
+                    outcome.acked += 1;
+                    continue;
+                }
             }
             outcome.acked += 1;
-            if seq <= info.ack_floor.stream_sequence {
-                continue;
-            }
-            let reply = self.ack_subject(&group_consumer, seq, kind, &info);
+            let consumer_seq = match (kind, &info) {
+                (AckKind::Nak(_), Some(info)) => info.delivered.consumer_sequence,
+                _ => 0,
+            };
+            let reply = format!(
+                "$JS.ACK.{}.{}.{}.{seq}.{consumer_seq}.0.0",
+                group_consumer.stream,
+                group_consumer.name,
+                delivered.unwrap_or(1)
+            );
             sends.push(async move { self.acknowledge(&reply, kind).await });
         }
         for sent in futures_util::future::join_all(sends).await {
@@ -430,32 +498,16 @@ impl NatsBackend {
         Ok(outcome)
     }
 
-    /// The ack subject `kind` is sent to for stream sequence `seq`: consumer sequence 0 for an
-    /// ack (never taken for a message the consumer holds no lease on), the newest delivered one
-    /// for a nack (inside the pending range, as a nack must be).
-    fn ack_subject(
-        &self,
-        group: &GroupConsumer,
-        seq: u64,
-        kind: AckKind,
-        info: &consumer::Info,
-    ) -> String {
-        let key = (group.stream.clone(), group.name.clone(), seq);
-        let delivered = self
-            .groups
-            .counts
-            .lock()
-            .expect("counts lock")
-            .get(&key)
-            .unwrap_or(1);
-        let consumer_seq = match kind {
-            AckKind::Nak(_) => info.delivered.consumer_sequence,
-            _ => 0,
-        };
-        format!(
-            "$JS.ACK.{}.{}.{delivered}.{seq}.{consumer_seq}.0.0",
-            group.stream, group.name
-        )
+    /// JetStream's delivery count of each of `messages`, where this gateway delivered it.
+    fn delivery_counts(&self, group: &GroupConsumer, messages: &[Position]) -> Vec<Option<u64>> {
+        let counts = self.groups.counts.lock().expect("counts lock");
+        messages
+            .iter()
+            .map(|m| {
+                let key = (group.stream.clone(), group.name.clone(), m.offset);
+                m.partition.is_none().then(|| counts.get(&key)).flatten()
+            })
+            .collect()
     }
 }
 

@@ -30,7 +30,8 @@ use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
 use super::queues::{
-    AckOutcome, ConsumeOptions, DeadLetterPage, Delivery, LogStats, ReplayClaim, StationQueue,
+    AckOutcome, ConsumeOptions, DeadLetterPage, Delivery, LogStats, RecentStats, ReplayClaim,
+    StationQueue,
 };
 use super::remote::{KEY, NATS_MSG_ID};
 use super::{for_each_remote_header, unavailable, Acknowledgement, Backend, BackendError};
@@ -55,6 +56,7 @@ pub struct NatsBackend {
     groups: groups::Groups,
     /// The bucket of dead-letter replay marks, once used.
     replays: OnceCell<kv::Store>,
+    recent_stats: RecentStats,
 }
 
 /// The name of the stream Sluice creates for `subject`: `SLUICE_` and the subject in capitals,
@@ -97,6 +99,7 @@ impl NatsBackend {
             stream_names: Mutex::default(),
             groups: groups::Groups::default(),
             replays: OnceCell::new(),
+            recent_stats: RecentStats::default(),
         })
     }
 
@@ -351,7 +354,7 @@ impl StationQueue for NatsBackend {
     }
 
     async fn stats(&self, log: &str) -> Result<LogStats, BackendError> {
-        self.subject_stats(log).await
+        self.recent_stats.get(log, self.subject_stats(log)).await
     }
 
     async fn dead_letters(
