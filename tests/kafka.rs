@@ -276,7 +276,7 @@ async fn a_killed_broker_gets_503s_and_producing_resumes_when_it_is_back() {
         .await;
     gw.wait_readiness(503).await;
 
-    // A new broker on the same address (its memory storage starts empty).
+    // The broker again, on the same address and storage.
     kafka.start_again();
     let back = gw.produce_until_accepted("orders", "back").await;
     gw.wait_readiness(200).await;

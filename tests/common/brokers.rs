@@ -65,27 +65,36 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// A `tansu` broker (Kafka protocol) with in-memory storage.
+/// A `tansu` broker (Kafka protocol) storing its log in SQLite in a temporary directory.
 pub struct Kafka {
     child: Child,
     pub port: u16,
+    store: TempDir,
+}
+
+/// The `tansu` to run: `SLUICE_TEST_TANSU` (set by `scripts/test`, built with SQLite storage), or
+/// the first on PATH.
+fn tansu() -> PathBuf {
+    match std::env::var_os("SLUICE_TEST_TANSU") {
+        Some(path) => PathBuf::from(path),
+        None => find_binary("tansu", &[]),
+    }
 }
 
 impl Kafka {
     pub fn start() -> Self {
-        Self::start_on(free_port())
-    }
-
-    fn start_on(port: u16) -> Self {
+        let store = tempfile::tempdir().unwrap();
+        let port = free_port();
         Self {
-            child: Self::spawn(port),
+            child: Self::spawn(port, &store),
             port,
+            store,
         }
     }
 
-    fn spawn(port: u16) -> Child {
+    fn spawn(port: u16, store: &TempDir) -> Child {
         let url = format!("tcp://127.0.0.1:{port}");
-        let mut child = Command::new(find_binary("tansu", &[]))
+        let mut child = Command::new(tansu())
             .args([
                 "broker",
                 "--listener-url",
@@ -93,12 +102,18 @@ impl Kafka {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "memory://tansu/"])
+            // Relative to the working directory: tansu joins the URL's path onto it.
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(store.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("tansu starts");
-        wait_listening(port, "tansu", &mut child);
+        wait_listening(
+            port,
+            "tansu (with SQLite storage: scripts/test installs it)",
+            &mut child,
+        );
         child
     }
 
@@ -117,14 +132,14 @@ impl Kafka {
         signal(&self.child, "CONT");
     }
 
-    /// Kills the broker (its in-memory data goes with it).
+    /// Kills the broker.
     pub fn kill(&mut self) {
         stop(&mut self.child);
     }
 
-    /// Starts a fresh broker on the same port.
+    /// Starts the broker again on the same port and storage.
     pub fn start_again(&mut self) {
-        self.child = Self::spawn(self.port);
+        self.child = Self::spawn(self.port, &self.store);
     }
 }
 
