@@ -80,7 +80,7 @@ backend = { nats = "raw.via-sluice" }
 "#;
 
 fn backends(c: &mut Criterion) {
-    let kafka = brokers::Kafka::start();
+    let kafka = brokers::Kafka::start_in_memory();
     let nats = brokers::Nats::start();
     let runtime = common::runtime();
     let gateway = BenchGateway::start(

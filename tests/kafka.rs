@@ -237,7 +237,7 @@ async fn a_large_mixed_batch_lands_in_order_and_its_invalid_messages_only_in_the
 
 #[tokio::test]
 async fn a_frozen_broker_gets_503s_then_201s_again_and_every_201_is_on_the_broker() {
-    let kafka = Kafka::start();
+    let kafka = Kafka::start_in_memory();
     let gw = Gateway::start(&repo(), &config(&kafka, "2s")).await;
     let mut answered_201 = gw.produce_orders("orders", "before", 5).await;
     assert_eq!(gw.get("/readyz").await.0, 200);
