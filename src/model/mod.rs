@@ -1,15 +1,18 @@
 //! The small shared model: the plain types that more than one layer speaks of, and nothing that
 //! acts on them. A stored [`Record`] and its [`DeadLetter`] reason, the [`Violation`]s a format
 //! finds, where a message was stored ([`Position`]), where a station's messages go
-//! ([`BackendRef`]) and how long they stay ([`Retention`]), and the clock's two spellings.
+//! ([`BackendRef`]) and how long they stay ([`Retention`]), a configured secret
+//! ([`SecretSource`]) and the clock's two spellings.
 //!
 //! Everything else imports from here; this module imports nothing of Sluice's own.
 
 mod record;
+mod secret;
 mod station;
 pub mod time;
 mod violation;
 
 pub use record::{ContentKind, DeadLetter, Position, Provenance, Record};
+pub use secret::{Secret, SecretSource};
 pub use station::{BackendRef, Retention};
 pub use violation::Violation;

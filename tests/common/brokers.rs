@@ -74,13 +74,16 @@ pub struct Kafka {
     engine: &'static str,
 }
 
-/// The `tansu` to run: `SLUICE_TEST_TANSU` (set by `scripts/test`, built with SQLite storage), or
-/// the first on PATH.
+/// The `tansu` to run: `SLUICE_TEST_TANSU`, else the one `scripts/test` installs (built with
+/// SQLite storage) at its default place, else the first on PATH.
 fn tansu() -> PathBuf {
-    match std::env::var_os("SLUICE_TEST_TANSU") {
-        Some(path) => PathBuf::from(path),
-        None => find_binary("tansu", &[]),
+    if let Some(path) = std::env::var_os("SLUICE_TEST_TANSU") {
+        return PathBuf::from(path);
     }
+    let kept = std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".cache/sluice/tansu-0.6.0/bin/tansu"))
+        .filter(|path| path.is_file());
+    kept.unwrap_or_else(|| find_binary("tansu", &[]))
 }
 
 impl Kafka {
@@ -178,6 +181,38 @@ impl Nats {
         let port = free_port();
         let child = Self::spawn(port, &store);
         Self { child, port, store }
+    }
+
+    /// A `nats-server` with JetStream run from `config`, nats-server's own configuration text
+    /// (TLS, authorization), beside the port and store it is given here.
+    pub fn start_with_config(config: &str) -> Self {
+        let store = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let file = store.path().join("nats.conf");
+        let text = format!(
+            "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: \"{}\" }}\n{config}\n",
+            store.path().join("js").display()
+        );
+        std::fs::write(&file, text).unwrap();
+        let mut child = Command::new(find_binary("nats-server", &["/usr/sbin/nats-server"]))
+            .arg("-c")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        wait_listening(port, "nats-server", &mut child);
+        Self { child, port, store }
+    }
+
+    /// Asks the server to read its configuration file again (SIGHUP).
+    pub fn reload(&self) {
+        signal(&self.child, "HUP");
+    }
+
+    /// The configuration file of a server from [`Nats::start_with_config`].
+    pub fn config_file(&self) -> PathBuf {
+        self.store.path().join("nats.conf")
     }
 
     fn spawn(port: u16, store: &TempDir) -> Child {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod brokers;
+pub mod pki;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -499,8 +500,13 @@ impl Process {
     /// [`Process::serve`] with extra environment variables. A port taken by another test between
     /// picking it and binding it is picked again.
     pub fn serve_with_env(repo: &Path, data: &Path, env: &[(&str, &str)]) -> Self {
+        Self::serve_with_config(repo, data, "", env)
+    }
+
+    /// [`Process::serve_with_env`] with `config` as the configuration file.
+    pub fn serve_with_config(repo: &Path, data: &Path, config: &str, env: &[(&str, &str)]) -> Self {
         for _ in 0..3 {
-            let mut process = Self::spawn(repo, data, env);
+            let mut process = Self::spawn(repo, data, config, env);
             match process.wait_listening() {
                 Ok(()) => return process,
                 Err(log) if log.contains("cannot listen on") => continue,
@@ -510,11 +516,11 @@ impl Process {
         panic!("no free ports for sluice after three tries");
     }
 
-    fn spawn(repo: &Path, data: &Path, env: &[(&str, &str)]) -> Self {
+    fn spawn(repo: &Path, data: &Path, config_text: &str, env: &[(&str, &str)]) -> Self {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let grpc_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config = data.join("empty.toml");
-        std::fs::write(&config, "").unwrap();
+        let config = data.join("sluice.toml");
+        std::fs::write(&config, config_text).unwrap();
         let log = data.join("sluice.log");
         let log_from = std::fs::metadata(&log).map_or(0, |m| m.len()) as usize;
         let log_file = std::fs::OpenOptions::new()

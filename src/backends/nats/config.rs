@@ -1,9 +1,12 @@
 //! `[nats]`: the NATS servers JetStream stations are stored on, and what Sluice may create there.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::ServerAddr;
 use serde::{Deserialize, Serialize};
+
+use crate::model::SecretSource;
 
 /// The NATS JetStream backend, used by stations with `backend = { nats = "subject" }`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -25,6 +28,48 @@ pub struct NatsConfig {
     /// How long a publish waits for JetStream's acknowledgement before answering 503.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// TLS towards the servers: the CA that signed their certificates, and a client certificate
+    /// and key for mutual TLS. Setting it, `tls_required` or a `tls://` URL makes TLS required.
+    pub tls: Option<NatsTls>,
+    /// Refuse a server that does not speak TLS.
+    pub tls_required: bool,
+    /// User name, with `password` (or `password_env`, `password_file`).
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// A token (or `token_env`, `token_file`).
+    pub token: Option<String>,
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// A file holding an NKey seed (`SU…`).
+    pub nkey_seed_file: Option<PathBuf>,
+    /// A `.creds` file: a user JWT and its NKey seed.
+    pub creds_file: Option<PathBuf>,
+}
+
+/// `[nats.tls]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsTls {
+    /// PEM CA certificates to verify the servers with, instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS, with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+}
+
+/// How the gateway proves who it is to the NATS servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatsAuth {
+    UserPassword {
+        user: String,
+        password: SecretSource,
+    },
+    Token(SecretSource),
+    NKeySeed(PathBuf),
+    Creds(PathBuf),
 }
 
 impl Default for NatsConfig {
@@ -36,6 +81,17 @@ impl Default for NatsConfig {
             duplicate_window: Duration::from_secs(120),
             dlq_suffix: ".dlq".to_owned(),
             request_timeout: Duration::from_secs(10),
+            tls: None,
+            tls_required: false,
+            user: None,
+            password: None,
+            password_env: None,
+            password_file: None,
+            token: None,
+            token_env: None,
+            token_file: None,
+            nkey_seed_file: None,
+            creds_file: None,
         }
     }
 }
@@ -61,9 +117,71 @@ impl NatsConfig {
             })
     }
 
-    /// Refuses a server list that does not parse and a replica count JetStream refuses.
+    /// The credentials configured, if any; refuses two kinds at once, a password without a
+    /// user and a user without a password.
+    pub fn auth(&self) -> Result<Option<NatsAuth>, String> {
+        let password = SecretSource::from_keys(
+            "nats.password",
+            self.password.as_deref(),
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+        )?;
+        let token = SecretSource::from_keys(
+            "nats.token",
+            self.token.as_deref(),
+            self.token_env.as_deref(),
+            self.token_file.as_deref(),
+        )?;
+        let user_password = match (&self.user, password) {
+            (Some(user), Some(password)) => Some(NatsAuth::UserPassword {
+                user: user.clone(),
+                password,
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err("nats.user needs nats.password (or password_env, password_file)".into())
+            }
+            (None, Some(_)) => return Err("nats.password needs nats.user".into()),
+        };
+        let kinds: Vec<NatsAuth> = [
+            user_password,
+            token.map(NatsAuth::Token),
+            self.nkey_seed_file.clone().map(NatsAuth::NKeySeed),
+            self.creds_file.clone().map(NatsAuth::Creds),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if kinds.len() > 1 {
+            return Err(
+                "[nats]: give one of user and password, token, nkey_seed_file and creds_file"
+                    .into(),
+            );
+        }
+        Ok(kinds.into_iter().next())
+    }
+
+    /// Whether the connection must be TLS: `tls_required`, a `[nats.tls]` table, or a `tls://`
+    /// server.
+    pub fn requires_tls(&self) -> bool {
+        self.tls_required
+            || self.tls.is_some()
+            || self
+                .url
+                .split(',')
+                .any(|url| url.trim().starts_with("tls://"))
+    }
+
+    /// Refuses a server list that does not parse, a replica count JetStream refuses, credentials
+    /// that contradict each other and half a client certificate.
     pub fn check(&self) -> Result<(), String> {
         self.servers()?;
+        self.auth()?;
+        if let Some(tls) = &self.tls {
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                return Err("nats.tls: cert_file and key_file go together (mutual TLS)".into());
+            }
+        }
         if !(1..=5).contains(&self.replicas) {
             return Err(format!(
                 "nats.replicas must be 1 to 5 (JetStream's limit), not {}",

@@ -12,8 +12,10 @@
 //! instead of hanging.
 
 mod config;
+mod connection;
 mod dead_letters;
 mod groups;
+mod probe;
 
 pub use config::{NatsConfig, StreamPolicy};
 
@@ -57,6 +59,8 @@ pub struct NatsBackend {
     /// The bucket of dead-letter replay marks, once used.
     replays: OnceCell<kv::Store>,
     recent_stats: RecentStats,
+    /// Why the connection last failed, until it succeeds.
+    problem: connection::LastProblem,
 }
 
 /// The name of the stream Sluice creates for `subject`: `SLUICE_` and the subject in capitals,
@@ -79,7 +83,9 @@ impl NatsBackend {
     /// Connects (or keeps trying in the background, if the server is not up yet).
     pub async fn connect(config: &NatsConfig) -> Result<Self, BackendError> {
         let servers = config.servers().map_err(|e| unavailable(KIND, e))?;
-        let client = async_nats::ConnectOptions::new()
+        config.check().map_err(|e| unavailable(KIND, e))?;
+        let problem = connection::LastProblem::default();
+        let client = connection::options(config, &problem)
             .name("sluice")
             .retry_on_initial_connect()
             .connection_timeout(config.request_timeout)
@@ -100,6 +106,7 @@ impl NatsBackend {
             groups: groups::Groups::default(),
             replays: OnceCell::new(),
             recent_stats: RecentStats::default(),
+            problem,
         })
     }
 
@@ -111,7 +118,7 @@ impl NatsBackend {
         tokio::time::timeout(self.request_timeout, request)
             .await
             .map_err(|_| self.timed_out())?
-            .map_err(|e| unavailable(KIND, e))
+            .map_err(|e| self.unavailable(e.to_string()))
     }
 
     /// The name of the stream that holds `subject`, if one does.
@@ -133,10 +140,9 @@ impl NatsBackend {
             Err(e) if e.kind() == jetstream::context::GetStreamByNameErrorKind::NotFound => {
                 Ok(None)
             }
-            Err(e) => Err(unavailable(
-                KIND,
-                format!("cannot find the stream of subject `{subject}`: {e}"),
-            )),
+            Err(e) => Err(self.unavailable(format!(
+                "cannot find the stream of subject `{subject}`: {e}"
+            ))),
         }
     }
 
@@ -263,13 +269,18 @@ impl NatsBackend {
     }
 
     fn timed_out(&self) -> BackendError {
-        unavailable(
-            KIND,
-            format!(
-                "no acknowledgement from JetStream within {:?}",
-                self.request_timeout
-            ),
-        )
+        self.unavailable(format!(
+            "no acknowledgement from JetStream within {:?}",
+            self.request_timeout
+        ))
+    }
+
+    /// 503 for `message`, with why the connection failed while it is down.
+    fn unavailable(&self, message: String) -> BackendError {
+        match self.problem.get() {
+            Some(problem) => unavailable(KIND, format!("{message}; not connected: {problem}")),
+            None => unavailable(KIND, message),
+        }
     }
 }
 
@@ -311,7 +322,10 @@ impl Backend for NatsBackend {
             State::Connected => Ok(()),
             state => Err(unavailable(
                 KIND,
-                format!("not connected to the NATS server ({state:?})"),
+                match self.problem.get() {
+                    Some(problem) => format!("not connected to the NATS servers: {problem}"),
+                    None => format!("not connected to the NATS servers ({state:?})"),
+                },
             )),
         }
     }

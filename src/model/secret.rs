@@ -1,0 +1,120 @@
+//! Secrets in the configuration (passwords, tokens): given inline, by environment variable or by
+//! file, and read each time they are used, so a rotated file is picked up without a restart. A
+//! secret's value is never printed: its `Debug` says only where it comes from.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where a secret comes from: `<key>`, `<key>_env` or `<key>_file` in the configuration.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Inline(String),
+    Env(String),
+    File(PathBuf),
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Inline(_) => f.write_str("inline (hidden)"),
+            Self::Env(name) => write!(f, "environment variable {name}"),
+            Self::File(path) => write!(f, "file {}", path.display()),
+        }
+    }
+}
+
+/// A secret's value; `Debug` hides it, and there is no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(hidden)")
+    }
+}
+
+impl SecretSource {
+    /// The one of `<key>`, `<key>_env` and `<key>_file` that is set; refuses two at once.
+    pub fn from_keys(
+        key: &str,
+        inline: Option<&str>,
+        env: Option<&str>,
+        file: Option<&Path>,
+    ) -> Result<Option<Self>, String> {
+        let given = [inline.is_some(), env.is_some(), file.is_some()];
+        if given.iter().filter(|set| **set).count() > 1 {
+            return Err(format!(
+                "{key}: give one of `{key}`, `{key}_env` and `{key}_file`, not several"
+            ));
+        }
+        Ok(inline
+            .map(|value| Self::Inline(value.to_owned()))
+            .or_else(|| env.map(|name| Self::Env(name.to_owned())))
+            .or_else(|| file.map(|path| Self::File(path.to_owned()))))
+    }
+
+    /// Reads the secret now. A file's trailing line break is not part of it. Errors name `key`
+    /// and where the secret was looked for, never its value.
+    pub fn read(&self, key: &str) -> Result<Secret, String> {
+        let value = match self {
+            Self::Inline(value) => value.clone(),
+            Self::Env(name) => std::env::var(name).map_err(|_| {
+                format!("{key}_env: the environment variable {name} is not set (or not UTF-8)")
+            })?,
+            Self::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("{key}_file: cannot read {}: {e}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        };
+        if value.is_empty() {
+            return Err(format!("{key}: the secret from {self:?} is empty"));
+        }
+        Ok(Secret(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_source_is_taken_and_two_are_refused() {
+        let file = Path::new("/etc/pw");
+        assert_eq!(
+            SecretSource::from_keys("nats.password", None, None, Some(file)).unwrap(),
+            Some(SecretSource::File(file.to_owned()))
+        );
+        assert_eq!(
+            SecretSource::from_keys("nats.password", None, None, None).unwrap(),
+            None
+        );
+        let error =
+            SecretSource::from_keys("nats.password", Some("x"), Some("X"), None).unwrap_err();
+        assert!(error.contains("nats.password_env"), "{error}");
+    }
+
+    #[test]
+    fn a_file_is_read_again_each_time_and_no_value_is_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("password");
+        std::fs::write(&path, "first-secret\n").unwrap();
+        let source = SecretSource::File(path.clone());
+        assert_eq!(source.read("k").unwrap().expose(), "first-secret");
+        std::fs::write(&path, "rotated-secret").unwrap();
+        let secret = source.read("k").unwrap();
+        assert_eq!(secret.expose(), "rotated-secret");
+        assert!(!format!("{secret:?}").contains("rotated"));
+        let inline = SecretSource::Inline("inline-secret".into());
+        assert!(!format!("{inline:?}").contains("inline-secret"));
+        let missing = SecretSource::Env("SLUICE_TEST_NO_SUCH_VARIABLE".into()).read("k");
+        assert!(missing
+            .unwrap_err()
+            .contains("SLUICE_TEST_NO_SUCH_VARIABLE"));
+    }
+}

@@ -1,0 +1,54 @@
+//! A throwaway certificate authority for the tests of TLS towards the engines: its CA file, and
+//! certificates it issues for `localhost` and `127.0.0.1` (servers) or a client name (mutual TLS).
+
+use std::path::PathBuf;
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use tempfile::TempDir;
+
+pub struct TestCa {
+    dir: TempDir,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Sluice test CA");
+        let cert = params.self_signed(&key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), cert.pem()).unwrap();
+        Self {
+            dir,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A certificate for `localhost` and `127.0.0.1` (and `name`), with its key: (cert, key).
+    pub fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let names = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            name.to_owned(),
+        ];
+        let mut params = CertificateParams::new(names).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let cert_file = self.dir.path().join(format!("{name}.pem"));
+        let key_file = self.dir.path().join(format!("{name}.key"));
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        (cert_file, key_file)
+    }
+}

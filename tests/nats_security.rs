@@ -1,0 +1,282 @@
+//! The gateway against `nats-server`s that require TLS and credentials, as production clusters do:
+//! a throwaway CA signs the servers' certificates (and the gateway's, for mutual TLS); each kind of
+//! credential (user and password, token, NKey seed) produces and consumes; a wrong password or a
+//! wrong CA leaves the gateway unready with a reason naming the key to fix, and its 503s say the
+//! same; a rotated password file is picked up without a restart; no secret used here appears in
+//! the log, `/readyz`, `/metrics` or the station listing.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::brokers::Nats;
+use common::pki::TestCa;
+use common::{answer, valid_order, GitRepo, Process, ORDER_SCHEMA};
+use serde_json::Value;
+use tempfile::TempDir;
+
+const PASSWORD: &str = "correct-horse-battery-staple-7731";
+const TOKEN: &str = "s3cr3t-token-5d41402abc4b2a76";
+
+fn repo() -> GitRepo {
+    GitRepo::new(&[
+        ("schemas/orders/v1.json", ORDER_SCHEMA),
+        (
+            "stations.toml",
+            "[[station]]\nname = \"orders\"\nschema = \"orders\"\nbackend = { nats = \"orders.new\" }\n",
+        ),
+    ])
+}
+
+/// nats-server's `tls` block: the server's certificate from `ca`, client certificates required
+/// and checked against `ca` when `verify`.
+fn server_tls(ca: &TestCa, verify: bool) -> String {
+    let (cert, key) = ca.issue("nats-server");
+    format!(
+        "tls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\", verify: {verify} }}",
+        cert.display(),
+        key.display(),
+        ca.ca_file().display()
+    )
+}
+
+/// A gateway whose `[nats]` section is `nats`, on a fresh data dir.
+fn gateway(repo: &GitRepo, nats: &str, env: &[(&str, &str)]) -> (Process, TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let config = format!("[nats]\nrequest_timeout = \"2s\"\n{nats}\n");
+    let process = Process::serve_with_config(repo.path(), data.path(), &config, env);
+    (process, data)
+}
+
+async fn get(base: &str, path: &str) -> (u16, Value) {
+    answer(reqwest::get(format!("{base}{path}")).await.unwrap()).await
+}
+
+async fn produce(base: &str, id: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/stations/orders/messages"))
+        .json(&valid_order(id))
+        .send()
+        .await
+        .unwrap();
+    answer(response).await
+}
+
+/// Waits until `/readyz` answers `status` with a body `accept`s; that body. Failing, shows the
+/// gateway's log.
+async fn readiness(gw: &Process, status: u16, accept: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(response) = reqwest::get(format!("{}/readyz", gw.base())).await {
+            let (got, body) = answer(response).await;
+            if got == status && accept(&body) {
+                return body;
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(&gw.log).unwrap_or_default();
+                panic!("/readyz stayed {got}: {body}\n{log}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The reason `/readyz` gives, once it mentions `needle`.
+async fn unready_because(gw: &Process, needle: &str) -> String {
+    let body = readiness(gw, 503, |body| {
+        body["message"].as_str().is_some_and(|m| m.contains(needle))
+    })
+    .await;
+    body["message"].as_str().unwrap().to_owned()
+}
+
+/// Produces one order and reads it back through a consumer group, acking it.
+async fn produce_and_consume(gw: &Process, id: &str) {
+    readiness(gw, 200, |_| true).await;
+    let base = &gw.base();
+    let (status, body) = produce(base, id).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = get(
+        base,
+        &format!("/v1/stations/orders/messages?group=g-{id}&max=10&wait_ms=3000"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["value"]["order_id"].as_str())
+        .collect();
+    assert!(ids.contains(&id), "{id} not consumed: {body}");
+}
+
+/// No secret of `secrets` in the gateway's log, readiness, metrics or station listing.
+async fn assert_secrets_kept(process: &Process, secrets: &[&str]) {
+    let log = std::fs::read_to_string(&process.log).unwrap();
+    let base = process.base();
+    let (_, ready) = get(&base, "/readyz").await;
+    let (_, stations) = get(&base, "/v1/stations").await;
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for secret in secrets {
+        for (what, text) in [
+            ("log", log.as_str()),
+            ("/readyz", &ready.to_string()),
+            ("/v1/stations", &stations.to_string()),
+            ("/metrics", metrics.as_str()),
+        ] {
+            assert!(!text.contains(secret), "the {what} shows a secret");
+        }
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_and_password_over_tls_from_a_file_that_is_rotated_without_a_restart() {
+    let ca = TestCa::new();
+    let users = |password: &str| {
+        format!(
+            "{}\nauthorization {{ users = [ {{ user: sluice, password: \"{password}\" }} ] }}",
+            server_tls(&ca, false)
+        )
+    };
+    let nats = Nats::start_with_config(&users(PASSWORD));
+    let secrets = tempfile::tempdir().unwrap();
+    let password_file = secrets.path().join("nats-password");
+    write(&password_file, &format!("{PASSWORD}\n"));
+    let repo = repo();
+    let (gw, _data) = gateway(
+        &repo,
+        &format!(
+            "url = \"tls://127.0.0.1:{}\"\nuser = \"sluice\"\npassword_file = \"{}\"\ntls = {{ ca_file = \"{}\" }}",
+            nats.port,
+            password_file.display(),
+            ca.ca_file().display()
+        ),
+        &[],
+    );
+    produce_and_consume(&gw, "tls-user-1").await;
+
+    // The operator rotates the password: the server's configuration and the file the gateway
+    // reads. The server drops the connection it no longer authorizes; the gateway reconnects
+    // with the file as it is now.
+    const ROTATED: &str = "rotated-password-of-the-second-week";
+    write(&password_file, ROTATED);
+    std::fs::write(nats.config_file(), {
+        let text = std::fs::read_to_string(nats.config_file()).unwrap();
+        text.replace(PASSWORD, ROTATED)
+    })
+    .unwrap();
+    nats.reload();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    produce_and_consume(&gw, "tls-user-2").await;
+    assert_secrets_kept(&gw, &[PASSWORD, ROTATED]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_leaves_the_gateway_unready_naming_the_keys_to_fix() {
+    let nats = Nats::start_with_config(&format!(
+        "authorization {{ users = [ {{ user: sluice, password: \"{PASSWORD}\" }} ] }}"
+    ));
+    let repo = repo();
+    let (gw, _data) = gateway(
+        &repo,
+        &format!(
+            "url = \"{}\"\nuser = \"sluice\"\npassword_env = \"SLUICE_TEST_NATS_PASSWORD\"",
+            nats.url()
+        ),
+        &[("SLUICE_TEST_NATS_PASSWORD", "not-the-password-0451")],
+    );
+    let reason = unready_because(&gw, "authorization violation").await;
+    assert!(reason.contains("nats.user and nats.password"), "{reason}");
+    let (status, body) = produce(&gw.base(), "refused").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("nats.password"),
+        "{body}"
+    );
+    let log = std::fs::read_to_string(&gw.log).unwrap();
+    assert!(log.contains("authorization violation"), "{log}");
+    assert_secrets_kept(&gw, &["not-the-password-0451", PASSWORD]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_from_the_environment_produces_and_consumes() {
+    let nats = Nats::start_with_config(&format!("authorization {{ token: \"{TOKEN}\" }}"));
+    let repo = repo();
+    let (gw, _data) = gateway(
+        &repo,
+        &format!(
+            "url = \"{}\"\ntoken_env = \"SLUICE_TEST_NATS_TOKEN\"",
+            nats.url()
+        ),
+        &[("SLUICE_TEST_NATS_TOKEN", TOKEN)],
+    );
+    produce_and_consume(&gw, "token-1").await;
+    assert_secrets_kept(&gw, &[TOKEN]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_nkey_seed_over_mutual_tls_produces_and_consumes() {
+    let ca = TestCa::new();
+    let user = nkeys::KeyPair::new_user();
+    let nats = Nats::start_with_config(&format!(
+        "{}\nauthorization {{ users = [ {{ nkey: \"{}\" }} ] }}",
+        server_tls(&ca, true),
+        user.public_key()
+    ));
+    let seed = user.seed().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let seed_file = secrets.path().join("sluice.nk");
+    write(&seed_file, &seed);
+    let (cert, key) = ca.issue("sluice-gateway");
+    let repo = repo();
+    let (gw, _data) = gateway(
+        &repo,
+        &format!(
+            "url = \"{}\"\nnkey_seed_file = \"{}\"\n[nats.tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"",
+            nats.url(),
+            seed_file.display(),
+            ca.ca_file().display(),
+            cert.display(),
+            key.display()
+        ),
+        &[],
+    );
+    produce_and_consume(&gw, "nkey-1").await;
+    assert_secrets_kept(&gw, &[&seed]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_certificate_from_another_ca_is_refused_naming_the_ca_key() {
+    let ca = TestCa::new();
+    let other = TestCa::new();
+    let nats = Nats::start_with_config(&server_tls(&ca, false));
+    let repo = repo();
+    let (gw, _data) = gateway(
+        &repo,
+        &format!(
+            "url = \"{}\"\ntls = {{ ca_file = \"{}\" }}",
+            nats.url(),
+            other.ca_file().display()
+        ),
+        &[],
+    );
+    let reason = unready_because(&gw, "nats.tls.ca_file").await;
+    assert!(
+        reason.contains("TLS handshake with 127.0.0.1")
+            && reason.contains("invalid peer certificate"),
+        "{reason}"
+    );
+    let (status, _) = produce(&gw.base(), "untrusted").await;
+    assert_eq!(status, 503);
+}
