@@ -1,9 +1,10 @@
 //! The gateway against `nats-server`s that require TLS and credentials, as production clusters do:
 //! a throwaway CA signs the servers' certificates (and the gateway's, for mutual TLS); each kind of
-//! credential (user and password, token, NKey seed) produces and consumes; a wrong password or a
-//! wrong CA leaves the gateway unready with a reason naming the key to fix, and its 503s say the
-//! same; a rotated password file is picked up without a restart; no secret used here appears in
-//! the log, `/readyz`, `/metrics` or the station listing.
+//! credential (user and password, token, NKey seed, a `.creds` file of a user an operator's
+//! account signed) produces and consumes; a wrong password or a wrong CA leaves the gateway
+//! unready with a reason naming the key to fix, and its 503s say the same; a rotated password file
+//! is picked up without a restart; no secret used here appears in the log, `/readyz`, `/metrics`
+//! or the station listing.
 
 mod common;
 
@@ -279,4 +280,92 @@ async fn a_server_certificate_from_another_ca_is_refused_naming_the_ca_key() {
     );
     let (status, _) = produce(&gw.base(), "untrusted").await;
     assert_eq!(status, 503);
+}
+
+/// A NATS JWT: `claims` from `issuer` about `subject`, signed with the issuer's key.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: Value) -> String {
+    use base64::engine::{general_purpose::URL_SAFE_NO_PAD, Engine};
+    let header = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let claims = serde_json::json!({
+        "jti": format!("{name}-{subject}"),
+        "iat": 1_700_000_000,
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let signed = format!("{header}.{claims}");
+    let signature = issuer.sign(signed.as_bytes()).unwrap();
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creds_file_of_an_operator_signed_user_produces_and_consumes() {
+    let operator = nkeys::KeyPair::new_operator();
+    let system = nkeys::KeyPair::new_account();
+    let account = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    let unlimited = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true,
+        "conn": -1, "leaf": -1, "mem_storage": -1, "disk_storage": -1, "streams": -1,
+        "consumer": -1
+    });
+    let operator_jwt = jwt(
+        &operator,
+        &operator.public_key(),
+        "test-operator",
+        serde_json::json!({ "system_account": system.public_key(), "type": "operator", "version": 2 }),
+    );
+    let system_jwt = jwt(
+        &operator,
+        &system.public_key(),
+        "SYS",
+        serde_json::json!({ "type": "account", "version": 2 }),
+    );
+    let account_jwt = jwt(
+        &operator,
+        &account.public_key(),
+        "test-account",
+        serde_json::json!({ "limits": unlimited, "type": "account", "version": 2 }),
+    );
+    let user_jwt = jwt(
+        &account,
+        &user.public_key(),
+        "sluice",
+        serde_json::json!({ "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+                            "type": "user", "version": 2 }),
+    );
+    let nats = Nats::start_with_config(&format!(
+        "operator: \"{operator_jwt}\"\nsystem_account: {}\nresolver: MEMORY\n\
+         resolver_preload: {{ {}: \"{system_jwt}\", {}: \"{account_jwt}\" }}",
+        system.public_key(),
+        system.public_key(),
+        account.public_key()
+    ));
+    let seed = user.seed().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let creds = secrets.path().join("sluice.creds");
+    write(
+        &creds,
+        &format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+             ************************* IMPORTANT *************************\n\
+             NKEY Seed printed below can be used to sign and prove identity.\n\
+             NKEYs are sensitive and should be treated as secrets.\n\n\
+             -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+        ),
+    );
+    let repo = repo();
+    let (gw, _data) = gateway(
+        &repo,
+        &format!(
+            "url = \"{}\"\ncreds_file = \"{}\"",
+            nats.url(),
+            creds.display()
+        ),
+        &[],
+    );
+    produce_and_consume(&gw, "creds-1").await;
+    assert_secrets_kept(&gw, &[&seed]).await;
 }

@@ -194,14 +194,20 @@ impl Nats {
             store.path().join("js").display()
         );
         std::fs::write(&file, text).unwrap();
+        let log = store.path().join("nats.log");
         let mut child = Command::new(find_binary("nats-server", &["/usr/sbin/nats-server"]))
             .arg("-c")
             .arg(&file)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("nats-server starts");
-        wait_listening(port, "nats-server", &mut child);
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_listening(port, "nats-server", &mut child)
+        })) {
+            eprintln!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+            std::panic::resume_unwind(panic);
+        }
         Self { child, port, store }
     }
 
