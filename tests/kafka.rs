@@ -267,7 +267,7 @@ async fn a_frozen_broker_gets_503s_then_201s_again_and_every_201_is_on_the_broke
 
 #[tokio::test]
 async fn a_killed_broker_gets_503s_and_producing_resumes_when_it_is_back() {
-    let mut kafka = Kafka::start();
+    let mut kafka = Kafka::start_in_memory();
     let gw = Gateway::start(&repo(), &config(&kafka, "2s")).await;
     gw.produce_orders("orders", "up", 1).await;
 
@@ -276,7 +276,7 @@ async fn a_killed_broker_gets_503s_and_producing_resumes_when_it_is_back() {
         .await;
     gw.wait_readiness(503).await;
 
-    // The broker again, on the same address and storage.
+    // A new broker on the same address (its memory storage starts empty).
     kafka.start_again();
     let back = gw.produce_until_accepted("orders", "back").await;
     gw.wait_readiness(200).await;

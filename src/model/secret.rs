@@ -23,6 +23,17 @@ impl fmt::Debug for SecretSource {
     }
 }
 
+/// A secret written in the configuration file itself (`password = "…"`); `Debug` hides it.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(transparent)]
+pub struct InlineSecret(pub String);
+
+impl fmt::Debug for InlineSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InlineSecret(hidden)")
+    }
+}
+
 /// A secret's value; `Debug` hides it, and there is no `Display`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -43,7 +54,7 @@ impl SecretSource {
     /// The one of `<key>`, `<key>_env` and `<key>_file` that is set; refuses two at once.
     pub fn from_keys(
         key: &str,
-        inline: Option<&str>,
+        inline: Option<&InlineSecret>,
         env: Option<&str>,
         file: Option<&Path>,
     ) -> Result<Option<Self>, String> {
@@ -54,7 +65,7 @@ impl SecretSource {
             ));
         }
         Ok(inline
-            .map(|value| Self::Inline(value.to_owned()))
+            .map(|value| Self::Inline(value.0.clone()))
             .or_else(|| env.map(|name| Self::Env(name.to_owned())))
             .or_else(|| file.map(|path| Self::File(path.to_owned()))))
     }
@@ -94,8 +105,9 @@ mod tests {
             SecretSource::from_keys("nats.password", None, None, None).unwrap(),
             None
         );
+        let inline = InlineSecret("x".into());
         let error =
-            SecretSource::from_keys("nats.password", Some("x"), Some("X"), None).unwrap_err();
+            SecretSource::from_keys("nats.password", Some(&inline), Some("X"), None).unwrap_err();
         assert!(error.contains("nats.password_env"), "{error}");
     }
 

@@ -92,7 +92,7 @@ impl Kafka {
     }
 
     /// With in-memory storage, for benchmarks and tests that only produce and read topics from
-    /// their start. Each of tansu's storages has a fault the other lacks: in memory, a fetch from
+    /// their start (restarted, it starts empty). Each of tansu's storages has a fault the other lacks: in memory, a fetch from
     /// inside a produced batch skips the rest of that batch, so nothing that resumes a consumer
     /// group from a committed offset can run on it; on SQLite, a broker frozen while an idempotent
     /// producer's request is in flight answers every produce after it with an error.
@@ -104,22 +104,36 @@ impl Kafka {
         let store = tempfile::tempdir().unwrap();
         let port = free_port();
         Self {
-            child: Self::spawn(port, &store, engine),
+            child: Self::spawn(port, port, &store, engine),
             port,
             store,
             engine,
         }
     }
 
-    fn spawn(port: u16, store: &TempDir, engine: &str) -> Child {
+    /// A broker that tells clients to reach it at `advertised` (a proxy in front of it).
+    pub fn start_behind(advertised: u16) -> Self {
+        let store = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let engine = "sqlite://tansu.db";
+        Self {
+            child: Self::spawn(port, advertised, &store, engine),
+            port,
+            store,
+            engine,
+        }
+    }
+
+    fn spawn(port: u16, advertised: u16, store: &TempDir, engine: &str) -> Child {
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{advertised}");
         let mut child = Command::new(tansu())
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
             ])
             // Relative to the working directory: tansu joins the URL's path onto it.
             .args(["--storage-engine", engine])
@@ -156,9 +170,9 @@ impl Kafka {
         stop(&mut self.child);
     }
 
-    /// Starts the broker again on the same port and storage.
+    /// Starts the broker again on the same port and storage (empty again, in memory).
     pub fn start_again(&mut self) {
-        self.child = Self::spawn(self.port, &self.store, self.engine);
+        self.child = Self::spawn(self.port, self.port, &self.store, self.engine);
     }
 }
 

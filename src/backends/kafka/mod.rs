@@ -25,6 +25,7 @@ mod dead_letters;
 mod groups;
 mod reader;
 mod replays;
+mod watch;
 
 pub use config::KafkaConfig;
 
@@ -40,7 +41,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureRecord, Producer as _};
 
 use super::queues::{
     AckOutcome, ConsumeOptions, DeadLetterPage, Delivery, LogStats, RecentStats, ReplayClaim,
@@ -58,7 +59,9 @@ const KIND: &str = "kafka";
 const SEND_CHUNK: usize = 128;
 
 pub struct KafkaBackend {
-    producer: ArcSwap<FutureProducer>,
+    producer: ArcSwap<watch::Producer>,
+    /// The brokers' last connection problem, until they answer again.
+    watched: watch::Watched,
     /// What new producers are made from, when one has to be replaced.
     client_config: ClientConfig,
     /// Held while a fatal producer is replaced, so it is replaced once.
@@ -100,11 +103,15 @@ impl KafkaBackend {
             .set("batch.num.messages", "10000")
             .set("message.timeout.ms", &timeout_ms)
             .set("socket.connection.setup.timeout.ms", &timeout_ms);
-        for (key, value) in &config.properties {
+        let security = config
+            .security_properties()
+            .map_err(|e| unavailable(KIND, e))?;
+        for (key, value) in security {
             client.set(key, value);
         }
-        let producer: FutureProducer = client
-            .create()
+        let watched = watch::Watched::default();
+        let producer: watch::Producer = client
+            .create_with_context(watched.clone())
             .map_err(|e| unavailable(KIND, format!("cannot create the Kafka producer: {e}")))?;
         let admin: AdminClient<DefaultClientContext> = client
             .create()
@@ -112,6 +119,7 @@ impl KafkaBackend {
         let reader = reader::LogReader::new(&client, config.request_timeout)?;
         Ok(Self {
             producer: ArcSwap::from_pointee(producer),
+            watched,
             client_config: client,
             replacing: Mutex::new(()),
             admin,
@@ -137,13 +145,24 @@ impl KafkaBackend {
         })
     }
 
+    /// 503 for `message`, with the brokers' last connection problem while there is one.
+    fn unavailable(&self, message: String) -> BackendError {
+        match self.watched.problem() {
+            Some(problem) => unavailable(KIND, format!("{message}; {problem}")),
+            None => unavailable(KIND, message),
+        }
+    }
+
     /// Replaces the spent `producer` with a new one, unless another request already did.
-    fn replace(&self, producer: &Arc<FutureProducer>, why: &BackendError) {
+    fn replace(&self, producer: &Arc<watch::Producer>, why: &BackendError) {
         let _one_at_a_time = self.replacing.lock().expect("replacement lock");
         if !Arc::ptr_eq(&self.producer.load(), producer) {
             return;
         }
-        match self.client_config.create::<FutureProducer>() {
+        match self
+            .client_config
+            .create_with_context::<_, watch::Producer>(self.watched.clone())
+        {
             Ok(fresh) => {
                 tracing::warn!(
                     "the Kafka producer cannot go on ({why}); replaced it with a new one"
@@ -162,7 +181,7 @@ impl KafkaBackend {
     /// lost its data may have lost it), and a producer that cannot go on is replaced.
     fn after_failure(
         &self,
-        producer: &Arc<FutureProducer>,
+        producer: &Arc<watch::Producer>,
         log: &str,
         failure: ProduceFailure,
     ) -> BackendError {
@@ -170,7 +189,15 @@ impl KafkaBackend {
         if failure.producer_spent || producer.client().fatal_error().is_some() {
             self.replace(producer, &failure.error);
         }
-        failure.error
+        match (failure.error, self.watched.problem()) {
+            (BackendError::Unavailable { backend, reason }, Some(problem)) => {
+                BackendError::Unavailable {
+                    backend,
+                    reason: format!("{reason}; {problem}"),
+                }
+            }
+            (error, _) => error,
+        }
     }
 
     /// Creates `topic` if it is missing (when configured to); remembers it once it exists.
@@ -262,7 +289,8 @@ impl Backend for KafkaBackend {
         tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout))
             .await
             .map_err(|e| unavailable(KIND, e))?
-            .map_err(|e| unavailable(KIND, format!("the brokers do not answer: {e}")))?;
+            .map_err(|e| self.unavailable(format!("the brokers do not answer: {e}")))?;
+        self.watched.clear();
         Ok(())
     }
 
@@ -388,7 +416,7 @@ impl HandingOver {
 /// A thread that makes librdkafka send the records it holds for `linger` right away. Requests
 /// coalesce: one asked for while another is waiting is served by the waiting one.
 struct Flusher {
-    wanted: SyncSender<Arc<FutureProducer>>,
+    wanted: SyncSender<Arc<watch::Producer>>,
 }
 
 /// How long a flush keeps librdkafka's "send now" flag raised: long enough for every broker
@@ -397,7 +425,7 @@ const FLUSH_WINDOW_MS: i32 = 1;
 
 impl Flusher {
     fn spawn() -> std::io::Result<Self> {
-        let (wanted, requests) = sync_channel::<Arc<FutureProducer>>(1);
+        let (wanted, requests) = sync_channel::<Arc<watch::Producer>>(1);
         std::thread::Builder::new()
             .name("sluice-kafka-flush".into())
             .spawn(move || {
@@ -409,7 +437,7 @@ impl Flusher {
         Ok(Self { wanted })
     }
 
-    fn request(&self, producer: Arc<FutureProducer>) {
+    fn request(&self, producer: Arc<watch::Producer>) {
         // Full: a flush is already waiting to run, and sends these records too.
         let _ = self.wanted.try_send(producer);
     }
@@ -419,7 +447,9 @@ impl Flusher {
 /// hold without waiting out `linger.ms`; the call returns once every record in flight is
 /// acknowledged or the window has passed (rdkafka's own `flush` raises the flag only for an
 /// instant per loop, which a broker thread waking up misses). Blocks for up to the window.
-pub fn send_held_records(producer: &FutureProducer) {
+pub fn send_held_records<C: rdkafka::client::ClientContext + 'static>(
+    producer: &rdkafka::producer::FutureProducer<C>,
+) {
     let client = producer.client().native_ptr();
     // SAFETY: `client` is the live handle of `producer`, which the caller holds for the call, and
     // librdkafka's flush may be called from any thread.
@@ -461,7 +491,7 @@ fn spends_the_producer(error: &KafkaError) -> bool {
 
 /// Hands `records` to the producer's queue for `log`, in order.
 fn enqueue(
-    producer: &FutureProducer,
+    producer: &watch::Producer,
     log: &str,
     records: &[Record],
 ) -> Result<Vec<DeliveryFuture>, ProduceFailure> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::ServerAddr;
 use serde::{Deserialize, Serialize};
 
-use crate::model::SecretSource;
+use crate::model::{InlineSecret, SecretSource};
 
 /// The NATS JetStream backend, used by stations with `backend = { nats = "subject" }`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -35,11 +35,11 @@ pub struct NatsConfig {
     pub tls_required: bool,
     /// User name, with `password` (or `password_env`, `password_file`).
     pub user: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<InlineSecret>,
     pub password_env: Option<String>,
     pub password_file: Option<PathBuf>,
     /// A token (or `token_env`, `token_file`).
-    pub token: Option<String>,
+    pub token: Option<InlineSecret>,
     pub token_env: Option<String>,
     pub token_file: Option<PathBuf>,
     /// A file holding an NKey seed (`SU…`).
@@ -122,13 +122,13 @@ impl NatsConfig {
     pub fn auth(&self) -> Result<Option<NatsAuth>, String> {
         let password = SecretSource::from_keys(
             "nats.password",
-            self.password.as_deref(),
+            self.password.as_ref(),
             self.password_env.as_deref(),
             self.password_file.as_deref(),
         )?;
         let token = SecretSource::from_keys(
             "nats.token",
-            self.token.as_deref(),
+            self.token.as_ref(),
             self.token_env.as_deref(),
             self.token_file.as_deref(),
         )?;
