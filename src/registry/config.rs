@@ -22,6 +22,11 @@ pub struct RegistryConfig {
     pub webhook_secret_env: String,
     /// Directory sources: rebuild the snapshot when files under `source` change.
     pub watch: bool,
+    /// SSH git sources (`ssh://…` or `git@host:…`): the private deploy key to fetch with.
+    pub ssh_key_file: Option<PathBuf>,
+    /// SSH git sources: OpenSSH `known_hosts` listing the server's host key; a key it does not
+    /// list (an unknown host, or a changed key) is refused.
+    pub known_hosts_file: Option<PathBuf>,
 }
 
 impl Default for RegistryConfig {
@@ -32,6 +37,8 @@ impl Default for RegistryConfig {
             poll_interval: Duration::from_secs(30),
             webhook_secret_env: "SLUICE_WEBHOOK_SECRET".to_owned(),
             watch: true,
+            ssh_key_file: None,
+            known_hosts_file: None,
         }
     }
 }

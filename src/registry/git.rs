@@ -27,6 +27,12 @@ pub enum GitError {
         branch: String,
         cause: git2::Error,
     },
+    #[error("cannot fetch branch `{branch}` of {url}: {reason}")]
+    Refused {
+        url: String,
+        branch: String,
+        reason: String,
+    },
     #[error("branch `{branch}` of {url} has not been fetched (does the branch exist?)")]
     NoBranch { url: String, branch: String },
     #[error("cannot read {what}: {}", .cause.message())]
@@ -35,16 +41,24 @@ pub enum GitError {
     TooLarge { path: String, commit: String },
 }
 
+/// How to reach an SSH remote: the deploy key, and the host keys to trust.
+#[derive(Debug, Clone, Default)]
+pub struct SshAccess {
+    pub key_file: Option<PathBuf>,
+    pub known_hosts_file: Option<PathBuf>,
+}
+
 /// A bare mirror of one branch of a remote repository.
 pub struct GitMirror {
     repo: Repository,
     url: String,
     branch: String,
+    ssh: SshAccess,
 }
 
 impl GitMirror {
     /// Opens the mirror at `dir`, creating it on first use, and points it at `url`.
-    pub fn open(url: &str, branch: &str, dir: &Path) -> Result<Self, GitError> {
+    pub fn open(url: &str, branch: &str, dir: &Path, ssh: SshAccess) -> Result<Self, GitError> {
         let mirror_error = |cause| GitError::Mirror {
             path: dir.to_owned(),
             cause,
@@ -68,6 +82,7 @@ impl GitMirror {
             repo,
             url: url.to_owned(),
             branch: branch.to_owned(),
+            ssh,
         })
     }
 
@@ -87,15 +102,36 @@ impl GitMirror {
             cause,
         };
         let mut remote = self.repo.find_remote(REMOTE).map_err(fetch_error)?;
+        let (host, port) = ssh_host(&self.url);
+        let known_hosts = self.ssh.known_hosts_file.clone();
+        // libgit2 reports a refused host key in words of its own; ours names the file to fix.
+        let refused = std::cell::RefCell::new(None);
         let mut callbacks = RemoteCallbacks::new();
-        callbacks.credentials(credentials);
+        let key_file = self.ssh.key_file.clone();
+        callbacks.credentials(move |url, username, allowed| {
+            credentials(url, username, allowed, key_file.as_deref())
+        });
+        callbacks.certificate_check(|cert, _| {
+            let Some(hostkey) = cert.as_hostkey() else {
+                return Ok(git2::CertificateCheckStatus::CertificatePassthrough);
+            };
+            check_host_key(known_hosts.as_deref(), &host, port, hostkey.hostkey())
+                .inspect_err(|e| *refused.borrow_mut() = Some(e.message().to_owned()))
+        });
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
         options.download_tags(git2::AutotagOption::None);
         let refspec = format!("+refs/heads/{0}:refs/remotes/{REMOTE}/{0}", self.branch);
-        remote
-            .fetch(&[refspec], Some(&mut options), None)
-            .map_err(fetch_error)
+        let fetched = remote.fetch(&[refspec], Some(&mut options), None);
+        drop(options);
+        fetched.map_err(|cause| match refused.take() {
+            Some(reason) => GitError::Refused {
+                url: self.url.clone(),
+                branch: self.branch.clone(),
+                reason,
+            },
+            None => fetch_error(cause),
+        })
     }
 
     /// The commit the fetched branch points at.
@@ -212,13 +248,66 @@ pub fn files_at_revision(dir: &Path, rev: &str) -> Result<(String, RepoFiles), G
     Ok((commit.id().to_string(), files))
 }
 
-/// Credentials for a fetch: a user and password (or token) written in the URL, else the
-/// default credential helper of libgit2 (e.g. an SSH agent where built with SSH).
+/// The SSH server's host and port in `url` (`ssh://user@host:port/path` or `user@host:path`).
+fn ssh_host(url: &str) -> (String, u16) {
+    let rest = url.strip_prefix("ssh://").unwrap_or(url);
+    let authority = match url.starts_with("ssh://") {
+        true => rest.split('/').next().unwrap_or(rest),
+        false => rest.split(':').next().unwrap_or(rest),
+    };
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match host_port.rsplit_once(':') {
+        Some((host, port)) if url.starts_with("ssh://") => {
+            (host.to_owned(), port.parse().unwrap_or(22))
+        }
+        _ => (host_port.to_owned(), 22),
+    }
+}
+
+/// Accepts the SSH server's `key` only if `known_hosts` lists it for `host:port`.
+fn check_host_key(
+    known_hosts: Option<&Path>,
+    host: &str,
+    port: u16,
+    key: Option<&[u8]>,
+) -> Result<git2::CertificateCheckStatus, git2::Error> {
+    let Some(file) = known_hosts else {
+        return Err(git2::Error::from_str(
+            "an SSH source needs registry.known_hosts_file, the host keys to trust",
+        ));
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        git2::Error::from_str(&format!(
+            "registry.known_hosts_file: cannot read {}: {e}",
+            file.display()
+        ))
+    })?;
+    match key {
+        Some(key) if super::known_hosts::lists(&text, host, port, key) => {
+            Ok(git2::CertificateCheckStatus::CertificateOk)
+        }
+        _ => Err(git2::Error::from_str(&super::known_hosts::refusal(
+            file, host, port,
+        ))),
+    }
+}
+
+/// Credentials for a fetch: the deploy key for SSH; a user and password (or token) written in
+/// the URL, or `SLUICE_GIT_TOKEN`, for HTTPS; else libgit2's default.
 fn credentials(
     url: &str,
     username: Option<&str>,
     allowed: git2::CredentialType,
+    key_file: Option<&Path>,
 ) -> Result<git2::Cred, git2::Error> {
+    if allowed.contains(git2::CredentialType::SSH_KEY) {
+        let Some(key_file) = key_file else {
+            return Err(git2::Error::from_str(
+                "an SSH source needs registry.ssh_key_file, the deploy key",
+            ));
+        };
+        return git2::Cred::ssh_key(username.unwrap_or("git"), None, key_file, None);
+    }
     if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
         if let Some((user, password)) = userinfo(url) {
             return git2::Cred::userpass_plaintext(&user, &password);

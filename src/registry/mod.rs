@@ -9,6 +9,7 @@ pub mod compat;
 pub mod config;
 pub mod git;
 pub mod ids;
+mod known_hosts;
 pub mod load;
 pub mod references;
 pub mod source;

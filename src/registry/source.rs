@@ -108,7 +108,11 @@ impl Source {
                     .display()
                     .to_string()
             };
-            let mirror = GitMirror::open(&url, &config.branch, &mirror_dir)?;
+            let ssh = super::git::SshAccess {
+                key_file: config.ssh_key_file.clone(),
+                known_hosts_file: config.known_hosts_file.clone(),
+            };
+            let mirror = GitMirror::open(&url, &config.branch, &mirror_dir, ssh)?;
             Ok(Self::Git(mirror))
         } else {
             Ok(Self::Directory(config.source.clone()))
