@@ -111,6 +111,34 @@ impl Kafka {
         }
     }
 
+    /// A broker that requires SASL authentication (`--authentication`).
+    pub fn start_authenticating() -> Self {
+        let store = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut child = Command::new(tansu())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db", "--authentication"])
+            .current_dir(store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        wait_listening(port, "tansu", &mut child);
+        Self {
+            child,
+            port,
+            store,
+            engine: "sqlite://tansu.db",
+        }
+    }
+
     /// A broker that tells clients to reach it at `advertised` (a proxy in front of it).
     pub fn start_behind(advertised: u16) -> Self {
         let store = tempfile::tempdir().unwrap();
