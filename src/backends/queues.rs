@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use super::BackendError;
-use crate::model::{Position, Record};
+use crate::model::{DeadLetter, Position, Record, Violation};
 
 /// How a consume call behaves.
 #[derive(Debug, Clone)]
@@ -148,6 +148,31 @@ pub trait StationQueue: Send + Sync {
         id: Position,
         forwarded_to: Option<Position>,
     ) -> Result<(), BackendError>;
+}
+
+/// Makes `record` the dead letter of a message that consumer group `group` left unacked
+/// `delivery` times (`max_deliveries` allowed) on `log`, where it was `at` (`offset 7`, `offset 7
+/// of partition 2`): error `max_deliveries`, and no first-delivery hold left.
+pub fn mark_exhausted(
+    record: &mut Record,
+    log: &str,
+    group: &str,
+    (delivery, max_deliveries): (u32, u32),
+    at: &str,
+) {
+    let reason = format!(
+        "delivered {delivery} times to consumer group `{group}` without an ack \
+         (max_deliveries = {max_deliveries}); it was {at} of `{log}`"
+    );
+    record.dead_letter = Some(DeadLetter {
+        station: log.to_owned(),
+        error: "max_deliveries".to_owned(),
+        schema: None,
+        schema_version: record.schema_version,
+        violations: vec![Violation::whole_message(reason)],
+        content_type: None,
+    });
+    record.deliver_after_ms = None;
 }
 
 /// The id a replayed dead letter is forwarded with, so an engine that drops duplicates (JetStream)

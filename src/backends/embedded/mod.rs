@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::queues::{AckOutcome, ConsumeOptions, Delivery, LogStats};
 use super::{Acknowledgement, Backend, BackendError};
-use crate::model::{Position, Record, Retention, Violation};
+use crate::model::{Position, Record, Retention};
 use chunk::EncodedChunk;
 pub use chunk::MESSAGE_BYTES_CEILING;
 use config::{FsyncPolicy, StoreMemory};
@@ -360,20 +360,13 @@ impl EmbeddedStore {
                 let Some(mut record) = self.read_one(&log.name, offset)? else {
                     continue;
                 };
-                let reason = format!(
-                    "delivered {delivery} times to consumer group `{group}` without an ack \
-                     (max_deliveries = {}); it was offset {offset} of `{}`",
-                    options.max_deliveries, log.name
+                crate::backends::queues::mark_exhausted(
+                    &mut record,
+                    &log.name,
+                    group,
+                    (delivery, options.max_deliveries),
+                    &format!("offset {offset}"),
                 );
-                record.dead_letter = Some(crate::model::DeadLetter {
-                    station: log.name.clone(),
-                    error: "max_deliveries".to_owned(),
-                    schema: None,
-                    schema_version: record.schema_version,
-                    violations: vec![Violation::whole_message(reason)],
-                    content_type: None,
-                });
-                record.deliver_after_ms = None;
                 records.push(record);
             }
             if !records.is_empty() {

@@ -28,10 +28,10 @@ use tokio::sync::Notify;
 
 use super::reader::record_of;
 use super::{KafkaBackend, KIND};
-use crate::backends::queues::{AckOutcome, ConsumeOptions, Delivery};
+use crate::backends::queues::{mark_exhausted, AckOutcome, ConsumeOptions, Delivery};
 use crate::backends::{unavailable, BackendError};
 use crate::model::time::now_ms;
-use crate::model::{DeadLetter, Position, Record, Violation};
+use crate::model::{Position, Record};
 
 /// Messages a gateway reads ahead for one group and holds until they are acked.
 const HELD_PER_GROUP: usize = 10_000;
@@ -352,20 +352,13 @@ impl KafkaBackend {
         (partition, offset, delivery, mut record): (i32, i64, u32, Record),
     ) -> Result<(), BackendError> {
         if let Some(dead_letters) = &options.dead_letters {
-            let reason = format!(
-                "delivered {delivery} times to consumer group `{group}` without an ack \
-                 (max_deliveries = {}); it was offset {offset} of partition {partition} of `{}`",
-                options.max_deliveries, session.topic
+            mark_exhausted(
+                &mut record,
+                &session.topic,
+                group,
+                (delivery, options.max_deliveries),
+                &format!("offset {offset} of partition {partition}"),
             );
-            record.dead_letter = Some(DeadLetter {
-                station: session.topic.clone(),
-                error: "max_deliveries".to_owned(),
-                schema: None,
-                schema_version: record.schema_version,
-                violations: vec![Violation::whole_message(reason)],
-                content_type: None,
-            });
-            record.deliver_after_ms = None;
             record.provenance = Default::default();
             crate::backends::Backend::append(self, dead_letters, vec![record]).await?;
         } else {

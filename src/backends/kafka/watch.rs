@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::DeliveryResult;
-use rdkafka::producer::{FutureProducer, ProducerContext};
+use rdkafka::producer::FutureProducer;
 
 /// The producer, with its errors watched.
 pub type Producer = FutureProducer<Watched>;
@@ -71,11 +70,6 @@ impl ClientContext for Watched {
         let precise = is_precise(&problem);
         self.set(problem, precise);
     }
-}
-
-impl ProducerContext for Watched {
-    type DeliveryOpaque = ();
-    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
 }
 
 #[cfg(test)]

@@ -32,36 +32,8 @@ impl LastProblem {
             *last = problem;
         }
     }
-}
 
-/// The client options for `config`, reporting connection problems to `problems`.
-pub(super) fn options(config: &NatsConfig, problems: &LastProblem) -> ConnectOptions {
-    // The client takes the process's rustls provider for its TLS.
-    crate::crypto::install_provider();
-    let mut options = match config.auth().ok().flatten() {
-        Some(auth) => with_credentials(auth, problems.clone()),
-        None => ConnectOptions::new(),
-    };
-    if let Some(tls) = &config.tls {
-        if let Some(ca) = &tls.ca_file {
-            options = options.add_root_certificates(ca.clone());
-        }
-        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-            options = options.add_client_certificate(cert.clone(), key.clone());
-        }
-    }
-    let events = problems.clone();
-    let hint = Hint::of(config);
-    options
-        .require_tls(config.requires_tls())
-        .event_callback(move |event| {
-            let events = events.clone();
-            let hint = hint.clone();
-            async move { events.note(&event, &hint).await }
-        })
-}
-
-impl LastProblem {
+    /// Keeps what `event` says about the connection.
     async fn note(&self, event: &Event, hint: &Hint) {
         match event {
             Event::Connected => self.set(None),
@@ -89,6 +61,35 @@ impl LastProblem {
     }
 }
 
+/// The client options for `config`, reporting connection problems to `problems`.
+pub(super) fn options(config: &NatsConfig, problems: &LastProblem) -> ConnectOptions {
+    // The client takes the process's rustls provider for its TLS.
+    crate::crypto::install_provider();
+    // `NatsBackend::connect` has checked the configuration: `auth` cannot fail here.
+    let auth = config.auth().ok().flatten();
+    let hint = Hint::of(config, auth.as_ref());
+    let mut options = match auth {
+        Some(auth) => with_credentials(auth, problems.clone()),
+        None => ConnectOptions::new(),
+    };
+    if let Some(tls) = &config.tls {
+        if let Some(ca) = &tls.ca_file {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+    }
+    let events = problems.clone();
+    options
+        .require_tls(config.requires_tls())
+        .event_callback(move |event| {
+            let events = events.clone();
+            let hint = hint.clone();
+            async move { events.note(&event, &hint).await }
+        })
+}
+
 /// What to tell the operator for each kind of connection failure.
 #[derive(Clone)]
 struct Hint {
@@ -98,8 +99,8 @@ struct Hint {
 }
 
 impl Hint {
-    fn of(config: &NatsConfig) -> Self {
-        let credentials_keys = match config.auth().ok().flatten() {
+    fn of(config: &NatsConfig, auth: Option<&NatsAuth>) -> Self {
+        let credentials_keys = match auth {
             Some(NatsAuth::UserPassword { .. }) => "nats.user and nats.password",
             Some(NatsAuth::Token(_)) => "nats.token",
             Some(NatsAuth::NKeySeed(_)) => "nats.nkey_seed_file",

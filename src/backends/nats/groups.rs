@@ -32,11 +32,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::{NatsBackend, KIND};
-use crate::backends::queues::{AckOutcome, ConsumeOptions, Delivery};
+use crate::backends::queues::{mark_exhausted, AckOutcome, ConsumeOptions, Delivery};
 use crate::backends::remote::record_from_remote;
 use crate::backends::{unavailable, BackendError};
 use crate::model::time::now_ms;
-use crate::model::{DeadLetter, Position, Record, Violation};
+use crate::model::{Position, Record};
 
 /// Messages one group may hold leased at once across all its consumers (JetStream's
 /// `max_ack_pending`).
@@ -408,23 +408,13 @@ impl NatsBackend {
             );
             return Ok(());
         };
-        let reason = format!(
-            "delivered {} times to consumer group `{}` without an ack (max_deliveries = {}); it was offset {} of `{}`",
-            exhausted.deliveries,
+        mark_exhausted(
+            &mut record,
+            exhausted.subject,
             exhausted.group,
-            exhausted.max_deliveries,
-            exhausted.stream_seq,
-            exhausted.subject
+            (exhausted.deliveries, exhausted.max_deliveries),
+            &format!("offset {}", exhausted.stream_seq),
         );
-        record.dead_letter = Some(DeadLetter {
-            station: exhausted.subject.to_owned(),
-            error: "max_deliveries".to_owned(),
-            schema: None,
-            schema_version: record.schema_version,
-            violations: vec![Violation::whole_message(reason)],
-            content_type: None,
-        });
-        record.deliver_after_ms = None;
         record.provenance = Default::default();
         record.provenance.idempotency_key = Some(format!(
             "sluice-exhausted:{}:{}:{}",

@@ -82,8 +82,8 @@ pub fn stream_name(subject: &str) -> String {
 impl NatsBackend {
     /// Connects (or keeps trying in the background, if the server is not up yet).
     pub async fn connect(config: &NatsConfig) -> Result<Self, BackendError> {
-        let servers = config.servers().map_err(|e| unavailable(KIND, e))?;
         config.check().map_err(|e| unavailable(KIND, e))?;
+        let servers = config.servers().map_err(|e| unavailable(KIND, e))?;
         let problem = connection::LastProblem::default();
         let client = connection::options(config, &problem)
             .name("sluice")
