@@ -11,7 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{answer, valid_order, GitRepo, Process, ORDER_SCHEMA};
-use serde_json::Value;
 use tempfile::TempDir;
 
 /// An ed25519 key pair made by `ssh-keygen` at `path` (and `path.pub`).
@@ -93,16 +92,6 @@ fn known_host(port: u16, host_key: &Path) -> String {
     format!("[127.0.0.1]:{port} {kind} {key}\n")
 }
 
-async fn status(base: &str) -> Value {
-    answer(
-        reqwest::get(format!("{base}/v1/registry/status"))
-            .await
-            .unwrap(),
-    )
-    .await
-    .1
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_registry_syncs_over_ssh_and_refuses_a_changed_host_key() {
     let keys = TempDir::new().unwrap();
@@ -145,7 +134,7 @@ async fn the_registry_syncs_over_ssh_and_refuses_a_changed_host_key() {
     let gw = Process::serve_with_env(repo.path(), data.path(), &env);
     let base = gw.base();
     let first = repo.head();
-    let served = status(&base).await;
+    let (_, served) = gw.get("/v1/registry/status").await;
     assert_eq!(served["serving_commit"], first.as_str(), "{served}");
     let produced = reqwest::Client::new()
         .post(format!("{base}/v1/stations/orders/messages"))
@@ -175,6 +164,6 @@ async fn the_registry_syncs_over_ssh_and_refuses_a_changed_host_key() {
         message.contains("registry.known_hosts_file") && message.contains(&port.to_string()),
         "{body}"
     );
-    let after = status(&base).await;
+    let (_, after) = gw.get("/v1/registry/status").await;
     assert_eq!(after["serving_commit"], first.as_str(), "{after}");
 }

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::brokers::Kafka;
 use common::pki::{tls_proxy, TestCa};
 use common::{answer, valid_order, GitRepo, Process, ORDER_SCHEMA};
@@ -34,32 +32,26 @@ async fn brokers_over_tls(ca: &TestCa) -> (Kafka, String) {
     (kafka, format!("127.0.0.1:{proxy}"))
 }
 
-async fn get(base: &str, path: &str) -> (u16, Value) {
-    answer(reqwest::get(format!("{base}{path}")).await.unwrap()).await
-}
-
+/// Waits until `/readyz` answers `status` with `needle` in its body; that body.
 async fn readiness(gw: &Process, status: u16, needle: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(response) = reqwest::get(format!("{}/readyz", gw.base())).await {
-            let (got, body) = answer(response).await;
-            if got == status && body.to_string().contains(needle) {
-                return body;
-            }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(&gw.log).unwrap_or_default();
-                panic!("/readyz stayed {got}: {body}\n{log}");
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    gw.readiness(status, |body| body.to_string().contains(needle))
+        .await
 }
 
-fn gateway(repo: &GitRepo, kafka: &str) -> (Process, tempfile::TempDir) {
+/// A gateway whose `[kafka]` section is `kafka`, on a fresh data dir.
+fn gateway(repo: &GitRepo, kafka: &str, env: &[(&str, &str)]) -> (Process, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     let config = format!("[kafka]\nrequest_timeout = \"5s\"\n{kafka}\n");
-    let process = Process::serve_with_config(repo.path(), data.path(), &config, &[]);
+    let process = Process::serve_with_config(repo.path(), data.path(), &config, env);
     (process, data)
+}
+
+/// The `[kafka]` keys for `brokers` reached over TLS, trusting the CA of `ca_file`.
+fn over_tls(brokers: &str, ca_file: &std::path::Path) -> String {
+    format!(
+        "brokers = \"{brokers}\"\ntls = {{ ca_file = \"{}\" }}",
+        ca_file.display()
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,13 +59,7 @@ async fn produce_consume_and_dead_letters_go_through_tls() {
     let ca = TestCa::new();
     let (_kafka, brokers) = brokers_over_tls(&ca).await;
     let repo = repo();
-    let (gw, _data) = gateway(
-        &repo,
-        &format!(
-            "brokers = \"{brokers}\"\ntls = {{ ca_file = \"{}\" }}",
-            ca.ca_file().display()
-        ),
-    );
+    let (gw, _data) = gateway(&repo, &over_tls(&brokers, &ca.ca_file()), &[]);
     readiness(&gw, 200, "").await;
     let base = gw.base();
     let client = reqwest::Client::new();
@@ -92,14 +78,12 @@ async fn produce_consume_and_dead_letters_go_through_tls() {
         .await
         .unwrap();
     assert_eq!(answer(refused).await.0, 422);
-    let (status, body) = get(
-        &base,
-        "/v1/stations/orders/messages?group=workers&max=10&wait_ms=5000",
-    )
-    .await;
+    let (status, body) = gw
+        .get("/v1/stations/orders/messages?group=workers&max=10&wait_ms=5000")
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["messages"][0]["value"]["order_id"], "tls-1", "{body}");
-    let (status, body) = get(&base, "/v1/stations/orders/dlq").await;
+    let (status, body) = gw.get("/v1/stations/orders/dlq").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["dead_letters"][0]["value"]["order_id"], "tls-bad",
@@ -113,13 +97,7 @@ async fn brokers_whose_certificate_another_ca_signed_are_refused_naming_the_ca_k
     let other = TestCa::new();
     let (_kafka, brokers) = brokers_over_tls(&ca).await;
     let repo = repo();
-    let (gw, _data) = gateway(
-        &repo,
-        &format!(
-            "brokers = \"{brokers}\"\ntls = {{ ca_file = \"{}\" }}",
-            other.ca_file().display()
-        ),
-    );
+    let (gw, _data) = gateway(&repo, &over_tls(&brokers, &other.ca_file()), &[]);
     let body = readiness(&gw, 503, "kafka.tls.ca_file").await;
     assert!(body.to_string().contains("TLS handshake failed"), "{body}");
 }
@@ -129,18 +107,12 @@ async fn a_broker_ending_the_sasl_handshake_leaves_the_gateway_unready_naming_th
     const PASSWORD: &str = "kafka-password-never-shown-9182";
     let kafka = Kafka::start_authenticating();
     let repo = repo();
-    let data = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[kafka]\nrequest_timeout = \"5s\"\nbrokers = \"{}\"\n\
-         sasl = {{ mechanism = \"SCRAM-SHA-256\", username = \"sluice\", password_env = \"SLUICE_TEST_KAFKA_PASSWORD\" }}\n",
+    let sasl = format!(
+        "brokers = \"{}\"\nsasl = {{ mechanism = \"SCRAM-SHA-256\", username = \"sluice\", \
+         password_env = \"SLUICE_TEST_KAFKA_PASSWORD\" }}",
         kafka.brokers()
     );
-    let gw = Process::serve_with_config(
-        repo.path(),
-        data.path(),
-        &config,
-        &[("SLUICE_TEST_KAFKA_PASSWORD", PASSWORD)],
-    );
+    let (gw, _data) = gateway(&repo, &sasl, &[("SLUICE_TEST_KAFKA_PASSWORD", PASSWORD)]);
     let body = readiness(&gw, 503, "kafka.sasl").await;
     assert!(body.to_string().contains("SASL"), "{body}");
     let log = std::fs::read_to_string(&gw.log).unwrap();

@@ -9,7 +9,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::brokers::Nats;
 use common::pki::TestCa;
@@ -50,10 +50,6 @@ fn gateway(repo: &GitRepo, nats: &str, env: &[(&str, &str)]) -> (Process, TempDi
     (process, data)
 }
 
-async fn get(base: &str, path: &str) -> (u16, Value) {
-    answer(reqwest::get(format!("{base}{path}")).await.unwrap()).await
-}
-
 async fn produce(base: &str, id: &str) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(format!("{base}/v1/stations/orders/messages"))
@@ -64,45 +60,27 @@ async fn produce(base: &str, id: &str) -> (u16, Value) {
     answer(response).await
 }
 
-/// Waits until `/readyz` answers `status` with a body `accept`s; that body. Failing, shows the
-/// gateway's log.
-async fn readiness(gw: &Process, status: u16, accept: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = reqwest::get(format!("{}/readyz", gw.base())).await {
-            let (got, body) = answer(response).await;
-            if got == status && accept(&body) {
-                return body;
-            }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(&gw.log).unwrap_or_default();
-                panic!("/readyz stayed {got}: {body}\n{log}");
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The reason `/readyz` gives, once it mentions `needle`.
 async fn unready_because(gw: &Process, needle: &str) -> String {
-    let body = readiness(gw, 503, |body| {
-        body["message"].as_str().is_some_and(|m| m.contains(needle))
-    })
-    .await;
+    let body = gw
+        .readiness(503, |body| {
+            body["message"].as_str().is_some_and(|m| m.contains(needle))
+        })
+        .await;
     body["message"].as_str().unwrap().to_owned()
 }
 
 /// Produces one order and reads it back through a consumer group, acking it.
 async fn produce_and_consume(gw: &Process, id: &str) {
-    readiness(gw, 200, |_| true).await;
+    gw.readiness(200, |_| true).await;
     let base = &gw.base();
     let (status, body) = produce(base, id).await;
     assert_eq!(status, 201, "{body}");
-    let (status, body) = get(
-        base,
-        &format!("/v1/stations/orders/messages?group=g-{id}&max=10&wait_ms=3000"),
-    )
-    .await;
+    let (status, body) = gw
+        .get(&format!(
+            "/v1/stations/orders/messages?group=g-{id}&max=10&wait_ms=3000"
+        ))
+        .await;
     assert_eq!(status, 200, "{body}");
     let ids: Vec<&str> = body["messages"]
         .as_array()
@@ -117,8 +95,8 @@ async fn produce_and_consume(gw: &Process, id: &str) {
 async fn assert_secrets_kept(process: &Process, secrets: &[&str]) {
     let log = std::fs::read_to_string(&process.log).unwrap();
     let base = process.base();
-    let (_, ready) = get(&base, "/readyz").await;
-    let (_, stations) = get(&base, "/v1/stations").await;
+    let (_, ready) = process.get("/readyz").await;
+    let (_, stations) = process.get("/v1/stations").await;
     let metrics = reqwest::get(format!("{base}/metrics"))
         .await
         .unwrap()

@@ -71,8 +71,20 @@ pub struct Kafka {
     child: Child,
     pub port: u16,
     store: TempDir,
-    engine: &'static str,
+    launch: Launch,
 }
+
+/// How a [`Kafka`] broker is run, again the same way by [`Kafka::start_again`].
+#[derive(Clone, Copy)]
+struct Launch {
+    engine: &'static str,
+    /// The port clients are told to reach it at, when not its own (a proxy in front of it).
+    advertised: Option<u16>,
+    /// Clients must authenticate with SASL.
+    authentication: bool,
+}
+
+const SQLITE: &str = "sqlite://tansu.db";
 
 /// The `tansu` to run: `SLUICE_TEST_TANSU`, else the one `scripts/test` installs (built with
 /// SQLite storage) at its default place, else the first on PATH.
@@ -88,74 +100,61 @@ fn tansu() -> PathBuf {
 
 impl Kafka {
     pub fn start() -> Self {
-        Self::start_with("sqlite://tansu.db")
+        Self::launch(Launch {
+            engine: SQLITE,
+            advertised: None,
+            authentication: false,
+        })
     }
 
     /// With in-memory storage, for benchmarks and tests that only produce and read topics from
-    /// their start (restarted, it starts empty). Each of tansu's storages has a fault the other lacks: in memory, a fetch from
-    /// inside a produced batch skips the rest of that batch, so nothing that resumes a consumer
-    /// group from a committed offset can run on it; on SQLite, a broker frozen while an idempotent
-    /// producer's request is in flight answers every produce after it with an error.
+    /// their start (restarted, it starts empty). Each of tansu's storages has a fault the other
+    /// lacks: in memory, a fetch from inside a produced batch skips the rest of that batch, so
+    /// nothing that resumes a consumer group from a committed offset can run on it; on SQLite, a
+    /// broker frozen while an idempotent producer's request is in flight answers every produce
+    /// after it with an error.
     pub fn start_in_memory() -> Self {
-        Self::start_with("memory://tansu/")
-    }
-
-    fn start_with(engine: &'static str) -> Self {
-        let store = tempfile::tempdir().unwrap();
-        let port = free_port();
-        Self {
-            child: Self::spawn(port, port, &store, engine),
-            port,
-            store,
-            engine,
-        }
+        Self::launch(Launch {
+            engine: "memory://tansu/",
+            advertised: None,
+            authentication: false,
+        })
     }
 
     /// A broker that requires SASL authentication (`--authentication`).
     pub fn start_authenticating() -> Self {
-        let store = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let mut child = Command::new(tansu())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db", "--authentication"])
-            .current_dir(store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu starts");
-        wait_listening(port, "tansu", &mut child);
-        Self {
-            child,
-            port,
-            store,
-            engine: "sqlite://tansu.db",
-        }
+        Self::launch(Launch {
+            engine: SQLITE,
+            advertised: None,
+            authentication: true,
+        })
     }
 
     /// A broker that tells clients to reach it at `advertised` (a proxy in front of it).
     pub fn start_behind(advertised: u16) -> Self {
+        Self::launch(Launch {
+            engine: SQLITE,
+            advertised: Some(advertised),
+            authentication: false,
+        })
+    }
+
+    fn launch(launch: Launch) -> Self {
         let store = tempfile::tempdir().unwrap();
         let port = free_port();
-        let engine = "sqlite://tansu.db";
         Self {
-            child: Self::spawn(port, advertised, &store, engine),
+            child: Self::spawn(port, &store, launch),
             port,
             store,
-            engine,
+            launch,
         }
     }
 
-    fn spawn(port: u16, advertised: u16, store: &TempDir, engine: &str) -> Child {
+    fn spawn(port: u16, store: &TempDir, launch: Launch) -> Child {
         let url = format!("tcp://127.0.0.1:{port}");
-        let advertised = format!("tcp://127.0.0.1:{advertised}");
-        let mut child = Command::new(tansu())
+        let advertised = format!("tcp://127.0.0.1:{}", launch.advertised.unwrap_or(port));
+        let mut command = Command::new(tansu());
+        command
             .args([
                 "broker",
                 "--listener-url",
@@ -164,7 +163,11 @@ impl Kafka {
                 &advertised,
             ])
             // Relative to the working directory: tansu joins the URL's path onto it.
-            .args(["--storage-engine", engine])
+            .args(["--storage-engine", launch.engine]);
+        if launch.authentication {
+            command.arg("--authentication");
+        }
+        let mut child = command
             .current_dir(store.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -200,7 +203,7 @@ impl Kafka {
 
     /// Starts the broker again on the same port and storage (empty again, in memory).
     pub fn start_again(&mut self) {
-        self.child = Self::spawn(self.port, self.port, &self.store, self.engine);
+        self.child = Self::spawn(self.port, &self.store, self.launch);
     }
 }
 

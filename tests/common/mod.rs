@@ -594,6 +594,35 @@ impl Process {
         self.addr.port()
     }
 
+    /// GET `path`: the status and the JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        answer(
+            reqwest::get(format!("{}{path}", self.base()))
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Waits up to a minute until `/readyz` answers `status` with a body `accept` takes; that
+    /// body. Failing, shows this process's log.
+    pub async fn readiness(&self, status: u16, accept: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = reqwest::get(format!("{}/readyz", self.base())).await {
+                let (got, body) = answer(response).await;
+                if got == status && accept(&body) {
+                    return body;
+                }
+                if Instant::now() > deadline {
+                    let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                    panic!("/readyz stayed {got}: {body}\n{log}");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// SIGTERM, then waits up to `within` for the process to exit; its exit status.
     pub fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
         let status = Command::new("kill")
