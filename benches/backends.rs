@@ -201,7 +201,7 @@ fn backends(c: &mut Criterion) {
                 Box::new(move || {
                     let jetstream = jetstream.clone();
                     let orders = orders.clone();
-                    Box::pin(async move { raw_nats(&jetstream, &orders).await })
+                    Box::pin(async move { common::raw_nats(&jetstream, &orders).await })
                         as std::pin::Pin<Box<dyn Future<Output = ()>>>
                 })
             }),
@@ -299,22 +299,6 @@ async fn sluice_order_headers(client: &reqwest::Client, http: &str) -> Vec<(Stri
         headers.push((key.to_owned(), value.to_owned()))
     });
     headers
-}
-
-/// Publishes `orders` once to the raw stream and awaits every acknowledgement.
-async fn raw_nats(jetstream: &async_nats::jetstream::Context, orders: &[Bytes]) {
-    let mut acks = Vec::with_capacity(orders.len());
-    for order in orders {
-        acks.push(
-            jetstream
-                .publish("orders.raw", order.clone())
-                .await
-                .unwrap(),
-        );
-    }
-    for ack in join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await {
-        ack.unwrap();
-    }
 }
 
 /// Sends one batch of a row (raw client or gateway) and awaits all of its acknowledgements.

@@ -112,21 +112,6 @@ where
     (batches * BATCH) as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn raw_publish(jetstream: &async_nats::jetstream::Context, orders: &[Bytes]) {
-    let mut acks = Vec::with_capacity(orders.len());
-    for order in orders {
-        acks.push(
-            jetstream
-                .publish("orders.raw", order.clone())
-                .await
-                .unwrap(),
-        );
-    }
-    for ack in acks {
-        ack.await.unwrap();
-    }
-}
-
 /// Stores one batch through `http`, trying again while the gateway answers 503 (the cluster
 /// elects its stream's leader in the first seconds).
 async fn store_batch(client: &reqwest::Client, http: &str, batch: Bytes) {
@@ -278,11 +263,11 @@ fn main() {
         for i in 0..STORED / BATCH {
             store_batch(&client, &http[i % 2], batch.clone()).await;
         }
-        raw_publish(&jetstream, &orders).await;
+        common::raw_nats(&jetstream, &orders).await;
 
         let (mut gateway, mut raw) = (0f64, 0f64);
         for _ in 0..ROUNDS {
-            raw = raw.max(window(PRODUCE_BATCHES, |_| raw_publish(&jetstream, &orders)).await);
+            raw = raw.max(window(PRODUCE_BATCHES, |_| common::raw_nats(&jetstream, &orders)).await);
             gateway = gateway.max(
                 window(PRODUCE_BATCHES, |i| {
                     post_batch(&client, &http[i % 2], "orders", batch.clone(), BATCH)

@@ -197,3 +197,22 @@ fn interleaved_ratios(group: &str, raw: &dyn Fn(), contenders: &[(&str, &dyn Fn(
         println!("{group}/{name}: {ratio:.2}x raw (interleaved, best of {ROUNDS} rounds)");
     }
 }
+
+/// Publishes `orders` once to the raw stream (`orders.raw`) and awaits every acknowledgement.
+pub async fn raw_nats(jetstream: &async_nats::jetstream::Context, orders: &[bytes::Bytes]) {
+    let mut acks = Vec::with_capacity(orders.len());
+    for order in orders {
+        acks.push(
+            jetstream
+                .publish("orders.raw", order.clone())
+                .await
+                .unwrap(),
+        );
+    }
+    for ack in
+        futures_util::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future))
+            .await
+    {
+        ack.unwrap();
+    }
+}
