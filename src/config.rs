@@ -17,8 +17,10 @@ use crate::backends::embedded::config::StorageConfig;
 use crate::backends::kafka::KafkaConfig;
 use crate::backends::nats::NatsConfig;
 use crate::ingress::auth::AuthConfig;
+use crate::model::HIDDEN;
 use crate::pipeline::Limits;
 use crate::registry::config::RegistryConfig;
+use crate::registry::git::without_password;
 use crate::registry::stations::StationConfig;
 
 /// Everything `sluice serve` needs, as read from the config file and the environment.
@@ -163,6 +165,20 @@ impl Config {
         Ok(config)
     }
 
+    /// The configuration as TOML with every default filled in (`sluice config`). Secrets written
+    /// into it show as `<hidden>` (inline passwords and tokens, the alert webhook's URL) and a
+    /// password in the registry's URL as `***`; `_env` and `_file` keys say where a secret is
+    /// read from, never its value.
+    pub fn dump(&self) -> Result<String, toml::ser::Error> {
+        let mut shown = self.clone();
+        let source = shown.registry.source.to_string_lossy().into_owned();
+        shown.registry.source = without_password(&source).into();
+        if shown.alerts.webhook_url.is_some() {
+            shown.alerts.webhook_url = Some(HIDDEN.to_owned());
+        }
+        toml::to_string(&shown)
+    }
+
     /// Refuses settings that are unsafe together.
     pub fn check_bind_addresses(&self) -> Result<(), ConfigError> {
         for addr in [self.server.http, self.server.grpc] {
@@ -204,6 +220,29 @@ mod tests {
             true,
             vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
         )
+    }
+
+    #[test]
+    fn the_dump_shows_every_key_and_no_secret() {
+        let config = load_str(
+            "[registry]\nsource = \"https://ci:git-pw-1@git.example/schemas.git\"\n\
+             [nats]\nuser = \"sluice\"\npassword = \"nats-pw-2\"\n\
+             [kafka]\nsasl = { mechanism = \"PLAIN\", username = \"u\", password = \"kafka-pw-3\" }\n\
+             [alerts]\nwebhook_url = \"https://hooks.example/T0/hook-pw-4\"\n",
+            &[],
+        )
+        .unwrap();
+        let dump = config.dump().unwrap();
+        for secret in ["git-pw-1", "nats-pw-2", "kafka-pw-3", "hook-pw-4"] {
+            assert!(!dump.contains(secret), "{secret} in {dump}");
+        }
+        assert!(
+            dump.contains("https://ci:***@git.example/schemas.git"),
+            "{dump}"
+        );
+        let again: Config = toml::from_str(&dump).unwrap();
+        assert_eq!(again.kafka.brokers, config.kafka.brokers);
+        assert_eq!(again.storage.fsync, config.storage.fsync);
     }
 
     #[test]

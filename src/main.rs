@@ -68,6 +68,13 @@ enum Command {
         #[arg(long, value_name = "REV")]
         base: Option<String>,
     },
+    /// Print the configuration `serve` would run with — the file, SLUICE_<SECTION>_<KEY>
+    /// variables applied, every default filled in — as TOML. Secrets show as `<hidden>`.
+    Config {
+        /// Configuration file (TOML).
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Send messages to a station of a running gateway: one message per line of FILE (or of
     /// standard input), in batches; JSON lines are sent as JSON, other lines as text. Prints a
     /// summary and each rejected line with its reason; exits 1 if any line was rejected.
@@ -99,6 +106,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Check { dir, base } => check(&dir, base.as_deref()),
+        Command::Config { config } => print_config(config),
         Command::Produce(args) => transfer::produce(args),
         Command::Consume(args) => transfer::consume(args),
     };
@@ -121,6 +129,16 @@ fn serve(config_path: PathBuf) -> anyhow::Result<ExitCode> {
         sluice::server::serve(config, listeners, shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn print_config(config_path: PathBuf) -> anyhow::Result<ExitCode> {
+    let required = config_path != std::path::Path::new(DEFAULT_CONFIG);
+    let config = Config::load(&config_path, required, std::env::vars())?;
+    print!(
+        "{}",
+        config.dump().context("cannot print the configuration")?
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -166,4 +166,8 @@ async fn the_registry_syncs_over_ssh_and_refuses_a_changed_host_key() {
     );
     let (_, after) = gw.get("/v1/registry/status").await;
     assert_eq!(after["serving_commit"], first.as_str(), "{after}");
+    // The deploy key's private part (a line of it) shows nowhere.
+    let private = std::fs::read_to_string(&deploy).unwrap();
+    gw.assert_secrets_kept(&[private.lines().nth(1).unwrap()])
+        .await;
 }

@@ -13,6 +13,6 @@ pub mod time;
 mod violation;
 
 pub use record::{ContentKind, DeadLetter, Position, Provenance, Record};
-pub use secret::{InlineSecret, Secret, SecretSource};
+pub use secret::{InlineSecret, Secret, SecretSource, HIDDEN};
 pub use station::{BackendRef, Retention};
 pub use violation::Violation;

@@ -23,10 +23,20 @@ impl fmt::Debug for SecretSource {
     }
 }
 
-/// A secret written in the configuration file itself (`password = "…"`); `Debug` hides it.
-#[derive(Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+/// A secret written in the configuration file itself (`password = "…"`); `Debug` and
+/// serializing (the configuration `sluice config` prints) hide it.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(transparent)]
 pub struct InlineSecret(pub String);
+
+impl serde::Serialize for InlineSecret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(HIDDEN)
+    }
+}
+
+/// What is shown in place of a secret.
+pub const HIDDEN: &str = "<hidden>";
 
 impl fmt::Debug for InlineSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -52,6 +52,8 @@ pub struct SshAccess {
 pub struct GitMirror {
     repo: Repository,
     url: String,
+    /// `url` with any password written in it hidden: what logs, errors and the API show.
+    shown_url: String,
     branch: String,
     ssh: SshAccess,
 }
@@ -81,13 +83,15 @@ impl GitMirror {
         Ok(Self {
             repo,
             url: url.to_owned(),
+            shown_url: without_password(url),
             branch: branch.to_owned(),
             ssh,
         })
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
+    /// The remote's URL as shown to people: a password written in it is hidden.
+    pub fn shown_url(&self) -> &str {
+        &self.shown_url
     }
 
     pub fn branch(&self) -> &str {
@@ -97,7 +101,7 @@ impl GitMirror {
     /// Fetches the branch from the remote (forced, so a rewritten branch is followed too).
     pub fn fetch(&self) -> Result<(), GitError> {
         let fetch_error = |cause| GitError::Fetch {
-            url: self.url.clone(),
+            url: self.shown_url.clone(),
             branch: self.branch.clone(),
             cause,
         };
@@ -126,7 +130,7 @@ impl GitMirror {
         drop(options);
         fetched.map_err(|cause| match refused.take() {
             Some(reason) => GitError::Refused {
-                url: self.url.clone(),
+                url: self.shown_url.clone(),
                 branch: self.branch.clone(),
                 reason,
             },
@@ -141,7 +145,7 @@ impl GitMirror {
             .repo
             .refname_to_id(&reference)
             .map_err(|_| GitError::NoBranch {
-                url: self.url.clone(),
+                url: self.shown_url.clone(),
                 branch: self.branch.clone(),
             })?;
         Ok(oid.to_string())
@@ -328,6 +332,17 @@ fn userinfo(url: &str) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
+/// `url` with the password of its `user:password@` replaced by `***`.
+pub fn without_password(url: &str) -> String {
+    match (userinfo(url), url.split_once("://")) {
+        (Some((user, password)), Some((scheme, rest))) => {
+            let hidden = rest.replacen(&format!("{user}:{password}@"), &format!("{user}:***@"), 1);
+            format!("{scheme}://{hidden}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Whether the mirror at `dir` exists and fetches from `url`.
 pub fn mirror_points_at(dir: &Path, url: &str) -> bool {
     Repository::open_bare(dir).is_ok_and(|repo| {
@@ -357,6 +372,14 @@ mod tests {
             Some(("ci".into(), "s3cret".into()))
         );
         assert_eq!(userinfo("https://git.example/acme/schemas.git"), None);
+        assert_eq!(
+            without_password("https://ci:s3cret@git.example/acme/schemas.git"),
+            "https://ci:***@git.example/acme/schemas.git"
+        );
+        assert_eq!(
+            without_password("ssh://git@git.example/acme/schemas.git"),
+            "ssh://git@git.example/acme/schemas.git"
+        );
     }
 
     #[test]

@@ -123,7 +123,7 @@ impl Source {
     pub fn describe(&self) -> String {
         match self {
             Self::Directory(path) => path.display().to_string(),
-            Self::Git(mirror) => format!("{} (branch {})", mirror.url(), mirror.branch()),
+            Self::Git(mirror) => format!("{} (branch {})", mirror.shown_url(), mirror.branch()),
         }
     }
 

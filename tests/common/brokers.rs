@@ -121,13 +121,45 @@ impl Kafka {
         })
     }
 
-    /// A broker that requires SASL authentication (`--authentication`).
-    pub fn start_authenticating() -> Self {
-        Self::launch(Launch {
-            engine: SQLITE,
-            advertised: None,
-            authentication: true,
-        })
+    /// A broker that requires SASL authentication (`--authentication`), knowing `user` with
+    /// `password` for SCRAM-SHA-256 and SCRAM-SHA-512 (tansu 0.6 checks SCRAM proofs against the
+    /// credentials it stores; it has no PLAIN).
+    pub fn start_with_user(user: &str, password: &str) -> Self {
+        let mut kafka = Self::start();
+        kafka.set_password(user, password);
+        kafka
+    }
+
+    /// Gives `user` `password` (both SCRAM mechanisms) and restarts the broker requiring SASL.
+    /// tansu changes users only through its Kafka API, which an authenticating listener keeps
+    /// behind SASL: the change is made with the broker restarted without it, on the same storage.
+    pub fn set_password(&mut self, user: &str, password: &str) {
+        self.kill();
+        self.launch.authentication = false;
+        self.start_again();
+        for mechanism in ["scram256", "scram512"] {
+            let broker = format!("tcp://127.0.0.1:{}", self.port);
+            let status = Command::new(tansu())
+                .args([
+                    "user",
+                    "create",
+                    "--broker",
+                    &broker,
+                    "--mechanism",
+                    mechanism,
+                ])
+                .args([user, password])
+                .stdout(Stdio::null())
+                .status()
+                .expect("tansu user create runs");
+            assert!(
+                status.success(),
+                "tansu user create {user} ({mechanism}) failed"
+            );
+        }
+        self.kill();
+        self.launch.authentication = true;
+        self.start_again();
     }
 
     /// A broker that tells clients to reach it at `advertised` (a proxy in front of it).
@@ -201,7 +233,8 @@ impl Kafka {
         stop(&mut self.child);
     }
 
-    /// Starts the broker again on the same port and storage (empty again, in memory).
+    /// Starts the broker again on the same port and storage (empty again, in memory), with its
+    /// users.
     pub fn start_again(&mut self) {
         self.child = Self::spawn(self.port, &self.store, self.launch);
     }

@@ -489,6 +489,9 @@ pub struct Process {
     pub log: PathBuf,
     /// Where this start's lines begin in the log.
     log_from: usize,
+    /// The configuration file and the environment it was started with.
+    config: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Process {
@@ -531,7 +534,7 @@ impl Process {
         let child = Command::new(sluice_binary())
             .arg("serve")
             .arg("--config")
-            .arg(config)
+            .arg(&config)
             .env("SLUICE_SERVER_HTTP", addr.to_string())
             .env("SLUICE_SERVER_GRPC", grpc_addr.to_string())
             .env("SLUICE_REGISTRY_SOURCE", repo)
@@ -547,6 +550,11 @@ impl Process {
             grpc_addr,
             log,
             log_from,
+            config,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -584,6 +592,48 @@ impl Process {
             self.addr,
             this_start(&self.log)
         ))
+    }
+
+    /// No secret of `secrets` in anything the gateway shows: its log, `/readyz`, `/metrics`, what
+    /// the dashboard reads (stations, dead letters, the registry's status) and the configuration
+    /// `sluice config` prints with the same file and environment.
+    pub async fn assert_secrets_kept(&self, secrets: &[&str]) {
+        let log = std::fs::read_to_string(&self.log).unwrap();
+        let mut shown = vec![("log", log)];
+        for path in [
+            "/readyz",
+            "/v1/stations",
+            "/v1/registry/status",
+            "/metrics",
+            "/",
+        ] {
+            let response = reqwest::get(format!("{}{path}", self.base()))
+                .await
+                .unwrap();
+            shown.push((path, response.text().await.unwrap()));
+        }
+        let (_, stations) = self.get("/v1/stations").await;
+        for station in stations["stations"].as_array().into_iter().flatten() {
+            let name = station["name"].as_str().unwrap_or_default();
+            let response = reqwest::get(format!("{}/v1/stations/{name}/dlq", self.base()))
+                .await
+                .unwrap();
+            shown.push(("a station's dead letters", response.text().await.unwrap()));
+        }
+        let dump = Command::new(sluice_binary())
+            .arg("config")
+            .arg("--config")
+            .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(dump.status.success(), "sluice config: {dump:?}");
+        shown.push(("sluice config", String::from_utf8(dump.stdout).unwrap()));
+        for secret in secrets {
+            for (what, text) in &shown {
+                assert!(!text.contains(secret), "{what} shows a secret");
+            }
+        }
     }
 
     pub fn base(&self) -> String {

@@ -263,7 +263,7 @@ impl KafkaBackend {
     /// Joins `group` on `topic` and starts reading ahead.
     fn join(&self, topic: &str, group: &str) -> Result<Session, BackendError> {
         let book = Arc::new(Mutex::new(Book::default()));
-        let mut config = self.client_config.clone();
+        let mut config = self.clients.config();
         config
             .set("group.id", group)
             .set("enable.auto.commit", "false")
@@ -283,12 +283,14 @@ impl KafkaBackend {
         let consumer: StreamConsumer<SessionContext> = config
             .create_with_context(context)
             .map_err(|e| unavailable(KIND, format!("cannot join group `{group}`: {e}")))?;
+        let consumer = Arc::new(consumer);
+        self.clients.track(&consumer);
         consumer
             .subscribe(&[topic])
             .map_err(|e| unavailable(KIND, format!("cannot subscribe to `{topic}`: {e}")))?;
         let session = Session {
             topic: topic.to_owned(),
-            consumer: Arc::new(consumer),
+            consumer,
             book,
             arrived: Arc::new(Notify::new()),
             last_used_ms: AtomicU64::new(now_ms()),

@@ -20,6 +20,7 @@
 //! last of them to finish (or by the linger, whichever comes first), so concurrent batches fill
 //! requests to the brokers as they would without the flush.
 
+mod clients;
 mod config;
 mod dead_letters;
 mod groups;
@@ -62,11 +63,12 @@ pub struct KafkaBackend {
     producer: ArcSwap<watch::Producer>,
     /// The brokers' last connection problem, until they answer again.
     watched: watch::Watched,
-    /// What new producers are made from, when one has to be replaced.
-    client_config: ClientConfig,
+    /// What new clients are made from (a replaced producer, a group's consumer), with the SASL
+    /// password kept current in them.
+    clients: Arc<clients::Clients>,
     /// Held while a fatal producer is replaced, so it is replaced once.
     replacing: Mutex<()>,
-    admin: AdminClient<DefaultClientContext>,
+    admin: Arc<AdminClient<DefaultClientContext>>,
     create_topics: bool,
     partitions: i32,
     replication_factor: i32,
@@ -109,18 +111,25 @@ impl KafkaBackend {
         for (key, value) in security {
             client.set(key, value);
         }
+        let clients = Arc::new(clients::Clients::new(client, config));
+        let client = clients.config();
         let watched = watch::Watched::default();
-        let producer: watch::Producer = client
-            .create_with_context(watched.clone())
-            .map_err(|e| unavailable(KIND, format!("cannot create the Kafka producer: {e}")))?;
-        let admin: AdminClient<DefaultClientContext> = client
-            .create()
-            .map_err(|e| unavailable(KIND, format!("cannot create the Kafka admin client: {e}")))?;
-        let reader = reader::LogReader::new(&client, config.request_timeout)?;
+        let producer: Arc<watch::Producer> =
+            Arc::new(client.create_with_context(watched.clone()).map_err(|e| {
+                unavailable(KIND, format!("cannot create the Kafka producer: {e}"))
+            })?);
+        let admin: Arc<AdminClient<DefaultClientContext>> =
+            Arc::new(client.create().map_err(|e| {
+                unavailable(KIND, format!("cannot create the Kafka admin client: {e}"))
+            })?);
+        let reader = reader::LogReader::new(&clients, config.request_timeout)?;
+        clients.track(&producer);
+        clients.track(&admin);
+        clients::Clients::follow_password_file(&clients);
         Ok(Self {
-            producer: ArcSwap::from_pointee(producer),
+            producer: ArcSwap::new(producer),
             watched,
-            client_config: client,
+            clients,
             replacing: Mutex::new(()),
             admin,
             create_topics: config.create_topics,
@@ -160,14 +169,17 @@ impl KafkaBackend {
             return;
         }
         match self
-            .client_config
+            .clients
+            .config()
             .create_with_context::<_, watch::Producer>(self.watched.clone())
         {
             Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                self.clients.track(&fresh);
                 tracing::warn!(
                     "the Kafka producer cannot go on ({why}); replaced it with a new one"
                 );
-                let spent = self.producer.swap(Arc::new(fresh));
+                let spent = self.producer.swap(fresh);
                 // Destroying a librdkafka handle blocks until its requests end: not on a runtime thread.
                 tokio::task::spawn_blocking(move || drop(spent));
             }
@@ -232,15 +244,12 @@ impl KafkaBackend {
         )
         .await
         .map_err(|_| {
-            unavailable(
-                KIND,
-                format!(
-                    "creating topic `{topic}` took longer than {:?}",
-                    self.request_timeout
-                ),
-            )
+            self.unavailable(format!(
+                "creating topic `{topic}` took longer than {:?}",
+                self.request_timeout
+            ))
         })?
-        .map_err(|e| unavailable(KIND, format!("cannot create topic `{topic}`: {e}")))?;
+        .map_err(|e| self.unavailable(format!("cannot create topic `{topic}`: {e}")))?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

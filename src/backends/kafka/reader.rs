@@ -6,11 +6,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::clients::Clients;
 use super::KIND;
 use crate::backends::remote::record_from_remote;
 use crate::backends::{unavailable, BackendError};
@@ -31,8 +31,8 @@ pub(super) struct LogReader {
 }
 
 impl LogReader {
-    pub(super) fn new(client: &ClientConfig, timeout: Duration) -> Result<Self, BackendError> {
-        let mut config = client.clone();
+    pub(super) fn new(clients: &Clients, timeout: Duration) -> Result<Self, BackendError> {
+        let mut config = clients.config();
         // librdkafka's consumer wants a group even when it only assigns itself partitions; it
         // never joins this one, nor commits to it.
         config
@@ -43,10 +43,9 @@ impl LogReader {
         let consumer: BaseConsumer = config
             .create()
             .map_err(|e| unavailable(KIND, format!("cannot create the Kafka reader: {e}")))?;
-        Ok(Self {
-            consumer: Arc::new(Mutex::new(consumer)),
-            timeout,
-        })
+        let consumer = Arc::new(Mutex::new(consumer));
+        clients.track(&consumer);
+        Ok(Self { consumer, timeout })
     }
 
     /// Runs `read` with the consumer on a blocking thread.
