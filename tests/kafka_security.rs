@@ -1,7 +1,8 @@
 //! The gateway against Kafka brokers that require TLS and SASL: tansu (which checks SCRAM proofs
 //! against the credentials it stores) behind a TLS-terminating proxy whose certificate a throwaway
-//! CA signed (tansu 0.6 cannot serve TLS itself). Produce, consume through a group and the
-//! dead-letter topic all go through TLS with SCRAM-SHA-256; SCRAM-SHA-512 from a password file
+//! CA signed (tansu 0.6 cannot serve TLS itself) and that requires the gateway's client
+//! certificate. Produce, consume through a group and the dead-letter topic all go through mutual
+//! TLS with SCRAM-SHA-256; SCRAM-SHA-512 from a password file
 //! goes on without a restart when the password is rotated; a CA that did not sign the brokers'
 //! certificate, or a wrong password, leaves the gateway unready with a reason naming the key to
 //! fix; no secret used here appears in anything the gateway shows.
@@ -26,14 +27,15 @@ fn repo() -> GitRepo {
 const USER: &str = "sluice";
 const PASSWORD: &str = "kafka-password-never-shown-9182";
 
-/// tansu behind a TLS proxy with a certificate from `ca` (the broker advertises the proxy's
-/// port), knowing [`USER`] with [`PASSWORD`]: the broker and the `[kafka] brokers` value.
+/// tansu behind a TLS proxy with a certificate from `ca` that requires client certificates `ca`
+/// signed (the broker advertises the proxy's port), knowing [`USER`] with [`PASSWORD`]: the
+/// broker and the `[kafka] brokers` value.
 async fn brokers_over_tls(ca: &TestCa) -> (Kafka, String) {
     let (cert, key) = ca.issue("kafka-broker");
     let proxy = common::brokers::free_port();
     let mut kafka = Kafka::start_behind(proxy);
     kafka.set_password(USER, PASSWORD);
-    tls_proxy(&cert, &key, kafka.port, proxy).await;
+    tls_proxy(&cert, &key, Some(&ca.ca_file()), kafka.port, proxy).await;
     (kafka, format!("127.0.0.1:{proxy}"))
 }
 
@@ -56,12 +58,16 @@ fn gateway(repo: &GitRepo, kafka: &str, env: &[(&str, &str)]) -> (Process, tempf
     (process, data)
 }
 
-/// The `[kafka]` keys for `brokers` reached over TLS, trusting the CA of `ca_file`, with
-/// SCRAM-SHA-256 credentials from the environment.
-fn over_tls(brokers: &str, ca_file: &std::path::Path) -> String {
+/// The `[kafka]` keys for `brokers` reached over mutual TLS, trusting `trusted` and showing a
+/// client certificate `ca` issued, with SCRAM-SHA-256 credentials from the environment.
+fn over_tls(brokers: &str, ca: &TestCa, trusted: &TestCa) -> String {
+    let (cert, key) = ca.issue("sluice-gateway");
     format!(
-        "brokers = \"{brokers}\"\ntls = {{ ca_file = \"{}\" }}\n{}",
-        ca_file.display(),
+        "brokers = \"{brokers}\"\n\
+         tls = {{ ca_file = \"{}\", cert_file = \"{}\", key_file = \"{}\" }}\n{}",
+        trusted.ca_file().display(),
+        cert.display(),
+        key.display(),
         sasl(
             "SCRAM-SHA-256",
             "password_env = \"SLUICE_TEST_KAFKA_PASSWORD\""
@@ -98,11 +104,11 @@ async fn consume(gw: &Process, group: &str) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn produce_consume_and_dead_letters_go_through_tls_with_scram_credentials() {
+async fn produce_consume_and_dead_letters_go_through_mutual_tls_with_scram_credentials() {
     let ca = TestCa::new();
     let (_kafka, brokers) = brokers_over_tls(&ca).await;
     let repo = repo();
-    let (gw, _data) = gateway(&repo, &over_tls(&brokers, &ca.ca_file()), PASSWORD_ENV);
+    let (gw, _data) = gateway(&repo, &over_tls(&brokers, &ca, &ca), PASSWORD_ENV);
     readiness(&gw, 200, "").await;
     let base = gw.base();
     let client = reqwest::Client::new();
@@ -131,8 +137,26 @@ async fn brokers_whose_certificate_another_ca_signed_are_refused_naming_the_ca_k
     let other = TestCa::new();
     let (_kafka, brokers) = brokers_over_tls(&ca).await;
     let repo = repo();
-    let (gw, _data) = gateway(&repo, &over_tls(&brokers, &other.ca_file()), PASSWORD_ENV);
+    let (gw, _data) = gateway(&repo, &over_tls(&brokers, &ca, &other), PASSWORD_ENV);
     let body = readiness(&gw, 503, "kafka.tls.ca_file").await;
+    assert!(body.to_string().contains("TLS handshake failed"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_that_require_a_client_certificate_refuse_a_gateway_without_one() {
+    let ca = TestCa::new();
+    let (_kafka, brokers) = brokers_over_tls(&ca).await;
+    let repo = repo();
+    let keys = format!(
+        "brokers = \"{brokers}\"\ntls = {{ ca_file = \"{}\" }}\n{}",
+        ca.ca_file().display(),
+        sasl(
+            "SCRAM-SHA-256",
+            "password_env = \"SLUICE_TEST_KAFKA_PASSWORD\""
+        )
+    );
+    let (gw, _data) = gateway(&repo, &keys, PASSWORD_ENV);
+    let body = readiness(&gw, 503, "kafka.tls.cert_file").await;
     assert!(body.to_string().contains("TLS handshake failed"), "{body}");
 }
 

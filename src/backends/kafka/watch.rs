@@ -47,7 +47,23 @@ fn is_precise(problem: &str) -> bool {
 
 /// What to tell the operator about librdkafka's `reason`.
 fn explain(reason: &str) -> String {
-    if reason.contains("SSL handshake failed") || reason.contains("certificate verify failed") {
+    // With TLS 1.3 a server that wants a client certificate says so after the handshake.
+    let client_certificate = [
+        "alert certificate required",
+        "alert bad certificate",
+        "alert unknown ca",
+    ];
+    if client_certificate
+        .iter()
+        .any(|alert| reason.contains(alert))
+    {
+        format!(
+            "the TLS handshake failed ({reason}): the brokers require a client certificate signed \
+             by a CA they trust, in kafka.tls.cert_file and kafka.tls.key_file"
+        )
+    } else if reason.contains("SSL handshake failed")
+        || reason.contains("certificate verify failed")
+    {
         format!(
             "the TLS handshake failed ({reason}): the brokers' certificates must be signed by a CA \
              in kafka.tls.ca_file and name the hosts of kafka.brokers; brokers that ask for a \
@@ -83,5 +99,12 @@ mod tests {
         assert!(tls.contains("kafka.tls.ca_file"), "{tls}");
         let sasl = explain("SASL authentication error: Authentication failed");
         assert!(sasl.contains("kafka.sasl"), "{sasl}");
+        let client = explain(
+            "Receive failed: error:0A00045C:SSL routines::tlsv13 alert certificate required",
+        );
+        assert!(
+            client.contains("kafka.tls.cert_file") && is_precise(&client),
+            "{client}"
+        );
     }
 }
