@@ -49,6 +49,31 @@ impl RepoFiles {
             .clone()
     }
 
+    /// The paths whose contents differ in `previous`: changed, added or removed.
+    pub fn changed_since<'a>(
+        &'a self,
+        previous: &'a RepoFiles,
+    ) -> impl Iterator<Item = String> + 'a {
+        let changed_or_added = self
+            .iter()
+            .filter(|(path, bytes)| previous.get(path) != Some(*bytes));
+        let removed = previous.iter().filter(|(path, _)| self.get(path).is_none());
+        changed_or_added
+            .chain(removed)
+            .map(|(path, _)| path.to_owned())
+    }
+
+    /// This tree, holding `previous`'s copy of each file whose contents are the same, so that two
+    /// snapshots keep one copy of what they share.
+    pub fn sharing_with(&self, previous: &RepoFiles) -> RepoFiles {
+        self.iter()
+            .map(|(path, bytes)| {
+                let kept = previous.get(path).filter(|kept| *kept == bytes);
+                (path.to_owned(), kept.unwrap_or(bytes).clone())
+            })
+            .collect()
+    }
+
     /// A short fingerprint of the whole tree, shown as the snapshot's revision.
     pub fn fingerprint(&self) -> String {
         use std::hash::{Hash, Hasher};

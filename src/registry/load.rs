@@ -12,10 +12,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::stations::{check_station_name, Framing, StationConfig, StationsFile};
-use super::{
-    compat, dlq_name, ids, references, LoadProblem, Schema, SchemaVersion, Snapshot, Station,
-};
-use crate::formats::{CompileInput, FormatKind, RepoFiles, SchemaSettings};
+use super::{compat, compile, dlq_name, references, LoadProblem, Schema, Snapshot, Station};
+use crate::formats::{FormatKind, RepoFiles, SchemaSettings};
 use crate::metrics::StationMetrics;
 
 /// Name of the station bindings file at the repository root.
@@ -43,7 +41,17 @@ pub fn build(
     history: History<'_>,
 ) -> Result<Snapshot, Vec<LoadProblem>> {
     let mut problems = Vec::new();
-    let (schemas, failed_schemas) = load_schemas(&files, &mut problems);
+    let serving = match history {
+        History::Since(serving) => Some(serving),
+        History::Unknown | History::AlreadyServed => None,
+    };
+    // What did not change is kept once, with the serving snapshot's copy; and not compiled again.
+    let files = match serving {
+        Some(serving) => Arc::new(files.sharing_with(&serving.files)),
+        None => files,
+    };
+    let previous = serving.map(|serving| compile::Previous::new(serving, &files));
+    let (schemas, failed_schemas) = load_schemas(&files, previous.as_ref(), &mut problems);
     let support =
         references::support_subjects(&files, schema_root(&files), &schemas, &mut problems);
     match history {
@@ -72,6 +80,7 @@ pub fn build(
 }
 
 /// A `vN.<ext>` file found in a schema folder.
+#[derive(Clone, Copy)]
 struct VersionFile<'a> {
     version: u32,
     path: &'a str,
@@ -90,6 +99,7 @@ pub fn schema_root(files: &RepoFiles) -> &'static str {
 /// The schemas that loaded, and the names of those that did not (their problems already reported).
 fn load_schemas(
     files: &RepoFiles,
+    previous: Option<&compile::Previous<'_>>,
     problems: &mut Vec<LoadProblem>,
 ) -> (BTreeMap<String, Arc<Schema>>, HashSet<String>) {
     let root = schema_root(files);
@@ -129,11 +139,11 @@ fn load_schemas(
         }
     }
 
-    let mut schemas = BTreeMap::new();
+    let mut planned = Vec::new();
     let mut failed = HashSet::new();
-    let mut taken_ids: HashMap<u32, String> = HashMap::new();
     for (name, mut version_files) in folders {
         version_files.sort_by_key(|v| v.version);
+        let settings_file = format!("{root}{name}/{SCHEMA_SETTINGS_FILE}");
         let settings = match settings_files.get(name) {
             Some(path) => match read_toml::<SchemaSettings>(files, path) {
                 Ok(settings) => settings,
@@ -145,39 +155,77 @@ fn load_schemas(
             },
             None => SchemaSettings::default(),
         };
-        if let Some(schema) = load_schema(name, settings, &version_files, root, files, problems) {
-            for version in schema.versions() {
-                let owner = format!("{name} v{}", version.version);
-                if let Some(other) = taken_ids.insert(version.id, owner.clone()) {
-                    problems.push(problem(
-                        &version.file,
-                        "schema_id",
-                        format!(
-                            "{owner} and {other} derive the same schema id {}; rename one schema",
-                            version.id
-                        ),
-                    ));
-                }
-            }
-            schemas.insert(name.to_owned(), Arc::new(schema));
-        } else {
+        let problems_before = problems.len();
+        let version_files = in_sequence(name, &version_files, problems);
+        if problems.len() > problems_before {
             failed.insert(name.to_owned());
         }
+        planned.push((name, settings, settings_file, version_files));
+    }
+    let jobs: Vec<compile::Job<'_>> = planned
+        .iter()
+        .flat_map(|(name, settings, settings_file, version_files)| {
+            version_files.iter().map(move |file| compile::Job {
+                schema: name,
+                version: file.version,
+                file: file.path,
+                format: file.format,
+                settings,
+                settings_file: settings_file.clone(),
+            })
+        })
+        .collect();
+    let mut compiled = compile::compile_all(&jobs, files, root, previous).into_iter();
+    let mut schemas = BTreeMap::new();
+    let mut taken_ids: HashMap<u32, String> = HashMap::new();
+    for (name, settings, _, version_files) in planned {
+        let mut versions = Vec::with_capacity(version_files.len());
+        for result in compiled.by_ref().take(version_files.len()) {
+            match result {
+                Ok(version) => versions.push(version),
+                Err(compile_problem) => {
+                    problems.push(compile_problem);
+                    failed.insert(name.to_owned());
+                }
+            }
+        }
+        if failed.contains(name) {
+            continue;
+        }
+        for version in &versions {
+            let owner = format!("{name} v{}", version.version);
+            if let Some(other) = taken_ids.insert(version.id, owner.clone()) {
+                problems.push(problem(
+                    &version.file,
+                    "schema_id",
+                    format!(
+                        "{owner} and {other} derive the same schema id {}; rename one schema",
+                        version.id
+                    ),
+                ));
+            }
+        }
+        let format = version_files[0].format;
+        let schema = Schema {
+            name: name.to_owned(),
+            format,
+            settings,
+            versions,
+        };
+        schemas.insert(name.to_owned(), Arc::new(schema));
     }
     (schemas, failed)
 }
 
-fn load_schema(
+/// The versions of schema `name` to compile: numbered 1, 2, 3… without gaps (those after a gap are
+/// left out) and all of one format (others are left out); each problem is reported.
+fn in_sequence<'a>(
     name: &str,
-    settings: SchemaSettings,
-    version_files: &[VersionFile<'_>],
-    schema_root: &str,
-    files: &RepoFiles,
+    version_files: &[VersionFile<'a>],
     problems: &mut Vec<LoadProblem>,
-) -> Option<Schema> {
+) -> Vec<VersionFile<'a>> {
     let format = version_files[0].format;
-    let problems_before = problems.len();
-    let mut versions = Vec::with_capacity(version_files.len());
+    let mut kept = Vec::with_capacity(version_files.len());
     for (expected, file) in (1u32..).zip(version_files) {
         if file.version != expected {
             problems.push(problem(
@@ -198,39 +246,9 @@ fn load_schema(
             ));
             continue;
         }
-        let bytes = files.get(file.path).expect("listed file exists");
-        let Ok(text) = std::str::from_utf8(bytes) else {
-            problems.push(problem(file.path, "compile", "not valid UTF-8 text"));
-            continue;
-        };
-        let input = CompileInput {
-            file: file.path,
-            schema_root,
-            text,
-            repo: files,
-            settings: &settings,
-        };
-        match format.compile(&input) {
-            Ok(compiled) => versions.push(SchemaVersion {
-                version: file.version,
-                id: ids::schema_id(name, file.version),
-                file: file.path.to_owned(),
-                text: Arc::from(text),
-                compiled,
-                references: references::to_references(
-                    format.references(file.path, schema_root, text, files),
-                    schema_root,
-                ),
-            }),
-            Err(e) => problems.push(problem(file.path, "compile", e.message)),
-        }
+        kept.push(*file);
     }
-    (problems.len() == problems_before).then(|| Schema {
-        name: name.to_owned(),
-        format,
-        settings,
-        versions,
-    })
+    kept
 }
 
 /// `v12.json` → `Some(Ok((12, "json")))`; files not shaped like a version → `None`.

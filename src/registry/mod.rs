@@ -6,6 +6,7 @@
 //! the refusal is kept for the status endpoint. Readers never see half a change.
 
 pub mod compat;
+mod compile;
 pub mod config;
 pub mod git;
 pub mod ids;
@@ -123,7 +124,7 @@ impl Schema {
 }
 
 /// One published version of a schema, compiled.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SchemaVersion {
     pub version: u32,
     /// Global id (see [`ids`]), as used by the Confluent wire format.
@@ -134,6 +135,9 @@ pub struct SchemaVersion {
     pub compiled: Arc<dyn CompiledSchema>,
     /// The repository files this version refers to, as Confluent references.
     pub references: Vec<Reference>,
+    /// The repository files its compilation read (its own, its `schema.toml`, what it refers to,
+    /// transitively): a revision that changes none of them keeps this compilation.
+    pub inputs: Arc<[String]>,
 }
 
 /// A station as bound in this snapshot.

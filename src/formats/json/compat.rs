@@ -10,11 +10,11 @@
 //! repository, and any other keyword that the reading version adds or changes (`not`, `if`,
 //! `dependentSchemas`…) is reported as a change, since Sluice cannot prove it harmless.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use super::{JsonSchema, REPO_URI_PREFIX};
+use super::{JsonDocuments, JsonSchema};
 use crate::formats::{Breaks, Evolution, Incompatibility};
 
 /// How deep the walk follows nested schemas and `$ref`s before giving up on a branch.
@@ -60,19 +60,23 @@ const UPPER_BOUNDS: &[&str] = &[
 /// What changed from `old` to `new` that breaks readers of either.
 impl Evolution for JsonSchema {
     fn changes(old: &Self, new: &Self) -> Vec<Incompatibility> {
+        let (old, new) = (DocumentSet::gather(old), DocumentSet::gather(new));
+        let (Some(old_root), Some(new_root)) = (old.root(), new.root()) else {
+            return Vec::new();
+        };
         let mut found = Vec::new();
-        for (breaks, reader, writer, reader_name, writer_name) in [
+        for (breaks, (reader, reader_root), (writer, writer_root), reader_name, writer_name) in [
             (
                 Breaks::Backward,
-                new,
-                old,
+                (&new, new_root),
+                (&old, old_root),
                 "the new version",
                 "the old version",
             ),
             (
                 Breaks::Forward,
-                old,
-                new,
+                (&old, old_root),
+                (&new, new_root),
                 "the old version",
                 "the new version",
             ),
@@ -86,15 +90,79 @@ impl Evolution for JsonSchema {
                 seen: HashSet::new(),
                 found: Vec::new(),
             };
-            walk.compare(
-                Node::root(&reader.document, &reader.file),
-                Node::root(&writer.document, &writer.file),
-                "",
-                0,
-            );
+            walk.compare(reader_root, writer_root, "", 0);
             found.append(&mut walk.found);
         }
         found
+    }
+}
+
+/// The documents a version's `$ref`s reach, transitively, parsed for one comparison: the registry
+/// keeps only their text.
+struct DocumentSet {
+    by_path: HashMap<String, Value>,
+    root: String,
+    index: std::sync::Arc<JsonDocuments>,
+}
+
+impl DocumentSet {
+    fn gather(schema: &JsonSchema) -> Self {
+        let index = schema.documents.clone();
+        let mut by_path = HashMap::new();
+        let mut pending = vec![schema.file.clone()];
+        while let Some(path) = pending.pop() {
+            if by_path.contains_key(&path) {
+                continue;
+            }
+            let own = (path == schema.file)
+                .then_some(schema.own_text.as_ref())
+                .flatten();
+            let parsed = match own {
+                Some(text) => serde_json::from_slice(text).ok(),
+                None => index.parse(&path),
+            };
+            let Some(document) = parsed else {
+                continue;
+            };
+            let mut nodes = vec![&document];
+            while let Some(node) = nodes.pop() {
+                match node {
+                    Value::Object(map) => {
+                        let reference = map.get("$ref").and_then(Value::as_str);
+                        let target = reference.map(|r| r.split('#').next().unwrap_or_default());
+                        if let Some(target) = target.filter(|t| !t.is_empty()) {
+                            pending.extend(resolve_path(&index, &path, target));
+                        }
+                        nodes.extend(map.values());
+                    }
+                    Value::Array(items) => nodes.extend(items),
+                    _ => {}
+                }
+            }
+            by_path.insert(path, document);
+        }
+        Self {
+            by_path,
+            root: schema.file.clone(),
+            index,
+        }
+    }
+
+    fn root(&self) -> Option<Node<'_>> {
+        let (file, document) = self.by_path.get_key_value(&self.root)?;
+        Some(Node::root(document, file))
+    }
+}
+
+/// The repository path `target` (a `$ref` without its fragment) names from the document at `file`:
+/// another document's absolute `$id`, or a path relative to `file`'s folder.
+fn resolve_path(index: &JsonDocuments, file: &str, target: &str) -> Option<String> {
+    if target.contains("://") {
+        index
+            .path_of(target.trim_end_matches('#'))
+            .map(str::to_owned)
+    } else {
+        Some(join_relative(file, target))
     }
 }
 
@@ -128,8 +196,8 @@ struct Walk<'a> {
     breaks: Breaks,
     reader_name: &'static str,
     writer_name: &'static str,
-    reader: &'a JsonSchema,
-    writer: &'a JsonSchema,
+    reader: &'a DocumentSet,
+    writer: &'a DocumentSet,
     /// (reader, writer) pairs of `$ref` targets already compared, so recursive schemas terminate.
     seen: HashSet<(usize, usize)>,
     found: Vec<Incompatibility>,
@@ -254,7 +322,7 @@ impl<'a> Walk<'a> {
             let Some(reference) = node.get("$ref").and_then(Value::as_str) else {
                 return Some((node, followed));
             };
-            let schema: &'b JsonSchema = if is_reader { self.reader } else { self.writer };
+            let schema: &'b DocumentSet = if is_reader { self.reader } else { self.writer };
             match follow(node, reference, schema) {
                 Some(next) => {
                     node = next;
@@ -537,21 +605,14 @@ impl<'a> Walk<'a> {
 
 /// Resolves `reference` from `node`: `#pointer` inside its document, a relative path (plus
 /// pointer) to another repository file, or another file's absolute `$id`.
-fn follow<'a>(node: Node<'a>, reference: &str, schema: &'a JsonSchema) -> Option<Node<'a>> {
+fn follow<'a>(node: Node<'a>, reference: &str, documents: &'a DocumentSet) -> Option<Node<'a>> {
     let (target, pointer) = reference.split_once('#').unwrap_or((reference, ""));
-    let (document, file): (&'a Value, &'a str) = if target.is_empty() {
-        (node.document, node.file)
-    } else if target.contains("://") {
-        let (key, document) = schema
-            .documents
-            .get_key_value(target.trim_end_matches('#'))?;
-        (document, key.strip_prefix(REPO_URI_PREFIX).unwrap_or(key))
+    let (file, document): (&'a str, &'a Value) = if target.is_empty() {
+        (node.file, node.document)
     } else {
-        let path = join_relative(node.file, target);
-        let (key, document) = schema
-            .documents
-            .get_key_value(&format!("{REPO_URI_PREFIX}{path}"))?;
-        (document, &key[REPO_URI_PREFIX.len()..])
+        let path = resolve_path(&documents.index, node.file, target)?;
+        let (file, document) = documents.by_path.get_key_value(&path)?;
+        (file, document)
     };
     let schema = if pointer.is_empty() {
         document

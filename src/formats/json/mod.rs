@@ -34,11 +34,13 @@ pub struct JsonSchema {
     /// ways and panic when they disagree.
     #[cfg(debug_assertions)]
     reference: jsonschema::Validator,
-    /// The schema document, for comparing versions.
-    document: Value,
     /// The version's repository path, the base of relative `$ref`s.
     file: String,
-    /// The repository's JSON documents, for following `$ref`s when comparing versions.
+    /// The schema's text when it is not the repository's file at `file` (a candidate sent to the
+    /// compatibility endpoint); else the repository's copy is the one kept.
+    own_text: Option<Bytes>,
+    /// The repository's JSON documents (their text), for following `$ref`s when comparing
+    /// versions; the schema itself is parsed again then, not kept parsed.
     documents: Arc<JsonDocuments>,
 }
 
@@ -78,12 +80,14 @@ impl JsonSchema {
             })
             .build(&schema)
             .map_err(|e| CompileError::new(e.to_string()))?;
+        let own_text = (repo.get(&file).map(|kept| kept.as_ref()) != Some(text.as_bytes()))
+            .then(|| Bytes::copy_from_slice(text.as_bytes()));
         Ok(Self {
             validator,
             #[cfg(debug_assertions)]
             reference,
-            document: schema,
             file,
+            own_text,
             documents,
         })
     }
@@ -152,15 +156,22 @@ fn repo_path(file: &Path) -> String {
         .join("/")
 }
 
-/// Every JSON document of a repository, parsed once per tree and shared by the versions compiled
-/// from it.
+/// Every JSON document of a repository, by the URIs a `$ref` may use to reach it: its repository
+/// path under [`REPO_URI_PREFIX`], and its top-level absolute `$id` if it has one. Only the text is
+/// kept (shared with the tree); a document is parsed when a compilation or a comparison needs it.
 #[derive(Debug, Default)]
 pub struct JsonDocuments {
-    /// Each document keyed by the URIs a `$ref` may use to reach it: its repository path under
-    /// [`REPO_URI_PREFIX`], and its top-level absolute `$id` if it has one.
-    by_uri: HashMap<String, Value>,
+    /// The repository's `.json` files, by path.
+    files: HashMap<String, Bytes>,
     /// The repository path of each document with an absolute `$id`, by that `$id`.
     path_by_id: HashMap<String, String>,
+}
+
+/// A document's top-level `$id`, read without building the rest of it.
+#[derive(serde::Deserialize)]
+struct TopLevelId {
+    #[serde(rename = "$id")]
+    id: Option<String>,
 }
 
 impl JsonDocuments {
@@ -170,26 +181,39 @@ impl JsonDocuments {
             if !path.ends_with(".json") {
                 continue;
             }
-            let Ok(value) = serde_json::from_slice::<Value>(contents) else {
-                continue;
-            };
-            if let Some(id) = value.get("$id").and_then(Value::as_str) {
-                if id.contains("://") {
-                    let id = id.trim_end_matches('#').to_owned();
-                    documents.path_by_id.insert(id.clone(), path.to_owned());
-                    documents.by_uri.insert(id, value.clone());
-                }
+            let id = serde_json::from_slice::<TopLevelId>(contents)
+                .ok()
+                .and_then(|top| top.id);
+            if let Some(id) = id.filter(|id| id.contains("://")) {
+                let id = id.trim_end_matches('#').to_owned();
+                documents.path_by_id.insert(id, path.to_owned());
             }
-            documents
-                .by_uri
-                .insert(format!("{REPO_URI_PREFIX}{path}"), value);
+            documents.files.insert(path.to_owned(), contents.clone());
         }
         documents
     }
 
-    /// The document at `uri`, with the key it is stored under.
-    fn get_key_value(&self, uri: &str) -> Option<(&String, &Value)> {
-        self.by_uri.get_key_value(uri)
+    /// The repository path `uri` names: `file:///<path>` or a document's `$id`.
+    fn path_of<'a>(&'a self, uri: &'a str) -> Option<&'a str> {
+        match uri.strip_prefix(REPO_URI_PREFIX) {
+            Some(path) => self.files.contains_key(path).then_some(path),
+            None => self.path_by_id.get(uri).map(String::as_str),
+        }
+    }
+
+    /// The documents whose `$id` now names another document, or none, in `newer`: what referred
+    /// to them by that `$id` reaches something else there.
+    pub fn paths_of_moved_ids(&self, newer: &JsonDocuments) -> Vec<String> {
+        self.path_by_id
+            .iter()
+            .filter(|(id, path)| newer.path_by_id.get(*id) != Some(*path))
+            .map(|(_, path)| path.clone())
+            .collect()
+    }
+
+    /// The document at repository path `path`, parsed now.
+    fn parse(&self, path: &str) -> Option<Value> {
+        serde_json::from_slice(self.files.get(path)?).ok()
     }
 }
 
@@ -244,7 +268,8 @@ impl jsonschema::Retrieve for RepoRetriever {
         uri: &jsonschema::Uri<String>,
     ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
         let wanted = uri.as_str().split('#').next().unwrap_or_default();
-        self.documents.by_uri.get(wanted).cloned().ok_or_else(|| {
+        let path = self.documents.path_of(wanted);
+        path.and_then(|path| self.documents.parse(path)).ok_or_else(|| {
             format!(
                 "`{wanted}` is not a file of the schema repository (references are resolved inside the repository, never fetched)"
             )

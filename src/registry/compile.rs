@@ -1,0 +1,342 @@
+//! Compiles a revision's schema versions: each on its own, on every core, and none again that the
+//! previous snapshot compiled from the same inputs. A version's inputs are the files its
+//! compilation reads — its own file, its schema's `schema.toml`, and the files it refers to,
+//! transitively (JSON Schema `$ref`s, Protobuf imports). A commit that changes none of them reuses
+//! the compiled version as it is, so a commit touching one schema of a thousand compiles one (and
+//! every schema that refers to what it touched).
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::references;
+use super::{ids, LoadProblem, SchemaVersion, Snapshot};
+use crate::formats::{CompileInput, FormatKind, RepoFiles, SchemaSettings};
+
+/// One version to compile.
+pub(super) struct Job<'a> {
+    pub schema: &'a str,
+    pub version: u32,
+    pub file: &'a str,
+    pub format: FormatKind,
+    pub settings: &'a SchemaSettings,
+    /// Where the schema's `schema.toml` is (or would be).
+    pub settings_file: String,
+}
+
+/// The snapshot a revision follows, and which of its files the revision changed.
+pub(super) struct Previous<'a> {
+    snapshot: &'a Snapshot,
+    changed: HashSet<String>,
+}
+
+impl<'a> Previous<'a> {
+    pub fn new(snapshot: &'a Snapshot, files: &RepoFiles) -> Self {
+        let mut changed: HashSet<String> = files.changed_since(&snapshot.files).collect();
+        // A `$id` that now names another file (or none) changes what refers to it by that `$id`.
+        changed.extend(
+            snapshot
+                .files
+                .json_documents()
+                .paths_of_moved_ids(&files.json_documents()),
+        );
+        Self { snapshot, changed }
+    }
+
+    /// The previous snapshot's compilation of `job`, when none of its inputs changed.
+    fn reusable(&self, job: &Job<'_>) -> Option<SchemaVersion> {
+        let kept = self.snapshot.schema(job.schema)?.version(job.version)?;
+        // The same file has the same extension, so the same format.
+        let unchanged =
+            kept.file == job.file && !kept.inputs.iter().any(|input| self.changed.contains(input));
+        unchanged.then(|| kept.clone())
+    }
+}
+
+/// Each job's version, or why it does not compile, in the order of `jobs`: compiled on as many
+/// threads as there are cores, or taken from `previous`.
+pub(super) fn compile_all(
+    jobs: &[Job<'_>],
+    files: &RepoFiles,
+    schema_root: &str,
+    previous: Option<&Previous<'_>>,
+) -> Vec<Result<SchemaVersion, LoadProblem>> {
+    let results: Vec<Mutex<Option<Result<SchemaVersion, LoadProblem>>>> =
+        jobs.iter().map(|_| Mutex::new(None)).collect();
+    let mut to_compile = Vec::new();
+    for (index, job) in jobs.iter().enumerate() {
+        match previous.and_then(|previous| previous.reusable(job)) {
+            Some(kept) => *results[index].lock().expect("result lock") = Some(Ok(kept)),
+            None => to_compile.push(index),
+        }
+    }
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let Some(&index) = to_compile.get(next.fetch_add(1, Ordering::Relaxed)) else {
+            return;
+        };
+        let compiled = compile_one(&jobs[index], files, schema_root);
+        *results[index].lock().expect("result lock") = Some(compiled);
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(to_compile.len());
+    if threads <= 1 {
+        work();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(work);
+            }
+        });
+    }
+    results
+        .into_iter()
+        .map(|result| {
+            result
+                .into_inner()
+                .expect("result lock")
+                .expect("every job ran")
+        })
+        .collect()
+}
+
+fn compile_one(
+    job: &Job<'_>,
+    files: &RepoFiles,
+    schema_root: &str,
+) -> Result<SchemaVersion, LoadProblem> {
+    let problem = |message: String| LoadProblem {
+        file: job.file.to_owned(),
+        version: None,
+        rule: "compile",
+        message,
+    };
+    let bytes = files.get(job.file).expect("listed file exists");
+    let text = std::str::from_utf8(bytes).map_err(|_| problem("not valid UTF-8 text".into()))?;
+    let input = CompileInput {
+        file: job.file,
+        schema_root,
+        text,
+        repo: files,
+        settings: job.settings,
+    };
+    let compiled = job.format.compile(&input).map_err(|e| problem(e.message))?;
+    let found = job.format.references(job.file, schema_root, text, files);
+    let inputs = inputs(job, &found, files, schema_root);
+    Ok(SchemaVersion {
+        version: job.version,
+        id: ids::schema_id(job.schema, job.version),
+        file: job.file.to_owned(),
+        text: Arc::from(text),
+        compiled,
+        references: references::to_references(found, schema_root),
+        inputs: inputs.into_iter().collect(),
+    })
+}
+
+/// The files compiling `job` read: its own, its schema's settings file, and the files its
+/// references (`direct`) reach, transitively. A Protobuf import names both places it may be found,
+/// so that a file added at the other one counts as a change.
+fn inputs(
+    job: &Job<'_>,
+    direct: &[crate::formats::FileReference],
+    files: &RepoFiles,
+    schema_root: &str,
+) -> BTreeSet<String> {
+    let mut inputs = BTreeSet::from([job.file.to_owned(), job.settings_file.clone()]);
+    let mut visited = HashSet::from([job.file.to_owned()]);
+    let mut pending: Vec<(String, String)> = direct
+        .iter()
+        .map(|r| (r.name.clone(), r.file.clone()))
+        .collect();
+    while let Some((name, file)) = pending.pop() {
+        if job.format == FormatKind::Protobuf {
+            inputs.insert(format!("{schema_root}{name}"));
+            inputs.insert(name);
+        }
+        inputs.insert(file.clone());
+        if !visited.insert(file.clone()) {
+            continue;
+        }
+        let Some(text) = files.get(&file).and_then(|b| std::str::from_utf8(b).ok()) else {
+            continue;
+        };
+        for next in job.format.references(&file, schema_root, text, files) {
+            pending.push((next.name, next.file));
+        }
+    }
+    inputs
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::{json, Value};
+
+    use crate::formats::{judge_json, RepoFiles};
+    use crate::registry::load::{build, History};
+    use crate::registry::Snapshot;
+
+    const COMMON: &str = r#"{"$id":"https://schemas.example/common.json","type":"object","required":["id"],"properties":{"id":{"type":"string"}}}"#;
+    const BY_PATH: &str =
+        r#"{"allOf":[{"$ref":"../common/ids.json"}],"properties":{"qty":{"type":"integer"}}}"#;
+    const IDS: &str = r#"{"type":"object","required":["sku"]}"#;
+    const BY_ID: &str = r#"{"$ref":"https://schemas.example/common.json"}"#;
+    const ALONE: &str = r#"{"type":"object","properties":{"n":{"type":"number"}}}"#;
+
+    fn tree(files: &BTreeMap<&str, String>) -> RepoFiles {
+        files
+            .iter()
+            .map(|(path, text)| (path.to_string(), bytes::Bytes::from(text.clone())))
+            .collect()
+    }
+
+    fn samples() -> Vec<Value> {
+        vec![
+            json!({"id": "a", "sku": "x", "qty": 1, "n": 1}),
+            json!({"id": "a", "qty": 1}),
+            json!({"sku": "x", "qty": "many"}),
+            json!({"id": 7, "n": "one"}),
+            json!({}),
+        ]
+    }
+
+    /// Every version's id, references and verdict on each sample.
+    fn verdicts(snapshot: &Snapshot) -> Vec<(String, u32, u32, String, Vec<bool>)> {
+        snapshot
+            .schemas()
+            .flat_map(|schema| schema.versions().iter().map(move |v| (schema, v)))
+            .map(|(schema, v)| {
+                let judged = samples()
+                    .iter()
+                    .map(|m| judge_json(v.compiled.as_ref(), m).is_ok())
+                    .collect();
+                let references = format!("{:?}", v.references);
+                (schema.name.clone(), v.version, v.id, references, judged)
+            })
+            .collect()
+    }
+
+    fn compiled<'a>(
+        snapshot: &'a Snapshot,
+        schema: &str,
+        version: u32,
+    ) -> &'a dyn super::super::CompiledSchema {
+        snapshot
+            .schema(schema)
+            .unwrap()
+            .version(version)
+            .unwrap()
+            .compiled
+            .as_ref()
+    }
+
+    fn same(a: &dyn super::super::CompiledSchema, b: &dyn super::super::CompiledSchema) -> bool {
+        std::ptr::addr_eq(a as *const _, b as *const _)
+    }
+
+    #[test]
+    fn building_on_the_serving_snapshot_serves_what_a_full_build_would() {
+        let mut files: BTreeMap<&str, String> = BTreeMap::from([
+            ("schemas/common/common.json", COMMON.to_owned()),
+            ("schemas/common/ids.json", IDS.to_owned()),
+            ("schemas/by-path/v1.json", BY_PATH.to_owned()),
+            ("schemas/by-id/v1.json", BY_ID.to_owned()),
+            ("schemas/alone/v1.json", ALONE.to_owned()),
+        ]);
+        let mut serving = build(
+            std::sync::Arc::new(tree(&files)),
+            "1".into(),
+            &[],
+            History::Unknown,
+        )
+        .unwrap();
+        let step = |files: &BTreeMap<&str, String>, serving: &Snapshot, revision: &str| {
+            let incremental = build(
+                std::sync::Arc::new(tree(files)),
+                revision.into(),
+                &[],
+                History::Since(serving),
+            );
+            let full = build(
+                std::sync::Arc::new(tree(files)),
+                revision.into(),
+                &[],
+                History::Unknown,
+            );
+            if let (Ok(incremental), Ok(full)) = (&incremental, &full) {
+                assert_eq!(verdicts(incremental), verdicts(full), "at {revision}");
+            }
+            incremental
+        };
+
+        // A new version: the others are kept as compiled.
+        files.insert(
+            "schemas/alone/v2.json",
+            ALONE.replace("{\"n\"", "{\"m\":{},\"n\""),
+        );
+        let next = step(&files, &serving, "2").unwrap();
+        assert!(same(
+            compiled(&next, "by-path", 1),
+            compiled(&serving, "by-path", 1)
+        ));
+        assert!(same(
+            compiled(&next, "alone", 1),
+            compiled(&serving, "alone", 1)
+        ));
+        serving = next;
+
+        // A file referred to by path changes: what refers to it is compiled again, nothing else.
+        files.insert("schemas/common/ids.json", IDS.replace("sku", "qty"));
+        let next = step(&files, &serving, "3").unwrap();
+        assert!(!same(
+            compiled(&next, "by-path", 1),
+            compiled(&serving, "by-path", 1)
+        ));
+        assert!(same(
+            compiled(&next, "by-id", 1),
+            compiled(&serving, "by-id", 1)
+        ));
+        serving = next;
+
+        // The file a `$id` names changes: what refers to that `$id` is compiled again.
+        files.insert(
+            "schemas/common/common.json",
+            COMMON.replace("\"id\"]", "\"id\",\"n\"]"),
+        );
+        let next = step(&files, &serving, "4").unwrap();
+        assert!(!same(
+            compiled(&next, "by-id", 1),
+            compiled(&serving, "by-id", 1)
+        ));
+        assert!(same(
+            compiled(&next, "alone", 2),
+            compiled(&serving, "alone", 2)
+        ));
+        serving = next;
+
+        // A published version deleted: refused, and the serving snapshot is unchanged.
+        files.remove("schemas/alone/v1.json");
+        let refused = step(&files, &serving, "5").unwrap_err();
+        assert!(
+            refused
+                .iter()
+                .any(|p| p.rule == "published_version_deleted"),
+            "{refused:?}"
+        );
+        files.insert("schemas/alone/v1.json", ALONE.to_owned());
+
+        // A broken version refused, then fixed.
+        files.insert("schemas/by-path/v2.json", "{not json".to_owned());
+        assert!(step(&files, &serving, "6").is_err());
+        files.insert("schemas/by-path/v2.json", BY_PATH.to_owned());
+        let next = step(&files, &serving, "7").unwrap();
+        assert!(same(
+            compiled(&next, "by-path", 1),
+            compiled(&serving, "by-path", 1)
+        ));
+        assert_eq!(next.schema("by-path").unwrap().newest(), 2);
+    }
+}
