@@ -51,6 +51,9 @@ pub fn build(
         None => files,
     };
     let previous = serving.map(|serving| compile::Previous::new(serving, &files));
+    for why in crate::formats::json::check_refs_file(&files) {
+        problems.push(problem(crate::formats::json::REFS_FILE, "refs", why));
+    }
     let (schemas, failed_schemas) = load_schemas(&files, previous.as_ref(), &mut problems);
     let support =
         references::support_subjects(&files, schema_root(&files), &schemas, &mut problems);
@@ -534,5 +537,48 @@ mod tests {
         let extra: StationsFile = toml::from_str("[[station]]\nname = \"raw\"\n").unwrap();
         let problems = load_with(files, &extra.station).unwrap_err();
         assert!(problems[0].message.contains("declared twice"));
+    }
+
+    #[test]
+    fn a_remote_ref_resolves_to_the_copy_refs_toml_maps_it_to() {
+        const URL: &str = "https://geojson.org/schema/Point.json";
+        let geo = format!(
+            r#"{{"type":"object","properties":{{"at":{{"$ref":"{URL}#/properties/coordinates"}}}}}}"#
+        );
+        let point =
+            r#"{"type":"object","properties":{"coordinates":{"type":"array","minItems":2}}}"#;
+        let problems = build_all(repo(&[("schemas/geo/v1.json", &geo)])).unwrap_err();
+        let message = &problems[0].message;
+        assert!(
+            message.contains(&format!(
+                r#"refs.toml: "{URL}" = "vendor/geojson.org/schema/Point.json""#
+            )),
+            "{message}"
+        );
+        let refs = format!("\"{URL}\" = \"vendor/geojson.org/schema/Point.json\"\n");
+        let snapshot = build_all(repo(&[
+            ("schemas/geo/v1.json", &geo),
+            ("vendor/geojson.org/schema/Point.json", point),
+            ("refs.toml", &refs),
+        ]))
+        .unwrap();
+        let compiled = snapshot
+            .schema("geo")
+            .unwrap()
+            .version(1)
+            .unwrap()
+            .compiled
+            .clone();
+        let judge = |m| crate::formats::judge_json(compiled.as_ref(), &m).is_ok();
+        assert!(judge(serde_json::json!({"at": [1, 2]})));
+        assert!(!judge(serde_json::json!({"at": [1]})));
+        let problems =
+            build_all(repo(&[("schemas/geo/v1.json", &geo), ("refs.toml", &refs)])).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.file == "refs.toml"
+                && p.rule == "refs"
+                && p.message.contains("does not hold")),
+            "{problems:?}"
+        );
     }
 }

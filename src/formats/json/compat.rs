@@ -617,7 +617,11 @@ fn follow<'a>(node: Node<'a>, reference: &str, documents: &'a DocumentSet) -> Op
     let schema = if pointer.is_empty() {
         document
     } else {
-        document.pointer(pointer)?
+        // A pointer in a URI fragment may be percent-encoded (RFC 6901 §6).
+        let pointer = percent_encoding::percent_decode_str(pointer)
+            .decode_utf8()
+            .ok()?;
+        document.pointer(&pointer)?
     };
     Some(Node {
         schema,

@@ -8,6 +8,7 @@
 //! in [`compat`].
 
 mod compat;
+mod fragments;
 mod instance;
 
 use std::collections::HashMap;
@@ -26,6 +27,11 @@ use instance::{Borrowed, Instance, ParseError};
 
 /// URI scheme prefix under which repository files are addressed while resolving `$ref`s.
 const REPO_URI_PREFIX: &str = "file:///";
+
+/// The repository's map of URLs to the files holding copies of them (`"https://…" = "vendor/…"`):
+/// a `$ref` to such a URL resolves to that file, so a remote schema is vendored by commit and the
+/// `$ref`s keep their URLs.
+pub const REFS_FILE: &str = "refs.toml";
 
 /// A compiled JSON Schema version.
 pub struct JsonSchema {
@@ -53,8 +59,9 @@ impl std::fmt::Debug for JsonSchema {
 impl JsonSchema {
     /// Compiles `text`, the contents of repository file `file`.
     pub fn compile(file: &Path, text: &str, repo: &RepoFiles) -> Result<Self, CompileError> {
-        let schema: Value = serde_json::from_str(text)
+        let mut schema: Value = serde_json::from_str(text)
             .map_err(|e| CompileError::new(format!("not valid JSON: {e}")))?;
+        fragments::encode_ref_fragments(&mut schema);
         if !schema.is_object() && !schema.is_boolean() {
             return Err(CompileError::new(
                 "a JSON Schema must be an object or a boolean",
@@ -163,7 +170,8 @@ fn repo_path(file: &Path) -> String {
 pub struct JsonDocuments {
     /// The repository's `.json` files, by path.
     files: HashMap<String, Bytes>,
-    /// The repository path of each document with an absolute `$id`, by that `$id`.
+    /// The repository path of each document with an absolute `$id`, by that `$id`, and of each
+    /// vendored copy by the URL [`REFS_FILE`] maps to it (which wins over an `$id`).
     path_by_id: HashMap<String, String>,
 }
 
@@ -190,6 +198,11 @@ impl JsonDocuments {
             }
             documents.files.insert(path.to_owned(), contents.clone());
         }
+        for (url, path) in vendored(files).unwrap_or_default() {
+            documents
+                .path_by_id
+                .insert(url.trim_end_matches('#').to_owned(), path);
+        }
         documents
     }
 
@@ -215,6 +228,64 @@ impl JsonDocuments {
     fn parse(&self, path: &str) -> Option<Value> {
         serde_json::from_slice(self.files.get(path)?).ok()
     }
+
+    /// The document at repository path `path`, parsed now, ready to compile.
+    fn parse_to_compile(&self, path: &str) -> Option<Value> {
+        let mut document = self.parse(path)?;
+        fragments::encode_ref_fragments(&mut document);
+        Some(document)
+    }
+}
+
+/// The URL → file pairs of [`REFS_FILE`], when it is there and reads as such.
+fn vendored(files: &RepoFiles) -> Result<Vec<(String, String)>, String> {
+    let Some(bytes) = files.get(REFS_FILE) else {
+        return Ok(Vec::new());
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| "not valid UTF-8 text".to_owned())?;
+    let table: toml::Table =
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+    table
+        .into_iter()
+        .map(|(url, path)| match path {
+            toml::Value::String(path) => Ok((url, path)),
+            other => Err(format!(
+                "`{url}` maps to {other}, not to the path of a file"
+            )),
+        })
+        .collect()
+}
+
+/// What is wrong with [`REFS_FILE`]: not TOML, a key that is not an absolute URL, a path the
+/// repository does not hold, or a file there that is not JSON.
+pub fn check_refs_file(files: &RepoFiles) -> Vec<String> {
+    let pairs = match vendored(files) {
+        Ok(pairs) => pairs,
+        Err(why) => return vec![why],
+    };
+    let mut problems = Vec::new();
+    for (url, path) in pairs {
+        let held = files.get(&path);
+        if !url.contains("://") {
+            problems.push(format!(
+                "`{url}` is not an absolute URL (write it as `$ref`s do)"
+            ));
+        } else if held.is_none() {
+            problems.push(format!(
+                "`{url}` maps to `{path}`, which the repository does not hold"
+            ));
+        } else if held.is_some_and(|b| serde_json::from_slice::<serde::de::IgnoredAny>(b).is_err())
+        {
+            problems.push(format!("`{url}` maps to `{path}`, which is not JSON"));
+        }
+    }
+    problems
+}
+
+/// Where a vendored copy of `url` would go: `vendor/<host>/<path>`.
+fn vendor_path(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    format!("vendor/{}", rest.trim_end_matches('/'))
 }
 
 /// The other repository files a JSON Schema `text` (the file at `file`) refers to with `$ref`:
@@ -269,11 +340,20 @@ impl jsonschema::Retrieve for RepoRetriever {
     ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
         let wanted = uri.as_str().split('#').next().unwrap_or_default();
         let path = self.documents.path_of(wanted);
-        path.and_then(|path| self.documents.parse(path)).ok_or_else(|| {
-            format!(
-                "`{wanted}` is not a file of the schema repository (references are resolved inside the repository, never fetched)"
-            )
-            .into()
+        path.and_then(|path| self.documents.parse_to_compile(path)).ok_or_else(|| {
+            let found = if wanted.starts_with(REPO_URI_PREFIX) || !wanted.contains("://") {
+                format!(
+                    "`{}` is not a JSON file of the schema repository",
+                    wanted.trim_start_matches(REPO_URI_PREFIX)
+                )
+            } else {
+                format!(
+                    "`{wanted}` is not in the schema repository (nothing is fetched): commit a copy \
+                     and map it in {REFS_FILE}: \"{wanted}\" = \"{}\"",
+                    vendor_path(wanted)
+                )
+            };
+            found.into()
         })
     }
 }
@@ -594,5 +674,45 @@ mod tests {
         .unwrap();
         assert!(judge(&schema, json!("a@b.example")).is_ok());
         assert!(judge(&schema, json!("not an email")).is_err());
+    }
+
+    #[test]
+    fn ref_fragments_that_generators_write_resolve_as_written() {
+        let schema = json!({
+            "definitions": {
+                "TopLevel<FacetedUnitSpec>": {"type": "object", "required": ["mark"]},
+                "vector_common::id::Inputs<alloc::string::String>": {
+                    "type": "array", "items": {"type": "string"}
+                },
+                "Parameter Node": {"type": "integer"},
+                "100%": {"type": "boolean"}
+            },
+            "type": "object",
+            "properties": {
+                "spec": {"$ref": "#/definitions/TopLevel<FacetedUnitSpec>"},
+                "inputs": {"$ref": "#/definitions/vector_common::id::Inputs<alloc::string::String>"},
+                "node": {"$ref": "#/definitions/Parameter%20Node"},
+                "flag": {"$ref": "#/definitions/100%"}
+            }
+        });
+        let compiled = compile_in(&[("s/v1.json", schema.clone())], "s/v1.json").unwrap();
+        let good = json!({"spec": {"mark": "bar"}, "inputs": ["a"], "node": 1, "flag": true});
+        assert!(judge(&compiled, good).is_ok());
+        for bad in [
+            json!({"spec": {}}),
+            json!({"inputs": [1]}),
+            json!({"node": "one"}),
+            json!({"flag": 0}),
+        ] {
+            assert!(judge(&compiled, bad.clone()).is_err(), "{bad}");
+        }
+        // The compatibility walk follows them too: narrowing a definition breaks v1's writers.
+        let mut narrowed = schema;
+        narrowed["definitions"]["vector_common::id::Inputs<alloc::string::String>"]["maxItems"] =
+            json!(1);
+        let v1 = compile_in(&[("s/v1.json", narrowed.clone())], "s/v1.json").unwrap();
+        let v2 = compile_in(&[("s/v2.json", narrowed)], "s/v2.json").unwrap();
+        assert!(!crate::formats::Evolution::changes(&compiled, &v1).is_empty());
+        assert!(crate::formats::Evolution::changes(&v1, &v2).is_empty());
     }
 }
