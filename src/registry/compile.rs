@@ -7,10 +7,10 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use super::references;
-use super::{ids, LoadProblem, SchemaVersion, Snapshot};
+use super::{ids, LoadProblem, SchemaVersion, Snapshot, SourceText};
 use crate::formats::{CompileInput, FormatKind, RepoFiles, SchemaSettings};
 
 /// One version to compile.
@@ -113,7 +113,9 @@ fn compile_one(
         message,
     };
     let bytes = files.get(job.file).expect("listed file exists");
-    let text = std::str::from_utf8(bytes).map_err(|_| problem("not valid UTF-8 text".into()))?;
+    let source =
+        SourceText::new(bytes.clone()).ok_or_else(|| problem("not valid UTF-8 text".into()))?;
+    let text = source.as_str();
     let input = CompileInput {
         file: job.file,
         schema_root,
@@ -128,7 +130,7 @@ fn compile_one(
         version: job.version,
         id: ids::schema_id(job.schema, job.version),
         file: job.file.to_owned(),
-        text: Arc::from(text),
+        text: source.clone(),
         compiled,
         references: references::to_references(found, schema_root),
         inputs: inputs.into_iter().collect(),

@@ -131,13 +131,43 @@ pub struct SchemaVersion {
     pub id: u32,
     /// Path of the version's file inside the repository.
     pub file: String,
-    pub text: Arc<str>,
+    pub text: SourceText,
     pub compiled: Arc<dyn CompiledSchema>,
     /// The repository files this version refers to, as Confluent references.
     pub references: Vec<Reference>,
     /// The repository files its compilation read (its own, its `schema.toml`, what it refers to,
     /// transitively): a revision that changes none of them keeps this compilation.
     pub inputs: Arc<[String]>,
+}
+
+/// A version's source text: the repository file's bytes, shared with the snapshot's tree rather
+/// than copied, and known to be UTF-8.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SourceText(bytes::Bytes);
+
+impl SourceText {
+    /// `bytes` as text; `None` when they are not UTF-8.
+    pub fn new(bytes: bytes::Bytes) -> Option<Self> {
+        std::str::from_utf8(&bytes).is_ok().then_some(Self(bytes))
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("checked to be UTF-8 when made")
+    }
+}
+
+impl std::ops::Deref for SourceText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for SourceText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SourceText({} bytes)", self.0.len())
+    }
 }
 
 /// A station as bound in this snapshot.
