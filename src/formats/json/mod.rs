@@ -428,7 +428,10 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            err.message.contains("not a file of the schema repository"),
+            err.message.contains("nothing is fetched")
+                && err.message.contains(
+                    r#"refs.toml: "https://example.invalid/remote.json" = "vendor/example.invalid/remote.json""#
+                ),
             "{}",
             err.message
         );
