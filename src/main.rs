@@ -21,6 +21,32 @@ use sluice::registry::{git, source};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (its place in `mi_option_e`): how long freed pages stay
+/// resident before they are given back, 1000 ms by default.
+const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// The purge delay outside registry syncs, read once before the first sync changes it.
+static USUAL_PURGE_DELAY: std::sync::OnceLock<std::ffi::c_long> = std::sync::OnceLock::new();
+
+/// During a registry sync, freed pages are given back at once, and all of them once it is over:
+/// a sync's scratch memory (a catalogue's worth of parsed schemas) does not stay resident. Outside
+/// syncs the delay is mimalloc's, which keeps the message path from giving back and faulting in
+/// pages it is about to reuse.
+fn give_back_sync_scratch() {
+    // SAFETY: plain calls into mimalloc's option table and collector, which any thread may make.
+    sluice::registry::scratch::install(sluice::registry::scratch::ScratchHooks {
+        before: || unsafe {
+            USUAL_PURGE_DELAY.get_or_init(|| libmimalloc_sys::mi_option_get(PURGE_DELAY));
+            libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
+        },
+        after: || unsafe {
+            libmimalloc_sys::mi_collect(true);
+            let usual = USUAL_PURGE_DELAY.get().copied().unwrap_or(1000);
+            libmimalloc_sys::mi_option_set(PURGE_DELAY, usual);
+        },
+    });
+}
+
 /// Default config file, used when `--config` is not given (a missing default file means defaults).
 const DEFAULT_CONFIG: &str = "config/sluice.toml";
 
@@ -120,6 +146,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(config_path: PathBuf) -> anyhow::Result<ExitCode> {
+    give_back_sync_scratch();
     let required = config_path != std::path::Path::new(DEFAULT_CONFIG);
     let config = Config::load(&config_path, required, std::env::vars())?;
     config.check_bind_addresses()?;

@@ -323,6 +323,13 @@ pub trait CompiledSchema: Compare + Send + Sync + std::fmt::Debug {
     fn serialized_descriptor(&self) -> Option<Vec<u8>> {
         None
     }
+
+    /// Drops what only judging messages needs, for a version no station uses: it is built again
+    /// on first use. A no-op where that part is small.
+    fn set_aside(&self) {}
+
+    /// Builds again what [`CompiledSchema::set_aside`] dropped, before a station needs it.
+    fn prepare(&self) {}
 }
 
 /// Comparing versions of one format: what changed from `older` to `newer` that breaks readers,

@@ -22,6 +22,9 @@ pub(super) struct Job<'a> {
     pub settings: &'a SchemaSettings,
     /// Where the schema's `schema.toml` is (or would be).
     pub settings_file: String,
+    /// A station judges messages with the schema: what judging needs is kept built. Otherwise it
+    /// is dropped once the version is known to compile, and built on first use.
+    pub in_use: bool,
 }
 
 /// The snapshot a revision follows, and which of its files the revision changed.
@@ -66,7 +69,12 @@ pub(super) fn compile_all(
     let mut to_compile = Vec::new();
     for (index, job) in jobs.iter().enumerate() {
         match previous.and_then(|previous| previous.reusable(job)) {
-            Some(kept) => *results[index].lock().expect("result lock") = Some(Ok(kept)),
+            Some(kept) => {
+                if job.in_use {
+                    kept.compiled.prepare();
+                }
+                *results[index].lock().expect("result lock") = Some(Ok(kept));
+            }
             None => to_compile.push(index),
         }
     }
@@ -124,6 +132,9 @@ fn compile_one(
         settings: job.settings,
     };
     let compiled = job.format.compile(&input).map_err(|e| problem(e.message))?;
+    if !job.in_use {
+        compiled.set_aside();
+    }
     let found = job.format.references(job.file, schema_root, text, files);
     let inputs = inputs(job, &found, files, schema_root);
     Ok(SchemaVersion {

@@ -54,7 +54,12 @@ pub fn build(
     for why in crate::formats::json::check_refs_file(&files) {
         problems.push(problem(crate::formats::json::REFS_FILE, "refs", why));
     }
-    let (schemas, failed_schemas) = load_schemas(&files, previous.as_ref(), &mut problems);
+    let station_configs = read_stations(&files, extra_stations, &mut problems);
+    let in_use: HashSet<&str> = station_configs
+        .iter()
+        .filter_map(|(_, config)| config.schema.as_deref())
+        .collect();
+    let (schemas, failed_schemas) = load_schemas(&files, previous.as_ref(), &in_use, &mut problems);
     let support =
         references::support_subjects(&files, schema_root(&files), &schemas, &mut problems);
     match history {
@@ -62,13 +67,7 @@ pub fn build(
         History::Since(baseline) => compat::check(&schemas, Some(baseline), &mut problems),
         History::AlreadyServed => {}
     }
-    let stations = load_stations(
-        &files,
-        extra_stations,
-        &schemas,
-        &failed_schemas,
-        &mut problems,
-    );
+    let stations = bind_stations(station_configs, &schemas, &failed_schemas, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -103,6 +102,7 @@ pub fn schema_root(files: &RepoFiles) -> &'static str {
 fn load_schemas(
     files: &RepoFiles,
     previous: Option<&compile::Previous<'_>>,
+    in_use: &HashSet<&str>,
     problems: &mut Vec<LoadProblem>,
 ) -> (BTreeMap<String, Arc<Schema>>, HashSet<String>) {
     let root = schema_root(files);
@@ -175,6 +175,7 @@ fn load_schemas(
                 format: file.format,
                 settings,
                 settings_file: settings_file.clone(),
+                in_use: in_use.contains(name),
             })
         })
         .collect();
@@ -272,13 +273,12 @@ fn parse_version_file_name(file: &str) -> Option<Result<(u32, &str), String>> {
     })
 }
 
-fn load_stations(
+/// The stations of `stations.toml` and of the config file, each with where it was declared.
+fn read_stations(
     files: &RepoFiles,
     extra_stations: &[StationConfig],
-    schemas: &BTreeMap<String, Arc<Schema>>,
-    failed_schemas: &HashSet<String>,
     problems: &mut Vec<LoadProblem>,
-) -> BTreeMap<String, Arc<Station>> {
+) -> Vec<(&'static str, StationConfig)> {
     let mut configs: Vec<(&str, StationConfig)> = Vec::new();
     if files.get(STATIONS_FILE).is_some() {
         match read_toml::<StationsFile>(files, STATIONS_FILE) {
@@ -287,7 +287,15 @@ fn load_stations(
         }
     }
     configs.extend(extra_stations.iter().map(|s| ("config", s.clone())));
+    configs
+}
 
+fn bind_stations(
+    configs: Vec<(&'static str, StationConfig)>,
+    schemas: &BTreeMap<String, Arc<Schema>>,
+    failed_schemas: &HashSet<String>,
+    problems: &mut Vec<LoadProblem>,
+) -> BTreeMap<String, Arc<Station>> {
     let mut stations = BTreeMap::new();
     for (origin, config) in configs {
         let name = config.name.clone();

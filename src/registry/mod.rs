@@ -13,6 +13,7 @@ pub mod ids;
 mod known_hosts;
 pub mod load;
 pub mod references;
+pub mod scratch;
 pub mod source;
 pub mod stations;
 pub mod sync;

@@ -83,6 +83,10 @@ impl Syncer {
     /// The first load: the commit served before the last stop (if the source still has it), then
     /// the newest revision judged against it. The source being unreachable is recorded, not fatal.
     pub fn start(&mut self) {
+        super::scratch::around(|| self.first_load());
+    }
+
+    fn first_load(&mut self) {
         let reached = self.refresh();
         if let Some(id) = self.recorded_commit() {
             match self.source.revision(&id) {
@@ -111,9 +115,11 @@ impl Syncer {
 
     /// One sync: fetch, then judge the newest revision.
     pub fn sync_once(&mut self) {
-        if self.refresh() {
-            self.judge_newest();
-        }
+        super::scratch::around(|| {
+            if self.refresh() {
+                self.judge_newest();
+            }
+        });
     }
 
     /// Fetches; records (and returns `false` on) failure.

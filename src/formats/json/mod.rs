@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -35,7 +36,9 @@ pub const REFS_FILE: &str = "refs.toml";
 
 /// A compiled JSON Schema version.
 pub struct JsonSchema {
-    validator: jsonschema::Validator<Borrowed>,
+    /// What judges messages; set aside (`None`) for a version no station uses, and built again
+    /// from the text on first use.
+    validator: ArcSwapOption<jsonschema::Validator<Borrowed>>,
     /// The same schema for `serde_json::Value`s: debug builds parse and judge every message both
     /// ways and panic when they disagree.
     #[cfg(debug_assertions)]
@@ -59,49 +62,86 @@ impl std::fmt::Debug for JsonSchema {
 impl JsonSchema {
     /// Compiles `text`, the contents of repository file `file`.
     pub fn compile(file: &Path, text: &str, repo: &RepoFiles) -> Result<Self, CompileError> {
+        let file = repo_path(file);
+        let documents = repo.json_documents();
+        let own_text = (repo.get(&file).map(|kept| kept.as_ref()) != Some(text.as_bytes()))
+            .then(|| Bytes::copy_from_slice(text.as_bytes()));
+        let mut compiled = Self {
+            validator: ArcSwapOption::empty(),
+            #[cfg(debug_assertions)]
+            reference: jsonschema::validator_for(&Value::Bool(true)).expect("true compiles"),
+            file,
+            own_text,
+            documents,
+        };
+        let schema = compiled.document(text)?;
+        compiled.validator = ArcSwapOption::from_pointee(compiled.build(&schema)?);
+        #[cfg(debug_assertions)]
+        {
+            compiled.reference = jsonschema::options()
+                .with_base_uri(format!("{REPO_URI_PREFIX}{}", compiled.file))
+                .should_validate_formats(true)
+                .with_retriever(RepoRetriever {
+                    documents: compiled.documents.clone(),
+                })
+                .build(&schema)
+                .map_err(|e| CompileError::new(e.to_string()))?;
+        }
+        Ok(compiled)
+    }
+
+    /// `text` parsed, its `$ref` fragments made URI-safe.
+    fn document(&self, text: &str) -> Result<Value, CompileError> {
         let mut schema: Value = serde_json::from_str(text)
             .map_err(|e| CompileError::new(format!("not valid JSON: {e}")))?;
-        fragments::encode_ref_fragments(&mut schema);
         if !schema.is_object() && !schema.is_boolean() {
             return Err(CompileError::new(
                 "a JSON Schema must be an object or a boolean",
             ));
         }
-        let file = repo_path(file);
-        let base_uri = format!("{REPO_URI_PREFIX}{file}");
-        let documents = repo.json_documents();
-        let validator = jsonschema::options_for::<Borrowed>()
-            .with_base_uri(base_uri.clone())
+        fragments::encode_ref_fragments(&mut schema);
+        Ok(schema)
+    }
+
+    fn build(&self, schema: &Value) -> Result<jsonschema::Validator<Borrowed>, CompileError> {
+        jsonschema::options_for::<Borrowed>()
+            .with_base_uri(format!("{REPO_URI_PREFIX}{}", self.file))
             .should_validate_formats(true)
             .with_retriever(RepoRetriever {
-                documents: documents.clone(),
+                documents: self.documents.clone(),
             })
-            .build(&schema)
-            .map_err(|e| CompileError::new(e.to_string()))?;
-        #[cfg(debug_assertions)]
-        let reference = jsonschema::options()
-            .with_base_uri(base_uri)
-            .should_validate_formats(true)
-            .with_retriever(RepoRetriever {
-                documents: documents.clone(),
-            })
-            .build(&schema)
-            .map_err(|e| CompileError::new(e.to_string()))?;
-        let own_text = (repo.get(&file).map(|kept| kept.as_ref()) != Some(text.as_bytes()))
-            .then(|| Bytes::copy_from_slice(text.as_bytes()));
-        Ok(Self {
-            validator,
-            #[cfg(debug_assertions)]
-            reference,
-            file,
-            own_text,
-            documents,
-        })
+            .build(schema)
+            .map_err(|e| CompileError::new(e.to_string()))
+    }
+
+    /// The validator, built again from the text if it was set aside.
+    fn validator(&self) -> Arc<jsonschema::Validator<Borrowed>> {
+        if let Some(validator) = self.validator.load_full() {
+            return validator;
+        }
+        let text = match &self.own_text {
+            Some(own) => own.clone(),
+            None => self
+                .documents
+                .files
+                .get(&self.file)
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let rebuilt = std::str::from_utf8(&text)
+            .map_err(|_| CompileError::new("not UTF-8"))
+            .and_then(|text| self.document(text))
+            .and_then(|schema| self.build(&schema))
+            .expect("a version that compiled compiles again from the same text");
+        let rebuilt = Arc::new(rebuilt);
+        self.validator.store(Some(rebuilt.clone()));
+        rebuilt
     }
 
     /// Judges a parsed message.
     fn validate_instance(&self, instance: &Instance<'_>) -> Result<(), Vec<Violation>> {
-        let valid = self.validator.is_valid(instance);
+        let validator = self.validator();
+        let valid = validator.is_valid(instance);
         #[cfg(debug_assertions)]
         {
             let value = instance.to_value();
@@ -114,8 +154,7 @@ impl JsonSchema {
         if valid {
             return Ok(());
         }
-        Err(self
-            .validator
+        Err(validator
             .iter_errors(instance)
             .take(MAX_VIOLATIONS)
             .map(|error| Violation {
@@ -128,6 +167,14 @@ impl JsonSchema {
 }
 
 impl CompiledSchema for JsonSchema {
+    fn set_aside(&self) {
+        self.validator.store(None);
+    }
+
+    fn prepare(&self) {
+        self.validator();
+    }
+
     fn validate(
         &self,
         payload: &Bytes,
@@ -644,7 +691,7 @@ mod tests {
             for text in instances {
                 let value: Value = serde_json::from_str(text).unwrap();
                 let instance = Instance::parse(text.as_bytes(), 64).unwrap();
-                let ours = schema.validator.is_valid(&instance);
+                let ours = schema.validator().is_valid(&instance);
                 assert_eq!(
                     ours,
                     reference.is_valid(&value),
@@ -652,7 +699,7 @@ mod tests {
                 );
                 let ours = paths(
                     schema
-                        .validator
+                        .validator()
                         .iter_errors(&instance)
                         .map(|e| e.instance_path().as_str().to_owned())
                         .collect(),
