@@ -765,4 +765,21 @@ mod tests {
         assert!(!crate::formats::Evolution::changes(&compiled, &v1).is_empty());
         assert!(crate::formats::Evolution::changes(&v1, &v2).is_empty());
     }
+
+    #[test]
+    fn a_validator_set_aside_is_built_again_on_first_use_and_judges_the_same() {
+        let repo = [
+            ("s/v1.json", json!({"$ref": "common.json#/$defs/Item"})),
+            (
+                "s/common.json",
+                json!({"$defs": {"Item": {"type": "object", "required": ["sku"]}}}),
+            ),
+        ];
+        let schema = compile_in(&repo, "s/v1.json").unwrap();
+        schema.set_aside();
+        assert!(schema.validator.load().is_none());
+        assert!(judge(&schema, json!({"sku": "x"})).is_ok());
+        assert!(judge(&schema, json!({})).is_err());
+        assert!(schema.validator.load().is_some());
+    }
 }
