@@ -161,11 +161,45 @@ impl GitMirror {
 
     /// The files of `commit`'s tree.
     pub fn files_at(&self, commit: &str) -> Result<RepoFiles, GitError> {
+        self.files_after(commit, None)
+    }
+
+    /// The files of `commit`'s tree, taking from `previous` (the files of another commit of this
+    /// mirror) each file whose blob is the same there instead of reading it again: a commit's
+    /// unchanged files are neither read nor held twice.
+    pub fn files_after(
+        &self,
+        commit: &str,
+        previous: Option<(&str, &RepoFiles)>,
+    ) -> Result<RepoFiles, GitError> {
         let oid = Oid::from_str(commit).map_err(|cause| GitError::Read {
             what: format!("commit {commit}"),
             cause,
         })?;
-        files_of_commit(&self.repo, oid, "")
+        let previous = previous.and_then(|(commit, files)| {
+            let oid = Oid::from_str(commit).ok()?;
+            let blobs = blobs_of_commit(&self.repo, oid, "").ok()?;
+            Some((
+                blobs
+                    .into_iter()
+                    .collect::<std::collections::HashMap<_, _>>(),
+                files,
+            ))
+        });
+        let mut files = Vec::new();
+        for (path, blob_id) in blobs_of_commit(&self.repo, oid, "")? {
+            let kept = previous.as_ref().and_then(|(blobs, files)| {
+                (blobs.get(&path) == Some(&blob_id))
+                    .then(|| files.get(&path))
+                    .flatten()
+            });
+            let bytes = match kept {
+                Some(bytes) => bytes.clone(),
+                None => read_blob(&self.repo, &path, blob_id, commit)?,
+            };
+            files.push((path, bytes));
+        }
+        Ok(files.into_iter().collect())
     }
 }
 
@@ -173,6 +207,21 @@ impl GitMirror {
 /// relative to `prefix`. Hidden entries (`.github/`, `.gitignore`…) are skipped, as they are for a
 /// directory source; so are symbolic links and submodules.
 pub fn files_of_commit(repo: &Repository, oid: Oid, prefix: &str) -> Result<RepoFiles, GitError> {
+    let commit = oid.to_string();
+    let mut files = Vec::new();
+    for (path, blob_id) in blobs_of_commit(repo, oid, prefix)? {
+        let bytes = read_blob(repo, &path, blob_id, &commit)?;
+        files.push((path, bytes));
+    }
+    Ok(files.into_iter().collect())
+}
+
+/// The path and blob of each file [`files_of_commit`] reads, without reading them.
+fn blobs_of_commit(
+    repo: &Repository,
+    oid: Oid,
+    prefix: &str,
+) -> Result<Vec<(String, Oid)>, GitError> {
     let commit_name = oid.to_string();
     let read_error = |what: String| move |cause| GitError::Read { what, cause };
     let commit = repo
@@ -197,20 +246,22 @@ pub fn files_of_commit(repo: &Repository, oid: Oid, prefix: &str) -> Result<Repo
         TreeWalkResult::Ok
     })
     .map_err(read_error(format!("the tree of commit {commit_name}")))?;
-    let mut files = Vec::with_capacity(entries.len());
-    for (path, blob_id) in entries {
-        let blob = repo
-            .find_blob(blob_id)
-            .map_err(read_error(format!("{path} in commit {commit_name}")))?;
-        if blob.size() as u64 > MAX_FILE_BYTES {
-            return Err(GitError::TooLarge {
-                path,
-                commit: commit_name,
-            });
-        }
-        files.push((path, Bytes::copy_from_slice(blob.content())));
+    Ok(entries)
+}
+
+/// The contents of blob `blob_id`, the file at `path` in `commit`; refused past the size limit.
+fn read_blob(repo: &Repository, path: &str, blob_id: Oid, commit: &str) -> Result<Bytes, GitError> {
+    let blob = repo.find_blob(blob_id).map_err(|cause| GitError::Read {
+        what: format!("{path} in commit {commit}"),
+        cause,
+    })?;
+    if blob.size() as u64 > MAX_FILE_BYTES {
+        return Err(GitError::TooLarge {
+            path: path.to_owned(),
+            commit: commit.to_owned(),
+        });
     }
-    Ok(files.into_iter().collect())
+    Ok(Bytes::copy_from_slice(blob.content()))
 }
 
 /// The files of revision `rev` (a branch, tag or commit) of the git repository around `dir`, as

@@ -139,14 +139,18 @@ impl Syncer {
     /// Reads the newest revision and installs it, or records why it is refused. A revision that
     /// is already serving, or was already refused, is not judged again.
     fn judge_newest(&mut self) {
-        let newest = match self.source.newest() {
+        let serving = self.registry.snapshot();
+        let previous = self
+            .registry
+            .is_serving()
+            .then(|| (serving.revision.as_str(), serving.files.as_ref()));
+        let newest = match self.source.newest_after(previous) {
             Ok(revision) => revision,
             Err(e) => {
                 self.registry.set_source_failure(Some(e.to_string()));
                 return;
             }
         };
-        let serving = self.registry.snapshot();
         if self.registry.is_serving() && newest.id == serving.revision {
             // Back to what is serving (e.g. a bad change reverted): nothing is refused any more.
             self.registry.clear_refusal();
