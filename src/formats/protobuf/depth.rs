@@ -2,20 +2,36 @@
 //! unbounded for recursive types) and the depth of one decoded message, for
 //! `limits.max_protobuf_depth`. Only types that can nest past the limit are measured per message.
 
+use std::collections::HashMap;
+
 use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, Value};
 
 /// The deepest nesting `message` allows, counting itself as 1; `None` when a type reaches itself
-/// (recursive types nest as deep as a payload makes them).
+/// (recursive types nest as deep as a payload makes them). Each type is measured once, so types
+/// that many paths reach (a deep import tree) cost no more than types one path reaches.
 pub fn type_depth(message: &MessageDescriptor) -> Option<usize> {
-    type_depth_within(message, &mut Vec::new())
+    type_depth_within(message, &mut HashMap::new())
 }
 
-fn type_depth_within(message: &MessageDescriptor, path: &mut Vec<String>) -> Option<usize> {
-    if path.iter().any(|name| name == message.full_name()) {
-        return None;
+/// A type being measured (`Visiting`: it is on the current path) or measured.
+enum Measure {
+    Visiting,
+    Done(Option<usize>),
+}
+
+fn type_depth_within(
+    message: &MessageDescriptor,
+    measured: &mut HashMap<String, Measure>,
+) -> Option<usize> {
+    match measured.get(message.full_name()) {
+        // Reached again from inside itself: recursive. A type that reaches a recursive one nests
+        // as deep as a payload makes it too.
+        Some(Measure::Visiting) => return None,
+        Some(Measure::Done(depth)) => return *depth,
+        None => {}
     }
-    path.push(message.full_name().to_owned());
-    let mut deepest = 0;
+    measured.insert(message.full_name().to_owned(), Measure::Visiting);
+    let mut deepest = Some(0);
     for field in message.fields() {
         let nested = match field.kind() {
             // A map field's entry is a synthetic message; its value is what nests.
@@ -27,17 +43,15 @@ fn type_depth_within(message: &MessageDescriptor, path: &mut Vec<String>) -> Opt
             _ => None,
         };
         if let Some(nested) = nested {
-            match type_depth_within(&nested, path) {
-                Some(depth) => deepest = deepest.max(depth),
-                None => {
-                    path.pop();
-                    return None;
-                }
-            }
+            let depth = type_depth_within(&nested, measured);
+            deepest = deepest
+                .zip(depth)
+                .map(|(deepest, depth)| deepest.max(depth));
         }
     }
-    path.pop();
-    Some(deepest + 1)
+    let depth = deepest.map(|deepest| deepest + 1);
+    measured.insert(message.full_name().to_owned(), Measure::Done(depth));
+    depth
 }
 
 /// Whether `message` nests deeper than `max` levels (itself being 1).

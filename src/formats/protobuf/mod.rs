@@ -510,6 +510,40 @@ mod tests {
     use crate::formats::SchemaSettings;
 
     #[test]
+    fn types_many_paths_reach_are_measured_once() {
+        // T60 holds T59 twice and T58: 2^60 paths from the top, 61 levels deep.
+        let mut text = String::from(
+            "syntax = \"proto3\";\nmessage T0 { string id = 1; }\nmessage T1 { T0 a = 1; }\n",
+        );
+        for i in 2..=60 {
+            text.push_str(&format!(
+                "message T{i} {{ T{} a = 1; T{} b = 2; T{} c = 3; }}\n",
+                i - 1,
+                i - 1,
+                i - 2
+            ));
+        }
+        text.push_str("message Top { T60 t = 1; }\n");
+        let settings = SchemaSettings {
+            message: Some("Top".into()),
+            ..SchemaSettings::default()
+        };
+        let compiled = compile(&[("s/v1.proto", &text)], settings).unwrap();
+        assert_eq!(compiled.type_depth, Some(62));
+        let recursive = "syntax = \"proto3\";\nmessage A { B b = 1; C c = 2; }\nmessage B { A a = 1; }\nmessage C { string s = 1; }\n";
+        let settings = SchemaSettings {
+            message: Some("A".into()),
+            ..SchemaSettings::default()
+        };
+        assert_eq!(
+            compile(&[("s/v1.proto", recursive)], settings)
+                .unwrap()
+                .type_depth,
+            None
+        );
+    }
+
+    #[test]
     fn several_top_level_messages_need_a_message_setting() {
         let two = "syntax = \"proto3\"; package p; message A {} message B {}";
         let err = compile(&[("s/v1.proto", two)], SchemaSettings::default()).unwrap_err();
