@@ -246,7 +246,12 @@ mod tests {
             .as_ref()
     }
 
-    fn same(a: &dyn super::super::CompiledSchema, b: &dyn super::super::CompiledSchema) -> bool {
+    /// Whether `next` took version `version` of `schema` from `serving` as it was compiled.
+    fn kept(next: &Snapshot, serving: &Snapshot, schema: &str, version: u32) -> bool {
+        let (a, b) = (
+            compiled(next, schema, version),
+            compiled(serving, schema, version),
+        );
         std::ptr::addr_eq(a as *const _, b as *const _)
     }
 
@@ -291,27 +296,15 @@ mod tests {
             ALONE.replace("{\"n\"", "{\"m\":{},\"n\""),
         );
         let next = step(&files, &serving, "2").unwrap();
-        assert!(same(
-            compiled(&next, "by-path", 1),
-            compiled(&serving, "by-path", 1)
-        ));
-        assert!(same(
-            compiled(&next, "alone", 1),
-            compiled(&serving, "alone", 1)
-        ));
+        assert!(kept(&next, &serving, "by-path", 1));
+        assert!(kept(&next, &serving, "alone", 1));
         serving = next;
 
         // A file referred to by path changes: what refers to it is compiled again, nothing else.
         files.insert("schemas/common/ids.json", IDS.replace("sku", "qty"));
         let next = step(&files, &serving, "3").unwrap();
-        assert!(!same(
-            compiled(&next, "by-path", 1),
-            compiled(&serving, "by-path", 1)
-        ));
-        assert!(same(
-            compiled(&next, "by-id", 1),
-            compiled(&serving, "by-id", 1)
-        ));
+        assert!(!kept(&next, &serving, "by-path", 1));
+        assert!(kept(&next, &serving, "by-id", 1));
         serving = next;
 
         // The file a `$id` names changes: what refers to that `$id` is compiled again.
@@ -320,14 +313,8 @@ mod tests {
             COMMON.replace("\"id\"]", "\"id\",\"n\"]"),
         );
         let next = step(&files, &serving, "4").unwrap();
-        assert!(!same(
-            compiled(&next, "by-id", 1),
-            compiled(&serving, "by-id", 1)
-        ));
-        assert!(same(
-            compiled(&next, "alone", 2),
-            compiled(&serving, "alone", 2)
-        ));
+        assert!(!kept(&next, &serving, "by-id", 1));
+        assert!(kept(&next, &serving, "alone", 2));
         serving = next;
 
         // A published version deleted: refused, and the serving snapshot is unchanged.
@@ -346,10 +333,7 @@ mod tests {
         assert!(step(&files, &serving, "6").is_err());
         files.insert("schemas/by-path/v2.json", BY_PATH.to_owned());
         let next = step(&files, &serving, "7").unwrap();
-        assert!(same(
-            compiled(&next, "by-path", 1),
-            compiled(&serving, "by-path", 1)
-        ));
+        assert!(kept(&next, &serving, "by-path", 1));
         assert_eq!(next.schema("by-path").unwrap().newest(), 2);
     }
 }
