@@ -13,6 +13,10 @@ use super::references;
 use super::{ids, LoadProblem, SchemaVersion, Snapshot, SourceText};
 use crate::formats::{CompileInput, FormatKind, RepoFiles, SchemaSettings};
 
+/// An input that counts as changed in every revision: a version whose inputs cannot all be
+/// named is compiled again each time.
+const UNTRACKED: &str = "\0untracked";
+
 /// One version to compile.
 pub(super) struct Job<'a> {
     pub schema: &'a str,
@@ -36,6 +40,7 @@ pub(super) struct Previous<'a> {
 impl<'a> Previous<'a> {
     pub fn new(snapshot: &'a Snapshot, files: &RepoFiles) -> Self {
         let mut changed: HashSet<String> = files.changed_since(&snapshot.files).collect();
+        changed.insert(UNTRACKED.to_owned());
         // A `$id` that now names another file (or none) changes what refers to it by that `$id`.
         changed.extend(
             snapshot
@@ -158,6 +163,12 @@ fn inputs(
     schema_root: &str,
 ) -> BTreeSet<String> {
     let mut inputs = BTreeSet::from([job.file.to_owned(), job.settings_file.clone()]);
+    if files
+        .get(job.file)
+        .is_some_and(|text| rebases_refs(job.format, text))
+    {
+        inputs.insert(UNTRACKED.to_owned());
+    }
     let mut visited = HashSet::from([job.file.to_owned()]);
     let mut pending: Vec<(String, String)> = direct
         .iter()
@@ -175,11 +186,37 @@ fn inputs(
         let Some(text) = files.get(&file).and_then(|b| std::str::from_utf8(b).ok()) else {
             continue;
         };
+        if rebases_refs(job.format, text.as_bytes()) {
+            inputs.insert(UNTRACKED.to_owned());
+        }
         for next in job.format.references(&file, schema_root, text, files) {
             pending.push((next.name, next.file));
         }
     }
     inputs
+}
+
+/// Whether a JSON Schema document may resolve `$ref`s against an `$id` inside it (more than one
+/// `$id` whose value is not a bare `#fragment`): the files those reach are not all named by their
+/// paths, so the version is not tracked by its inputs. Read from the text, conservatively: an
+/// `$id` that is only a property name counts too.
+fn rebases_refs(format: FormatKind, text: &[u8]) -> bool {
+    const ID: &[u8] = b"\"$id\"";
+    if format != FormatKind::JsonSchema {
+        return false;
+    }
+    let bases = (0..text.len().saturating_sub(ID.len()))
+        .filter(|&at| text[at..].starts_with(ID))
+        .filter(|&at| {
+            let value = text[at + ID.len()..]
+                .iter()
+                .skip_while(|b| b.is_ascii_whitespace() || **b == b':')
+                .take(2)
+                .collect::<Vec<_>>();
+            value.first() != Some(&&b'"') || value.get(1) != Some(&&b'#')
+        })
+        .count();
+    bases > 1
 }
 
 #[cfg(test)]
@@ -335,5 +372,33 @@ mod tests {
         let next = step(&files, &serving, "7").unwrap();
         assert!(kept(&next, &serving, "by-path", 1));
         assert_eq!(next.schema("by-path").unwrap().newest(), 2);
+    }
+
+    #[test]
+    fn a_version_resolving_refs_against_an_inner_id_is_compiled_again_each_time() {
+        let inner = r#"{"$id":"https://x.example/root.json","properties":{"a":{"$id":"https://x.example/deep/a.json","$ref":"b.json"}}}"#;
+        let files: BTreeMap<&str, String> = BTreeMap::from([
+            ("schemas/inner/v1.json", inner.to_owned()),
+            (
+                "schemas/b/v1.json",
+                r#"{"$id":"https://x.example/deep/b.json","type":"string"}"#.to_owned(),
+            ),
+        ]);
+        let serving = build(
+            std::sync::Arc::new(tree(&files)),
+            "1".into(),
+            &[],
+            History::Unknown,
+        )
+        .unwrap();
+        let next = build(
+            std::sync::Arc::new(tree(&files)),
+            "2".into(),
+            &[],
+            History::Since(&serving),
+        )
+        .unwrap();
+        assert!(!kept(&next, &serving, "inner", 1));
+        assert!(kept(&next, &serving, "b", 1));
     }
 }
