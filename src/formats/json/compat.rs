@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use super::{JsonDocuments, JsonSchema};
+use super::{ref_targets, JsonDocuments, JsonSchema};
 use crate::formats::{Breaks, Evolution, Incompatibility};
 
 /// How deep the walk follows nested schemas and `$ref`s before giving up on a branch.
@@ -124,20 +124,8 @@ impl DocumentSet {
             let Some(document) = parsed else {
                 continue;
             };
-            let mut nodes = vec![&document];
-            while let Some(node) = nodes.pop() {
-                match node {
-                    Value::Object(map) => {
-                        let reference = map.get("$ref").and_then(Value::as_str);
-                        let target = reference.map(|r| r.split('#').next().unwrap_or_default());
-                        if let Some(target) = target.filter(|t| !t.is_empty()) {
-                            pending.extend(resolve_path(&index, &path, target));
-                        }
-                        nodes.extend(map.values());
-                    }
-                    Value::Array(items) => nodes.extend(items),
-                    _ => {}
-                }
+            for target in ref_targets(&document) {
+                pending.extend(index.resolve(&path, target));
             }
             by_path.insert(path, document);
         }
@@ -151,18 +139,6 @@ impl DocumentSet {
     fn root(&self) -> Option<Node<'_>> {
         let (file, document) = self.by_path.get_key_value(&self.root)?;
         Some(Node::root(document, file))
-    }
-}
-
-/// The repository path `target` (a `$ref` without its fragment) names from the document at `file`:
-/// another document's absolute `$id`, or a path relative to `file`'s folder.
-fn resolve_path(index: &JsonDocuments, file: &str, target: &str) -> Option<String> {
-    if target.contains("://") {
-        index
-            .path_of(target.trim_end_matches('#'))
-            .map(str::to_owned)
-    } else {
-        Some(join_relative(file, target))
     }
 }
 
@@ -610,7 +586,7 @@ fn follow<'a>(node: Node<'a>, reference: &str, documents: &'a DocumentSet) -> Op
     let (file, document): (&'a str, &'a Value) = if target.is_empty() {
         (node.file, node.document)
     } else {
-        let path = resolve_path(&documents.index, node.file, target)?;
+        let path = documents.index.resolve(node.file, target)?;
         let (file, document) = documents.by_path.get_key_value(&path)?;
         (file, document)
     };

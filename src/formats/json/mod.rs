@@ -64,54 +64,20 @@ impl JsonSchema {
     pub fn compile(file: &Path, text: &str, repo: &RepoFiles) -> Result<Self, CompileError> {
         let file = repo_path(file);
         let documents = repo.json_documents();
+        let schema = parse_schema(text)?;
+        let validator = build::<Borrowed>(&file, &documents, &schema)?;
+        #[cfg(debug_assertions)]
+        let reference = build(&file, &documents, &schema)?;
         let own_text = (repo.get(&file).map(|kept| kept.as_ref()) != Some(text.as_bytes()))
             .then(|| Bytes::copy_from_slice(text.as_bytes()));
-        let mut compiled = Self {
-            validator: ArcSwapOption::empty(),
+        Ok(Self {
+            validator: ArcSwapOption::from_pointee(validator),
             #[cfg(debug_assertions)]
-            reference: jsonschema::validator_for(&Value::Bool(true)).expect("true compiles"),
+            reference,
             file,
             own_text,
             documents,
-        };
-        let schema = compiled.document(text)?;
-        compiled.validator = ArcSwapOption::from_pointee(compiled.build(&schema)?);
-        #[cfg(debug_assertions)]
-        {
-            compiled.reference = jsonschema::options()
-                .with_base_uri(format!("{REPO_URI_PREFIX}{}", compiled.file))
-                .should_validate_formats(true)
-                .with_retriever(RepoRetriever {
-                    documents: compiled.documents.clone(),
-                })
-                .build(&schema)
-                .map_err(|e| CompileError::new(e.to_string()))?;
-        }
-        Ok(compiled)
-    }
-
-    /// `text` parsed, its `$ref` fragments made URI-safe.
-    fn document(&self, text: &str) -> Result<Value, CompileError> {
-        let mut schema: Value = serde_json::from_str(text)
-            .map_err(|e| CompileError::new(format!("not valid JSON: {e}")))?;
-        if !schema.is_object() && !schema.is_boolean() {
-            return Err(CompileError::new(
-                "a JSON Schema must be an object or a boolean",
-            ));
-        }
-        fragments::encode_ref_fragments(&mut schema);
-        Ok(schema)
-    }
-
-    fn build(&self, schema: &Value) -> Result<jsonschema::Validator<Borrowed>, CompileError> {
-        jsonschema::options_for::<Borrowed>()
-            .with_base_uri(format!("{REPO_URI_PREFIX}{}", self.file))
-            .should_validate_formats(true)
-            .with_retriever(RepoRetriever {
-                documents: self.documents.clone(),
-            })
-            .build(schema)
-            .map_err(|e| CompileError::new(e.to_string()))
+        })
     }
 
     /// The validator, built again from the text if it was set aside.
@@ -130,8 +96,8 @@ impl JsonSchema {
         };
         let rebuilt = std::str::from_utf8(&text)
             .map_err(|_| CompileError::new("not UTF-8"))
-            .and_then(|text| self.document(text))
-            .and_then(|schema| self.build(&schema))
+            .and_then(parse_schema)
+            .and_then(|schema| build(&self.file, &self.documents, &schema))
             .expect("a version that compiled compiles again from the same text");
         let rebuilt = Arc::new(rebuilt);
         self.validator.store(Some(rebuilt.clone()));
@@ -202,6 +168,36 @@ impl CompiledSchema for JsonSchema {
     }
 }
 
+/// `text` parsed as a schema, its `$ref` fragments made URI-safe.
+fn parse_schema(text: &str) -> Result<Value, CompileError> {
+    let mut schema: Value = serde_json::from_str(text)
+        .map_err(|e| CompileError::new(format!("not valid JSON: {e}")))?;
+    if !schema.is_object() && !schema.is_boolean() {
+        return Err(CompileError::new(
+            "a JSON Schema must be an object or a boolean",
+        ));
+    }
+    fragments::encode_ref_fragments(&mut schema);
+    Ok(schema)
+}
+
+/// The validator of `schema`, the document at repository path `file`, for instances of
+/// representation `F`; its `$ref`s resolve to `documents`.
+fn build<F: jsonschema::json::Json>(
+    file: &str,
+    documents: &Arc<JsonDocuments>,
+    schema: &Value,
+) -> Result<jsonschema::Validator<F>, CompileError> {
+    jsonschema::options_for::<F>()
+        .with_base_uri(format!("{REPO_URI_PREFIX}{file}"))
+        .should_validate_formats(true)
+        .with_retriever(RepoRetriever {
+            documents: documents.clone(),
+        })
+        .build(schema)
+        .map_err(|e| CompileError::new(e.to_string()))
+}
+
 /// `a/b.json` as used in URIs, whatever the platform's separator.
 fn repo_path(file: &Path) -> String {
     file.components()
@@ -269,6 +265,18 @@ impl JsonDocuments {
             .filter(|(id, path)| newer.path_by_id.get(*id) != Some(*path))
             .map(|(_, path)| path.clone())
             .collect()
+    }
+
+    /// The repository path `target` (a `$ref` without its fragment) names from the document at
+    /// `file`: another document's absolute `$id` or a URL [`REFS_FILE`] maps, else a path relative
+    /// to `file`'s folder.
+    fn resolve(&self, file: &str, target: &str) -> Option<String> {
+        if target.contains("://") {
+            self.path_of(target.trim_end_matches('#'))
+                .map(str::to_owned)
+        } else {
+            Some(compat::join_relative(file, target))
+        }
     }
 
     /// The document at repository path `path`, parsed now.
@@ -344,26 +352,31 @@ pub fn references(file: &str, text: &str, repo: &RepoFiles) -> Vec<FileReference
     };
     let documents = repo.json_documents();
     let mut found: Vec<FileReference> = Vec::new();
-    let mut pending = vec![&document];
+    for target in ref_targets(&document) {
+        let path = documents.resolve(file, target);
+        if let Some(path) = path.filter(|p| p != file && repo.get(p).is_some()) {
+            if !found.iter().any(|r| r.name == target) {
+                found.push(FileReference {
+                    name: target.to_owned(),
+                    file: path,
+                });
+            }
+        }
+    }
+    found
+}
+
+/// The `$ref`s of `document` that name another document: each without its fragment.
+fn ref_targets(document: &Value) -> Vec<&str> {
+    let mut targets = Vec::new();
+    let mut pending = vec![document];
     while let Some(node) = pending.pop() {
         match node {
             Value::Object(map) => {
                 if let Some(reference) = map.get("$ref").and_then(Value::as_str) {
                     let target = reference.split('#').next().unwrap_or_default();
-                    let path = if target.is_empty() {
-                        None
-                    } else if target.contains("://") {
-                        documents.path_by_id.get(target).cloned()
-                    } else {
-                        Some(compat::join_relative(file, target)).filter(|p| repo.get(p).is_some())
-                    };
-                    if let Some(path) = path.filter(|p| p != file) {
-                        if !found.iter().any(|r| r.name == target) {
-                            found.push(FileReference {
-                                name: target.to_owned(),
-                                file: path,
-                            });
-                        }
+                    if !target.is_empty() {
+                        targets.push(target);
                     }
                 }
                 pending.extend(map.values());
@@ -372,7 +385,7 @@ pub fn references(file: &str, text: &str, repo: &RepoFiles) -> Vec<FileReference
             _ => {}
         }
     }
-    found
+    targets
 }
 
 /// Resolves `$ref`s to documents of the repository; refuses everything else.
