@@ -2,7 +2,7 @@
 //! acts on them. A stored [`Record`] and its [`DeadLetter`] reason, the [`Violation`]s a format
 //! finds, where a message was stored ([`Position`]), where a station's messages go
 //! ([`BackendRef`]) and how long they stay ([`Retention`]), a configured secret
-//! ([`SecretSource`]) and the clock's two spellings.
+//! ([`SecretSource`]) and TLS files ([`TlsFiles`]), and the clock's two spellings.
 //!
 //! Everything else imports from here; this module imports nothing of Sluice's own.
 
@@ -10,9 +10,11 @@ mod record;
 mod secret;
 mod station;
 pub mod time;
+mod tls;
 mod violation;
 
 pub use record::{ContentKind, DeadLetter, Position, Provenance, Record};
 pub use secret::{InlineSecret, Secret, SecretSource, HIDDEN};
 pub use station::{BackendRef, Retention};
+pub use tls::TlsFiles;
 pub use violation::Violation;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{InlineSecret, SecretSource};
+use crate::model::{InlineSecret, SecretSource, TlsFiles};
 
 /// The Kafka backend, used by stations with `backend = { kafka = "topic" }`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -36,24 +36,12 @@ pub struct KafkaConfig {
     pub session_timeout: Duration,
     /// TLS towards the brokers: the CA that signed their certificates, and a client certificate
     /// and key for mutual TLS.
-    pub tls: Option<KafkaTls>,
+    pub tls: Option<TlsFiles>,
     /// SASL authentication (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).
     pub sasl: Option<KafkaSasl>,
     /// Further librdkafka properties for every client Sluice makes (producer, group consumers,
     /// reader), e.g. `"compression.type" = "zstd"`; they win over what the keys above set.
     pub properties: BTreeMap<String, String>,
-}
-
-/// `[kafka.tls]`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KafkaTls {
-    /// PEM CA certificates to verify the brokers with, instead of the system's roots.
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate for mutual TLS, with `key_file`.
-    pub cert_file: Option<PathBuf>,
-    /// PEM private key of `cert_file`.
-    pub key_file: Option<PathBuf>,
 }
 
 /// `[kafka.sasl]`.
@@ -104,9 +92,7 @@ impl KafkaConfig {
             put("security.protocol", protocol.to_owned());
         }
         if let Some(tls) = &self.tls {
-            if tls.cert_file.is_some() != tls.key_file.is_some() {
-                return Err("kafka.tls: cert_file and key_file go together (mutual TLS)".into());
-            }
+            tls.check("kafka.tls")?;
             put("ssl.endpoint.identification.algorithm", "https".to_owned());
             let files = [
                 ("ssl.ca.location", "ca_file", &tls.ca_file),
@@ -170,9 +156,9 @@ mod tests {
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, "").unwrap();
         let config = KafkaConfig {
-            tls: Some(KafkaTls {
+            tls: Some(TlsFiles {
                 ca_file: Some(ca.clone()),
-                ..KafkaTls::default()
+                ..TlsFiles::default()
             }),
             sasl: Some(KafkaSasl {
                 mechanism: SaslMechanism::ScramSha512,
@@ -192,9 +178,9 @@ mod tests {
         assert_eq!(set["sasl.password"], "pw");
         assert_eq!(set["sasl.username"], "other");
         let missing = KafkaConfig {
-            tls: Some(KafkaTls {
+            tls: Some(TlsFiles {
                 ca_file: Some(dir.path().join("nope.pem")),
-                ..KafkaTls::default()
+                ..TlsFiles::default()
             }),
             ..KafkaConfig::default()
         };

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::ServerAddr;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{InlineSecret, SecretSource};
+use crate::model::{InlineSecret, SecretSource, TlsFiles};
 
 /// The NATS JetStream backend, used by stations with `backend = { nats = "subject" }`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -30,7 +30,7 @@ pub struct NatsConfig {
     pub request_timeout: Duration,
     /// TLS towards the servers: the CA that signed their certificates, and a client certificate
     /// and key for mutual TLS. Setting it, `tls_required` or a `tls://` URL makes TLS required.
-    pub tls: Option<NatsTls>,
+    pub tls: Option<TlsFiles>,
     /// Refuse a server that does not speak TLS.
     pub tls_required: bool,
     /// User name, with `password` (or `password_env`, `password_file`).
@@ -46,18 +46,6 @@ pub struct NatsConfig {
     pub nkey_seed_file: Option<PathBuf>,
     /// A `.creds` file: a user JWT and its NKey seed.
     pub creds_file: Option<PathBuf>,
-}
-
-/// `[nats.tls]`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NatsTls {
-    /// PEM CA certificates to verify the servers with, instead of the system's roots.
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate (chain) for mutual TLS, with `key_file`.
-    pub cert_file: Option<PathBuf>,
-    /// PEM private key of `cert_file`.
-    pub key_file: Option<PathBuf>,
 }
 
 /// How the gateway proves who it is to the NATS servers.
@@ -178,9 +166,7 @@ impl NatsConfig {
         self.servers()?;
         self.auth()?;
         if let Some(tls) = &self.tls {
-            if tls.cert_file.is_some() != tls.key_file.is_some() {
-                return Err("nats.tls: cert_file and key_file go together (mutual TLS)".into());
-            }
+            tls.check("nats.tls")?;
         }
         if !(1..=5).contains(&self.replicas) {
             return Err(format!(

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use async_nats::{Auth, AuthError, ConnectOptions, Event};
 
-use super::config::{NatsAuth, NatsConfig, NatsTls};
+use super::config::{NatsAuth, NatsConfig};
+use crate::model::TlsFiles;
 
 /// Why the last connection attempt failed, in words an operator can act on; none once connected.
 #[derive(Clone, Default)]
@@ -95,7 +96,7 @@ pub(super) fn options(config: &NatsConfig, problems: &LastProblem) -> ConnectOpt
 struct Hint {
     credentials_keys: &'static str,
     /// The first server and the TLS settings, to find out why a TLS connection failed.
-    tls_probe: Option<(String, u16, NatsTls)>,
+    tls_probe: Option<(String, u16, TlsFiles)>,
 }
 
 impl Hint {

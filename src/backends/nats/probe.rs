@@ -10,13 +10,13 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::AsyncBufReadExt;
 
-use super::config::NatsTls;
+use crate::model::TlsFiles;
 
 const PATIENCE: Duration = Duration::from_secs(3);
 
 /// Why a TLS connection to `host:port` fails with `tls`, or none if the handshake succeeds (or
 /// cannot be judged without a CA file).
-pub(super) async fn tls_failure(host: &str, port: u16, tls: &NatsTls) -> Option<String> {
+pub(super) async fn tls_failure(host: &str, port: u16, tls: &TlsFiles) -> Option<String> {
     let ca_file = tls.ca_file.as_ref()?;
     let config = match client_config(tls, ca_file) {
         Ok(config) => config,
@@ -52,7 +52,10 @@ pub(super) async fn tls_failure(host: &str, port: u16, tls: &NatsTls) -> Option<
     }
 }
 
-fn client_config(tls: &NatsTls, ca_file: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+fn client_config(
+    tls: &TlsFiles,
+    ca_file: &std::path::Path,
+) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     let certificates = CertificateDer::pem_file_iter(ca_file)
         .map_err(|e| format!("nats.tls.ca_file: cannot read {}: {e}", ca_file.display()))?;
