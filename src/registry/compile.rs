@@ -5,13 +5,14 @@
 //! the compiled version as it is, so a commit touching one schema of a thousand compiles one (and
 //! every schema that refers to what it touched).
 
+use std::collections::HashMap;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::references;
 use super::{ids, LoadProblem, SchemaVersion, Snapshot, SourceText};
-use crate::formats::{CompileInput, FormatKind, RepoFiles, SchemaSettings};
+use crate::formats::{CompileInput, FileReference, FormatKind, RepoFiles, SchemaSettings};
 
 /// An input that counts as changed in every revision: a version whose inputs cannot all be
 /// named is compiled again each time.
@@ -84,11 +85,12 @@ pub(super) fn compile_all(
         }
     }
     let next = AtomicUsize::new(0);
+    let references = References::default();
     let work = || loop {
         let Some(&index) = to_compile.get(next.fetch_add(1, Ordering::Relaxed)) else {
             return;
         };
-        let compiled = compile_one(&jobs[index], files, schema_root);
+        let compiled = compile_one(&jobs[index], files, schema_root, &references);
         *results[index].lock().expect("result lock") = Some(compiled);
     };
     let threads = std::thread::available_parallelism()
@@ -114,10 +116,39 @@ pub(super) fn compile_all(
         .collect()
 }
 
+/// The files each repository file refers to, found once per build however many versions reach it
+/// (a shared `.proto` that a hundred versions import is read for its imports once).
+#[derive(Default)]
+struct References(Mutex<HashMap<String, Arc<[FileReference]>>>);
+
+impl References {
+    /// What `file` (of `format`) refers to; nothing when it is missing or not text.
+    fn of(
+        &self,
+        format: FormatKind,
+        file: &str,
+        files: &RepoFiles,
+        schema_root: &str,
+    ) -> Arc<[FileReference]> {
+        if let Some(found) = self.0.lock().expect("references lock").get(file) {
+            return found.clone();
+        }
+        let text = files.get(file).and_then(|b| std::str::from_utf8(b).ok());
+        let found: Arc<[FileReference]> = text
+            .map(|text| format.references(file, schema_root, text, files))
+            .unwrap_or_default()
+            .into();
+        let mut known = self.0.lock().expect("references lock");
+        known.insert(file.to_owned(), found.clone());
+        found
+    }
+}
+
 fn compile_one(
     job: &Job<'_>,
     files: &RepoFiles,
     schema_root: &str,
+    references: &References,
 ) -> Result<SchemaVersion, LoadProblem> {
     let problem = |message: String| LoadProblem {
         file: job.file.to_owned(),
@@ -140,15 +171,15 @@ fn compile_one(
     if !job.in_use {
         compiled.set_aside();
     }
-    let found = job.format.references(job.file, schema_root, text, files);
-    let inputs = inputs(job, &found, files, schema_root);
+    let found = references.of(job.format, job.file, files, schema_root);
+    let inputs = inputs(job, &found, files, schema_root, references);
     Ok(SchemaVersion {
         version: job.version,
         id: ids::schema_id(job.schema, job.version),
         file: job.file.to_owned(),
         text: source.clone(),
         compiled,
-        references: references::to_references(found, schema_root),
+        references: references::to_references(found.to_vec(), schema_root),
         inputs: inputs.into_iter().collect(),
     })
 }
@@ -158,9 +189,10 @@ fn compile_one(
 /// so that a file added at the other one counts as a change.
 fn inputs(
     job: &Job<'_>,
-    direct: &[crate::formats::FileReference],
+    direct: &[FileReference],
     files: &RepoFiles,
     schema_root: &str,
+    references: &References,
 ) -> BTreeSet<String> {
     let mut inputs = BTreeSet::from([job.file.to_owned(), job.settings_file.clone()]);
     if files
@@ -183,14 +215,14 @@ fn inputs(
         if !visited.insert(file.clone()) {
             continue;
         }
-        let Some(text) = files.get(&file).and_then(|b| std::str::from_utf8(b).ok()) else {
+        let Some(bytes) = files.get(&file) else {
             continue;
         };
-        if rebases_refs(job.format, text.as_bytes()) {
+        if rebases_refs(job.format, bytes) {
             inputs.insert(UNTRACKED.to_owned());
         }
-        for next in job.format.references(&file, schema_root, text, files) {
-            pending.push((next.name, next.file));
+        for next in references.of(job.format, &file, files, schema_root).iter() {
+            pending.push((next.name.clone(), next.file.clone()));
         }
     }
     inputs
