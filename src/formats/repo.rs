@@ -56,7 +56,7 @@ impl RepoFiles {
     ) -> impl Iterator<Item = String> + 'a {
         let changed_or_added = self
             .iter()
-            .filter(|(path, bytes)| previous.get(path) != Some(*bytes));
+            .filter(|(path, bytes)| !previous.get(path).is_some_and(|kept| same(kept, bytes)));
         let removed = previous.iter().filter(|(path, _)| self.get(path).is_none());
         changed_or_added
             .chain(removed)
@@ -68,7 +68,7 @@ impl RepoFiles {
     pub fn sharing_with(&self, previous: &RepoFiles) -> RepoFiles {
         self.iter()
             .map(|(path, bytes)| {
-                let kept = previous.get(path).filter(|kept| *kept == bytes);
+                let kept = previous.get(path).filter(|kept| same(kept, bytes));
                 (path.to_owned(), kept.unwrap_or(bytes).clone())
             })
             .collect()
@@ -84,6 +84,12 @@ impl RepoFiles {
         }
         format!("{:016x}", hasher.finish())
     }
+}
+
+/// Whether two files hold the same bytes: at once when they share one copy (a git sync takes an
+/// unchanged file from the previous tree), else by comparing them.
+fn same(a: &Bytes, b: &Bytes) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
 }
 
 impl RepoFiles {

@@ -136,16 +136,9 @@ impl Source {
     }
 
     /// The newest revision: the fetched branch's tip, or the directory as it is now.
-    pub fn newest(&self) -> Result<Revision, SourceError> {
-        self.newest_after(None)
-    }
-
     /// The newest revision, read as a change to `previous` (a revision id and its files): a git
     /// source takes each unchanged file from `previous` rather than reading it again.
-    pub fn newest_after(
-        &self,
-        previous: Option<(&str, &RepoFiles)>,
-    ) -> Result<Revision, SourceError> {
+    pub fn newest(&self, previous: Option<(&str, &RepoFiles)>) -> Result<Revision, SourceError> {
         match self {
             Self::Directory(path) => {
                 let files = read_directory(path)?;

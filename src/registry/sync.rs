@@ -144,7 +144,7 @@ impl Syncer {
             .registry
             .is_serving()
             .then(|| (serving.revision.as_str(), serving.files.as_ref()));
-        let newest = match self.source.newest_after(previous) {
+        let newest = match self.source.newest(previous) {
             Ok(revision) => revision,
             Err(e) => {
                 self.registry.set_source_failure(Some(e.to_string()));
