@@ -226,6 +226,33 @@ pub struct CompileInput<'a> {
     pub text: &'a str,
     pub repo: &'a RepoFiles,
     pub settings: &'a SchemaSettings,
+    /// What the versions of one build share, compiled once for all of them; `None` compiles the
+    /// version on its own.
+    pub prepared: Option<&'a Prepared>,
+}
+
+/// What the versions of one build share, compiled once before each version is: the Protobuf
+/// versions' descriptor pools, which hold the files they import once for all of them.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    pub protobuf: protobuf::Pools,
+}
+
+impl Prepared {
+    /// Prepares the versions `versions` (format and repository path) of one build.
+    pub fn build<'a>(
+        versions: impl IntoIterator<Item = (FormatKind, &'a str)>,
+        schema_root: &str,
+        repo: &RepoFiles,
+    ) -> Self {
+        let protobuf = versions
+            .into_iter()
+            .filter(|(format, _)| *format == FormatKind::Protobuf)
+            .map(|(_, file)| file);
+        Self {
+            protobuf: protobuf::Pools::build(protobuf, schema_root, repo),
+        }
+    }
 }
 
 /// A repository file a schema refers to: its path, and the name the schema uses for it (a
@@ -415,7 +442,7 @@ impl Incompatibility {
 }
 
 /// A schema version that does not compile.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct CompileError {
     pub message: String,

@@ -1,5 +1,6 @@
 //! Compiles a revision's schema versions: each on its own, on every core, and none again that the
-//! previous snapshot compiled from the same inputs. A version's inputs are the files its
+//! previous snapshot compiled from the same inputs (what versions share — the files Protobuf
+//! versions import — is compiled once first, see `formats::Prepared`). A version's inputs are the files its
 //! compilation reads — its own file, its schema's `schema.toml`, and the files it refers to,
 //! transitively (JSON Schema `$ref`s, Protobuf imports). A commit that changes none of them reuses
 //! the compiled version as it is, so a commit touching one schema of a thousand compiles one (and
@@ -12,7 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use super::references;
 use super::{ids, LoadProblem, SchemaVersion, Snapshot, SourceText};
-use crate::formats::{CompileInput, FileReference, FormatKind, RepoFiles, SchemaSettings};
+use crate::formats::{
+    CompileInput, FileReference, FormatKind, Prepared, RepoFiles, SchemaSettings,
+};
 
 /// An input that counts as changed in every revision: a version whose inputs cannot all be
 /// named is compiled again each time.
@@ -84,13 +87,18 @@ pub(super) fn compile_all(
             None => to_compile.push(index),
         }
     }
+    let prepared = Prepared::build(
+        to_compile.iter().map(|&i| (jobs[i].format, jobs[i].file)),
+        schema_root,
+        files,
+    );
     let next = AtomicUsize::new(0);
     let references = References::default();
     let work = || loop {
         let Some(&index) = to_compile.get(next.fetch_add(1, Ordering::Relaxed)) else {
             return;
         };
-        let compiled = compile_one(&jobs[index], files, schema_root, &references);
+        let compiled = compile_one(&jobs[index], files, schema_root, &references, &prepared);
         *results[index].lock().expect("result lock") = Some(compiled);
     };
     let threads = std::thread::available_parallelism()
@@ -149,6 +157,7 @@ fn compile_one(
     files: &RepoFiles,
     schema_root: &str,
     references: &References,
+    prepared: &Prepared,
 ) -> Result<SchemaVersion, LoadProblem> {
     let problem = |message: String| LoadProblem {
         file: job.file.to_owned(),
@@ -166,6 +175,7 @@ fn compile_one(
         text,
         repo: files,
         settings: job.settings,
+        prepared: Some(prepared),
     };
     let compiled = job.format.compile(&input).map_err(|e| problem(e.message))?;
     if !job.in_use {

@@ -17,7 +17,7 @@ impl Evolution for AvroSchema {
             (Breaks::Backward, old, new, "the new version"),
             (Breaks::Forward, new, old, "the old version"),
         ] {
-            if let Err(error) = SchemaCompatibility::can_read(&writer.schema, &reader.schema) {
+            if let Err(error) = SchemaCompatibility::can_read(writer.schema(), reader.schema()) {
                 let (rule, path, cause) = describe(&error, String::new());
                 found.push(Incompatibility::new(
                     breaks,

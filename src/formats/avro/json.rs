@@ -352,12 +352,12 @@ impl AvroSchema {
     /// The binary datum of accepted JSON.
     pub(super) fn to_binary(&self, value: &Json) -> Result<Vec<u8>, Violation> {
         let avro = self
-            .avro_value(value, &self.schema)
-            .resolve(&self.schema)
+            .avro_value(value, self.schema())
+            .resolve(self.schema())
             .map_err(|e| {
                 Violation::whole_message(format!("cannot be stored as binary Avro: {e}"))
             })?;
-        apache_avro::to_avro_datum(&self.schema, avro)
+        apache_avro::to_avro_datum(self.schema(), avro)
             .map_err(|e| Violation::whole_message(format!("cannot be stored as binary Avro: {e}")))
     }
 }

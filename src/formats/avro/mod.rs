@@ -74,9 +74,8 @@ pub fn set_allocation_limit(bytes: usize) -> usize {
 /// A compiled Avro version.
 #[derive(Debug)]
 pub struct AvroSchema {
-    schema: Schema,
-    /// Named types by full name, for `Ref`s met while walking the schema.
-    names: HashMap<String, Schema>,
+    /// The parsed schema and its named types.
+    tree: Tree,
     /// `C3 01` + this version's Rabin fingerprint.
     single_object_header: Vec<u8>,
     json_encoding: JsonEncoding,
@@ -85,19 +84,30 @@ pub struct AvroSchema {
 impl AvroSchema {
     pub fn compile(input: &CompileInput<'_>) -> Result<Self, CompileError> {
         let schema = Schema::parse_str(input.text).map_err(|e| CompileError::new(e.to_string()))?;
-        let mut names = HashMap::new();
-        collect_names(&schema, &mut names);
         Ok(Self {
             single_object_header: RabinFingerprintHeader::from_schema(&schema).build_header(),
-            schema,
-            names,
+            tree: Tree::new(schema, |schema| {
+                let mut names = HashMap::new();
+                collect_names(schema, &mut names);
+                names
+            }),
             json_encoding: input.settings.encoding,
         })
     }
 
+    /// The parsed schema.
+    fn schema(&self) -> &Schema {
+        self.tree.borrow_owner()
+    }
+
     fn resolve<'a>(&'a self, schema: &'a Schema) -> &'a Schema {
         match schema {
-            Schema::Ref { name } => self.names.get(&full_name(name)).unwrap_or(schema),
+            Schema::Ref { name } => self
+                .tree
+                .borrow_dependent()
+                .get(&full_name(name))
+                .copied()
+                .unwrap_or(schema),
             other => other,
         }
     }
@@ -114,7 +124,7 @@ impl CompiledSchema for AvroSchema {
         if encoding.is_json() {
             let value = super::limits::parse_json(payload, limits)?;
             let mut violations = Vec::new();
-            if !self.check_json(&value, &self.schema, "", &mut violations) {
+            if !self.check_json(&value, self.schema(), "", &mut violations) {
                 violations.truncate(MAX_VIOLATIONS);
                 return Err(violations);
             }
@@ -137,19 +147,34 @@ impl CompiledSchema for AvroSchema {
     }
 }
 
-fn collect_names(schema: &Schema, names: &mut HashMap<String, Schema>) {
+/// Named types by full name, for the `Ref`s met while walking the schema.
+type Names<'a> = HashMap<String, &'a Schema>;
+
+self_cell::self_cell!(
+    /// A parsed schema with its named types pointing into it (a large schema's types are not
+    /// copied: a record defined inside another would be copied once per level).
+    struct Tree {
+        owner: Schema,
+        #[covariant]
+        dependent: Names,
+    }
+    impl {Debug}
+);
+
+/// Indexes the named types (records, enums, fixed) `schema` defines, at any depth.
+fn collect_names<'a>(schema: &'a Schema, names: &mut Names<'a>) {
     match schema {
         Schema::Record(record) => {
-            names.insert(full_name(&record.name), schema.clone());
+            names.insert(full_name(&record.name), schema);
             for field in &record.fields {
                 collect_names(&field.schema, names);
             }
         }
         Schema::Enum(e) => {
-            names.insert(full_name(&e.name), schema.clone());
+            names.insert(full_name(&e.name), schema);
         }
         Schema::Fixed(f) => {
-            names.insert(full_name(&f.name), schema.clone());
+            names.insert(full_name(&f.name), schema);
         }
         Schema::Array(a) => collect_names(&a.items, names),
         Schema::Map(m) => collect_names(&m.types, names),
@@ -168,6 +193,7 @@ fn compile_for_test(text: &str) -> AvroSchema {
         text,
         repo: &crate::formats::RepoFiles::default(),
         settings: &crate::formats::SchemaSettings::default(),
+        prepared: None,
     })
     .unwrap()
 }

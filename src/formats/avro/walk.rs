@@ -28,7 +28,7 @@ impl AvroSchema {
             // The same limit apache-avro's decoder applies to every length and block count.
             max_length: max_allocation_bytes(DEFAULT_MAX_ALLOCATION_BYTES),
         };
-        walk.value(&self.schema, 0)
+        walk.value(self.schema(), 0)
             .map_err(|failure| failure.into_violation())?;
         match walk.bytes.len() {
             0 => Ok(()),

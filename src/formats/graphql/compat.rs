@@ -266,6 +266,7 @@ mod tests {
             text,
             repo: &RepoFiles::default(),
             settings: &SchemaSettings::default(),
+            prepared: None,
         })
         .unwrap()
     }

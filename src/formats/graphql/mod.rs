@@ -430,6 +430,7 @@ mod tests {
             text: SDL,
             repo: &RepoFiles::default(),
             settings: &settings,
+            prepared: None,
         })
         .unwrap()
     }
@@ -508,6 +509,7 @@ mod tests {
                 text,
                 repo: &RepoFiles::default(),
                 settings: &settings,
+                prepared: None,
             })
         };
         assert!(compile("type Query { a: Missing }", None).is_err());

@@ -259,6 +259,7 @@ mod tests {
                 message: text.contains("acme").then(|| "acme.Payment".to_owned()),
                 ..SchemaSettings::default()
             },
+            prepared: None,
         })
         .unwrap()
     }

@@ -13,6 +13,7 @@
 
 mod compat;
 mod depth;
+mod pools;
 mod wire;
 
 use std::collections::HashMap;
@@ -20,8 +21,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message as _;
+use prost_reflect::DescriptorPool;
 use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage, Value};
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
+
+pub use pools::{Pools, SharedPool};
 
 use super::confluent::split_message_indexes;
 use super::{
@@ -80,28 +84,34 @@ pub fn serialized_file(
         .get(file)
         .and_then(|bytes| std::str::from_utf8(bytes).ok())
         .ok_or_else(|| CompileError::new(format!("{file} is not a text file of the repository")))?;
-    let compiler = compiler_for(name, text, schema_root, repo)?;
-    let pool = compiler.descriptor_pool();
+    let pool = compile_alone(name, text, schema_root, repo)?;
     let compiled = pool
         .get_file_by_name(name)
         .expect("the compiled file is in its pool");
     Ok(compiled.file_descriptor_proto().encode_to_vec())
 }
 
-/// A protox compiler that has compiled `name` (whose source is `text`), with its imports from
-/// the repository and Google's well-known types.
-fn compiler_for(
+/// The pool of `name` (whose source is `text`, which the repository need not hold) compiled with
+/// its imports from the repository and Google's well-known types.
+fn compile_alone(
     name: &str,
     text: &str,
     schema_root: &str,
     repo: &RepoFiles,
-) -> Result<protox::Compiler, CompileError> {
-    let mut resolver = ChainFileResolver::new();
-    resolver.add(RepoResolver {
-        compiled: (name.to_owned(), text.to_owned()),
+) -> Result<DescriptorPool, CompileError> {
+    let resolver = RepoResolver {
+        compiled: Some((name.to_owned(), text.to_owned())),
         proto_files: repo.proto_files(),
         schema_root: schema_root.to_owned(),
-    });
+    };
+    Ok(compiler_for(name, resolver)?.descriptor_pool())
+}
+
+/// A protox compiler that has compiled `name`, resolving files with `repo` and then Google's
+/// well-known types.
+fn compiler_for(name: &str, repo: RepoResolver) -> Result<protox::Compiler, CompileError> {
+    let mut resolver = ChainFileResolver::new();
+    resolver.add(repo);
     resolver.add(GoogleFileResolver::new());
     let mut compiler = protox::Compiler::with_file_resolver(resolver);
     compiler.include_imports(true);
@@ -114,16 +124,19 @@ fn compiler_for(
 /// Resolves the file being compiled to its text, and `import`s to repository files: relative to
 /// the schema root first, then to the repository root.
 struct RepoResolver {
-    /// The file being compiled, by the name protox opens it with, and its text.
-    compiled: (String, String),
+    /// A file being compiled that the repository may not hold (a candidate schema), by the name
+    /// protox opens it with, and its text.
+    compiled: Option<(String, String)>,
     proto_files: Arc<HashMap<String, Bytes>>,
     schema_root: String,
 }
 
 impl FileResolver for RepoResolver {
     fn open_file(&self, name: &str) -> Result<File, protox::Error> {
-        if name == self.compiled.0 {
-            return File::from_source(name, &self.compiled.1);
+        if let Some((compiled, text)) = &self.compiled {
+            if name == compiled {
+                return File::from_source(name, text);
+            }
         }
         let found = [format!("{}{name}", self.schema_root), name.to_owned()]
             .into_iter()
@@ -142,8 +155,19 @@ impl ProtobufSchema {
             .file
             .strip_prefix(input.schema_root)
             .unwrap_or(input.file);
-        let compiler = compiler_for(name, input.text, input.schema_root, input.repo)?;
-        let pool = compiler.descriptor_pool();
+        let shared = input
+            .prepared
+            .and_then(|prepared| prepared.protobuf.get(input.file));
+        let shared = match shared {
+            Some(shared) => shared.cloned().map_err(CompileError::clone)?,
+            None => SharedPool::new(compile_alone(
+                name,
+                input.text,
+                input.schema_root,
+                input.repo,
+            )?),
+        };
+        let pool = &shared.pool;
         let message = match &input.settings.message {
             Some(wanted) => pool.get_message_by_name(wanted).ok_or_else(|| {
                 CompileError::new(format!(
@@ -170,7 +194,11 @@ impl ProtobufSchema {
             }
         };
         Ok(Self {
-            wire_plan: wire::WirePlan::build(&message, input.settings.allow_unknown_fields),
+            wire_plan: wire::WirePlan::new(
+                &shared.plan,
+                &message,
+                input.settings.allow_unknown_fields,
+            ),
             has_required: reaches_required(&message, &mut Vec::new()),
             type_depth: depth::type_depth(&message),
             message_indexes: message_indexes(&message),
@@ -501,6 +529,7 @@ fn compile(
         text,
         repo: &repo,
         settings: &settings,
+        prepared: None,
     })
 }
 

@@ -12,23 +12,34 @@
 //! plan, and their payloads always take the decoding path.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use prost::encoding::{decode_key, decode_varint, WireType};
-use prost_reflect::{Kind, MessageDescriptor};
+use prost_reflect::{DescriptorPool, Kind, MessageDescriptor};
 
-/// What the walk knows of a message type and every type reachable from it.
+/// What the walk knows of every message type of one descriptor pool, shared by every version
+/// compiled into that pool.
+#[derive(Debug)]
+pub struct PoolPlan {
+    messages: Vec<MessagePlan>,
+    /// Whether the walk models the type and every type reachable from it.
+    modelled: Vec<bool>,
+    index_of: HashMap<String, usize>,
+}
+
+/// The walk for one message type: its place in its pool's plan.
 #[derive(Debug)]
 pub struct WirePlan {
-    /// Index 0 is the schema's message type.
-    messages: Vec<MessagePlan>,
+    pool: Arc<PoolPlan>,
+    root: usize,
     allow_unknown_fields: bool,
 }
 
 #[derive(Debug, Default)]
 struct MessagePlan {
     /// Field numbers, ascending; `fields[i]` belongs to `numbers[i]`.
-    numbers: Vec<u32>,
-    fields: Vec<FieldPlan>,
+    numbers: Box<[u32]>,
+    fields: Box<[FieldPlan]>,
     /// One bit per `required` field, set in [`FieldPlan::required_bit`].
     required_mask: u64,
     /// A map field's synthetic entry: decoding skips unknown fields in it and it is not a level
@@ -51,9 +62,9 @@ enum ValuePlan {
     Fixed64,
     Utf8,
     Bytes,
-    /// A nested message, by index in [`WirePlan::messages`].
+    /// A nested message, by index in [`PoolPlan::messages`].
     Message(usize),
-    /// A map field's entry, by index in [`WirePlan::messages`].
+    /// A map field's entry, by index in [`PoolPlan::messages`].
     MapEntry(usize),
 }
 
@@ -61,85 +72,140 @@ impl ValuePlan {
     fn is_packable(self) -> bool {
         matches!(self, Self::Varint | Self::Fixed32 | Self::Fixed64)
     }
+
+    fn nested(self) -> Option<usize> {
+        match self {
+            Self::Message(index) | Self::MapEntry(index) => Some(index),
+            _ => None,
+        }
+    }
+}
+
+impl PoolPlan {
+    /// The plan of every message type of `pool`.
+    pub fn build(pool: &DescriptorPool) -> Arc<Self> {
+        let all: Vec<MessageDescriptor> = pool.all_messages().collect();
+        let index_of: HashMap<String, usize> = all
+            .iter()
+            .enumerate()
+            .map(|(index, message)| (message.full_name().to_owned(), index))
+            .collect();
+        let mut modelled = vec![true; all.len()];
+        let messages: Vec<MessagePlan> = all
+            .iter()
+            .enumerate()
+            .map(|(index, message)| {
+                message_plan(message, &index_of).unwrap_or_else(|| {
+                    modelled[index] = false;
+                    MessagePlan::default()
+                })
+            })
+            .collect();
+        let mut plan = Self {
+            messages,
+            modelled,
+            index_of,
+        };
+        plan.spread_unmodelled();
+        Arc::new(plan)
+    }
+
+    /// Marks every type that reaches a type the walk does not model as not modelled either.
+    fn spread_unmodelled(&mut self) {
+        let mut referrers: Vec<Vec<usize>> = vec![Vec::new(); self.messages.len()];
+        for (index, message) in self.messages.iter().enumerate() {
+            for nested in message.fields.iter().filter_map(|f| f.value.nested()) {
+                referrers[nested].push(index);
+            }
+        }
+        let mut pending: Vec<usize> = (0..self.messages.len())
+            .filter(|&index| !self.modelled[index])
+            .collect();
+        while let Some(index) = pending.pop() {
+            for &referrer in &referrers[index] {
+                if std::mem::replace(&mut self.modelled[referrer], false) {
+                    pending.push(referrer);
+                }
+            }
+        }
+    }
+}
+
+/// What the walk knows of `message`, or `None` when it uses something the walk does not model.
+fn message_plan(
+    message: &MessageDescriptor,
+    index_of: &HashMap<String, usize>,
+) -> Option<MessagePlan> {
+    if message.extension_ranges().len() > 0 {
+        return None;
+    }
+    let mut fields: Vec<_> = message.fields().collect();
+    fields.sort_by_key(|field| field.number());
+    let mut required_mask = 0u64;
+    let mut plans = Vec::with_capacity(fields.len());
+    for field in &fields {
+        let nested = |nested: &MessageDescriptor| index_of[nested.full_name()];
+        let value = match field.kind() {
+            Kind::Message(_) if field.is_group() => return None,
+            Kind::Message(entry) if field.is_map() => ValuePlan::MapEntry(nested(&entry)),
+            Kind::Message(message) => ValuePlan::Message(nested(&message)),
+            Kind::String => ValuePlan::Utf8,
+            Kind::Bytes => ValuePlan::Bytes,
+            Kind::Fixed32 | Kind::Sfixed32 | Kind::Float => ValuePlan::Fixed32,
+            Kind::Fixed64 | Kind::Sfixed64 | Kind::Double => ValuePlan::Fixed64,
+            Kind::Int32
+            | Kind::Int64
+            | Kind::Uint32
+            | Kind::Uint64
+            | Kind::Sint32
+            | Kind::Sint64
+            | Kind::Bool
+            | Kind::Enum(_) => ValuePlan::Varint,
+        };
+        let required_bit = if field.is_required() {
+            let count = required_mask.count_ones();
+            if count == u64::BITS {
+                return None;
+            }
+            let bit = 1 << count;
+            required_mask |= bit;
+            bit
+        } else {
+            0
+        };
+        plans.push(FieldPlan {
+            value,
+            repeated: field.is_list(),
+            required_bit,
+        });
+    }
+    Some(MessagePlan {
+        numbers: fields.iter().map(|field| field.number()).collect(),
+        fields: plans.into(),
+        required_mask,
+        is_map_entry: message.is_map_entry(),
+    })
 }
 
 impl WirePlan {
-    /// The plan for `root` and every type reachable from it, or `None` when one of them uses
-    /// something the walk does not model.
-    pub fn build(root: &MessageDescriptor, allow_unknown_fields: bool) -> Option<Self> {
-        let mut index_of = HashMap::from([(root.full_name().to_owned(), 0)]);
-        let mut pending = vec![root.clone()];
-        let mut messages = vec![MessagePlan::default()];
-        while let Some(message) = pending.pop() {
-            if message.extension_ranges().len() > 0 {
-                return None;
-            }
-            let mut plan = MessagePlan {
-                is_map_entry: message.is_map_entry(),
-                ..MessagePlan::default()
-            };
-            let mut fields: Vec<_> = message.fields().collect();
-            fields.sort_by_key(|field| field.number());
-            for field in fields {
-                let mut nested_index = |nested: &MessageDescriptor| {
-                    let next = messages.len();
-                    *index_of
-                        .entry(nested.full_name().to_owned())
-                        .or_insert_with(|| {
-                            messages.push(MessagePlan::default());
-                            pending.push(nested.clone());
-                            next
-                        })
-                };
-                let value = match field.kind() {
-                    Kind::Message(_) if field.is_group() => return None,
-                    Kind::Message(entry) if field.is_map() => {
-                        ValuePlan::MapEntry(nested_index(&entry))
-                    }
-                    Kind::Message(nested) => ValuePlan::Message(nested_index(&nested)),
-                    Kind::String => ValuePlan::Utf8,
-                    Kind::Bytes => ValuePlan::Bytes,
-                    Kind::Fixed32 | Kind::Sfixed32 | Kind::Float => ValuePlan::Fixed32,
-                    Kind::Fixed64 | Kind::Sfixed64 | Kind::Double => ValuePlan::Fixed64,
-                    Kind::Int32
-                    | Kind::Int64
-                    | Kind::Uint32
-                    | Kind::Uint64
-                    | Kind::Sint32
-                    | Kind::Sint64
-                    | Kind::Bool
-                    | Kind::Enum(_) => ValuePlan::Varint,
-                };
-                let required_bit = if field.is_required() {
-                    let count = plan.required_mask.count_ones();
-                    if count == u64::BITS {
-                        return None;
-                    }
-                    let bit = 1 << count;
-                    plan.required_mask |= bit;
-                    bit
-                } else {
-                    0
-                };
-                plan.numbers.push(field.number());
-                plan.fields.push(FieldPlan {
-                    value,
-                    repeated: field.is_list(),
-                    required_bit,
-                });
-            }
-            let index = index_of[message.full_name()];
-            messages[index] = plan;
-        }
-        Some(Self {
-            messages,
+    /// The walk for `root`, a message type of the pool `pool` plans, or `None` when it or a type
+    /// reachable from it uses something the walk does not model.
+    pub fn new(
+        pool: &Arc<PoolPlan>,
+        root: &MessageDescriptor,
+        allow_unknown_fields: bool,
+    ) -> Option<Self> {
+        let root = *pool.index_of.get(root.full_name())?;
+        pool.modelled[root].then(|| Self {
+            pool: pool.clone(),
+            root,
             allow_unknown_fields,
         })
     }
 
     /// Whether `payload` is certainly a valid message nesting at most `max_depth` levels.
     pub fn accepts(&self, payload: &[u8], max_depth: usize) -> bool {
-        self.message_accepts(0, payload, max_depth)
+        self.message_accepts(self.root, payload, max_depth)
     }
 
     /// `levels_left` counts this message; 0 means it is one level too deep.
@@ -147,7 +213,7 @@ impl WirePlan {
         if levels_left == 0 {
             return false;
         }
-        let plan = &self.messages[index];
+        let plan = &self.pool.messages[index];
         let mut required_seen = 0u64;
         while !buf.is_empty() {
             let Ok((number, wire_type)) = decode_key(&mut buf) else {
@@ -427,5 +493,22 @@ mod tests {
         assert!(schema(groups, "t.G", false).wire_plan.is_none());
         let extensible = r#"syntax = "proto2"; package t; message E { extensions 100 to 200; }"#;
         assert!(schema(extensible, "t.E", false).wire_plan.is_none());
+    }
+
+    #[test]
+    fn a_type_reaching_an_unmodelled_one_gets_no_plan_and_its_neighbours_do() {
+        let text = r#"syntax = "proto2"; package t;
+            message E { extensions 100 to 200; }
+            message Holder { optional Middle m = 1; }
+            message Middle { optional E e = 1; }
+            message Plain { optional string s = 1; }"#;
+        assert!(schema(text, "t.Holder", false).wire_plan.is_none());
+        assert!(schema(text, "t.Middle", false).wire_plan.is_none());
+        let plain = schema(text, "t.Plain", false);
+        let plan = plain
+            .wire_plan
+            .as_ref()
+            .expect("Plain reaches nothing unmodelled");
+        assert!(plan.accepts(&[0x0A, 0x01, b'x'], 64));
     }
 }

@@ -154,6 +154,7 @@ fn compile_candidate(
         text: &candidate.schema,
         repo: &snapshot.files,
         settings: &schema.settings,
+        prepared: None,
     };
     schema
         .format

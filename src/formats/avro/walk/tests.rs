@@ -134,11 +134,11 @@ fn reference(schema: &AvroSchema, datum: &[u8]) -> bool {
     // byte after the datum is reached only by a datum that is incomplete.
     const SENTINEL: [u8; 1] = [0x80];
     let mut reader = datum.chain(&SENTINEL[..]);
-    let decoded = apache_avro::from_avro_datum(&schema.schema, &mut reader, None);
+    let decoded = apache_avro::from_avro_datum(schema.schema(), &mut reader, None);
     let (rest, sentinel) = reader.into_inner();
     match decoded {
         Ok(value) if !sentinel.is_empty() && rest.is_empty() => {
-            within_bounds(schema, &value, &schema.schema, 0)
+            within_bounds(schema, &value, schema.schema(), 0)
         }
         _ => false,
     }
@@ -206,7 +206,7 @@ fn the_walk_agrees_with_decoding_on_mutated_datums() {
     let data: Vec<Vec<u8>> = [(0, 0), (1, 1), (2, 2)]
         .into_iter()
         .map(|(kind, branch)| {
-            apache_avro::to_avro_datum(&schema.schema, everything(kind, branch)).unwrap()
+            apache_avro::to_avro_datum(schema.schema(), everything(kind, branch)).unwrap()
         })
         .collect();
     let accepted = assert_agrees(&schema, &data);
@@ -263,7 +263,7 @@ fn logical_types_are_judged_as_the_decoder_and_the_bounds_judge_them() {
 #[test]
 fn a_violation_names_where_in_the_datum_it_is() {
     let schema = compile(EVERYTHING);
-    let mut datum = apache_avro::to_avro_datum(&schema.schema, everything(0, 0)).unwrap();
+    let mut datum = apache_avro::to_avro_datum(schema.schema(), everything(0, 0)).unwrap();
     // The enum `kind` sits after the boolean, the varints, the floats, bytes, string and fixed.
     let kind_at = 1 + 2 + 6 + 4 + 8 + 4 + 4 + 4;
     assert_eq!(datum[kind_at], 0x00, "kind A, as written");
