@@ -17,6 +17,7 @@ pub mod json;
 pub mod limits;
 pub mod protobuf;
 mod repo;
+pub mod rules;
 mod settings;
 
 use std::any::Any;

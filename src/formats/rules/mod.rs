@@ -1,0 +1,202 @@
+//! Data-contract rules: what a version's messages must satisfy beyond its schema, written in
+//! `vN.rules.toml` beside the version as CEL expressions over `message`, the decoded message.
+//! A rule set is compiled once per version — parsed, bounded in size and in how deeply its
+//! comprehensions (`all`, `exists`, `map`, `filter`) nest, and refused when its shape says it
+//! cannot give a bool — and evaluated per message. Before a message is evaluated its cost is
+//! bounded from the rule's size and the message's largest collection, so that no message makes a
+//! rule run away; a rule that errors (a missing field read without `has`, a division by zero)
+//! or gives something other than a bool fails, with that as its reason.
+
+mod bounds;
+mod value;
+
+use serde::Deserialize;
+
+use super::CompileError;
+pub use value::from_json;
+
+/// A version's rules, in the order the file writes them.
+#[derive(Debug)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+}
+
+/// One compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    pub name: String,
+    pub expr: String,
+    /// What a producer is told when the rule fails (Confluent calls it `doc` too).
+    pub doc: Option<String>,
+    pub on_failure: OnFailure,
+    /// The field the rule is about: the first `message.…` path it reads, as a JSON pointer.
+    pub path: Option<String>,
+    program: cel::Program,
+    shape: bounds::Shape,
+}
+
+/// What a failed rule does to the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Refused (`422 rule_violation`) and dead-lettered.
+    #[default]
+    Dlq,
+    /// Stored, with the rule named in a header, and counted.
+    Warn,
+}
+
+/// How large a rule may be and how much one evaluation may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleLimits {
+    /// Characters in one expression.
+    pub max_expression_length: usize,
+    /// Comprehensions inside comprehensions (`a.all(x, b.exists(y, …))` is 2).
+    pub max_nesting: u32,
+    /// Steps one evaluation may take, estimated before it runs: the rule's nodes times the
+    /// message's largest collection for each level of comprehension.
+    pub max_cost: u64,
+}
+
+impl Default for RuleLimits {
+    fn default() -> Self {
+        Self {
+            max_expression_length: 4096,
+            max_nesting: 2,
+            max_cost: 1_000_000,
+        }
+    }
+}
+
+/// A rule a message did not satisfy, and why.
+#[derive(Debug, Clone)]
+pub struct Failure<'a> {
+    pub rule: &'a Rule,
+    pub reason: String,
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    #[serde(default)]
+    rule: Vec<RuleEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleEntry {
+    name: String,
+    expr: String,
+    doc: Option<String>,
+    #[serde(default)]
+    on_failure: OnFailure,
+}
+
+impl RuleSet {
+    /// Compiles the rules file `file` (its text `text`): every rule or the first reason one of
+    /// them cannot be, naming the rule.
+    pub fn compile(file: &str, text: &str, limits: &RuleLimits) -> Result<Self, CompileError> {
+        let parsed: RulesFile = toml::from_str(text)
+            .map_err(|e| CompileError::new(format!("{file} is not a valid rules file: {e}")))?;
+        let mut rules: Vec<Rule> = Vec::with_capacity(parsed.rule.len());
+        for entry in parsed.rule {
+            let refuse =
+                |why: String| CompileError::new(format!("{file}: rule `{}` {why}", entry.name));
+            if !is_rule_name(&entry.name) {
+                return Err(refuse("has a name that is not [a-z0-9_]+".into()));
+            }
+            if rules.iter().any(|rule| rule.name == entry.name) {
+                return Err(refuse("is named twice".into()));
+            }
+            if entry.expr.len() > limits.max_expression_length {
+                return Err(refuse(format!(
+                    "is {} characters long, more than {}",
+                    entry.expr.len(),
+                    limits.max_expression_length
+                )));
+            }
+            let program = cel::Program::compile(&entry.expr)
+                .map_err(|e| refuse(format!("does not compile: {}", one_line(&e.to_string()))))?;
+            let shape = bounds::Shape::of(program.expression());
+            if shape.nesting > limits.max_nesting {
+                return Err(refuse(format!(
+                    "nests comprehensions {} deep, more than {}",
+                    shape.nesting, limits.max_nesting
+                )));
+            }
+            if let Some(kind) = bounds::not_a_bool(program.expression()) {
+                return Err(refuse(format!("gives {kind}, not a bool")));
+            }
+            rules.push(Rule {
+                path: bounds::message_path(program.expression()),
+                name: entry.name,
+                expr: entry.expr,
+                doc: entry.doc,
+                on_failure: entry.on_failure,
+                program,
+                shape,
+            });
+        }
+        Ok(Self { rules })
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The rules `message` does not satisfy.
+    pub fn evaluate(&self, message: &cel::Value, limits: &RuleLimits) -> Vec<Failure<'_>> {
+        let largest = bounds::largest_collection(message);
+        let mut context = cel::Context::default();
+        context.add_variable_from_value("message", message.clone());
+        self.rules
+            .iter()
+            .filter_map(|rule| {
+                let reason = rule.judge(&context, largest, limits)?;
+                Some(Failure { rule, reason })
+            })
+            .collect()
+    }
+}
+
+impl Rule {
+    /// Why the message in `context` fails this rule; `None` when it passes.
+    fn judge(&self, context: &cel::Context, largest: u64, limits: &RuleLimits) -> Option<String> {
+        let cost = self.shape.cost(largest);
+        if cost > limits.max_cost {
+            return Some(format!(
+                "not evaluated: on this message `{}` could take about {cost} steps, more than limits.max_rule_cost ({})",
+                self.expr, limits.max_cost
+            ));
+        }
+        match self.program.execute(context) {
+            Ok(cel::Value::Bool(true)) => None,
+            Ok(cel::Value::Bool(false)) => Some(
+                self.doc
+                    .clone()
+                    .unwrap_or_else(|| format!("`{}` is false", self.expr)),
+            ),
+            Ok(other) => Some(format!(
+                "`{}` gives {}, not a bool",
+                self.expr,
+                other.type_of()
+            )),
+            Err(error) => Some(format!("`{}` could not be evaluated: {error}", self.expr)),
+        }
+    }
+}
+
+fn is_rule_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests;
