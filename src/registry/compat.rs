@@ -110,15 +110,19 @@ fn check_immutable(
                         version.version, published.name
                     ),
                 ),
-                Some(kept) if kept.text != version.text => (
+                Some(kept)
+                    if kept.text != version.text || kept.rules_text() != version.rules_text() =>
+                {
+                    (
                     "published_version_edited",
                     format!(
-                        "version {} of schema `{}` was published and cannot change; put the change in v{}",
+                        "version {} of schema `{}` was published and cannot change, nor can its rules; put the change in v{}",
                         version.version,
                         published.name,
                         now.map_or(1, |s| s.newest() + 1)
                     ),
-                ),
+                )
+                }
                 Some(_) => continue,
             };
             problems.push(LoadProblem {

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::references;
-use super::{ids, LoadProblem, SchemaVersion, Snapshot, SourceText};
+use super::{ids, LoadProblem, SchemaVersion, Snapshot, SourceText, VersionRules};
+use crate::formats::rules::{RuleLimits, RuleSet};
 use crate::formats::{
     CompileInput, FileReference, FormatKind, Prepared, RepoFiles, SchemaSettings,
 };
@@ -30,6 +31,8 @@ pub(super) struct Job<'a> {
     pub settings: &'a SchemaSettings,
     /// Where the schema's `schema.toml` is (or would be).
     pub settings_file: String,
+    /// Where the version's rules file is (or would be).
+    pub rules_file: String,
     /// A station judges messages with the schema: what judging needs is kept built. Otherwise it
     /// is dropped once the version is known to compile, and built on first use.
     pub in_use: bool,
@@ -178,6 +181,7 @@ fn compile_one(
         prepared: Some(prepared),
     };
     let compiled = job.format.compile(&input).map_err(|e| problem(e.message))?;
+    let rules = compile_rules(job, files)?;
     if !job.in_use {
         compiled.set_aside();
     }
@@ -191,7 +195,37 @@ fn compile_one(
         compiled,
         references: references::to_references(found.to_vec(), schema_root),
         inputs: inputs.into_iter().collect(),
+        rules,
     })
+}
+
+/// The version's rules, when it has a rules file; why they cannot be compiled, naming the file
+/// and the rule.
+fn compile_rules(job: &Job<'_>, files: &RepoFiles) -> Result<Option<VersionRules>, LoadProblem> {
+    let Some(bytes) = files.get(&job.rules_file) else {
+        return Ok(None);
+    };
+    let problem = |message: String| LoadProblem {
+        file: job.rules_file.clone(),
+        version: Some(job.version),
+        rule: "rule_compile",
+        message,
+    };
+    if job.format == FormatKind::GraphQl && job.settings.root_type.is_none() {
+        return Err(problem(format!(
+            "{}: GraphQL document schemas have no rules (a data schema, with `root_type` in schema.toml, has)",
+            job.rules_file
+        )));
+    }
+    let text = SourceText::new(bytes.clone())
+        .ok_or_else(|| problem(format!("{} is not valid UTF-8 text", job.rules_file)))?;
+    let set = RuleSet::compile(&job.rules_file, text.as_str(), &RuleLimits::default())
+        .map_err(|e| problem(e.message))?;
+    Ok(Some(VersionRules {
+        file: job.rules_file.clone(),
+        text,
+        set: Arc::new(set),
+    }))
 }
 
 /// The files compiling `job` read: its own, its schema's settings file, and the files its
@@ -204,7 +238,11 @@ fn inputs(
     schema_root: &str,
     references: &References,
 ) -> BTreeSet<String> {
-    let mut inputs = BTreeSet::from([job.file.to_owned(), job.settings_file.clone()]);
+    let mut inputs = BTreeSet::from([
+        job.file.to_owned(),
+        job.settings_file.clone(),
+        job.rules_file.clone(),
+    ]);
     if files
         .get(job.file)
         .is_some_and(|text| rebases_refs(job.format, text))

@@ -20,6 +20,8 @@ use crate::metrics::StationMetrics;
 pub const STATIONS_FILE: &str = "stations.toml";
 /// Name of a schema folder's optional settings file.
 pub const SCHEMA_SETTINGS_FILE: &str = "schema.toml";
+/// How a version's rules file ends: `v2.rules.toml` holds the rules of `v2.<ext>`.
+pub const RULES_SUFFIX: &str = ".rules.toml";
 
 /// What a revision is judged against by the rules between revisions ([`compat::check`]).
 #[derive(Clone, Copy)]
@@ -108,6 +110,7 @@ fn load_schemas(
     let root = schema_root(files);
     let mut folders: BTreeMap<&str, Vec<VersionFile<'_>>> = BTreeMap::new();
     let mut settings_files: HashMap<&str, &str> = HashMap::new();
+    let mut rules_files: Vec<(&str, u32, &str)> = Vec::new();
     for (path, _) in files.iter() {
         let Some((folder, file)) = path
             .strip_prefix(root)
@@ -120,6 +123,18 @@ fn load_schemas(
         }
         if file == SCHEMA_SETTINGS_FILE {
             settings_files.insert(folder, path);
+            continue;
+        }
+        if let Some(stem) = file.strip_suffix(RULES_SUFFIX) {
+            match parse_version_stem(stem) {
+                Some(Ok(version)) => rules_files.push((folder, version, path)),
+                Some(Err(message)) => problems.push(problem(path, "version_name", message)),
+                None => problems.push(problem(
+                    path,
+                    "rule_compile",
+                    format!("a rules file is named after its version: v1{RULES_SUFFIX}, v2{RULES_SUFFIX}…"),
+                )),
+            }
             continue;
         }
         match parse_version_file_name(file) {
@@ -142,6 +157,18 @@ fn load_schemas(
         }
     }
 
+    for (folder, version, path) in rules_files {
+        let has_version = folders
+            .get(folder)
+            .is_some_and(|files| files.iter().any(|f| f.version == version));
+        if !has_version {
+            problems.push(problem(
+                path,
+                "rule_compile",
+                format!("schema `{folder}` has no version {version} for these rules"),
+            ));
+        }
+    }
     let mut planned = Vec::new();
     let mut failed = HashSet::new();
     for (name, mut version_files) in folders {
@@ -175,6 +202,7 @@ fn load_schemas(
                 format: file.format,
                 settings,
                 settings_file: settings_file.clone(),
+                rules_file: format!("{root}{name}/v{}{RULES_SUFFIX}", file.version),
                 in_use: in_use.contains(name),
             })
         })
@@ -258,6 +286,11 @@ fn in_sequence<'a>(
 /// `v12.json` → `Some(Ok((12, "json")))`; files not shaped like a version → `None`.
 fn parse_version_file_name(file: &str) -> Option<Result<(u32, &str), String>> {
     let (stem, ext) = file.split_once('.')?;
+    Some(parse_version_stem(stem)?.map(|version| (version, ext)))
+}
+
+/// `v12` → `Some(Ok(12))`; a stem not shaped like a version → `None`.
+fn parse_version_stem(stem: &str) -> Option<Result<u32, String>> {
     let digits = stem.strip_prefix('v')?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -268,7 +301,7 @@ fn parse_version_file_name(file: &str) -> Option<Result<(u32, &str), String>> {
             "write the version without leading zeros (v{})",
             digits.trim_start_matches('0')
         )),
-        Ok(version) => Ok((version, ext)),
+        Ok(version) => Ok(version),
         Err(_) => Err("version number too large".to_owned()),
     })
 }
@@ -588,5 +621,100 @@ mod tests {
                 && p.message.contains("does not hold")),
             "{problems:?}"
         );
+    }
+
+    const RULES: &str = "[[rule]]\nname = \"positive\"\nexpr = \"message.total > 0\"\n";
+
+    #[test]
+    fn a_version_has_the_rules_of_its_rules_file() {
+        let snapshot = build_all(repo(&[
+            ("schemas/orders/v1.json", OBJECT),
+            ("schemas/orders/v2.json", OBJECT),
+            ("schemas/orders/v2.rules.toml", RULES),
+        ]))
+        .unwrap();
+        let orders = snapshot.schema("orders").unwrap();
+        assert!(orders.version(1).unwrap().rules.is_none());
+        let rules = orders.version(2).unwrap().rules.as_ref().unwrap();
+        assert_eq!(rules.file, "schemas/orders/v2.rules.toml");
+        assert_eq!(rules.set.rules()[0].name, "positive");
+        assert!(orders.version(2).unwrap().inputs.contains(&rules.file));
+    }
+
+    #[test]
+    fn rules_that_cannot_be_refuse_the_revision_naming_file_and_rule() {
+        let problems = build_all(repo(&[
+            ("schemas/a/v1.json", OBJECT),
+            (
+                "schemas/a/v1.rules.toml",
+                "[[rule]]\nname = \"bad\"\nexpr = \"message.x +\"\n",
+            ),
+            ("schemas/b/v1.json", OBJECT),
+            ("schemas/b/v2.rules.toml", RULES),
+            ("schemas/c/v1.graphql", "type Query { a: Int }"),
+            ("schemas/c/v1.rules.toml", RULES),
+        ]))
+        .unwrap_err();
+        let found: Vec<_> = problems
+            .iter()
+            .map(|p| (p.file.as_str(), p.rule, p.message.as_str()))
+            .collect();
+        assert!(
+            found
+                .iter()
+                .any(|(file, rule, message)| *file == "schemas/a/v1.rules.toml"
+                    && *rule == "rule_compile"
+                    && message.contains("rule `bad` does not compile")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|(file, rule, message)| *file == "schemas/b/v2.rules.toml"
+                    && *rule == "rule_compile"
+                    && message.contains("no version 2")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|(file, _, message)| *file == "schemas/c/v1.rules.toml"
+                    && message.contains("GraphQL document schemas have no rules")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_published_version_cannot_gain_or_change_rules_but_a_new_one_can_have_them() {
+        let before = repo(&[("schemas/orders/v1.json", OBJECT)]);
+        let serving = build_all(before).unwrap();
+        let judge = |files: &[(&str, &str)]| {
+            let files = repo(files);
+            let revision = files.fingerprint();
+            build(Arc::new(files), revision, &[], History::Since(&serving))
+        };
+        let problems = judge(&[
+            ("schemas/orders/v1.json", OBJECT),
+            ("schemas/orders/v1.rules.toml", RULES),
+        ])
+        .unwrap_err();
+        assert_eq!(problems[0].rule, "published_version_edited", "{problems:?}");
+        assert!(
+            problems[0].message.contains("nor can its rules"),
+            "{problems:?}"
+        );
+        let next = judge(&[
+            ("schemas/orders/v1.json", OBJECT),
+            ("schemas/orders/v2.json", OBJECT),
+            ("schemas/orders/v2.rules.toml", RULES),
+        ])
+        .unwrap();
+        assert!(next
+            .schema("orders")
+            .unwrap()
+            .version(2)
+            .unwrap()
+            .rules
+            .is_some());
     }
 }

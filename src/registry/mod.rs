@@ -26,6 +26,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use crate::formats::rules::RuleSet;
 use crate::formats::{CompiledSchema, FormatKind, Normalize, RepoFiles, SchemaSettings};
 use crate::metrics::StationMetrics;
 use crate::model::time::rfc3339;
@@ -136,9 +137,28 @@ pub struct SchemaVersion {
     pub compiled: Arc<dyn CompiledSchema>,
     /// The repository files this version refers to, as Confluent references.
     pub references: Vec<Reference>,
-    /// The repository files its compilation read (its own, its `schema.toml`, what it refers to,
-    /// transitively): a revision that changes none of them keeps this compilation.
+    /// The repository files its compilation read (its own, its `schema.toml`, its rules file,
+    /// what it refers to, transitively): a revision that changes none of them keeps this
+    /// compilation.
     pub inputs: Arc<[String]>,
+    /// Its data-contract rules (`vN.rules.toml` beside it), when it has any.
+    pub rules: Option<VersionRules>,
+}
+
+/// A version's rules file: where it is, its text and its compiled rules.
+#[derive(Debug, Clone)]
+pub struct VersionRules {
+    pub file: String,
+    pub text: SourceText,
+    pub set: Arc<RuleSet>,
+}
+
+impl SchemaVersion {
+    /// The text of its rules file, when it has one: part of what a published version may not
+    /// change.
+    pub fn rules_text(&self) -> Option<&SourceText> {
+        self.rules.as_ref().map(|rules| &rules.text)
+    }
 }
 
 /// A version's source text: the repository file's bytes, shared with the snapshot's tree rather
