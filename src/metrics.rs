@@ -42,6 +42,9 @@ pub const HTTP_REQUESTS: &str = "sluice_http_requests_total";
 pub const HTTP_SECONDS: &str = "sluice_http_request_duration_seconds";
 /// gRPC calls, by method and status code.
 pub const GRPC_REQUESTS: &str = "sluice_grpc_requests_total";
+/// Messages a data-contract rule failed, by station, rule and what the failure did (`dlq`,
+/// `warn`).
+pub const RULE_FAILURES: &str = "sluice_rule_failures_total";
 
 /// Histogram buckets, in seconds: 10 µs to 10 s.
 const BUCKETS: &[f64] = &[
@@ -79,6 +82,10 @@ fn describe() {
     describe_counter!(
         MESSAGES,
         "Messages produced, by station and outcome (accepted, rejected, error)"
+    );
+    describe_counter!(
+        RULE_FAILURES,
+        "Messages a data-contract rule failed, by station, rule and on_failure (dlq, warn)"
     );
     describe_counter!(
         DEAD_LETTERS,
@@ -519,6 +526,12 @@ pub fn refresh_registry(ready: bool, schemas: usize, served_total: u64, refused_
 /// Sets one embedded station's dead-letter depth, just before a scrape.
 pub fn refresh_dlq_depth(station: &str, depth: u64) {
     metrics::gauge!(DLQ_DEPTH, "station" => station.to_owned()).set(depth as f64);
+}
+
+/// Counts one message that failed rule `rule` of station `station`'s schema.
+pub fn rule_failed(station: &str, rule: &str, on_failure: &'static str) {
+    counter!(RULE_FAILURES, "station" => station.to_owned(), "rule" => rule.to_owned(), "on_failure" => on_failure)
+        .increment(1);
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@ pub struct MessageLimits {
     /// Most lexical tokens in a GraphQL document (`max_graphql_tokens`); a schema's own
     /// `max_tokens` may lower it.
     pub graphql_tokens: usize,
+    /// Most steps one data-contract rule may take on one message, estimated before it runs
+    /// (`max_rule_cost`).
+    pub rule_cost: u64,
 }
 
 impl Default for MessageLimits {
@@ -34,6 +37,7 @@ impl Default for MessageLimits {
             protobuf_depth: 64,
             graphql_depth: 64,
             graphql_tokens: 15_000,
+            rule_cost: 1_000_000,
         }
     }
 }

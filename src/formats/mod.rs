@@ -358,6 +358,15 @@ pub trait CompiledSchema: Compare + Send + Sync + std::fmt::Debug {
 
     /// Builds again what [`CompiledSchema::set_aside`] dropped, before a station needs it.
     fn prepare(&self) {}
+
+    /// The message as data-contract rules read it (`message` in a rule), from a payload this
+    /// version accepted (`body`: without a Confluent frame): its JSON value, for the formats
+    /// whose messages are JSON.
+    fn rules_message(&self, payload: &Bytes) -> Result<cel::Value, String> {
+        let value: serde_json::Value =
+            serde_json::from_slice(payload).map_err(|e| format!("not valid JSON: {e}"))?;
+        Ok(rules::from_json(&value))
+    }
 }
 
 /// Comparing versions of one format: what changed from `older` to `newer` that breaks readers,

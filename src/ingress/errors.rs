@@ -136,6 +136,7 @@ fn pipeline_statuses(error: &PipelineError) -> Statuses {
         E::VersionNotAccepted { .. } => statuses(StatusCode::BAD_REQUEST, Code::InvalidArgument, "schema_version_not_accepted"),
         E::InvalidRequest(_) => statuses(StatusCode::BAD_REQUEST, Code::InvalidArgument, "bad_request"),
         E::SchemaViolation(_) => statuses(StatusCode::UNPROCESSABLE_ENTITY, Code::InvalidArgument, "schema_violation"),
+        E::RuleViolation(_) => statuses(StatusCode::UNPROCESSABLE_ENTITY, Code::InvalidArgument, "rule_violation"),
         E::MessageTooLarge { .. } => statuses(StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted, "payload_too_large"),
         E::TooManyMessages { .. } => statuses(StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted, "too_many_messages"),
         E::UnsupportedMediaType { .. } => statuses(StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::InvalidArgument, "unsupported_media_type"),

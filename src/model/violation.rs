@@ -15,6 +15,15 @@ pub struct Violation {
 }
 
 impl Violation {
+    /// The data-contract rule that failed, for a violation of one: its `schema_path` is the
+    /// rules file and the rule's name, `schemas/orders/v2.rules.toml#positive_total`.
+    pub fn rule_name(&self) -> Option<&str> {
+        self.schema_path
+            .rsplit_once('#')
+            .filter(|(file, _)| file.ends_with(".rules.toml"))
+            .map(|(_, name)| name)
+    }
+
     /// A violation of the whole message, such as bytes that are not JSON at all.
     pub fn whole_message(reason: impl Into<String>) -> Self {
         Self {

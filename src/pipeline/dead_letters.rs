@@ -116,7 +116,7 @@ impl Pipeline {
             }
             Judged::Invalid(_, mut report) => {
                 report.dlq_id = Some(letter.to_string());
-                Err(PipelineError::SchemaViolation(Box::new(report)))
+                Err(report.into_error())
             }
             Judged::Refused(error) => Err(error),
         }

@@ -18,6 +18,28 @@ pub struct ViolationReport {
     /// Where the message was dead-lettered, if the station has a DLQ.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dlq_id: Option<String>,
+    /// What the message broke.
+    #[serde(skip)]
+    pub breach: Breach,
+}
+
+/// What refused a message: its schema, or the version's data-contract rules (which run only on
+/// messages the schema accepts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Breach {
+    #[default]
+    Schema,
+    Rules,
+}
+
+impl ViolationReport {
+    /// The error a producer gets for this report.
+    pub fn into_error(self) -> PipelineError {
+        match self.breach {
+            Breach::Schema => PipelineError::SchemaViolation(Box::new(self)),
+            Breach::Rules => PipelineError::RuleViolation(Box::new(self)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -44,6 +66,9 @@ pub enum PipelineError {
     },
     #[error("message does not match schema `{}` version {}", .0.schema, .0.version)]
     SchemaViolation(Box<ViolationReport>),
+    /// The schema accepted the message; a `dlq` rule of its version did not.
+    #[error("message breaks the rules of schema `{}` version {}", .0.schema, .0.version)]
+    RuleViolation(Box<ViolationReport>),
     /// A request that contradicts itself or names something malformed, such as a group name.
     #[error("{0}")]
     InvalidRequest(String),
@@ -91,7 +116,15 @@ impl PipelineError {
     /// Whether this answer settles a message for good, so a retry with the same
     /// `Idempotency-Key` gets it again: a message stored, or refused by its schema.
     pub fn settles_the_message(&self) -> bool {
-        matches!(self, Self::SchemaViolation(_))
+        self.violation_report().is_some()
+    }
+
+    /// The report of a message its schema or its rules refused.
+    pub fn violation_report(&self) -> Option<&ViolationReport> {
+        match self {
+            Self::SchemaViolation(report) | Self::RuleViolation(report) => Some(report),
+            _ => None,
+        }
     }
 }
 
@@ -108,5 +141,6 @@ pub(crate) fn sample_violation() -> PipelineError {
             reason: "-1 is less than the minimum of 1".into(),
         }],
         dlq_id: Some("7".into()),
+        breach: Breach::Schema,
     }))
 }

@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::error::{PipelineError, ViolationReport};
+use super::error::{Breach, PipelineError, ViolationReport};
+use super::rules;
 use super::{Incoming, REQUEST_ID_HEADER};
 use crate::formats::confluent::split_frame;
 use crate::formats::{MessageLimits, Normalize, PayloadEncoding, Valid};
@@ -84,21 +85,51 @@ impl<'a> Judge<'a> {
             Some(violation) => Err(vec![violation]),
             None => self.validate(schema, choice.version, &choice.body, &encoding, tally),
         };
-        match verdict {
-            Ok(valid) => {
-                Judged::Valid(self.stored(message, &encoding, schema, choice.version, valid))
+        let valid = match verdict {
+            Ok(valid) => valid,
+            Err(violations) => {
+                let refused = (choice.version, violations, Breach::Schema);
+                return self.invalid(message, &encoding, schema, refused);
+            }
+        };
+        match rules::judge(
+            choice.version,
+            &choice.body,
+            self.limits,
+            Some(&self.station.name),
+        ) {
+            Ok(warnings) => {
+                let mut record = self.stored(message, &encoding, schema, choice.version, valid);
+                if !warnings.is_empty() {
+                    let named = (rules::WARNINGS_HEADER.to_owned(), warnings.join(", "));
+                    record.headers.push(named);
+                }
+                Judged::Valid(record)
             }
             Err(violations) => {
-                let report = ViolationReport {
-                    schema: schema.name.clone(),
-                    version: choice.version.version,
-                    violations: violations.clone(),
-                    dlq_id: None,
-                };
-                let dead = self.dead_letter(message, &encoding, schema, choice.version, violations);
-                Judged::Invalid(dead, report)
+                let refused = (choice.version, violations, Breach::Rules);
+                self.invalid(message, &encoding, schema, refused)
             }
         }
+    }
+
+    /// A message its schema or its rules refused: the dead letter, and the report.
+    fn invalid(
+        &self,
+        message: Incoming,
+        encoding: &PayloadEncoding,
+        schema: &Schema,
+        (version, violations, breach): (&SchemaVersion, Vec<Violation>, Breach),
+    ) -> Judged {
+        let report = ViolationReport {
+            schema: schema.name.clone(),
+            version: version.version,
+            violations: violations.clone(),
+            dlq_id: None,
+            breach,
+        };
+        let dead = self.dead_letter(message, encoding, schema, version, violations, breach);
+        Judged::Invalid(dead, report)
     }
 
     /// A schema-less station stores what it was sent, as it was sent.
@@ -214,6 +245,7 @@ impl<'a> Judge<'a> {
         schema: &Schema,
         version: &SchemaVersion,
         violations: Vec<Violation>,
+        breach: Breach,
     ) -> Record {
         let content_type = message.content_type.clone();
         let request_id = message.request_id.clone();
@@ -225,7 +257,10 @@ impl<'a> Judge<'a> {
         );
         record.dead_letter = Some(DeadLetter {
             station: self.station.name.clone(),
-            error: "schema_violation".into(),
+            error: match breach {
+                Breach::Schema => "schema_violation".into(),
+                Breach::Rules => "rule_violation".into(),
+            },
             schema: Some(schema.name.clone()),
             schema_version: Some(version.version),
             violations,

@@ -41,6 +41,9 @@ pub struct Limits {
     pub max_graphql_depth: usize,
     /// Most lexical tokens in a GraphQL document (422 above it).
     pub max_graphql_tokens: usize,
+    /// Most steps one data-contract rule may take on one message, estimated from the rule's size
+    /// and the message's largest list or map before it runs (the rule fails past it).
+    pub max_rule_cost: u64,
     /// Longest an HTTP request may take from its headers to its answer, reading the body included
     /// (408 past it); a consume's long-poll wait comes on top. gRPC calls get the same deadline
     /// unless the client sets a shorter one.
@@ -56,6 +59,7 @@ impl Limits {
             protobuf_depth: self.max_protobuf_depth,
             graphql_depth: self.max_graphql_depth,
             graphql_tokens: self.max_graphql_tokens,
+            rule_cost: self.max_rule_cost,
         }
     }
 
@@ -102,6 +106,7 @@ impl Default for Limits {
             max_protobuf_depth: message.protobuf_depth,
             max_graphql_depth: message.graphql_depth,
             max_graphql_tokens: message.graphql_tokens,
+            max_rule_cost: message.rule_cost,
             request_timeout: Duration::from_secs(30),
         }
     }

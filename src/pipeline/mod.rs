@@ -13,6 +13,7 @@ mod judge;
 mod limits;
 mod produce;
 mod reads;
+mod rules;
 mod sending;
 
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use crate::metrics::PipelineMetrics;
 use crate::model::{BackendRef, Position};
 use crate::registry::{Registry, Snapshot, Station};
 pub use consume::StationStats;
-pub use error::{PipelineError, ViolationReport};
+pub use error::{Breach, PipelineError, ViolationReport};
 pub use idempotency::Answer;
 use idempotency::Idempotency;
 pub use limits::Limits;

@@ -220,7 +220,7 @@ impl<'a> Batch<'a> {
                     if let (Some(i), Ok(positions)) = (dead_index, &dead_lettered) {
                         report.dlq_id = Some(positions[i].to_string());
                     }
-                    Err(PipelineError::SchemaViolation(Box::new(report)))
+                    Err(report.into_error())
                 }
                 Slot::Refused(error) => Err(error),
                 Slot::Retry(Retry::Answered(answer)) => answer,
@@ -243,12 +243,12 @@ impl<'a> Batch<'a> {
     }
 }
 
-/// How many answers stored their message, and how many its schema refused.
+/// How many answers stored their message, and how many its schema or its rules refused.
 fn accepted_and_rejected(results: &[Answer]) -> (u64, u64) {
     let accepted = results.iter().filter(|r| r.is_ok()).count() as u64;
     let rejected = results
         .iter()
-        .filter(|r| matches!(r, Err(PipelineError::SchemaViolation(_))))
+        .filter(|r| matches!(r, Err(e) if e.violation_report().is_some()))
         .count() as u64;
     (accepted, rejected)
 }
@@ -274,8 +274,7 @@ fn record_in_span(schema: Option<&str>, results: &[Answer]) {
     }
     let version = results.iter().find_map(|result| match result {
         Ok(accepted) => accepted.schema_version,
-        Err(PipelineError::SchemaViolation(report)) => Some(report.version),
-        Err(_) => None,
+        Err(error) => error.violation_report().map(|report| report.version),
     });
     if let Some(version) = version {
         span.record("version", version);

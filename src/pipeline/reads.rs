@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::judge::unsupported_media_type;
-use super::{Pipeline, PipelineError};
+use super::{rules, Pipeline, PipelineError};
 use crate::formats::{Normalize, PayloadEncoding};
 use crate::model::Violation;
 use crate::registry::{Schema, SchemaVersion};
@@ -19,7 +19,13 @@ pub struct DryRun {
     pub valid: bool,
     pub schema: String,
     pub version: u32,
+    /// What the schema refuses; or, when it accepts, what the version's `dlq` rules refuse (each
+    /// `schema_path` then names the rules file and the rule: `…/v2.rules.toml#positive_total`).
     pub violations: Vec<Violation>,
+    /// The `warn` rules the message fails, which producing it would name in its
+    /// `sluice-rule-warnings` header.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rule_warnings: Vec<String>,
 }
 
 /// How a requested sync ended.
@@ -81,16 +87,20 @@ impl Pipeline {
         if !schema.format.accepts(&encoding) {
             return Err(unsupported_media_type(&format!("schema {name}"), schema));
         }
-        let violations = version
+        let verdict = version
             .compiled
             .validate(payload, &encoding, Normalize::AsSent, &self.message_limits)
-            .err()
-            .unwrap_or_default();
+            .and_then(|_| rules::judge(version, payload, &self.message_limits, None));
+        let (violations, rule_warnings) = match verdict {
+            Ok(warnings) => (Vec::new(), warnings),
+            Err(violations) => (violations, Vec::new()),
+        };
         Ok(DryRun {
             valid: violations.is_empty(),
             schema: name.to_owned(),
             version: version.version,
             violations,
+            rule_warnings,
         })
     }
 

@@ -46,7 +46,7 @@ pub enum OnFailure {
     Warn,
 }
 
-/// How large a rule may be and how much one evaluation may cost.
+/// How large a rule may be and how much one evaluation may cost (`limits.max_rule_cost`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuleLimits {
     /// Characters in one expression.

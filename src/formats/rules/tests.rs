@@ -137,3 +137,34 @@ fn a_message_that_would_make_a_rule_run_away_is_stopped_before_it_runs() {
         found[0].1
     );
 }
+
+#[test]
+fn cel_standard_functions_and_macros_are_there() {
+    let rules = compile(
+        r#"
+[[rule]]
+name = "ends_after_it_starts"
+expr = "timestamp(message.ends_at) > timestamp(message.starts_at)"
+
+[[rule]]
+name = "short_lived"
+expr = "timestamp(message.ends_at) - timestamp(message.starts_at) < duration('48h')"
+
+[[rule]]
+name = "strings"
+expr = "message.sku.startsWith('SKU-') && message.sku.contains('-') && size(message.sku) < 20"
+
+[[rule]]
+name = "one_primary"
+expr = "message.tags.exists_one(t, t == 'primary') && message.tags.filter(t, t != '').size() == size(message.tags)"
+"#,
+    )
+    .unwrap();
+    let good = json!({"starts_at": "2026-12-01T10:00:00Z", "ends_at": "2026-12-02T09:00:00Z",
+        "sku": "SKU-7", "tags": ["primary", "x"]});
+    assert_eq!(failures(&rules, good), vec![]);
+    let bad = json!({"starts_at": "2026-12-03T10:00:00Z", "ends_at": "2026-12-02T09:00:00Z",
+        "sku": "7", "tags": ["primary", "primary"]});
+    let names: Vec<String> = failures(&rules, bad).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["ends_after_it_starts", "strings", "one_primary"]);
+}

@@ -11,7 +11,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use super::proto::{self, Rejection};
 use crate::ingress::errors::ApiError;
-use crate::pipeline::PipelineError;
+use crate::model::Violation;
+use crate::pipeline::{PipelineError, ViolationReport};
 
 /// The `domain` of every `google.rpc.ErrorInfo` Sluice sends.
 const ERROR_DOMAIN: &str = "sluice";
@@ -24,14 +25,14 @@ impl From<ApiError> for Status {
         }
         let mut details = ErrorDetails::new();
         let mut metadata = HashMap::new();
-        if let ApiError::Pipeline(PipelineError::SchemaViolation(report)) = &error {
+        if let Some(report) = violation_report(&error) {
             metadata.insert("schema".to_owned(), report.schema.clone());
             metadata.insert("version".to_owned(), report.version.to_string());
             if let Some(dlq_id) = &report.dlq_id {
                 metadata.insert("dlq_id".to_owned(), dlq_id.clone());
             }
             for violation in &report.violations {
-                details.add_bad_request_violation(&violation.path, &violation.reason);
+                details.add_bad_request_violation(&violation.path, described(violation));
             }
         }
         details.set_error_info(error.code(), ERROR_DOMAIN, metadata);
@@ -56,7 +57,7 @@ pub(super) fn rejection(error: &ApiError) -> Rejection {
         message: error.to_string(),
         ..Rejection::default()
     };
-    if let ApiError::Pipeline(PipelineError::SchemaViolation(report)) = error {
+    if let Some(report) = violation_report(error) {
         rejection.schema = report.schema.clone();
         rejection.schema_version = Some(report.version);
         rejection.dlq_id = report.dlq_id.clone().unwrap_or_default();
@@ -65,11 +66,27 @@ pub(super) fn rejection(error: &ApiError) -> Rejection {
             .iter()
             .map(|v| proto::Violation {
                 path: v.path.clone(),
-                reason: v.reason.clone(),
+                reason: described(v),
             })
             .collect();
     }
     rejection
+}
+
+/// The report of a message its schema or its rules refused.
+fn violation_report(error: &ApiError) -> Option<&ViolationReport> {
+    match error {
+        ApiError::Pipeline(error) => error.violation_report(),
+        _ => None,
+    }
+}
+
+/// A violation's sentence; a rule's is prefixed with the rule's name.
+fn described(violation: &Violation) -> String {
+    match violation.rule_name() {
+        Some(rule) => format!("rule `{rule}`: {}", violation.reason),
+        None => violation.reason.clone(),
+    }
 }
 
 #[cfg(test)]

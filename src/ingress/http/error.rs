@@ -1,6 +1,6 @@
 //! How an [`ApiError`] leaves by HTTP: its status from the one table, a JSON body with the stable
-//! `error` code and a sentence (and, for a schema violation, the schema, version, violations and
-//! dead-letter id), and `Retry-After` when retrying later can succeed.
+//! `error` code and a sentence (and, for a schema or rule violation, the schema, version,
+//! violations and dead-letter id), and `Retry-After` when retrying later can succeed.
 
 use axum::extract::rejection::QueryRejection;
 use axum::http::{header, HeaderValue};
@@ -14,12 +14,23 @@ impl ApiError {
     /// The JSON body: `error` code, `message` sentence, and details where there are any.
     pub fn body(&self) -> Value {
         let mut body = json!({ "error": self.code(), "message": self.to_string() });
-        if let Self::Pipeline(PipelineError::SchemaViolation(report)) = self {
-            if let (Value::Object(body), Ok(Value::Object(details))) =
-                (&mut body, serde_json::to_value(report))
-            {
-                body.extend(details);
-            }
+        let Self::Pipeline(error) = self else {
+            return body;
+        };
+        let Some(report) = error.violation_report() else {
+            return body;
+        };
+        if let (Value::Object(body), Ok(Value::Object(details))) =
+            (&mut body, serde_json::to_value(report))
+        {
+            body.extend(details);
+        }
+        if let PipelineError::RuleViolation(report) = error {
+            body["violations"] = report
+                .violations
+                .iter()
+                .map(|v| json!({ "rule": v.rule_name(), "path": v.path, "reason": v.reason }))
+                .collect();
         }
         body
     }

@@ -1,0 +1,243 @@
+//! Data-contract rules (`vN.rules.toml`) at the gateway: what producers are answered when a rule
+//! fails, what the dead-letter queue and the station then hold, the `warn` header and counter,
+//! the dry run, and the commits `sluice check` refuses.
+
+mod common;
+
+use std::process::Command;
+
+use common::{sluice_binary, Gateway, Repo};
+use serde_json::{json, Value};
+
+const ORDER: &str = r#"{
+  "type": "object",
+  "required": ["order_id", "total_cents", "items"],
+  "properties": {
+    "order_id": {"type": "string"},
+    "total_cents": {"type": "integer"},
+    "email": {"type": "string"},
+    "items": {"type": "array", "items": {"type": "object", "properties": {"qty": {"type": "integer"}}}}
+  }
+}"#;
+
+const RULES: &str = r#"
+[[rule]]
+name = "positive_total"
+expr = "message.total_cents > 0"
+doc = "an order's total must be positive"
+
+[[rule]]
+name = "items_have_quantities"
+expr = "message.items.all(i, i.qty >= 1)"
+
+[[rule]]
+name = "email_has_a_domain"
+expr = "!has(message.email) || message.email.matches('^[^@]+@[^@]+[.][a-z]+$')"
+on_failure = "warn"
+
+[[rule]]
+name = "average_below_a_million"
+expr = "message.total_cents / size(message.items) < 100000000"
+"#;
+
+fn repo() -> Repo {
+    Repo::new(&[
+        ("orders/v1.json", ORDER),
+        ("orders/v1.rules.toml", RULES),
+        (
+            "stations.toml",
+            "[[station]]\nname = \"orders\"\nschema = \"orders\"\n",
+        ),
+    ])
+}
+
+fn order(id: &str, total: i64, qty: i64) -> Value {
+    json!({"order_id": id, "total_cents": total, "items": [{"qty": qty}]})
+}
+
+fn rules_of(body: &Value) -> Vec<&str> {
+    body["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["rule"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_message_breaking_a_rule_is_refused_naming_the_rule_field_and_reason_and_dead_lettered() {
+    let gw = Gateway::start(repo(), "").await;
+    let (status, body) = gw.produce("orders", &order("A1", 1200, 2)).await;
+    assert_eq!(status, 201, "{body}");
+
+    let (status, body) = gw.produce("orders", &order("A2", 0, 2)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "rule_violation");
+    assert_eq!(body["schema"], "orders");
+    assert_eq!(body["version"], 1);
+    assert_eq!(
+        body["violations"],
+        json!([{"rule": "positive_total", "path": "/total_cents", "reason": "an order's total must be positive"}])
+    );
+    let dlq_id = body["dlq_id"].as_str().expect("dlq_id").to_owned();
+
+    let (status, body) = gw.produce("orders", &order("A3", 500, 0)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(rules_of(&body), ["items_have_quantities"]);
+    assert!(body["violations"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("message.items.all(i, i.qty >= 1)"));
+
+    let (status, dlq) = gw.get("/v1/stations/orders/dlq").await;
+    assert_eq!(status, 200, "{dlq}");
+    let letters = dlq["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 2, "{dlq}");
+    assert_eq!(letters[0]["id"], dlq_id);
+    assert_eq!(letters[0]["error"], "rule_violation");
+    assert_eq!(letters[0]["violations"][0]["path"], "/total_cents");
+    assert_eq!(
+        letters[0]["violations"][0]["schema_path"],
+        "orders/v1.rules.toml#positive_total"
+    );
+    assert_eq!(letters[0]["value"], order("A2", 0, 2));
+
+    let stored = gw.consume("orders", "billing", 10).await;
+    assert_eq!(
+        stored.len(),
+        1,
+        "only the valid order is stored: {stored:?}"
+    );
+    assert_eq!(stored[0]["value"], order("A1", 1200, 2));
+}
+
+#[tokio::test]
+async fn schema_violations_come_first_and_a_rule_that_errors_fails_without_a_500() {
+    let gw = Gateway::start(repo(), "").await;
+    let (status, body) = gw
+        .produce("orders", &json!({"order_id": "B1", "items": []}))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["error"], "schema_violation",
+        "rules run only on what the schema accepts"
+    );
+
+    // No items: the average divides by zero.
+    let (status, body) = gw
+        .produce(
+            "orders",
+            &json!({"order_id": "B2", "total_cents": 5, "items": []}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(rules_of(&body), ["average_below_a_million"]);
+    let reason = body["violations"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("could not be evaluated"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_warn_rule_stores_the_message_names_the_rule_in_a_header_and_counts_it() {
+    let gw = Gateway::start(repo(), "").await;
+    let mut sent = order("C1", 100, 1);
+    sent["email"] = "nobody".into();
+    let (status, body) = gw.produce("orders", &sent).await;
+    assert_eq!(status, 201, "{body}");
+    let stored = gw.consume("orders", "crm", 10).await;
+    assert_eq!(stored[0]["value"], sent);
+    assert_eq!(
+        stored[0]["headers"]["sluice-rule-warnings"],
+        "email_has_a_domain"
+    );
+
+    let metrics = gw
+        .client
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("sluice_rule_failures_total") && l.contains("email_has_a_domain"))
+        .unwrap_or_else(|| panic!("no rule failure counted:\n{metrics}"));
+    assert!(
+        line.contains(r#"station="orders""#) && line.contains(r#"on_failure="warn""#),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn batches_are_judged_per_message_and_the_dry_run_reports_rules() {
+    let gw = Gateway::start(repo(), "").await;
+    let lines: Vec<String> = [order("D1", 10, 1), order("D2", -1, 1), order("D3", 20, 1)]
+        .iter()
+        .map(|o| json!({ "value": o }).to_string())
+        .collect();
+    let (status, answer) = gw
+        .post_bytes(
+            "/v1/stations/orders/messages:batch",
+            "application/x-ndjson",
+            lines.join("\n").into_bytes(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let statuses: Vec<u64> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [201, 422, 201], "{answer}");
+    assert_eq!(answer["results"][1]["error"], "rule_violation", "{answer}");
+
+    let (status, dry) = gw
+        .post_json("/v1/schemas/orders/validate", &order("E1", -5, 1))
+        .await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["valid"], false);
+    assert_eq!(
+        dry["violations"][0]["schema_path"],
+        "orders/v1.rules.toml#positive_total"
+    );
+    let mut warned = order("E2", 5, 1);
+    warned["email"] = "x".into();
+    let (_, dry) = gw.post_json("/v1/schemas/orders/validate", &warned).await;
+    assert_eq!(dry["valid"], true, "{dry}");
+    assert_eq!(dry["rule_warnings"], json!(["email_has_a_domain"]));
+}
+
+#[test]
+fn sluice_check_refuses_rules_that_cannot_be_naming_file_and_rule() {
+    let repo = Repo::new(&[
+        ("orders/v1.json", ORDER),
+        (
+            "orders/v1.rules.toml",
+            "[[rule]]\nname = \"broken\"\nexpr = \"message.total_cents >\"\n",
+        ),
+        ("clicks/v1.json", ORDER),
+        (
+            "clicks/v1.rules.toml",
+            "[[rule]]\nname = \"total\"\nexpr = \"message.total_cents + 1\"\n",
+        ),
+    ]);
+    let output = Command::new(sluice_binary())
+        .arg("check")
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("orders/v1.rules.toml: v1: rule_compile:")
+            && printed.contains("rule `broken` does not compile"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("rule `total` gives a number, string or list, not a bool"),
+        "{printed}"
+    );
+}
