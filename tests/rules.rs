@@ -241,3 +241,172 @@ fn sluice_check_refuses_rules_that_cannot_be_naming_file_and_rule() {
         "{printed}"
     );
 }
+
+const ORDER_PROTO: &str = r#"syntax = "proto3";
+package shop;
+import "google/protobuf/timestamp.proto";
+
+message Order {
+  string order_id = 1;
+  int64 total_cents = 2;
+  repeated Item items = 3;
+  optional string email = 4;
+  google.protobuf.Timestamp placed_at = 5;
+  Status status = 6;
+}
+message Item { int32 qty = 1; }
+enum Status { STATUS_UNSPECIFIED = 0; PAID = 1; }
+"#;
+
+const PROTO_RULES: &str = r#"
+[[rule]]
+name = "positive_total"
+expr = "message.total_cents > 0"
+
+[[rule]]
+name = "items_have_quantities"
+expr = "message.items.all(i, i.qty >= 1)"
+
+[[rule]]
+name = "placed_recently"
+expr = "has(message.placed_at) && message.placed_at > timestamp('2020-01-01T00:00:00Z')"
+
+[[rule]]
+name = "paid"
+expr = "message.status == 1"
+on_failure = "warn"
+"#;
+
+#[tokio::test]
+async fn protobuf_rules_read_fields_by_proto_name_with_proto_types_in_json_and_binary() {
+    let repo = Repo::new(&[
+        ("shop/v1.proto", ORDER_PROTO),
+        ("shop/v1.rules.toml", PROTO_RULES),
+        ("shop/schema.toml", "message = \"shop.Order\"\n"),
+        (
+            "stations.toml",
+            "[[station]]\nname = \"shop\"\nschema = \"shop\"\n",
+        ),
+    ]);
+    let gw = Gateway::start(repo, "").await;
+    // The JSON mapping's camelCase names; rules read the proto names.
+    let good = json!({"orderId": "P1", "totalCents": "1200", "items": [{"qty": 2}],
+        "placedAt": "2026-12-01T10:00:00Z", "status": "PAID"});
+    let (status, body) = gw.produce("shop", &good).await;
+    assert_eq!(status, 201, "{body}");
+
+    let mut late = good.clone();
+    late["placedAt"] = "2019-05-01T00:00:00Z".into();
+    late["items"] = json!([{"qty": 0}]);
+    let (status, body) = gw.produce("shop", &late).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        rules_of(&body),
+        ["items_have_quantities", "placed_recently"]
+    );
+    assert_eq!(body["violations"][1]["path"], "/placed_at");
+
+    // Binary: order_id "B" (field 1) and total_cents 0 (field 2, sent explicitly); no
+    // placed_at, so `has()` is false; status unset reads 0, a warn rule.
+    let binary = vec![0x0A, 0x01, b'B', 0x10, 0x00];
+    let (status, body) = gw
+        .post_bytes(
+            "/v1/stations/shop/messages",
+            "application/x-protobuf",
+            binary,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(rules_of(&body), ["positive_total", "placed_recently"]);
+
+    let mut unpaid = good.clone();
+    unpaid["status"] = "STATUS_UNSPECIFIED".into();
+    let (status, body) = gw.produce("shop", &unpaid).await;
+    assert_eq!(status, 201, "{body}");
+    let stored = gw.consume("shop", "g", 10).await;
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert_eq!(stored[1]["headers"]["sluice-rule-warnings"], "paid");
+}
+
+const CLICK_AVRO: &str = r#"{"type": "record", "name": "Click", "namespace": "web", "fields": [
+  {"name": "user", "type": "string"},
+  {"name": "amount", "type": "double"},
+  {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+  {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["VIEW", "BUY"]}}
+]}"#;
+
+const AVRO_RULES: &str = r#"
+[[rule]]
+name = "amount_not_negative"
+expr = "message.amount >= 0.0"
+
+[[rule]]
+name = "a_buy_costs_something"
+expr = "message.kind != 'BUY' || message.amount > 0.0"
+
+[[rule]]
+name = "after_2020"
+expr = "message.at > timestamp('2020-01-01T00:00:00Z')"
+"#;
+
+#[tokio::test]
+async fn avro_rules_read_records_with_enum_symbols_and_timestamps_in_json_and_binary() {
+    let repo = Repo::new(&[
+        ("clicks/v1.avsc", CLICK_AVRO),
+        ("clicks/v1.rules.toml", AVRO_RULES),
+        (
+            "stations.toml",
+            "[[station]]\nname = \"clicks\"\nschema = \"clicks\"\n",
+        ),
+    ]);
+    let gw = Gateway::start(repo, "").await;
+    let good = json!({"user": "u", "amount": 5.0, "at": 1_764_583_200_000_i64, "kind": "BUY"});
+    let (status, body) = gw.produce("clicks", &good).await;
+    assert_eq!(status, 201, "{body}");
+
+    let free = json!({"user": "u", "amount": 0.0, "at": 1_764_583_200_000_i64, "kind": "BUY"});
+    let (status, body) = gw.produce("clicks", &free).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(rules_of(&body), ["a_buy_costs_something"]);
+
+    // user "u", amount -1.0, at 1 ms after the epoch, kind BUY.
+    let mut datum = vec![0x02, b'u'];
+    datum.extend_from_slice(&(-1.0f64).to_le_bytes());
+    datum.extend_from_slice(&[0x02, 0x02]);
+    let (status, body) = gw
+        .post_bytes("/v1/stations/clicks/messages", "avro/binary", datum, &[])
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        rules_of(&body),
+        ["amount_not_negative", "a_buy_costs_something", "after_2020"]
+    );
+}
+
+#[tokio::test]
+async fn graphql_data_rules_read_the_json_data() {
+    let repo = Repo::new(&[
+        (
+            "orders/v1.graphql",
+            "type Query { order: Order }\ntype Order { id: ID!, total: Int!, lines: [Int!]! }\n",
+        ),
+        ("orders/schema.toml", "root_type = \"Order\"\n"),
+        (
+            "orders/v1.rules.toml",
+            "[[rule]]\nname = \"positive_lines\"\nexpr = \"size(message.lines) > 0 && message.lines.all(l, l > 0)\"\ndoc = \"every line is positive\"\n",
+        ),
+        ("stations.toml", "[[station]]\nname = \"orders\"\nschema = \"orders\"\n"),
+    ]);
+    let gw = Gateway::start(repo, "").await;
+    let (status, body) = gw
+        .produce("orders", &json!({"id": "G1", "total": 3, "lines": [1, 2]}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = gw
+        .produce("orders", &json!({"id": "G2", "total": 3, "lines": [3, 0]}))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["violations"][0]["rule"], "positive_lines");
+    assert_eq!(body["violations"][0]["reason"], "every line is positive");
+}

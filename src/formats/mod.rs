@@ -360,9 +360,14 @@ pub trait CompiledSchema: Compare + Send + Sync + std::fmt::Debug {
     fn prepare(&self) {}
 
     /// The message as data-contract rules read it (`message` in a rule), from a payload this
-    /// version accepted (`body`: without a Confluent frame): its JSON value, for the formats
-    /// whose messages are JSON.
-    fn rules_message(&self, payload: &Bytes) -> Result<cel::Value, String> {
+    /// version accepted (without a Confluent frame's schema id) sent with `encoding`: by default
+    /// its JSON value, for the formats whose messages are JSON.
+    fn rules_message(
+        &self,
+        payload: &Bytes,
+        _encoding: &PayloadEncoding,
+        _limits: &MessageLimits,
+    ) -> Result<cel::Value, String> {
         let value: serde_json::Value =
             serde_json::from_slice(payload).map_err(|e| format!("not valid JSON: {e}"))?;
         Ok(rules::from_json(&value))

@@ -94,7 +94,7 @@ impl<'a> Judge<'a> {
         };
         match rules::judge(
             choice.version,
-            &choice.body,
+            (&choice.body, &encoding),
             self.limits,
             Some(&self.station.name),
         ) {

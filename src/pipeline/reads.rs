@@ -90,7 +90,7 @@ impl Pipeline {
         let verdict = version
             .compiled
             .validate(payload, &encoding, Normalize::AsSent, &self.message_limits)
-            .and_then(|_| rules::judge(version, payload, &self.message_limits, None));
+            .and_then(|_| rules::judge(version, (payload, &encoding), &self.message_limits, None));
         let (violations, rule_warnings) = match verdict {
             Ok(warnings) => (Vec::new(), warnings),
             Err(violations) => (violations, Vec::new()),

@@ -5,32 +5,36 @@
 use bytes::Bytes;
 
 use crate::formats::rules::{OnFailure, RuleLimits};
-use crate::formats::MessageLimits;
+use crate::formats::{MessageLimits, PayloadEncoding};
 use crate::model::Violation;
 use crate::registry::SchemaVersion;
 
 /// The header a stored message carries naming the `warn` rules it failed.
 pub const WARNINGS_HEADER: &str = "sluice-rule-warnings";
 
-/// The rules of `version` on `body` (the payload without a Confluent frame): the `warn` rules
+/// The rules of `version` on `body` (the payload without a Confluent frame's schema id), sent
+/// with `encoding`: the `warn` rules
 /// it fails, or a violation for each `dlq` rule it fails. With `station`, each failure is counted
 /// in its metrics.
 pub(super) fn judge(
     version: &SchemaVersion,
-    body: &Bytes,
+    (body, encoding): (&Bytes, &PayloadEncoding),
     limits: &MessageLimits,
     station: Option<&str>,
 ) -> Result<Vec<String>, Vec<Violation>> {
     let Some(rules) = &version.rules else {
         return Ok(Vec::new());
     };
-    let message = version.compiled.rules_message(body).map_err(|why| {
-        vec![Violation {
-            path: String::new(),
-            schema_path: rules.file.clone(),
-            reason: format!("the rules could not read the message: {why}"),
-        }]
-    })?;
+    let message = version
+        .compiled
+        .rules_message(body, encoding, limits)
+        .map_err(|why| {
+            vec![Violation {
+                path: String::new(),
+                schema_path: rules.file.clone(),
+                reason: format!("the rules could not read the message: {why}"),
+            }]
+        })?;
     let limits = RuleLimits {
         max_cost: limits.rule_cost,
         ..RuleLimits::default()

@@ -211,13 +211,6 @@ fn compile_rules(job: &Job<'_>, files: &RepoFiles) -> Result<Option<VersionRules
         rule: "rule_compile",
         message,
     };
-    if matches!(job.format, FormatKind::Protobuf | FormatKind::Avro) {
-        return Err(problem(format!(
-            "{}: rules of {} versions are not enforced yet; only JSON Schema and GraphQL data schemas have them",
-            job.rules_file,
-            job.format.name()
-        )));
-    }
     if job.format == FormatKind::GraphQl && job.settings.root_type.is_none() {
         return Err(problem(format!(
             "{}: GraphQL document schemas have no rules (a data schema, with `root_type` in schema.toml, has)",

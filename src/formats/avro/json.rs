@@ -264,7 +264,7 @@ impl AvroSchema {
     }
 
     /// Builds the Avro value of JSON that [`Self::check_json`] accepted, for normalization.
-    fn avro_value(&self, value: &Json, schema: &Schema) -> AvroValue {
+    pub(super) fn avro_value(&self, value: &Json, schema: &Schema) -> AvroValue {
         let schema = self.resolve(schema);
         match (schema, value) {
             (Schema::Bytes, Json::String(text)) => AvroValue::Bytes(latin1_bytes(text)),

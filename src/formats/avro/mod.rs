@@ -20,6 +20,7 @@
 mod binary;
 mod compat;
 mod json;
+mod rules_value;
 mod walk;
 
 use std::collections::HashMap;
@@ -144,6 +145,29 @@ impl CompiledSchema for AvroSchema {
 
     fn written_with_this_version(&self, payload: &Bytes, encoding: &PayloadEncoding) -> bool {
         *encoding == PayloadEncoding::Avro && payload.starts_with(&self.single_object_header)
+    }
+
+    fn rules_message(
+        &self,
+        payload: &Bytes,
+        encoding: &PayloadEncoding,
+        limits: &MessageLimits,
+    ) -> Result<::cel::Value, String> {
+        if encoding.is_json() {
+            let json = super::limits::parse_json(payload, limits).map_err(|v| {
+                v.into_iter()
+                    .map(|v| v.reason)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })?;
+            return self.rules_value_of_json(&json);
+        }
+        let single_object = *encoding != PayloadEncoding::ConfluentFramed;
+        let datum = match payload.strip_prefix(self.single_object_header.as_slice()) {
+            Some(datum) if single_object => datum,
+            _ => payload,
+        };
+        self.rules_value_of_datum(datum)
     }
 }
 

@@ -14,6 +14,7 @@
 mod compat;
 mod depth;
 mod pools;
+mod rules_value;
 mod wire;
 
 use std::collections::HashMap;
@@ -350,6 +351,18 @@ impl CompiledSchema for ProtobufSchema {
             });
         }
         self.judge_decoded(payload, encoding, normalize, limits)
+    }
+
+    fn rules_message(
+        &self,
+        payload: &Bytes,
+        encoding: &PayloadEncoding,
+        limits: &MessageLimits,
+    ) -> Result<::cel::Value, String> {
+        let message = self
+            .decode(payload, encoding, limits)
+            .map_err(|violation| violation.reason)?;
+        Ok(rules_value::message_value(&message))
     }
 
     fn serialized_descriptor(&self) -> Option<Vec<u8>> {
