@@ -1,6 +1,8 @@
 //! JSON Schema validation: the raw `jsonschema` crate (parse + `is_valid`) against the same work
 //! done through Sluice — the format layer as the pipeline calls it, the pipeline's dry run
 //! (snapshot, station/version lookup, validation), and a full produce into the embedded store.
+//! `rules/*`: the dry run of the same schema with three typical data-contract rules against the
+//! schema alone.
 //!
 //! The JSON group ends with its ratios measured interleaved (raw and Sluice alternating), the
 //! figures to quote: criterion's functions run one after another, and this machine drifts.
@@ -39,7 +41,26 @@ const SCHEMA: &str = r#"{
 /// About 200 bytes.
 const MESSAGE: &str = r#"{"order_id":"ord-000123456","customer":"ada@example.com","items":[{"sku":"SKU-RED-42","qty":2},{"sku":"SKU-BLUE-7","qty":1},{"sku":"SKU-GREEN-3","qty":5}],"total":129.95,"note":"leave at the door"}"#;
 
+/// Three typical rules on the order: a bound, a check on every item, a string test.
+const RULES: &str = r#"
+[[rule]]
+name = "positive_total"
+expr = "message.total > 0.0"
+
+[[rule]]
+name = "sane_quantities"
+expr = "message.items.all(i, i.qty <= 100)"
+
+[[rule]]
+name = "company_address"
+expr = "!message.customer.endsWith('@example.org')"
+"#;
+
 fn pipeline(dir: &std::path::Path) -> Pipeline {
+    pipeline_with(dir, &[])
+}
+
+fn pipeline_with(dir: &std::path::Path, extra: &[(&str, &'static str)]) -> Pipeline {
     let files: RepoFiles = [
         (
             "orders/v1.json".to_owned(),
@@ -51,6 +72,11 @@ fn pipeline(dir: &std::path::Path) -> Pipeline {
         ),
     ]
     .into_iter()
+    .chain(
+        extra
+            .iter()
+            .map(|(path, text)| ((*path).to_owned(), Bytes::from_static(text.as_bytes()))),
+    )
     .collect();
     let revision = files.fingerprint();
     let snapshot = load::build(Arc::new(files), revision, &[], load::History::Unknown)
@@ -145,5 +171,28 @@ fn validation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, validation);
+fn rules(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = pipeline(&dir.path().join("plain"));
+    let ruled = pipeline_with(
+        &dir.path().join("ruled"),
+        &[("orders/v1.rules.toml", RULES)],
+    );
+    let payload = Bytes::from_static(MESSAGE.as_bytes());
+    let dry_run = |pipeline: &Pipeline| {
+        let verdict = pipeline.dry_run("orders", None, &payload, None).unwrap();
+        assert!(
+            verdict.valid && verdict.rule_warnings.is_empty(),
+            "{verdict:?}"
+        );
+    };
+    common::raw_versus(
+        c,
+        "rules",
+        ("schema_only_dry_run", &|| dry_run(&plain)),
+        &[("schema_and_three_rules_dry_run", &|| dry_run(&ruled))],
+    );
+}
+
+criterion_group!(benches, validation, rules);
 criterion_main!(benches);

@@ -368,9 +368,7 @@ pub trait CompiledSchema: Compare + Send + Sync + std::fmt::Debug {
         _encoding: &PayloadEncoding,
         _limits: &MessageLimits,
     ) -> Result<cel::Value, String> {
-        let value: serde_json::Value =
-            serde_json::from_slice(payload).map_err(|e| format!("not valid JSON: {e}"))?;
-        Ok(rules::from_json(&value))
+        rules::parse_json(payload).map_err(|e| format!("not valid JSON: {e}"))
     }
 }
 

@@ -10,10 +10,12 @@
 mod bounds;
 mod value;
 
+use std::sync::{Arc, OnceLock};
+
 use serde::Deserialize;
 
 use super::CompileError;
-pub use value::from_json;
+pub use value::{from_json, parse_json};
 
 /// A version's rules, in the order the file writes them.
 #[derive(Debug)]
@@ -148,7 +150,7 @@ impl RuleSet {
     /// The rules `message` does not satisfy.
     pub fn evaluate(&self, message: &cel::Value, limits: &RuleLimits) -> Vec<Failure<'_>> {
         let largest = bounds::largest_collection(message);
-        let mut context = cel::Context::default();
+        let mut context = cel::Context::with_env(standard_env());
         context.add_variable_from_value("message", message.clone());
         self.rules
             .iter()
@@ -185,6 +187,13 @@ impl Rule {
             Err(error) => Some(format!("`{}` could not be evaluated: {error}", self.expr)),
         }
     }
+}
+
+/// CEL's standard environment (its functions and macros), built once: building it is most of
+/// what a context costs.
+fn standard_env() -> Arc<cel::Env> {
+    static ENV: OnceLock<Arc<cel::Env>> = OnceLock::new();
+    ENV.get_or_init(|| Arc::new(cel::Env::stdlib())).clone()
 }
 
 fn is_rule_name(name: &str) -> bool {
