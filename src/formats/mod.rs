@@ -362,13 +362,13 @@ pub trait CompiledSchema: Compare + Send + Sync + std::fmt::Debug {
     /// The message as data-contract rules read it (`message` in a rule), from a payload this
     /// version accepted (without a Confluent frame's schema id) sent with `encoding`: by default
     /// its JSON value, for the formats whose messages are JSON.
-    fn rules_message(
+    fn rules_message<'p>(
         &self,
-        payload: &Bytes,
+        payload: &'p Bytes,
         _encoding: &PayloadEncoding,
         _limits: &MessageLimits,
-    ) -> Result<cel::Value, String> {
-        rules::parse_json(payload).map_err(|e| format!("not valid JSON: {e}"))
+    ) -> Result<rules::Message<'p>, String> {
+        rules::Message::parse_json(payload).map_err(|e| format!("not valid JSON: {e}"))
     }
 }
 

@@ -40,7 +40,7 @@ pub(super) fn judge(
         ..RuleLimits::default()
     };
     let (mut warnings, mut violations) = (Vec::new(), Vec::new());
-    for failure in rules.set.evaluate(&message, &limits) {
+    for failure in rules.set.evaluate(message, &limits) {
         let rule = failure.rule;
         let on_failure = match rule.on_failure {
             OnFailure::Warn => "warn",

@@ -147,7 +147,20 @@ impl CompiledSchema for AvroSchema {
         *encoding == PayloadEncoding::Avro && payload.starts_with(&self.single_object_header)
     }
 
-    fn rules_message(
+    fn rules_message<'p>(
+        &self,
+        payload: &'p Bytes,
+        encoding: &PayloadEncoding,
+        limits: &MessageLimits,
+    ) -> Result<super::rules::Message<'p>, String> {
+        self.rules_value(payload, encoding, limits)
+            .map(super::rules::Message::from_value)
+    }
+}
+
+impl AvroSchema {
+    /// The payload's datum as a CEL value.
+    fn rules_value(
         &self,
         payload: &Bytes,
         encoding: &PayloadEncoding,

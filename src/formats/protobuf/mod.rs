@@ -353,16 +353,18 @@ impl CompiledSchema for ProtobufSchema {
         self.judge_decoded(payload, encoding, normalize, limits)
     }
 
-    fn rules_message(
+    fn rules_message<'p>(
         &self,
-        payload: &Bytes,
+        payload: &'p Bytes,
         encoding: &PayloadEncoding,
         limits: &MessageLimits,
-    ) -> Result<::cel::Value, String> {
+    ) -> Result<super::rules::Message<'p>, String> {
         let message = self
             .decode(payload, encoding, limits)
             .map_err(|violation| violation.reason)?;
-        Ok(rules_value::message_value(&message))
+        Ok(super::rules::Message::from_value(
+            rules_value::message_value(&message),
+        ))
     }
 
     fn serialized_descriptor(&self) -> Option<Vec<u8>> {

@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use serde::Deserialize;
 
 use super::CompileError;
-pub use value::{from_json, parse_json};
+pub use value::{from_json, Message};
 
 /// A version's rules, in the order the file writes them.
 #[derive(Debug)]
@@ -148,10 +148,10 @@ impl RuleSet {
     }
 
     /// The rules `message` does not satisfy.
-    pub fn evaluate(&self, message: &cel::Value, limits: &RuleLimits) -> Vec<Failure<'_>> {
-        let largest = bounds::largest_collection(message);
+    pub fn evaluate(&self, message: Message<'_>, limits: &RuleLimits) -> Vec<Failure<'_>> {
+        let largest = message.largest;
         let mut context = cel::Context::with_env(standard_env());
-        context.add_variable_from_value("message", message.clone());
+        context.add_variable_as_val("message", message.value);
         self.rules
             .iter()
             .filter_map(|rule| {

@@ -8,7 +8,10 @@ fn compile(text: &str) -> Result<RuleSet, CompileError> {
 
 fn failures(rules: &RuleSet, message: serde_json::Value) -> Vec<(String, String)> {
     rules
-        .evaluate(&from_json(&message), &RuleLimits::default())
+        .evaluate(
+            Message::from_value(from_json(&message)),
+            &RuleLimits::default(),
+        )
         .into_iter()
         .map(|f| (f.rule.name.clone(), f.reason))
         .collect()
