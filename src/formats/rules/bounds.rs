@@ -1,6 +1,6 @@
 //! What a rule's expression tree says before it runs: its size and comprehension nesting (the
 //! cost bound), whether its outermost operation can give a bool, and the message field it reads
-//! first (the path a failure reports).
+//! most deeply (the path a failure reports).
 
 use cel::common::ast::{EntryExpr, Expr, LiteralValue};
 use cel::IdedExpr;
@@ -92,10 +92,22 @@ pub fn not_a_bool(expr: &IdedExpr) -> Option<&'static str> {
     }
 }
 
-/// The first `message.a.b…` path the expression reads, as a JSON pointer (`/a/b`).
+/// The `message.a.b…` path the expression reads most deeply, as a JSON pointer (`/a/b`): the
+/// field a failure is about (`/total/amount` for `!has(message.total) || message.total.amount > 0`).
+/// The first of equally deep ones.
 pub fn message_path(expr: &IdedExpr) -> Option<String> {
+    let mut paths = Vec::new();
+    message_paths(expr, &mut paths);
+    let depth = |path: &String| path.matches('/').count();
+    let deepest = paths.iter().map(depth).max()?;
+    paths.into_iter().find(|path| depth(path) == deepest)
+}
+
+/// Every `message.a.b…` path under `expr`, in the order the expression writes them.
+fn message_paths(expr: &IdedExpr, paths: &mut Vec<String>) {
     if let Some(path) = select_path(expr) {
-        return Some(path);
+        paths.push(path);
+        return;
     }
     let children: Vec<&IdedExpr> = match &expr.expr {
         Expr::Call(call) => call.target.iter().map(|t| &**t).chain(&call.args).collect(),
@@ -104,7 +116,9 @@ pub fn message_path(expr: &IdedExpr) -> Option<String> {
         Expr::Select(select) => vec![&select.operand],
         _ => Vec::new(),
     };
-    children.into_iter().find_map(message_path)
+    for child in children {
+        message_paths(child, paths);
+    }
 }
 
 /// `message.a.b` as `/a/b`; `None` for anything else.

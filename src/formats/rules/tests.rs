@@ -60,6 +60,29 @@ fn a_good_message_passes_and_each_broken_rule_is_named_with_its_reason() {
     assert_eq!(warn.on_failure, OnFailure::Warn);
     assert_eq!(rules.rules()[0].path.as_deref(), Some("/total_cents"));
     assert_eq!(rules.rules()[1].path.as_deref(), Some("/items"));
+    assert_eq!(rules.rules()[2].path.as_deref(), Some("/email"));
+}
+
+#[test]
+fn a_failure_names_the_field_the_rule_reads_most_deeply() {
+    let rules = compile(
+        r#"
+[[rule]]
+name = "positive_total"
+expr = "!has(message.total) || message.total.amount > 0"
+
+[[rule]]
+name = "ends_after_start"
+expr = "message.end > message.start"
+
+[[rule]]
+name = "constant"
+expr = "1 < 2"
+"#,
+    )
+    .unwrap();
+    let paths: Vec<_> = rules.rules().iter().map(|r| r.path.as_deref()).collect();
+    assert_eq!(paths, [Some("/total/amount"), Some("/end"), None]);
 }
 
 #[test]
