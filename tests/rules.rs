@@ -6,8 +6,14 @@ mod common;
 
 use std::process::Command;
 
+use bytes::Bytes;
 use common::{sluice_binary, Gateway, Repo};
 use serde_json::{json, Value};
+use sluice::ingress::grpc::proto::gateway_client::GatewayClient;
+use sluice::ingress::grpc::proto::produce_result::Outcome;
+use sluice::ingress::grpc::proto::ProduceRequest;
+use tonic::Code;
+use tonic_types::StatusExt;
 
 const ORDER: &str = r#"{
   "type": "object",
@@ -166,6 +172,118 @@ async fn a_warn_rule_stores_the_message_names_the_rule_in_a_header_and_counts_it
     assert!(
         line.contains(r#"station="orders""#) && line.contains(r#"on_failure="warn""#),
         "{line}"
+    );
+}
+
+fn grpc_order(order: &Value) -> ProduceRequest {
+    ProduceRequest {
+        station: "orders".to_owned(),
+        payload: Bytes::from(serde_json::to_vec(order).unwrap()),
+        content_type: "application/json".to_owned(),
+        ..ProduceRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn grpc_answers_a_broken_rule_with_a_field_violation_per_rule_unary_and_streamed() {
+    let gw = Gateway::start(repo(), "").await;
+    let mut grpc = GatewayClient::connect(gw.grpc.clone()).await.unwrap();
+
+    let status = grpc
+        .produce(grpc_order(&order("G1", -5, 0)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let details = status.get_error_details();
+    let fields: Vec<(&str, &str)> = details
+        .bad_request()
+        .unwrap()
+        .field_violations
+        .iter()
+        .map(|v| (v.field.as_str(), v.description.as_str()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            (
+                "/total_cents",
+                "rule `positive_total`: an order's total must be positive"
+            ),
+            (
+                "/items",
+                "rule `items_have_quantities`: `message.items.all(i, i.qty >= 1)` is false"
+            ),
+        ]
+    );
+    let info = details.error_info().unwrap();
+    assert_eq!(info.reason, "rule_violation");
+    let dlq_id = info.metadata["dlq_id"].clone();
+    let (_, dlq) = gw.get("/v1/stations/orders/dlq").await;
+    let letter = &dlq["dead_letters"][0];
+    assert_eq!(letter["id"], dlq_id.as_str());
+    assert_eq!(letter["error"], "rule_violation");
+    assert_eq!(letter["value"]["order_id"], "G1");
+
+    let requests = vec![
+        grpc_order(&order("G2", 10, 1)),
+        grpc_order(&order("G3", 0, 1)),
+    ];
+    let mut results = grpc
+        .produce_stream(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut outcomes = Vec::new();
+    while let Some(result) = results.message().await.unwrap() {
+        outcomes.push(result.outcome.unwrap());
+    }
+    assert!(matches!(outcomes[0], Outcome::Accepted(_)), "{outcomes:?}");
+    let Outcome::Rejected(rejected) = &outcomes[1] else {
+        panic!("{outcomes:?}")
+    };
+    assert_eq!(rejected.code, Code::InvalidArgument as i32);
+    assert_eq!(rejected.error, "rule_violation");
+    assert_eq!(rejected.violations.len(), 1);
+    assert_eq!(rejected.violations[0].rule, "positive_total");
+    assert_eq!(rejected.violations[0].path, "/total_cents");
+
+    let stored = gw.consume("orders", "check", 10).await;
+    let ids: Vec<&Value> = stored.iter().map(|m| &m["value"]["order_id"]).collect();
+    assert_eq!(ids, [&json!("G2")]);
+}
+
+#[tokio::test]
+async fn the_confluent_api_serves_a_versions_rules_as_its_domain_rules() {
+    let gw = Gateway::start(repo(), "").await;
+    for path in [
+        "/subjects/orders/versions/1",
+        "/subjects/orders-value/versions/latest",
+    ] {
+        let (status, body) = gw.get(path).await;
+        assert_eq!(status, 200, "{body}");
+        let rules = &body["ruleSet"]["domainRules"];
+        assert_eq!(rules.as_array().unwrap().len(), 4, "{body}");
+        assert_eq!(
+            rules[0],
+            json!({
+                "name": "positive_total",
+                "kind": "CONDITION",
+                "mode": "WRITE",
+                "type": "CEL",
+                "expr": "message.total_cents > 0",
+                "doc": "an order's total must be positive",
+                "onFailure": "DLQ",
+                "disabled": false,
+            })
+        );
+        assert_eq!(rules[2]["name"], "email_has_a_domain");
+        assert_eq!(rules[2]["onFailure"], "NONE");
+    }
+    let id = gw.get("/subjects/orders/versions/1").await.1["id"].clone();
+    let (_, by_id) = gw.get(&format!("/schemas/ids/{id}")).await;
+    assert_eq!(
+        by_id["ruleSet"]["domainRules"][1]["name"],
+        "items_have_quantities"
     );
 }
 

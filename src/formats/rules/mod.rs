@@ -31,7 +31,7 @@ pub struct Rule {
     /// What a producer is told when the rule fails (Confluent calls it `doc` too).
     pub doc: Option<String>,
     pub on_failure: OnFailure,
-    /// The field the rule is about: the first `message.…` path it reads, as a JSON pointer.
+    /// The field the rule is about: the `message.…` path it reads most deeply, as a JSON pointer.
     pub path: Option<String>,
     program: cel::Program,
     shape: bounds::Shape,

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ConfluentError;
+use crate::formats::rules::{OnFailure, RuleSet};
 use crate::formats::FormatKind;
 use crate::registry::load::schema_root;
 use crate::registry::references::{Reference, SupportSubject};
@@ -178,14 +179,23 @@ impl Shown<'_> {
         }
     }
 
-    /// `schemaType` and `references`, where Confluent writes them: the type unless Avro (its
-    /// default), the references when there are any.
+    /// `schemaType`, `references` and `ruleSet`, where Confluent writes them: the type unless
+    /// Avro (its default), the references and the version's rules when there are any.
     pub fn annotate(&self, body: &mut Value) {
         if let Some(kind) = self.format().confluent_type() {
             body["schemaType"] = json!(kind);
         }
         if !self.references().is_empty() {
             body["references"] = json!(self.references());
+        }
+        if let Self::Version(
+            _,
+            SchemaVersion {
+                rules: Some(rules), ..
+            },
+        ) = self
+        {
+            body["ruleSet"] = json!({ "domainRules": domain_rules(&rules.set) });
         }
     }
 
@@ -200,6 +210,33 @@ impl Shown<'_> {
         self.annotate(&mut body);
         body
     }
+}
+
+/// A version's rules as Confluent's data-contract domain rules: CEL conditions checked when a
+/// message is written, whose failure dead-letters it (`DLQ`) or only counts it (`NONE`).
+fn domain_rules(rules: &RuleSet) -> Vec<Value> {
+    rules
+        .rules()
+        .iter()
+        .map(|rule| {
+            let mut json = json!({
+                "name": rule.name,
+                "kind": "CONDITION",
+                "mode": "WRITE",
+                "type": "CEL",
+                "expr": rule.expr,
+                "onFailure": match rule.on_failure {
+                    OnFailure::Dlq => "DLQ",
+                    OnFailure::Warn => "NONE",
+                },
+                "disabled": false,
+            });
+            if let Some(doc) = &rule.doc {
+                json["doc"] = json!(doc);
+            }
+            json
+        })
+        .collect()
 }
 
 /// The ids of every version and support subject whose references name `subject` `version`.

@@ -67,6 +67,7 @@ pub(super) fn rejection(error: &ApiError) -> Rejection {
             .map(|v| proto::Violation {
                 path: v.path.clone(),
                 reason: described(v),
+                rule: v.rule_name().unwrap_or_default().to_owned(),
             })
             .collect();
     }
