@@ -29,6 +29,104 @@ fn screenshot_dir(backend: &str) -> PathBuf {
     dir
 }
 
+/// What the driver `script` of `tests/dashboard/` saw, run with `args`.
+async fn drive(script: &str, args: &[&str]) -> Value {
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "Debian's chromium is needed (scripts/test installs it)"
+    );
+    let driver = project_file("tests/dashboard");
+    assert!(
+        driver.join("node_modules/playwright-core").exists(),
+        "playwright-core is needed: npm ci in tests/dashboard (scripts/test does it)"
+    );
+    let mut command = Command::new("node");
+    command.arg(script).args(args).current_dir(driver);
+    let output = tokio::task::spawn_blocking(move || command.output().expect("node runs"))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let seen: Value = serde_json::from_str(stdout.trim()).expect("the driver prints what it saw");
+    assert_eq!(
+        seen["offsite_requests"],
+        json!([]),
+        "the page fetches nothing from elsewhere"
+    );
+    seen
+}
+
+#[tokio::test]
+async fn the_dashboard_lists_rules_with_their_failures_and_names_the_rule_of_a_dead_letter() {
+    let rules = "[[rule]]\nname = \"at_most_ten\"\nexpr = \"message.items.all(i, i.qty <= 10)\"\n\
+                 doc = \"no more than ten of one item\"\n\n\
+                 [[rule]]\nname = \"named_customer\"\nexpr = \"has(message.customer)\"\non_failure = \"warn\"\n";
+    let repo = GitRepo::new(&[
+        ("schemas/orders/v1.json", ORDER_SCHEMA),
+        ("schemas/orders/v1.rules.toml", rules),
+        (
+            "stations.toml",
+            "[[station]]\nname = \"ruled-orders\"\nschema = \"orders\"\n",
+        ),
+    ]);
+    let gw = Gateway::start(&repo, "").await;
+    let big =
+        json!({"order_id": "r-1", "items": [{"sku": "tea", "qty": 1}, {"sku": "cup", "qty": 40}]});
+    assert_eq!(gw.produce("ruled-orders", &big).await.0, 422);
+    for id in ["r-2", "r-3"] {
+        assert_eq!(gw.produce("ruled-orders", &valid_order(id)).await.0, 201);
+    }
+
+    let shots = screenshot_dir("rules");
+    let seen = drive(
+        "rules.mjs",
+        &[
+            &gw.base,
+            "ruled-orders",
+            "orders",
+            "1",
+            &shots.display().to_string(),
+        ],
+    )
+    .await;
+    let rows: Vec<Vec<&str>> = seen["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "{seen}");
+    assert_eq!(&rows[0][..3], ["at_most_ten", "dlq", "1"], "{seen}");
+    assert!(
+        rows[0][3].contains("no more than ten of one item"),
+        "{seen}"
+    );
+    // Every rule is judged on each message: the warn rule failed on all three, the refused too.
+    assert_eq!(&rows[1][..3], ["named_customer", "warn", "3"], "{seen}");
+
+    let reasons = seen["reasons"].as_str().unwrap();
+    assert!(reasons.contains("rule at_most_ten"), "{seen}");
+    assert!(reasons.contains("/items"), "{seen}");
+    let highlighted: Vec<&str> = seen["highlighted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        highlighted.iter().any(|l| l.contains("\"qty\": 40")),
+        "{seen}"
+    );
+    assert!(shots.join("rule-dead-letter.png").metadata().unwrap().len() > 1000);
+}
+
 #[tokio::test]
 async fn the_dashboard_shows_counts_opens_a_dead_letter_and_replays_it() {
     drive_the_dashboard("embedded", "", "", 3).await;
@@ -48,15 +146,6 @@ async fn the_dashboard_counts_and_replays_on_a_jetstream_station_too() {
 /// its own: a station's produced totals are the process's, shared by the tests in it.
 async fn drive_the_dashboard(name: &str, backend: &str, config: &str, replayed_offset: u64) {
     let station = format!("{name}-orders");
-    assert!(
-        std::path::Path::new("/usr/bin/chromium").exists(),
-        "Debian's chromium is needed (scripts/test installs it)"
-    );
-    let driver = project_file("tests/dashboard");
-    assert!(
-        driver.join("node_modules/playwright-core").exists(),
-        "playwright-core is needed: npm ci in tests/dashboard (scripts/test does it)"
-    );
     let repo = GitRepo::new(&[
         ("schemas/orders/v1.json", ORDER_SCHEMA),
         (
@@ -83,29 +172,12 @@ async fn drive_the_dashboard(name: &str, backend: &str, config: &str, replayed_o
     repo.commit("orders v2: a quantity of 0 is allowed");
     assert_eq!(gw.post_json("/v1/registry/sync", &json!({})).await.0, 200);
 
-    let base = gw.base.clone();
     let shots = screenshot_dir(name);
-    let output = tokio::task::spawn_blocking({
-        let shots = shots.clone();
-        let station = station.clone();
-        move || {
-            Command::new("node")
-                .arg("drive.mjs")
-                .arg(&base)
-                .arg(&station)
-                .arg("orders")
-                .arg(&shots)
-                .current_dir(driver)
-                .output()
-                .expect("node runs")
-        }
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    let seen: Value = serde_json::from_str(stdout.trim()).expect("drive.mjs prints what it saw");
+    let seen = drive(
+        "drive.mjs",
+        &[&gw.base, &station, "orders", &shots.display().to_string()],
+    )
+    .await;
 
     let row: Vec<&str> = seen["station_row"]
         .as_array()
@@ -189,12 +261,6 @@ async fn drive_the_dashboard(name: &str, backend: &str, config: &str, replayed_o
         )),
         "{seen}"
     );
-    assert_eq!(
-        seen["offsite_requests"],
-        json!([]),
-        "the page fetches nothing from elsewhere"
-    );
-
     // What the button did: the fourth message is on the station, judged by v2.
     let stored = gw.consume(&station, "check", 10).await;
     assert_eq!(stored.len(), 4);

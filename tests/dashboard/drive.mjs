@@ -2,23 +2,10 @@
 // counts, a schema shows its versions and a diff, the registry its commit, a dead letter opens with its reason and the failing path highlighted, Replay forwards it.
 // Usage: node drive.mjs BASE_URL STATION SCHEMA SCREENSHOT_DIR
 // Prints one JSON line of what it saw; exits non-zero (with the reason) when something is missing.
-import { chromium } from "playwright-core";
+import { withPage } from "./browser.mjs";
 
 const [base, station, schema, shots] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
-const seen = {};
-try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  const requests = [];
-  page.on("request", (request) => requests.push(request.url()));
-  await page.goto(base + "/");
-
+await withPage(base, async (page, seen) => {
   const row = page.locator(`[data-testid=stations] tr[data-station="${station}"]`);
   await row.waitFor({ timeout: 10000 });
   const cells = await row.locator("td").allInnerTexts();
@@ -57,11 +44,4 @@ try {
   seen.replay = await outcome.innerText();
   await page.screenshot({ path: `${shots}/replayed.png`, fullPage: true });
 
-  seen.offsite_requests = requests.filter((url) => !url.startsWith(base));
-  console.log(JSON.stringify(seen));
-} catch (error) {
-  console.error(`dashboard check failed: ${error.message}\nseen so far: ${JSON.stringify(seen)}`);
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});

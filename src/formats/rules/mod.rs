@@ -10,6 +10,7 @@
 mod bounds;
 mod value;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
@@ -35,10 +36,12 @@ pub struct Rule {
     pub path: Option<String>,
     program: cel::Program,
     shape: bounds::Shape,
+    /// Messages this rule has failed since the version was compiled, in this process.
+    failures: AtomicU64,
 }
 
 /// What a failed rule does to the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnFailure {
     /// Refused (`422 rule_violation`) and dead-lettered.
@@ -138,6 +141,7 @@ impl RuleSet {
                 on_failure: entry.on_failure,
                 program,
                 shape,
+                failures: AtomicU64::new(0),
             });
         }
         Ok(Self { rules })
@@ -156,6 +160,7 @@ impl RuleSet {
             .iter()
             .filter_map(|rule| {
                 let reason = rule.judge(&context, largest, limits)?;
+                rule.failures.fetch_add(1, Ordering::Relaxed);
                 Some(Failure { rule, reason })
             })
             .collect()
@@ -163,6 +168,11 @@ impl RuleSet {
 }
 
 impl Rule {
+    /// Messages this rule has failed since its version was compiled, in this process.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
     /// Why the message in `context` fails this rule; `None` when it passes.
     fn judge(&self, context: &cel::Context, largest: u64, limits: &RuleLimits) -> Option<String> {
         let cost = self.shape.cost(largest);

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::read::{content_type, read_body, schema_version_header};
-use super::views::{SchemaVersionView, SchemaView};
+use super::views::{RulesView, SchemaVersionView, SchemaView};
 use super::Shared;
 use crate::ingress::errors::ApiError;
 use crate::ingress::extract::PathParams;
@@ -57,6 +57,7 @@ pub(super) async fn show_schema_version(
         format: schema.format,
         file: found.file.clone(),
         schema: found.text.to_string(),
+        rules: found.rules.as_ref().map(RulesView::from),
     }))
 }
 

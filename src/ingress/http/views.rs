@@ -10,13 +10,14 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::backends::queues::{Delivery, LogStats, StoredDeadLetter};
+use crate::formats::rules::OnFailure;
 use crate::formats::{FormatKind, SchemaSettings};
 use crate::metrics::{Rates, Totals};
 use crate::model::time::rfc3339_ms;
 use crate::model::{BackendRef, ContentKind, DeadLetter, Record, Retention, Violation};
 use crate::pipeline::{StationStats, REQUEST_ID_HEADER};
 use crate::registry::stations::{Accept, Framing, RejectionAlert};
-use crate::registry::{Schema, Station};
+use crate::registry::{Schema, Station, VersionRules};
 
 /// A stored value: embedded JSON when it is JSON, base64 otherwise.
 #[derive(Debug, Serialize)]
@@ -230,6 +231,50 @@ pub struct SchemaVersionView {
     pub format: FormatKind,
     pub file: String,
     pub schema: String,
+    /// The version's data-contract rules, when it has a rules file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<RulesView>,
+}
+
+/// A version's rules file and its rules, each with the messages it has failed.
+#[derive(Debug, Serialize)]
+pub struct RulesView {
+    pub file: String,
+    pub rules: Vec<RuleView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RuleView {
+    pub name: String,
+    pub expr: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doc: Option<String>,
+    pub on_failure: OnFailure,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Messages it has failed since this gateway compiled the version.
+    pub failures: u64,
+}
+
+impl From<&VersionRules> for RulesView {
+    fn from(rules: &VersionRules) -> Self {
+        Self {
+            file: rules.file.clone(),
+            rules: rules
+                .set
+                .rules()
+                .iter()
+                .map(|rule| RuleView {
+                    name: rule.name.clone(),
+                    expr: rule.expr.clone(),
+                    doc: rule.doc.clone(),
+                    on_failure: rule.on_failure,
+                    path: rule.path.clone(),
+                    failures: rule.failures(),
+                })
+                .collect(),
+        }
+    }
 }
 
 fn key_text(record: &Record) -> Option<String> {
