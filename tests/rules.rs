@@ -528,3 +528,165 @@ async fn graphql_data_rules_read_the_json_data() {
     assert_eq!(body["violations"][0]["rule"], "positive_lines");
     assert_eq!(body["violations"][0]["reason"], "every line is positive");
 }
+
+const VALIDATED_PROTO: &str = r#"syntax = "proto3";
+package shop;
+import "buf/validate/validate.proto";
+
+message Order {
+  option (buf.validate.message).cel = {
+    id: "total_covers_items",
+    message: "the total must be at least one cent per item",
+    expression: "this.total_cents >= size(this.items)"
+  };
+  string order_id = 1 [(buf.validate.field).string = {min_len: 3, max_len: 20}];
+  int64 total_cents = 2 [(buf.validate.field).int64 = {gt: 0, lte: 1000000}];
+  Customer customer = 3 [(buf.validate.field).required = true];
+  repeated Item items = 4 [(buf.validate.field).repeated.min_items = 1];
+  oneof payment {
+    option (buf.validate.oneof).required = true;
+    string card = 5;
+    string voucher = 6;
+  }
+}
+message Customer { string email = 1 [(buf.validate.field).string.email = true]; }
+message Item { string sku = 1 [(buf.validate.field).string.pattern = "^[a-z]+$"]; }
+"#;
+
+/// Each violation's `(rule, path)`.
+fn constraints_of(body: &Value) -> Vec<(String, String)> {
+    body["violations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no violations: {body}"))
+        .iter()
+        .map(|v| {
+            (
+                v["rule"].as_str().unwrap().to_owned(),
+                v["path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn protovalidate_constraints_in_the_proto_refuse_what_they_should_with_path_and_id() {
+    let repo = Repo::new(&[
+        ("shop/v1.proto", VALIDATED_PROTO),
+        ("shop/schema.toml", "message = \"shop.Order\"\n"),
+        (
+            "stations.toml",
+            "[[station]]\nname = \"shop\"\nschema = \"shop\"\n",
+        ),
+    ]);
+    let gw = Gateway::start(repo, "").await;
+    let good = json!({"orderId": "A-100", "totalCents": "1200",
+        "customer": {"email": "ann@example.com"}, "items": [{"sku": "tea"}], "voucher": "V1"});
+    let (status, body) = gw.produce("shop", &good).await;
+    assert_eq!(status, 201, "{body}");
+
+    let broken = |field: &str, value: Value| {
+        let mut order = good.clone();
+        match value {
+            Value::Null => drop(order.as_object_mut().unwrap().remove(field)),
+            value => order[field] = value,
+        }
+        order
+    };
+    let cases = [
+        (
+            broken("orderId", "A1".into()),
+            ("string.min_len", "/order_id"),
+        ),
+        (
+            broken("totalCents", "2000000".into()),
+            ("int64.gt_lte", "/total_cents"),
+        ),
+        (broken("customer", Value::Null), ("required", "/customer")),
+        (
+            broken("customer", json!({"email": "nobody"})),
+            ("string.email", "/customer/email"),
+        ),
+        (
+            broken("items", json!([{"sku": "tea"}, {"sku": "Cup!"}])),
+            ("string.pattern", "/items/1/sku"),
+        ),
+        (broken("items", json!([])), ("repeated.min_items", "/items")),
+        (broken("voucher", Value::Null), ("required", "/payment")),
+    ];
+    for (order, (rule, path)) in cases {
+        let (status, body) = gw.produce("shop", &order).await;
+        assert_eq!(status, 422, "{order}: {body}");
+        assert_eq!(body["error"], "rule_violation", "{body}");
+        assert_eq!(
+            constraints_of(&body),
+            [(rule.to_owned(), path.to_owned())],
+            "{order}"
+        );
+    }
+
+    // A message-level CEL constraint, on the binary encoding: order_id "A-1", total_cents 1,
+    // customer a@b.io, two items, and card "c".
+    let binary = [
+        &[0x0A, 0x03][..],
+        b"A-1",
+        &[0x10, 0x01, 0x1A, 0x08, 0x0A, 0x06],
+        b"a@b.io",
+        &[0x22, 0x05, 0x0A, 0x03],
+        b"tea",
+        &[0x22, 0x05, 0x0A, 0x03],
+        b"cup",
+        &[0x2A, 0x01],
+        b"c",
+    ]
+    .concat();
+    let (status, body) = gw
+        .post_bytes(
+            "/v1/stations/shop/messages",
+            "application/x-protobuf",
+            binary,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        constraints_of(&body),
+        [("total_covers_items".to_owned(), String::new())]
+    );
+    assert_eq!(
+        body["violations"][0]["reason"],
+        "the total must be at least one cent per item"
+    );
+
+    let (_, dlq) = gw.get("/v1/stations/shop/dlq?max=100").await;
+    let letters = dlq["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 8, "{dlq}");
+    assert!(
+        letters.iter().all(|l| l["error"] == "rule_violation"),
+        "{dlq}"
+    );
+    assert_eq!(gw.consume("shop", "g", 10).await.len(), 1);
+}
+
+#[test]
+fn sluice_check_refuses_buf_validate_constraints_that_do_not_compile() {
+    let broken = VALIDATED_PROTO.replace(
+        "this.total_cents >= size(this.items)",
+        "this.total_cents >=",
+    );
+    let repo = Repo::new(&[
+        ("shop/v1.proto", broken.as_str()),
+        ("shop/schema.toml", "message = \"shop.Order\"\n"),
+    ]);
+    let output = Command::new(sluice_binary())
+        .arg("check")
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("shop/v1.proto: compile: its buf.validate constraints do not compile:")
+            && printed.contains("this.total_cents >="),
+        "{printed}"
+    );
+}

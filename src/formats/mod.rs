@@ -359,6 +359,19 @@ pub trait CompiledSchema: Compare + Send + Sync + std::fmt::Debug {
     /// Builds again what [`CompiledSchema::set_aside`] dropped, before a station needs it.
     fn prepare(&self) {}
 
+    /// The constraints the schema itself declares beyond its types (Protobuf's `buf.validate`
+    /// annotations) that `payload`, which this version accepted, breaks; each violation's
+    /// `schema_path` names the version's file and the constraint. Empty for formats and versions
+    /// without any.
+    fn constraint_violations(
+        &self,
+        _payload: &Bytes,
+        _encoding: &PayloadEncoding,
+        _limits: &MessageLimits,
+    ) -> Vec<Violation> {
+        Vec::new()
+    }
+
     /// The message as data-contract rules read it (`message` in a rule), from a payload this
     /// version accepted (without a Confluent frame's schema id) sent with `encoding`: by default
     /// its JSON value, for the formats whose messages are JSON.

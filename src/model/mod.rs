@@ -17,4 +17,4 @@ pub use record::{ContentKind, DeadLetter, Position, Provenance, Record};
 pub use secret::{InlineSecret, Secret, SecretSource, HIDDEN};
 pub use station::{BackendRef, Retention};
 pub use tls::TlsFiles;
-pub use violation::Violation;
+pub use violation::{Violation, CONSTRAINT_MARK};

@@ -14,10 +14,18 @@ pub struct Violation {
     pub reason: String,
 }
 
+/// What follows the file in the `schema_path` of a violated Protobuf `buf.validate` constraint:
+/// `schemas/payments/v1.proto#buf.validate:string.min_len`.
+pub const CONSTRAINT_MARK: &str = "#buf.validate:";
+
 impl Violation {
     /// The data-contract rule that failed, for a violation of one: its `schema_path` is the
-    /// rules file and the rule's name, `schemas/orders/v2.rules.toml#positive_total`.
+    /// rules file and the rule's name, `schemas/orders/v2.rules.toml#positive_total`, or the
+    /// `.proto` and the id of the `buf.validate` constraint (`string.min_len`).
     pub fn rule_name(&self) -> Option<&str> {
+        if let Some((_, id)) = self.schema_path.split_once(CONSTRAINT_MARK) {
+            return Some(id);
+        }
         self.schema_path
             .rsplit_once('#')
             .filter(|(file, _)| file.ends_with(".rules.toml"))

@@ -13,17 +13,29 @@ use crate::registry::SchemaVersion;
 pub const WARNINGS_HEADER: &str = "sluice-rule-warnings";
 
 /// The rules of `version` on `body` (the payload without a Confluent frame's schema id), sent
-/// with `encoding`: the `warn` rules
-/// it fails, or a violation for each `dlq` rule it fails. With `station`, each failure is counted
-/// in its metrics.
+/// with `encoding` — the constraints its schema declares (Protobuf's `buf.validate`), then its
+/// rules file: the `warn` rules it fails, or a violation for each constraint and `dlq` rule it
+/// fails. With `station`, each failure is counted in its metrics.
 pub(super) fn judge(
     version: &SchemaVersion,
     (body, encoding): (&Bytes, &PayloadEncoding),
     limits: &MessageLimits,
     station: Option<&str>,
 ) -> Result<Vec<String>, Vec<Violation>> {
+    let mut violations = version
+        .compiled
+        .constraint_violations(body, encoding, limits);
+    if let Some(station) = station {
+        for violation in &violations {
+            let constraint = violation.rule_name().unwrap_or("buf.validate");
+            crate::metrics::rule_failed(station, constraint, "dlq");
+        }
+    }
     let Some(rules) = &version.rules else {
-        return Ok(Vec::new());
+        return match violations.is_empty() {
+            true => Ok(Vec::new()),
+            false => Err(violations),
+        };
     };
     let message = version
         .compiled
@@ -39,7 +51,7 @@ pub(super) fn judge(
         max_cost: limits.rule_cost,
         ..RuleLimits::default()
     };
-    let (mut warnings, mut violations) = (Vec::new(), Vec::new());
+    let mut warnings = Vec::new();
     for failure in rules.set.evaluate(message, &limits) {
         let rule = failure.rule;
         let on_failure = match rule.on_failure {

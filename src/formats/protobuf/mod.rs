@@ -12,6 +12,7 @@
 //! without decoding them; anything it does not accept is decoded here and explained.
 
 mod compat;
+mod constraints;
 mod depth;
 mod pools;
 mod rules_value;
@@ -47,6 +48,8 @@ pub struct ProtobufSchema {
     type_depth: Option<usize>,
     /// The one-pass check binary payloads try first; `None` for types it does not model.
     wire_plan: Option<wire::WirePlan>,
+    /// The type's `buf.validate` constraints; `None` when it has none.
+    constraints: Option<constraints::Constraints>,
 }
 
 /// The repository files a `.proto` text (the file at `file`) imports, by the import path it
@@ -114,6 +117,7 @@ fn compiler_for(name: &str, repo: RepoResolver) -> Result<protox::Compiler, Comp
     let mut resolver = ChainFileResolver::new();
     resolver.add(repo);
     resolver.add(GoogleFileResolver::new());
+    resolver.add(constraints::ValidateProtoResolver);
     let mut compiler = protox::Compiler::with_file_resolver(resolver);
     compiler.include_imports(true);
     compiler
@@ -195,6 +199,7 @@ impl ProtobufSchema {
             }
         };
         Ok(Self {
+            constraints: constraints::Constraints::of(&message, input.file)?,
             wire_plan: wire::WirePlan::new(
                 &shared.plan,
                 &message,
@@ -365,6 +370,21 @@ impl CompiledSchema for ProtobufSchema {
         Ok(super::rules::Message::from_value(
             rules_value::message_value(&message),
         ))
+    }
+
+    fn constraint_violations(
+        &self,
+        payload: &Bytes,
+        encoding: &PayloadEncoding,
+        limits: &MessageLimits,
+    ) -> Vec<Violation> {
+        let Some(constraints) = &self.constraints else {
+            return Vec::new();
+        };
+        match self.decode(payload, encoding, limits) {
+            Ok(message) => constraints.check(&message),
+            Err(violation) => vec![violation],
+        }
     }
 
     fn serialized_descriptor(&self) -> Option<Vec<u8>> {
