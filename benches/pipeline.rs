@@ -41,21 +41,6 @@ const SCHEMA: &str = r#"{
 /// About 200 bytes.
 const MESSAGE: &str = r#"{"order_id":"ord-000123456","customer":"ada@example.com","items":[{"sku":"SKU-RED-42","qty":2},{"sku":"SKU-BLUE-7","qty":1},{"sku":"SKU-GREEN-3","qty":5}],"total":129.95,"note":"leave at the door"}"#;
 
-/// Three typical rules on the order: a bound, a check on every item, a string test.
-const RULES: &str = r#"
-[[rule]]
-name = "positive_total"
-expr = "message.total > 0.0"
-
-[[rule]]
-name = "sane_quantities"
-expr = "message.items.all(i, i.qty <= 100)"
-
-[[rule]]
-name = "company_address"
-expr = "!message.customer.endsWith('@example.org')"
-"#;
-
 fn pipeline(dir: &std::path::Path) -> Pipeline {
     pipeline_with(dir, &[])
 }
@@ -176,7 +161,7 @@ fn rules(c: &mut Criterion) {
     let plain = pipeline(&dir.path().join("plain"));
     let ruled = pipeline_with(
         &dir.path().join("ruled"),
-        &[("orders/v1.rules.toml", RULES)],
+        &[("orders/v1.rules.toml", common::ORDER_RULES)],
     );
     let payload = Bytes::from_static(MESSAGE.as_bytes());
     let dry_run = |pipeline: &Pipeline| {

@@ -10,11 +10,12 @@
 //!
 //! The whole matrix (`scripts/load` does this): `--matrix --sluice target/release/sluice` starts
 //! the gateway as its own process on a temp schema repository (`benches/fixtures/order-schema.json`)
-//! with `fsync = "always"`, a validated station `orders` and a schema-less station `raw`, runs
-//! single and batch produce over HTTP and gRPC against both, and prints a Markdown table where
-//! each validated row is compared with its schema-less twin. Each pair runs as raw, validated,
-//! validated, raw for half the duration each (with its own warm-up), so drift of the machine
-//! during a pair weighs on both rows alike.
+//! with `fsync = "always"`, a validated station `orders`, the same schema with three data-contract
+//! rules on station `ruled`, and a schema-less station `raw`, runs single and batch produce over
+//! HTTP and gRPC against each, and prints a Markdown table where each validated row is compared
+//! with its schema-less twin (and the rules row with the validated one). Each scenario runs as
+//! raw, validated, rules, rules, validated, raw for half the duration each (with its own
+//! warm-up), so drift of the machine weighs on every row alike.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ use sluice::ingress::grpc::proto::{produce_result, ProduceRequest};
 #[path = "../benches/common/mod.rs"]
 mod common;
 
-use common::{ndjson, order, ORDER_SCHEMA};
+use common::{ndjson, order, ORDER_RULES, ORDER_SCHEMA};
 
 /// Distinct orders cycled through by every connection.
 const POOL: usize = 4096;
@@ -430,8 +431,13 @@ impl Gateway {
         let repo = dir.path().join("schemas");
         std::fs::create_dir_all(repo.join("orders")).unwrap();
         std::fs::write(repo.join("orders/v1.json"), ORDER_SCHEMA).unwrap();
+        // The same schema with three typical data-contract rules.
+        std::fs::create_dir_all(repo.join("ruled-orders")).unwrap();
+        std::fs::write(repo.join("ruled-orders/v1.json"), ORDER_SCHEMA).unwrap();
+        std::fs::write(repo.join("ruled-orders/v1.rules.toml"), ORDER_RULES).unwrap();
         let mut stations = String::from(
-            "[[station]]\nname = \"orders\"\nschema = \"orders\"\n\n[[station]]\nname = \"raw\"\n",
+            "[[station]]\nname = \"orders\"\nschema = \"orders\"\n\n[[station]]\nname = \"raw\"\n\n\
+             [[station]]\nname = \"ruled\"\nschema = \"ruled-orders\"\n",
         );
         for n in 0..extra_schemas {
             let name = format!("extra-{n:04}");
@@ -697,10 +703,11 @@ fn matrix(args: &Args, runtime: &tokio::runtime::Runtime) {
     println!("| protocol | messages per request | connections | station | msg/s | vs schema-less | p50 | p99 |");
     println!("|---|---|---|---|---|---|---|---|");
     for &(protocol, batch, connections) in MATRIX {
-        // Each station runs twice for half the time, in the order raw, orders, orders, raw, so
-        // that the machine drifting during the pair weighs on both rows alike.
-        let mut outcomes: Vec<(&str, Option<Outcome>)> = vec![("raw", None), ("orders", None)];
-        for index in [0, 1, 1, 0] {
+        // Each station runs twice for half the time, in the order raw, orders, ruled, ruled,
+        // orders, raw, so that the machine drifting during the row weighs on each station alike.
+        let mut outcomes: Vec<(&str, Option<Outcome>)> =
+            vec![("raw", None), ("orders", None), ("ruled", None)];
+        for index in [0, 1, 2, 2, 1, 0] {
             let station = outcomes[index].0;
             let scenario = Args {
                 url: gateway.http.clone(),
@@ -720,13 +727,17 @@ fn matrix(args: &Args, runtime: &tokio::runtime::Runtime) {
             }
         }
         let raw_rate = outcomes[0].1.as_ref().map_or(f64::NAN, Outcome::per_second);
+        let validated_rate = outcomes[1].1.as_ref().map_or(f64::NAN, Outcome::per_second);
         for (station, outcome) in &outcomes {
             let outcome = outcome.as_ref().expect("each station ran");
             let rate = outcome.per_second();
-            let name = if *station == "raw" {
-                "schema-less"
-            } else {
-                "validated (JSON Schema)"
+            let name = match *station {
+                "raw" => "schema-less".to_owned(),
+                "orders" => "validated (JSON Schema)".to_owned(),
+                _ => format!(
+                    "validated + 3 rules ({:.2} of validated)",
+                    rate / validated_rate
+                ),
             };
             println!(
                 "| {protocol} | {batch} | {connections} | {name} | {:.0} | {:.2} | {:.2} ms | {:.2} ms |{}",

@@ -15,6 +15,22 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The order schema the end-to-end benches (and `examples/load.rs`) validate against.
 pub const ORDER_SCHEMA: &str = include_str!("../fixtures/order-schema.json");
 
+/// Three typical data-contract rules on the order: a string test, a check on every item, a
+/// string test on another field. Every order of [`order`] passes them.
+pub const ORDER_RULES: &str = r#"
+[[rule]]
+name = "known_prefix"
+expr = "message.order_id.startsWith('ord-')"
+
+[[rule]]
+name = "sane_quantities"
+expr = "message.items.all(i, i.qty <= 100)"
+
+[[rule]]
+name = "not_internal"
+expr = "!message.customer.endsWith('@example.org')"
+"#;
+
 /// Order `i`: about 200 bytes of JSON that passes [`ORDER_SCHEMA`].
 pub fn order(i: usize) -> Vec<u8> {
     format!(
