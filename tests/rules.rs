@@ -360,6 +360,46 @@ fn sluice_check_refuses_rules_that_cannot_be_naming_file_and_rule() {
     );
 }
 
+#[test]
+fn sluice_check_refuses_a_rule_reading_a_field_the_schema_cannot_have() {
+    let closed = r#"{"type": "object", "additionalProperties": false,
+        "properties": {"total_cents": {"type": "integer"}, "items": {"type": "array"}}}"#;
+    let reads =
+        |field: &str| format!("[[rule]]\nname = \"typo\"\nexpr = \"message.{field} > 0\"\n");
+    let repo = Repo::new(&[
+        ("closed/v1.json", closed),
+        ("closed/v1.rules.toml", &reads("total_cent")),
+        // An open schema cannot tell: its rule is taken.
+        ("open/v1.json", ORDER),
+        ("open/v1.rules.toml", &reads("anything")),
+        ("shop/v1.proto", ORDER_PROTO),
+        ("shop/schema.toml", "message = \"shop.Order\"\n"),
+        ("shop/v1.rules.toml", &reads("totalCents")),
+        ("clicks/v1.avsc", CLICK_AVRO),
+        ("clicks/v1.rules.toml", &reads("amout")),
+    ]);
+    let output = Command::new(sluice_binary())
+        .arg("check")
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let printed = String::from_utf8_lossy(&output.stdout);
+    for (file, field) in [
+        ("closed/v1.rules.toml", "total_cent"),
+        ("shop/v1.rules.toml", "totalCents"),
+        ("clicks/v1.rules.toml", "amout"),
+    ] {
+        assert!(
+            printed.contains(&format!(
+                "{file}: v1: rule_compile: {file}: rule `typo` reads `message.{field}`, a field the schema does not have"
+            )),
+            "{printed}"
+        );
+    }
+    assert!(!printed.contains("open/v1.rules.toml"), "{printed}");
+}
+
 const ORDER_PROTO: &str = r#"syntax = "proto3";
 package shop;
 import "google/protobuf/timestamp.proto";

@@ -372,6 +372,14 @@ pub trait CompiledSchema: Compare + Send + Sync + std::fmt::Debug {
         Vec::new()
     }
 
+    /// Whether a message of this version can have the field at `path` (field, record or property
+    /// names from the message's root): `Some(false)` when the schema says it cannot (a closed
+    /// object, a Protobuf message, an Avro record without that field), `None` when it cannot
+    /// tell. Rules reading a field that cannot be are refused at compile.
+    fn field_known(&self, _path: &[String]) -> Option<bool> {
+        None
+    }
+
     /// The message as data-contract rules read it (`message` in a rule), from a payload this
     /// version accepted (without a Confluent frame's schema id) sent with `encoding`: by default
     /// its JSON value, for the formats whose messages are JSON.

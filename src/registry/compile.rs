@@ -15,7 +15,7 @@ use super::references;
 use super::{ids, LoadProblem, SchemaVersion, Snapshot, SourceText, VersionRules};
 use crate::formats::rules::{RuleLimits, RuleSet};
 use crate::formats::{
-    CompileInput, FileReference, FormatKind, Prepared, RepoFiles, SchemaSettings,
+    CompileInput, CompiledSchema, FileReference, FormatKind, Prepared, RepoFiles, SchemaSettings,
 };
 
 /// An input that counts as changed in every revision: a version whose inputs cannot all be
@@ -181,7 +181,7 @@ fn compile_one(
         prepared: Some(prepared),
     };
     let compiled = job.format.compile(&input).map_err(|e| problem(e.message))?;
-    let rules = compile_rules(job, files)?;
+    let rules = compile_rules(job, files, &*compiled)?;
     if !job.in_use {
         compiled.set_aside();
     }
@@ -201,7 +201,11 @@ fn compile_one(
 
 /// The version's rules, when it has a rules file; why they cannot be compiled, naming the file
 /// and the rule.
-fn compile_rules(job: &Job<'_>, files: &RepoFiles) -> Result<Option<VersionRules>, LoadProblem> {
+fn compile_rules(
+    job: &Job<'_>,
+    files: &RepoFiles,
+    schema: &dyn CompiledSchema,
+) -> Result<Option<VersionRules>, LoadProblem> {
     let Some(bytes) = files.get(&job.rules_file) else {
         return Ok(None);
     };
@@ -221,6 +225,9 @@ fn compile_rules(job: &Job<'_>, files: &RepoFiles) -> Result<Option<VersionRules
         .ok_or_else(|| problem(format!("{} is not valid UTF-8 text", job.rules_file)))?;
     let set = RuleSet::compile(&job.rules_file, text.as_str(), &RuleLimits::default())
         .map_err(|e| problem(e.message))?;
+    if let Some(unknown) = set.unknown_field(&job.rules_file, |path| schema.field_known(path)) {
+        return Err(problem(unknown.message));
+    }
     Ok(Some(VersionRules {
         file: job.rules_file.clone(),
         text,

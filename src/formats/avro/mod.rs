@@ -147,6 +147,21 @@ impl CompiledSchema for AvroSchema {
         *encoding == PayloadEncoding::Avro && payload.starts_with(&self.single_object_header)
     }
 
+    fn field_known(&self, path: &[String]) -> Option<bool> {
+        let mut schema = self.resolve(self.schema());
+        for name in path {
+            let Schema::Record(record) = schema else {
+                return None;
+            };
+            let field = record.fields.iter().find(|field| &field.name == name);
+            let Some(field) = field else {
+                return Some(false);
+            };
+            schema = self.resolve(&field.schema);
+        }
+        Some(true)
+    }
+
     fn rules_message<'p>(
         &self,
         payload: &'p Bytes,

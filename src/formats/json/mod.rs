@@ -8,6 +8,7 @@
 //! in [`compat`].
 
 mod compat;
+mod fields;
 mod fragments;
 mod instance;
 
@@ -80,12 +81,9 @@ impl JsonSchema {
         })
     }
 
-    /// The validator, built again from the text if it was set aside.
-    fn validator(&self) -> Arc<jsonschema::Validator<Borrowed>> {
-        if let Some(validator) = self.validator.load_full() {
-            return validator;
-        }
-        let text = match &self.own_text {
+    /// The schema's source text.
+    fn text(&self) -> Bytes {
+        match &self.own_text {
             Some(own) => own.clone(),
             None => self
                 .documents
@@ -93,7 +91,15 @@ impl JsonSchema {
                 .get(&self.file)
                 .cloned()
                 .unwrap_or_default(),
-        };
+        }
+    }
+
+    /// The validator, built again from the text if it was set aside.
+    fn validator(&self) -> Arc<jsonschema::Validator<Borrowed>> {
+        if let Some(validator) = self.validator.load_full() {
+            return validator;
+        }
+        let text = self.text();
         let rebuilt = std::str::from_utf8(&text)
             .map_err(|_| CompileError::new("not UTF-8"))
             .and_then(parse_schema)
@@ -133,6 +139,11 @@ impl JsonSchema {
 }
 
 impl CompiledSchema for JsonSchema {
+    fn field_known(&self, path: &[String]) -> Option<bool> {
+        let schema: Value = serde_json::from_slice(&self.text()).ok()?;
+        fields::known(&schema, path)
+    }
+
     fn set_aside(&self) {
         self.validator.store(None);
     }

@@ -372,6 +372,28 @@ impl CompiledSchema for ProtobufSchema {
         ))
     }
 
+    fn field_known(&self, path: &[String]) -> Option<bool> {
+        let mut message = self.message.clone();
+        for (depth, name) in path.iter().enumerate() {
+            let Some(field) = message.get_field_by_name(name) else {
+                return Some(false);
+            };
+            let last = depth + 1 == path.len();
+            match field.kind() {
+                _ if last => return Some(true),
+                prost_reflect::Kind::Message(child)
+                    if !field.is_list()
+                        && !field.is_map()
+                        && !child.full_name().starts_with("google.protobuf.") =>
+                {
+                    message = child
+                }
+                _ => return None,
+            }
+        }
+        Some(true)
+    }
+
     fn constraint_violations(
         &self,
         payload: &Bytes,

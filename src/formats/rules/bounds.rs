@@ -96,17 +96,26 @@ pub fn not_a_bool(expr: &IdedExpr) -> Option<&'static str> {
 /// field a failure is about (`/total/amount` for `!has(message.total) || message.total.amount > 0`).
 /// The first of equally deep ones.
 pub fn message_path(expr: &IdedExpr) -> Option<String> {
-    let mut paths = Vec::new();
-    message_paths(expr, &mut paths);
-    let depth = |path: &String| path.matches('/').count();
-    let deepest = paths.iter().map(depth).max()?;
-    paths.into_iter().find(|path| depth(path) == deepest)
+    let reads = message_reads(expr);
+    let deepest = reads.iter().map(Vec::len).max()?;
+    let path = reads.into_iter().find(|path| path.len() == deepest)?;
+    Some(
+        path.iter()
+            .map(|field| format!("/{}", escape(field)))
+            .collect(),
+    )
 }
 
-/// Every `message.a.b…` path under `expr`, in the order the expression writes them.
-fn message_paths(expr: &IdedExpr, paths: &mut Vec<String>) {
+/// Every `message.a.b…` the expression reads, as its field names, in the order it writes them.
+pub fn message_reads(expr: &IdedExpr) -> Vec<Vec<String>> {
+    let mut reads = Vec::new();
+    collect_reads(expr, &mut reads);
+    reads
+}
+
+fn collect_reads(expr: &IdedExpr, reads: &mut Vec<Vec<String>>) {
     if let Some(path) = select_path(expr) {
-        paths.push(path);
+        reads.push(path);
         return;
     }
     let children: Vec<&IdedExpr> = match &expr.expr {
@@ -117,18 +126,19 @@ fn message_paths(expr: &IdedExpr, paths: &mut Vec<String>) {
         _ => Vec::new(),
     };
     for child in children {
-        message_paths(child, paths);
+        collect_reads(child, reads);
     }
 }
 
-/// `message.a.b` as `/a/b`; `None` for anything else.
-fn select_path(expr: &IdedExpr) -> Option<String> {
+/// `message.a.b` as `["a", "b"]`; `None` for anything else.
+fn select_path(expr: &IdedExpr) -> Option<Vec<String>> {
     match &expr.expr {
         Expr::Select(select) => match &select.operand.expr {
-            Expr::Ident(root) if root == "message" => Some(format!("/{}", escape(&select.field))),
-            _ => {
-                select_path(&select.operand).map(|path| format!("{path}/{}", escape(&select.field)))
-            }
+            Expr::Ident(root) if root == "message" => Some(vec![select.field.clone()]),
+            _ => select_path(&select.operand).map(|mut path| {
+                path.push(select.field.clone());
+                path
+            }),
         },
         _ => None,
     }

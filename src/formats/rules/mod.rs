@@ -38,6 +38,8 @@ pub struct Rule {
     shape: bounds::Shape,
     /// Messages this rule has failed since the version was compiled, in this process.
     failures: AtomicU64,
+    /// Every `message.a.b…` the rule reads, as field names.
+    reads: Vec<Vec<String>>,
 }
 
 /// What a failed rule does to the message.
@@ -134,6 +136,7 @@ impl RuleSet {
                 return Err(refuse(format!("gives {kind}, not a bool")));
             }
             rules.push(Rule {
+                reads: bounds::message_reads(program.expression()),
                 path: bounds::message_path(program.expression()),
                 name: entry.name,
                 expr: entry.expr,
@@ -149,6 +152,25 @@ impl RuleSet {
 
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// The first field a rule reads that `known` (the schema's [`field_known`]) says no message
+    /// has, as a refusal naming the rule and the field.
+    ///
+    /// [`field_known`]: crate::formats::CompiledSchema::field_known
+    pub fn unknown_field(
+        &self,
+        file: &str,
+        known: impl Fn(&[String]) -> Option<bool>,
+    ) -> Option<CompileError> {
+        self.rules.iter().find_map(|rule| {
+            let path = rule.reads.iter().find(|path| known(path) == Some(false))?;
+            Some(CompileError::new(format!(
+                "{file}: rule `{}` reads `message.{}`, a field the schema does not have",
+                rule.name,
+                path.join(".")
+            )))
+        })
     }
 
     /// The rules `message` does not satisfy.
