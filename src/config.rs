@@ -16,7 +16,7 @@ use crate::alerts::AlertsConfig;
 use crate::backends::embedded::config::StorageConfig;
 use crate::backends::kafka::KafkaConfig;
 use crate::backends::nats::NatsConfig;
-use crate::ingress::auth::AuthConfig;
+use crate::ingress::auth::{AuthConfig, TokenConfig, TokensFile};
 use crate::model::HIDDEN;
 use crate::pipeline::Limits;
 use crate::registry::config::RegistryConfig;
@@ -107,7 +107,7 @@ pub enum ConfigError {
 
 /// Sections that `SLUICE_<SECTION>_<KEY>` variables may override.
 const ENV_SECTIONS: &[&str] = &[
-    "server", "registry", "storage", "kafka", "nats", "limits", "alerts",
+    "server", "registry", "storage", "kafka", "nats", "limits", "alerts", "auth",
 ];
 
 impl Config {
@@ -158,6 +158,10 @@ impl Config {
                 }
             })?
         };
+        let mut config = config;
+        if let Some(file) = config.auth.tokens_file.clone() {
+            config.auth.tokens.extend(read_tokens_file(&file)?);
+        }
         config.limits.check().map_err(&invalid)?;
         config.storage.check().map_err(&invalid)?;
         config.server.check().map_err(&invalid)?;
@@ -190,6 +194,19 @@ impl Config {
     }
 }
 
+/// The `[[tokens]]` of `auth.tokens_file`.
+fn read_tokens_file(path: &Path) -> Result<Vec<TokenConfig>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+        path: path.to_owned(),
+        cause,
+    })?;
+    let file: TokensFile = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(file.tokens)
+}
+
 /// `SLUICE_LIMITS_MAX_MESSAGE_BYTES` → (`limits`, `max_message_bytes`); None for other variables.
 fn env_override_target(var: &str) -> Option<(String, String)> {
     let rest = var.strip_prefix("SLUICE_")?.to_ascii_lowercase();
@@ -220,6 +237,41 @@ mod tests {
             true,
             vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
         )
+    }
+
+    #[test]
+    fn a_tokens_file_adds_its_tokens_and_lets_the_gateway_bind_beyond_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens.toml");
+        std::fs::write(
+            &tokens,
+            "[[tokens]]\nid = \"ci\"\nsha256 = \"00ff\"\nproduce = [\"orders\"]\n",
+        )
+        .unwrap();
+        let open = "[server]\nhttp = \"0.0.0.0:8080\"\n";
+        let refused = load_str(open, &[]).unwrap().check_bind_addresses();
+        assert!(matches!(
+            refused,
+            Err(ConfigError::NonLoopbackWithoutAuth { .. })
+        ));
+        let by_env = [("SLUICE_AUTH_TOKENS_FILE", tokens.to_str().unwrap())];
+        let config = load_str(open, &by_env).unwrap();
+        assert_eq!(config.auth.tokens.len(), 1);
+        assert_eq!(config.auth.tokens[0].produce, ["orders"]);
+        config.check_bind_addresses().unwrap();
+
+        let missing = format!(
+            "[auth]\ntokens_file = \"{}/nope.toml\"\n",
+            dir.path().display()
+        );
+        let err = load_str(&missing, &[]).unwrap_err().to_string();
+        assert!(err.contains("nope.toml"), "{err}");
+        std::fs::write(&tokens, "[[tokens]]\nid = \"x\"\n").unwrap();
+        let err = load_str(open, &by_env).unwrap_err().to_string();
+        assert!(
+            err.contains("tokens.toml") && err.contains("sha256"),
+            "{err}"
+        );
     }
 
     #[test]

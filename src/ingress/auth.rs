@@ -16,6 +16,18 @@ use super::errors::ApiError;
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     pub tokens: Vec<TokenConfig>,
+    /// A TOML file of more `[[tokens]]` entries, read at start: token hashes kept apart from the
+    /// config (a Kubernetes Secret beside a ConfigMap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_file: Option<std::path::PathBuf>,
+}
+
+/// The contents of `auth.tokens_file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensFile {
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
 }
 
 /// One `[[auth.tokens]]` entry.
