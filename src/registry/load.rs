@@ -70,6 +70,7 @@ pub fn build(
         History::AlreadyServed => {}
     }
     let stations = bind_stations(station_configs, &schemas, &failed_schemas, &mut problems);
+    let schedules = super::schedules::read(&files, &stations, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -80,6 +81,7 @@ pub fn build(
         schemas,
         stations,
         support,
+        schedules,
     })
 }
 

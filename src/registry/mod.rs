@@ -14,6 +14,7 @@ pub mod ids;
 mod known_hosts;
 pub mod load;
 pub mod references;
+pub mod schedules;
 pub mod scratch;
 pub mod source;
 pub mod stations;
@@ -48,6 +49,8 @@ pub struct Snapshot {
     stations: BTreeMap<String, Arc<Station>>,
     /// Files versions refer to that are no version themselves, as subjects of their own.
     support: BTreeMap<String, Arc<SupportSubject>>,
+    /// The recurring messages of `schedules.toml`.
+    schedules: Vec<Arc<schedules::Schedule>>,
 }
 
 impl Snapshot {
@@ -60,7 +63,13 @@ impl Snapshot {
             schemas: BTreeMap::new(),
             stations: BTreeMap::new(),
             support: BTreeMap::new(),
+            schedules: Vec::new(),
         }
+    }
+
+    /// The recurring messages of `schedules.toml`, in the order it lists them.
+    pub fn schedules(&self) -> &[Arc<schedules::Schedule>] {
+        &self.schedules
     }
 
     /// The version with global id `id`, with its schema.
