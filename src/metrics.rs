@@ -45,6 +45,7 @@ pub const GRPC_REQUESTS: &str = "sluice_grpc_requests_total";
 /// Messages a data-contract rule failed, by station, rule and what the failure did (`dlq`,
 /// `warn`).
 pub const RULE_FAILURES: &str = "sluice_rule_failures_total";
+pub const SCHEDULE_RUNS: &str = "sluice_schedule_runs_total";
 
 /// Histogram buckets, in seconds: 10 µs to 10 s.
 const BUCKETS: &[f64] = &[
@@ -86,6 +87,10 @@ fn describe() {
     describe_counter!(
         RULE_FAILURES,
         "Messages a data-contract rule failed, by station, rule and on_failure (dlq, warn)"
+    );
+    describe_counter!(
+        SCHEDULE_RUNS,
+        "Ticks of schedules.toml's schedules, by schedule and result (ok, failed)"
     );
     describe_counter!(
         DEAD_LETTERS,
@@ -532,6 +537,10 @@ pub fn refresh_dlq_depth(station: &str, depth: u64) {
 pub fn rule_failed(station: &str, rule: &str, on_failure: &'static str) {
     counter!(RULE_FAILURES, "station" => station.to_owned(), "rule" => rule.to_owned(), "on_failure" => on_failure)
         .increment(1);
+}
+
+pub fn schedule_ran(schedule: &str, result: &'static str) {
+    counter!(SCHEDULE_RUNS, "schedule" => schedule.to_owned(), "result" => result).increment(1);
 }
 
 #[cfg(test)]

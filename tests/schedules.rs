@@ -1,13 +1,17 @@
-//! `schedules.toml` is judged with its revision, like everything in the schema repository: a
+//! `schedules.toml`: judged with its revision, like everything in the schema repository (a
 //! schedule with a cadence that cannot be, a station that is not declared, or a message the
-//! station's schema, constraints or rules would refuse makes `sluice check` (and a sync) refuse the
-//! revision, naming the schedule and why.
+//! station's schema, constraints or rules would refuse makes `sluice check` and a sync refuse the
+//! revision, naming the schedule and why), and run by the gateway: each tick once, with its
+//! headers, the missed ones caught up after a restart as `catch_up` says, shown by
+//! `GET /v1/schedules`.
 
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
-use common::{sluice_binary, Repo, ORDER_SCHEMA};
+use common::{sluice_binary, Gateway, Repo, ORDER_SCHEMA};
+use jiff::Timestamp;
 
 /// `sluice check` on `repo`: whether it passed, and what it printed.
 fn check(repo: &Repo) -> (bool, String) {
@@ -132,4 +136,82 @@ fn a_new_schema_version_that_would_refuse_a_scheduled_message_refuses_its_commit
     let (passed, printed) = check(&repo);
     assert!(!passed, "{printed}");
     assert!(printed.contains("rule `real_ids`"), "{printed}");
+}
+
+/// The `sluice-scheduled-for` ticks stored on `station`, in order, read by a fresh group.
+async fn stored_ticks(gw: &Gateway, station: &str, group: &str) -> Vec<Timestamp> {
+    gw.consume(station, group, 1000)
+        .await
+        .iter()
+        .map(|m| {
+            assert_eq!(m["headers"]["sluice-schedule"], "every-second", "{m}");
+            assert_eq!(m["headers"]["team"], "ops", "{m}");
+            assert_eq!(m["value"]["order_id"], "tick", "{m}");
+            m["headers"]["sluice-scheduled-for"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+async fn wait_for_ticks(gw: &Gateway, at_least: usize) {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, body) = gw.get("/v1/schedules").await;
+        let succeeded = body["schedules"][0]["runs"]["succeeded"]
+            .as_u64()
+            .unwrap_or(0);
+        if succeeded as usize >= at_least {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_every_second_schedule_produces_each_tick_once_and_catches_up_the_latest_after_a_restart(
+) {
+    let repo = Repo::new(&[
+        ("orders/v1.json", ORDER_SCHEMA),
+        ("stations.toml", STATIONS),
+        (
+            "schedules.toml",
+            "[[schedule]]\nname = \"every-second\"\nstation = \"jobs\"\nevery = \"1s\"\n\
+             value = { order_id = \"tick\", items = [{ qty = 1 }] }\nheaders = { team = \"ops\" }\n",
+        ),
+    ]);
+    let gw = Gateway::start(&repo, "").await;
+    wait_for_ticks(&gw, 3).await;
+    let (status, listed) = gw.get("/v1/schedules").await;
+    assert_eq!(status, 200);
+    let listed = &listed["schedules"][0];
+    assert_eq!(listed["station"], "jobs");
+    assert_eq!(listed["every"], "1s");
+    assert_eq!(listed["last_result"]["result"], "ok", "{listed}");
+    let last: Timestamp = listed["last_tick"].as_str().unwrap().parse().unwrap();
+    let next: Timestamp = listed["next_tick"].as_str().unwrap().parse().unwrap();
+    assert!(next > last, "{listed}");
+
+    let data = gw.stop().await;
+    // Down for two and a half ticks.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let gw = Gateway::start_with_data(&repo, "", data).await;
+    wait_for_ticks(&gw, 2).await;
+    let ticks = stored_ticks(&gw, "jobs", "check").await;
+    assert!(
+        ticks.windows(2).all(|w| w[0] < w[1]),
+        "no tick twice: {ticks:?}"
+    );
+    // One message a second, but across the downtime: its missed ticks are caught up by one
+    // message, for the latest of them (with every missed tick produced, no gap would show).
+    let gaps: Vec<i64> = ticks
+        .windows(2)
+        .map(|w| (w[1] - w[0]).get_seconds())
+        .collect();
+    let downtime: Vec<&i64> = gaps.iter().filter(|gap| **gap != 1).collect();
+    assert_eq!(downtime.len(), 1, "{ticks:?}");
+    assert!((2..=4).contains(downtime[0]), "{ticks:?}");
 }

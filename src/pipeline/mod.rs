@@ -14,6 +14,7 @@ mod limits;
 mod produce;
 mod reads;
 mod rules;
+pub mod schedules;
 mod sending;
 
 use std::sync::Arc;
@@ -84,6 +85,7 @@ pub struct Pipeline {
     /// `limits` as the formats apply them to each message.
     message_limits: MessageLimits,
     metrics: PipelineMetrics,
+    schedule_runs: schedules::ScheduleRuns,
 }
 
 impl Pipeline {
@@ -94,12 +96,18 @@ impl Pipeline {
             idempotency: Idempotency::new(limits.idempotency_window),
             message_limits: limits.message_limits(),
             metrics: PipelineMetrics::default(),
+            schedule_runs: schedules::ScheduleRuns::default(),
             limits,
         }
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// What each schedule of `schedules.toml` last did in this gateway.
+    pub fn schedule_runs(&self) -> &schedules::ScheduleRuns {
+        &self.schedule_runs
     }
 
     pub fn embedded(&self) -> &EmbeddedStore {

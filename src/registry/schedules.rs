@@ -30,6 +30,10 @@ pub struct Schedule {
     pub name: String,
     pub station: String,
     pub cadence: Cadence,
+    /// The cadence as written: `cron` (with its `timezone`) or `every`.
+    pub cron: Option<String>,
+    pub timezone: Option<String>,
+    pub every: Option<Duration>,
     /// The message each tick produces, in `encoding`.
     pub payload: Bytes,
     pub encoding: PayloadEncoding,
@@ -146,6 +150,12 @@ fn check(
         name: config.name,
         station: config.station,
         cadence,
+        timezone: config
+            .cron
+            .as_ref()
+            .map(|_| config.timezone.clone().unwrap_or_else(|| "UTC".to_owned())),
+        cron: config.cron,
+        every: config.every,
         payload,
         encoding,
         headers: config.headers,

@@ -1,6 +1,6 @@
 //! The gateway's background tasks, started with it and stopped with it: the registry syncer, the
 //! first connection to the stations' remote backends, metrics upkeep and station rates, alerts,
-//! and the embedded store's retention.
+//! the embedded store's retention, and the scheduler of `schedules.toml`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +49,10 @@ impl Background {
                 let retention = retention.clone();
                 async move { retention.enforce_retention().await }
             }),
+            tokio::spawn(super::scheduler::run(
+                pipeline.clone(),
+                config.storage.dir.join("schedules"),
+            )),
         ]))
     }
 

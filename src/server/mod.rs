@@ -3,6 +3,7 @@
 //! HTTP and gRPC APIs until shutdown. `main` and the integration tests both start Sluice through here.
 
 mod background;
+mod scheduler;
 mod shutdown;
 
 use std::future::Future;

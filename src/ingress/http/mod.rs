@@ -8,6 +8,7 @@ mod error;
 mod ops;
 mod read;
 pub mod rights;
+mod schedules;
 mod schemas;
 mod stations;
 mod views;
@@ -124,7 +125,8 @@ pub fn routes(pipeline: Arc<Pipeline>, auth: Arc<Authenticator>) -> Routes {
             "/v1/registry/sync",
             AdminOrSigned,
             schemas::registry_sync,
-        );
+        )
+        .at(M::GET, "/v1/schedules", Admin, schedules::list_schedules);
     super::confluent::routes(routes)
 }
 
@@ -162,6 +164,7 @@ mod tests {
         (Method::POST, "/v1/schemas/{name}/validate", Right::Read),
         (Method::GET, "/v1/registry/status", Right::Read),
         (Method::POST, "/v1/registry/sync", Right::AdminOrSigned),
+        (Method::GET, "/v1/schedules", Right::Admin),
         (Method::GET, "/subjects", Right::Read),
         (Method::POST, "/subjects/{subject}", Right::Read),
         (Method::DELETE, "/subjects/{subject}", Right::Read),

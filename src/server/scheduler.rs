@@ -1,0 +1,127 @@
+//! Produces the messages of `schedules.toml` on their ticks, through the pipeline like any
+//! producer's: judged, counted, dead-lettered on a backend failure. Each message carries
+//! `sluice-schedule` and `sluice-scheduled-for` headers and the idempotency key
+//! `schedule/<name>/<tick>`, so a retry of a tick is one message (and, on JetStream, so is the
+//! same tick fired by another gateway within the stream's duplicate window). The last tick
+//! produced is kept per schedule in `<storage.dir>/schedules/`, so a restart neither repeats a
+//! tick nor forgets the ticks it missed (produced as the schedule's `catch_up` says).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::formats::PayloadEncoding;
+use crate::pipeline::{Incoming, Pipeline};
+use crate::registry::cadence::CatchUp;
+use crate::registry::schedules::Schedule;
+
+/// How often the scheduler looks for ticks due: the lateness a tick may have.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// Runs until aborted with the gateway's background tasks.
+pub async fn run(pipeline: Arc<Pipeline>, dir: PathBuf) {
+    let mut ticks = tokio::time::interval(LOOK_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let snapshot = pipeline.registry().snapshot();
+        for schedule in snapshot.schedules() {
+            run_due(&pipeline, &dir, schedule).await;
+        }
+    }
+}
+
+/// Produces what `schedule` owes now.
+async fn run_due(pipeline: &Pipeline, dir: &Path, schedule: &Schedule) {
+    let now = Timestamp::now();
+    let runs = pipeline.schedule_runs();
+    let last = match runs.get(&schedule.name).last_tick {
+        Some(last) => last,
+        // First seen by this gateway: from what its data dir recorded, else from now on.
+        None => {
+            let last = recorded(dir, &schedule.name).unwrap_or(now);
+            runs.restored(&schedule.name, last);
+            if let Err(why) = record(dir, &schedule.name, last) {
+                tracing::warn!(schedule = %schedule.name, %why, "cannot record the schedule's start");
+            }
+            last
+        }
+    };
+    let due = schedule.cadence.due(Some(last), now, schedule.catch_up);
+    if due.is_empty() && schedule.catch_up == CatchUp::None {
+        // Missed ticks are skipped: start again from the most recent one.
+        if let Some(&skipped) = schedule
+            .cadence
+            .due(Some(last), now, CatchUp::Latest)
+            .last()
+        {
+            runs.restored(&schedule.name, skipped);
+            let _ = record(dir, &schedule.name, skipped);
+        }
+        return;
+    }
+    for tick in due {
+        match pipeline
+            .produce(&schedule.station, message(schedule, tick))
+            .await
+        {
+            Ok(_) => {
+                runs.succeeded(&schedule.name, tick);
+                if let Err(why) = record(dir, &schedule.name, tick) {
+                    tracing::warn!(schedule = %schedule.name, %why, "cannot record the tick produced");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(schedule = %schedule.name, %tick, %error, "a scheduled message was not produced");
+                runs.failed(&schedule.name, error.to_string());
+                return;
+            }
+        }
+    }
+}
+
+/// The message of `schedule` for `tick`.
+fn message(schedule: &Schedule, tick: Timestamp) -> Incoming {
+    let mut headers = vec![
+        ("sluice-schedule".to_owned(), schedule.name.clone()),
+        ("sluice-scheduled-for".to_owned(), tick.to_string()),
+    ];
+    headers.extend(schedule.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Incoming {
+        payload: schedule.payload.clone(),
+        content_type: Some(content_type(&schedule.encoding).to_owned()),
+        headers,
+        idempotency_key: Some(format!("schedule/{}/{tick}", schedule.name)),
+        ..Incoming::default()
+    }
+}
+
+fn content_type(encoding: &PayloadEncoding) -> &str {
+    match encoding {
+        PayloadEncoding::Json => "application/json",
+        PayloadEncoding::Protobuf => "application/x-protobuf",
+        PayloadEncoding::Avro => "avro/binary",
+        PayloadEncoding::GraphQl => "application/graphql",
+        PayloadEncoding::ConfluentFramed => "application/vnd.confluent",
+        PayloadEncoding::Other(content_type) => content_type,
+    }
+}
+
+/// The last tick the data dir recorded for `schedule`.
+fn recorded(dir: &Path, schedule: &str) -> Option<Timestamp> {
+    std::fs::read_to_string(dir.join(schedule))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Records `tick` as `schedule`'s last, replacing the file whole.
+fn record(dir: &Path, schedule: &str, tick: Timestamp) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let partial = dir.join(format!(".{schedule}.partial"));
+    std::fs::write(&partial, tick.to_string())?;
+    std::fs::rename(partial, dir.join(schedule))
+}
