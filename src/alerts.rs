@@ -1,5 +1,6 @@
 //! Webhook notifications (`[alerts]`): a station refusing more than its `alert.rejection_rate` of
-//! the messages produced over its `alert.window`, and a registry commit being refused. The body is
+//! the messages produced over its `alert.window`, a registry commit being refused, and a schedule
+//! failing to produce its tick. The body is
 //! Slack's incoming-webhook JSON, `{"text": "..."}`, which most chat and paging tools also take.
 //!
 //! A checker task samples each station's totals every `check_interval`; notifications are sent on
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::metrics::schedules::ScheduleRuns;
 use crate::metrics::Totals;
 use crate::registry::Registry;
 
@@ -48,7 +50,7 @@ impl Default for AlertsConfig {
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Checks and notifies until the task is aborted. Does nothing without a webhook URL.
-pub async fn run(registry: Arc<Registry>, config: AlertsConfig) {
+pub async fn run(registry: Arc<Registry>, schedules: Arc<ScheduleRuns>, config: AlertsConfig) {
     let Some(url) = config.webhook_url.clone().filter(|u| !u.is_empty()) else {
         return;
     };
@@ -64,7 +66,9 @@ pub async fn run(registry: Arc<Registry>, config: AlertsConfig) {
     let mut ticks = tokio::time::interval(config.check_interval);
     loop {
         ticks.tick().await;
-        for text in checker.check(&registry, Instant::now()) {
+        let mut due = checker.check(&registry, Instant::now());
+        due.extend(checker.check_schedules(&registry, &schedules, Instant::now()));
+        for text in due {
             let (client, url) = (client.clone(), url.clone());
             tokio::spawn(async move { send(&client, &url, &text).await });
         }
@@ -93,6 +97,8 @@ struct Checker {
     samples: HashMap<String, VecDeque<Sample>>,
     last_sent: HashMap<String, Instant>,
     refusals_seen: u64,
+    /// Each schedule's failed runs, as of the last check.
+    schedule_failures_seen: HashMap<String, u64>,
 }
 
 /// The rate-limit key of registry notifications (station names cannot contain spaces).
@@ -105,7 +111,37 @@ impl Checker {
             samples: HashMap::new(),
             last_sent: HashMap::new(),
             refusals_seen,
+            schedule_failures_seen: HashMap::new(),
         }
+    }
+
+    /// The notifications due for schedules that failed to produce a tick since the last check.
+    fn check_schedules(
+        &mut self,
+        registry: &Registry,
+        runs: &ScheduleRuns,
+        now: Instant,
+    ) -> Vec<String> {
+        let mut due = Vec::new();
+        for schedule in registry.snapshot().schedules() {
+            let seen = runs.get(&schedule.name);
+            let before = self
+                .schedule_failures_seen
+                .insert(schedule.name.clone(), seen.failed)
+                .unwrap_or(0);
+            let key = format!("schedule {}", schedule.name);
+            if seen.failed > before
+                && may_send(&mut self.last_sent, self.config.min_interval, &key, now)
+            {
+                due.push(format!(
+                    ":alarm_clock: Sluice schedule `{}` could not produce its message to station `{}`: {}. It is tried again; /v1/schedules shows when it succeeds.",
+                    schedule.name,
+                    schedule.station,
+                    seen.last_error.as_deref().unwrap_or("unknown error"),
+                ));
+            }
+        }
+        due
     }
 
     /// The notifications due now.

@@ -10,6 +10,8 @@
 //! Each station also keeps totals readable in-process (for listings, the dashboard and alerts)
 //! and a reading of them every [`RATE_INTERVAL`], from which its messages per second are computed.
 
+pub mod schedules;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};

@@ -120,3 +120,57 @@ async fn a_rejection_rate_outside_0_to_1_refuses_the_commit() {
     let message = body["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("alert.rejection_rate"), "{body}");
 }
+
+#[tokio::test]
+async fn a_schedule_that_cannot_produce_is_notified_and_shown_failed() {
+    let (url, mut received) = webhook().await;
+    // Nothing listens at the Kafka address: every tick fails.
+    let repo = GitRepo::new(&[
+        ("schemas/orders/v1.json", ORDER_SCHEMA),
+        (
+            "stations.toml",
+            "[[station]]\nname = \"far\"\nschema = \"orders\"\nbackend = { kafka = \"far-topic\" }\n",
+        ),
+        (
+            "schedules.toml",
+            "[[schedule]]\nname = \"every-second\"\nstation = \"far\"\nevery = \"1s\"\n\
+             value = { order_id = \"tick\", items = [{ qty = 1 }] }\n",
+        ),
+    ]);
+    let gw = Gateway::start(
+        &repo,
+        &format!(
+            "[alerts]\nwebhook_url = \"{url}\"\ncheck_interval = \"100ms\"\nmin_interval = \"1h\"\n\n\
+             [kafka]\nbrokers = \"127.0.0.1:9\"\nrequest_timeout = \"1s\"\n"
+        ),
+    )
+    .await;
+    let text = next_text(&mut received).await;
+    assert!(
+        text.contains("schedule `every-second`") && text.contains("station `far`"),
+        "{text}"
+    );
+    let (status, body) = gw.get("/v1/schedules").await;
+    assert_eq!(status, 200);
+    let schedule = &body["schedules"][0];
+    assert_eq!(schedule["last_result"]["result"], "failed", "{body}");
+    assert!(schedule["runs"]["failed"].as_u64().unwrap() >= 1, "{body}");
+    assert_eq!(schedule["runs"]["succeeded"], 0, "{body}");
+    let metrics = gw
+        .client
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("sluice_schedule_runs_total")
+                && l.contains(r#"schedule="every-second""#)
+                && l.contains(r#"result="failed""#)),
+        "{metrics}"
+    );
+}

@@ -14,7 +14,6 @@ mod limits;
 mod produce;
 mod reads;
 mod rules;
-pub mod schedules;
 mod sending;
 
 use std::sync::Arc;
@@ -85,7 +84,7 @@ pub struct Pipeline {
     /// `limits` as the formats apply them to each message.
     message_limits: MessageLimits,
     metrics: PipelineMetrics,
-    schedule_runs: schedules::ScheduleRuns,
+    schedule_runs: Arc<crate::metrics::schedules::ScheduleRuns>,
 }
 
 impl Pipeline {
@@ -96,7 +95,7 @@ impl Pipeline {
             idempotency: Idempotency::new(limits.idempotency_window),
             message_limits: limits.message_limits(),
             metrics: PipelineMetrics::default(),
-            schedule_runs: schedules::ScheduleRuns::default(),
+            schedule_runs: Arc::default(),
             limits,
         }
     }
@@ -106,7 +105,7 @@ impl Pipeline {
     }
 
     /// What each schedule of `schedules.toml` last did in this gateway.
-    pub fn schedule_runs(&self) -> &schedules::ScheduleRuns {
+    pub fn schedule_runs(&self) -> &Arc<crate::metrics::schedules::ScheduleRuns> {
         &self.schedule_runs
     }
 

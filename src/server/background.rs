@@ -43,6 +43,7 @@ impl Background {
             }),
             tokio::spawn(crate::alerts::run(
                 pipeline.registry().clone(),
+                pipeline.schedule_runs().clone(),
                 config.alerts.clone(),
             )),
             every(config.storage.retention_check_interval, move || {

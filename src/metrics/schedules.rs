@@ -1,5 +1,5 @@
-//! What each schedule of `schedules.toml` last did, as the API and the dashboard show it; the
-//! gateway's scheduler records every tick it produces here.
+//! What each schedule of `schedules.toml` last did, as the API, the dashboard and the alerts see
+//! it; the gateway's scheduler records every tick it produces here.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -33,7 +33,7 @@ impl ScheduleRuns {
     }
 
     pub fn succeeded(&self, schedule: &str, tick: Timestamp) {
-        crate::metrics::schedule_ran(schedule, "ok");
+        super::schedule_ran(schedule, "ok");
         self.update(schedule, |runs| {
             runs.last_tick = Some(tick);
             runs.last_error = None;
@@ -42,7 +42,7 @@ impl ScheduleRuns {
     }
 
     pub fn failed(&self, schedule: &str, why: String) {
-        crate::metrics::schedule_ran(schedule, "failed");
+        super::schedule_ran(schedule, "failed");
         self.update(schedule, |runs| {
             runs.last_error = Some(why);
             runs.failed += 1;
