@@ -150,7 +150,18 @@ async fn drive_the_dashboard(name: &str, backend: &str, config: &str, replayed_o
         ("schemas/orders/v1.json", ORDER_SCHEMA),
         (
             "stations.toml",
-            &format!("[[station]]\nname = \"{station}\"\nschema = \"orders\"\n{backend}\n"),
+            &format!(
+                "[[station]]\nname = \"{station}\"\nschema = \"orders\"\n{backend}\n\n\
+                 [[station]]\nname = \"{name}-ticks\"\n"
+            ),
+        ),
+        // Hourly, so that no tick falls in the test: the dashboard shows when the next will.
+        (
+            "schedules.toml",
+            &format!(
+                "[[schedule]]\nname = \"hourly-{name}\"\nstation = \"{name}-ticks\"\n\
+                 cron = \"0 * * * *\"\ntimezone = \"Europe/Berlin\"\nvalue = {{ report = \"sales\" }}\n"
+            ),
         ),
     ]);
     assert!(relaxed_schema() != ORDER_SCHEMA);
@@ -243,6 +254,14 @@ async fn drive_the_dashboard(name: &str, backend: &str, config: &str, replayed_o
             .unwrap()
             .contains(serving.as_str().unwrap()),
         "{seen}"
+    );
+
+    let schedule = seen["schedules"][0].as_str().unwrap_or_default();
+    assert!(
+        schedule.contains(&format!("hourly-{name}"))
+            && schedule.contains("0 * * * * (Europe/Berlin)")
+            && schedule.contains(":00:00Z"),
+        "the schedule with its cadence and next tick: {seen}"
     );
 
     let reasons = seen["reasons"].as_str().unwrap();

@@ -26,6 +26,7 @@ await withPage(base, async (page, seen) => {
   const registry = page.locator("[data-testid=registry-detail]");
   await registry.filter({ hasText: "serving commit" }).waitFor({ timeout: 10000 });
   seen.registry = await registry.innerText();
+  seen.schedules = await page.locator("[data-testid=schedules] tr[data-schedule]").allInnerTexts();
 
   await page.click('nav button[data-tab="dlq"]');
   await page.selectOption("[data-testid=dlq-station]", station);
