@@ -10,6 +10,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
+use common::brokers::Nats;
 use common::{sluice_binary, Gateway, Repo, ORDER_SCHEMA};
 use jiff::Timestamp;
 
@@ -214,4 +215,46 @@ async fn an_every_second_schedule_produces_each_tick_once_and_catches_up_the_lat
     let downtime: Vec<&i64> = gaps.iter().filter(|gap| **gap != 1).collect();
     assert_eq!(downtime.len(), 1, "{ticks:?}");
     assert!((2..=4).contains(downtime[0]), "{ticks:?}");
+}
+
+#[tokio::test]
+async fn two_gateways_on_jetstream_put_each_tick_on_the_station_once_even_across_a_restart() {
+    let nats = Nats::start();
+    let repo = Repo::new(&[
+        ("orders/v1.json", ORDER_SCHEMA),
+        (
+            "stations.toml",
+            "[[station]]\nname = \"jobs\"\nschema = \"orders\"\nbackend = { nats = \"jobs.ticks\" }\n",
+        ),
+        (
+            "schedules.toml",
+            "[[schedule]]\nname = \"every-second\"\nstation = \"jobs\"\nevery = \"1s\"\n\
+             value = { order_id = \"tick\", items = [{ qty = 1 }] }\nheaders = { team = \"ops\" }\n",
+        ),
+    ]);
+    let config = format!("[nats]\nurl = \"{}\"\n", nats.url());
+    let first = Gateway::start(&repo, &config).await;
+    let second = Gateway::start(&repo, &config).await;
+    wait_for_ticks(&first, 3).await;
+    wait_for_ticks(&second, 3).await;
+    // The second gateway goes down for two and a half ticks, then catches up the latest one:
+    // a tick the first already produced.
+    let data = second.stop().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let second = Gateway::start_with_data(&repo, &config, data).await;
+    let restarted_at = Timestamp::now();
+    wait_for_ticks(&second, 2).await;
+    wait_for_ticks(&first, 8).await;
+
+    let ticks = stored_ticks(&first, "jobs", "check").await;
+    assert!(ticks.len() >= 8, "{ticks:?}");
+    assert!(
+        ticks.windows(2).all(|w| w[0] < w[1]),
+        "each tick once: {ticks:?}"
+    );
+    assert!(
+        ticks.windows(2).all(|w| (w[1] - w[0]).get_seconds() == 1),
+        "no tick missed while one gateway ran: {ticks:?}"
+    );
+    assert!(ticks.iter().any(|t| *t > restarted_at), "{ticks:?}");
 }
