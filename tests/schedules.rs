@@ -10,7 +10,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::brokers::Nats;
+use common::brokers::{Kafka, Nats};
 use common::{sluice_binary, Gateway, Repo, ORDER_SCHEMA};
 use jiff::Timestamp;
 
@@ -257,4 +257,67 @@ async fn two_gateways_on_jetstream_put_each_tick_on_the_station_once_even_across
         "no tick missed while one gateway ran: {ticks:?}"
     );
     assert!(ticks.iter().any(|t| *t > restarted_at), "{ticks:?}");
+}
+
+/// Each gateway's count of ticks produced.
+async fn succeeded(gateways: &[&Gateway]) -> Vec<u64> {
+    let mut counts = Vec::new();
+    for gw in gateways {
+        let (_, body) = gw.get("/v1/schedules").await;
+        counts.push(
+            body["schedules"][0]["runs"]["succeeded"]
+                .as_u64()
+                .unwrap_or(0),
+        );
+    }
+    counts
+}
+
+#[tokio::test]
+async fn on_kafka_one_gateway_at_a_time_runs_the_schedules() {
+    let kafka = Kafka::start();
+    let repo = Repo::new(&[
+        ("orders/v1.json", ORDER_SCHEMA),
+        (
+            "stations.toml",
+            "[[station]]\nname = \"jobs\"\nschema = \"orders\"\nbackend = { kafka = \"jobs\" }\n",
+        ),
+        (
+            "schedules.toml",
+            "[[schedule]]\nname = \"every-second\"\nstation = \"jobs\"\nevery = \"1s\"\n\
+             value = { order_id = \"tick\", items = [{ qty = 1 }] }\nheaders = { team = \"ops\" }\n",
+        ),
+    ]);
+    let config = format!(
+        "[kafka]\nbrokers = \"{}\"\nrequest_timeout = \"10s\"\n",
+        kafka.brokers()
+    );
+    let first = Gateway::start(&repo, &config).await;
+    let second = Gateway::start(&repo, &config).await;
+    let started = std::time::Instant::now();
+    let counts = loop {
+        let counts = succeeded(&[&first, &second]).await;
+        if counts.iter().sum::<u64>() >= 4 {
+            break counts;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{counts:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for gw in [&first, &second] {
+        let (_, listed) = gw.get("/v1/schedules").await;
+        assert_eq!(listed["schedules"][0]["runs"]["failed"], 0, "{listed}");
+    }
+    // Both gateways fire every tick; had both produced one, Kafka (which cannot drop a
+    // duplicate) would hold it twice. The role moves between them as they join, so a tick may
+    // be skipped during the handover, but none is produced twice.
+    let mut ticks = Vec::new();
+    let started = std::time::Instant::now();
+    while ticks.len() < counts.iter().sum::<u64>() as usize {
+        ticks.extend(stored_ticks(&first, "jobs", "check").await);
+        assert!(started.elapsed() < Duration::from_secs(60), "{ticks:?}");
+    }
+    ticks.sort();
+    let mut unique = ticks.clone();
+    unique.dedup();
+    assert_eq!(unique, ticks, "each tick once: {counts:?}");
 }

@@ -157,6 +157,15 @@ impl Backends {
         })
     }
 
+    /// Whether this gateway may produce the ticks of a schedule on `backend`: always, but on
+    /// Kafka, which cannot drop a duplicate, only while it holds the scheduling role.
+    pub async fn runs_schedules_on(&self, backend: &BackendRef) -> Result<bool, BackendError> {
+        match backend {
+            BackendRef::Kafka(_) => self.kafka().await?.holds_scheduling_role().await,
+            BackendRef::Embedded | BackendRef::Nats(_) => Ok(true),
+        }
+    }
+
     // The connecting futures are boxed: they run once, and held inline they would make every
     // produce's future (which awaits `route`) several kilobytes larger, to be allocated and moved
     // on each request.

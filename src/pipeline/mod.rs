@@ -104,6 +104,16 @@ impl Pipeline {
         &self.registry
     }
 
+    /// Whether this gateway produces the ticks of schedules on `station` now (on Kafka, only
+    /// while it holds the scheduling role); `false` for a station that is not bound.
+    pub async fn runs_schedules_on(&self, station: &str) -> Result<bool, PipelineError> {
+        let snapshot = self.registry.snapshot();
+        let Some(station) = snapshot.station(station) else {
+            return Ok(false);
+        };
+        Ok(self.backends.runs_schedules_on(&station.backend).await?)
+    }
+
     /// What each schedule of `schedules.toml` last did in this gateway.
     pub fn schedule_runs(&self) -> &Arc<crate::metrics::schedules::ScheduleRuns> {
         &self.schedule_runs

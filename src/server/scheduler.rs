@@ -4,7 +4,9 @@
 //! `schedule/<name>/<tick>`, so a retry of a tick is one message (and, on JetStream, so is the
 //! same tick fired by another gateway within the stream's duplicate window). The last tick
 //! produced is kept per schedule in `<storage.dir>/schedules/`, so a restart neither repeats a
-//! tick nor forgets the ticks it missed (produced as the schedule's `catch_up` says).
+//! tick nor forgets the ticks it missed (produced as the schedule's `catch_up` says). Schedules on
+//! Kafka stations run on the one gateway holding the scheduling role (`backends::kafka`); the
+//! others keep their last tick current, so taking the role over produces no tick twice.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,18 +51,27 @@ async fn run_due(pipeline: &Pipeline, dir: &Path, schedule: &Schedule) {
             last
         }
     };
-    let due = schedule.cadence.due(Some(last), now, schedule.catch_up);
-    if due.is_empty() && schedule.catch_up == CatchUp::None {
-        // Missed ticks are skipped: start again from the most recent one.
-        if let Some(&skipped) = schedule
-            .cadence
-            .due(Some(last), now, CatchUp::Latest)
-            .last()
-        {
+    let skip_to_now = || {
+        let latest = schedule.cadence.due(Some(last), now, CatchUp::Latest);
+        if let Some(&skipped) = latest.last() {
             runs.restored(&schedule.name, skipped);
             let _ = record(dir, &schedule.name, skipped);
         }
-        return;
+    };
+    match pipeline.runs_schedules_on(&schedule.station).await {
+        Ok(true) => {}
+        // Another gateway holds the scheduling role (Kafka): its ticks are not this one's to
+        // produce, now or after taking the role over.
+        Ok(false) => return skip_to_now(),
+        Err(error) => {
+            runs.failed(&schedule.name, error.to_string());
+            return;
+        }
+    }
+    let due = schedule.cadence.due(Some(last), now, schedule.catch_up);
+    if due.is_empty() && schedule.catch_up == CatchUp::None {
+        // Missed ticks are skipped: start again from the most recent one.
+        return skip_to_now();
     }
     for tick in due {
         match pipeline

@@ -427,7 +427,7 @@ impl KafkaBackend {
 /// librdkafka's default 3 s). A member learns of a rebalance by its next heartbeat, and some
 /// coordinators (tansu) count the time a member then waits in its join against its session, so
 /// with heartbeats at half the timeout two members can push each other out of the group in turn.
-fn heartbeat_interval(session_timeout: Duration) -> Duration {
+pub(super) fn heartbeat_interval(session_timeout: Duration) -> Duration {
     (session_timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(3))
 }
 

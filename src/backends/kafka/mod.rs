@@ -26,6 +26,7 @@ mod dead_letters;
 mod groups;
 mod reader;
 mod replays;
+mod role;
 mod watch;
 
 pub use config::KafkaConfig;
@@ -89,6 +90,8 @@ pub struct KafkaBackend {
     /// Names this gateway's replay claims apart from other gateways'.
     instance: String,
     recent_stats: RecentStats,
+    /// This gateway's member of the scheduling role's group, joined on first use.
+    role: tokio::sync::OnceCell<role::Role>,
 }
 
 impl KafkaBackend {
@@ -151,6 +154,7 @@ impl KafkaBackend {
             replays: replays::ReplayMarks::default(),
             instance: instance_name(),
             recent_stats: RecentStats::default(),
+            role: tokio::sync::OnceCell::new(),
         })
     }
 
