@@ -105,12 +105,8 @@ impl Pipeline {
     }
 
     /// Whether this gateway produces the ticks of schedules on `station` now (on Kafka, only
-    /// while it holds the scheduling role); `false` for a station that is not bound.
-    pub async fn runs_schedules_on(&self, station: &str) -> Result<bool, PipelineError> {
-        let snapshot = self.registry.snapshot();
-        let Some(station) = snapshot.station(station) else {
-            return Ok(false);
-        };
+    /// while it holds the scheduling role).
+    pub async fn runs_schedules_on(&self, station: &Station) -> Result<bool, PipelineError> {
         Ok(self.backends.runs_schedules_on(&station.backend).await?)
     }
 

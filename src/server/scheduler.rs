@@ -8,6 +8,7 @@
 //! Kafka stations run on the one gateway holding the scheduling role (`backends::kafka`); the
 //! others keep their last tick current, so taking the role over produces no tick twice.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use crate::formats::PayloadEncoding;
 use crate::pipeline::{Incoming, Pipeline};
 use crate::registry::cadence::CatchUp;
 use crate::registry::schedules::Schedule;
+use crate::registry::Station;
 
 /// How often the scheduler looks for ticks due: the lateness a tick may have.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
@@ -26,17 +28,47 @@ const LOOK_EVERY: Duration = Duration::from_millis(100);
 pub async fn run(pipeline: Arc<Pipeline>, dir: PathBuf) {
     let mut ticks = tokio::time::interval(LOOK_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_ticks = NextTicks::default();
     loop {
         ticks.tick().await;
         let snapshot = pipeline.registry().snapshot();
         for schedule in snapshot.schedules() {
-            run_due(&pipeline, &dir, schedule).await;
+            let Some(station) = snapshot.station(&schedule.station) else {
+                continue;
+            };
+            run_due(&pipeline, &dir, schedule, station, &mut next_ticks).await;
+        }
+    }
+}
+
+/// The next tick of each schedule, found once per last tick rather than at every look (a cron
+/// search walks the wall clock minute by minute). A new revision's schedule is a new `Arc`, so
+/// a changed cadence is searched afresh.
+#[derive(Default)]
+struct NextTicks(HashMap<String, (Arc<Schedule>, Timestamp, Option<Timestamp>)>);
+
+impl NextTicks {
+    fn after(&mut self, schedule: &Arc<Schedule>, last: Timestamp) -> Option<Timestamp> {
+        match self.0.get(&schedule.name) {
+            Some((known, from, next)) if Arc::ptr_eq(known, schedule) && *from == last => *next,
+            _ => {
+                let next = schedule.cadence.next_after(last);
+                self.0
+                    .insert(schedule.name.clone(), (schedule.clone(), last, next));
+                next
+            }
         }
     }
 }
 
 /// Produces what `schedule` owes now.
-async fn run_due(pipeline: &Pipeline, dir: &Path, schedule: &Schedule) {
+async fn run_due(
+    pipeline: &Pipeline,
+    dir: &Path,
+    schedule: &Arc<Schedule>,
+    station: &Station,
+    next_ticks: &mut NextTicks,
+) {
     let now = Timestamp::now();
     let runs = pipeline.schedule_runs();
     let last = match runs.get(&schedule.name).last_tick {
@@ -51,6 +83,12 @@ async fn run_due(pipeline: &Pipeline, dir: &Path, schedule: &Schedule) {
             last
         }
     };
+    if next_ticks
+        .after(schedule, last)
+        .is_none_or(|next| next > now)
+    {
+        return;
+    }
     let skip_to_now = || {
         let latest = schedule.cadence.due(Some(last), now, CatchUp::Latest);
         if let Some(&skipped) = latest.last() {
@@ -58,7 +96,7 @@ async fn run_due(pipeline: &Pipeline, dir: &Path, schedule: &Schedule) {
             let _ = record(dir, &schedule.name, skipped);
         }
     };
-    match pipeline.runs_schedules_on(&schedule.station).await {
+    match pipeline.runs_schedules_on(station).await {
         Ok(true) => {}
         // Another gateway holds the scheduling role (Kafka): its ticks are not this one's to
         // produce, now or after taking the role over.
