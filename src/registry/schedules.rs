@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::cadence::{Cadence, CatchUp};
 use super::{LoadProblem, SchemaVersion, Station};
 use crate::formats::rules::{OnFailure, RuleLimits};
-use crate::formats::{FormatKind, MessageLimits, Normalize, PayloadEncoding, RepoFiles};
+use crate::formats::{MessageLimits, Normalize, PayloadEncoding, RepoFiles};
 
 pub const SCHEDULES_FILE: &str = "schedules.toml";
 
@@ -34,9 +34,9 @@ pub struct Schedule {
     pub cron: Option<String>,
     pub timezone: Option<String>,
     pub every: Option<Duration>,
-    /// The message each tick produces, in `encoding`.
+    /// The message each tick produces, sent as `content_type`.
     pub payload: Bytes,
-    pub encoding: PayloadEncoding,
+    pub content_type: String,
     pub headers: BTreeMap<String, String>,
     pub catch_up: CatchUp,
 }
@@ -142,8 +142,9 @@ fn check(
         (CatchUpName::Latest, None) => CatchUp::Latest,
         (CatchUpName::None, None) => CatchUp::None,
     };
-    let (payload, encoding) = message(&config, station)?;
+    let (payload, content_type) = message(&config, station)?;
     if let Some(version) = station.pick_version(None).ok().flatten() {
+        let encoding = PayloadEncoding::from_content_type(Some(&content_type));
         judge(version, &payload, &encoding)?;
     }
     Ok(Schedule {
@@ -157,7 +158,7 @@ fn check(
         cron: config.cron,
         every: config.every,
         payload,
-        encoding,
+        content_type,
         headers: config.headers,
         catch_up,
     })
@@ -175,28 +176,26 @@ fn cadence(config: &ScheduleConfig) -> Result<Cadence, String> {
     }
 }
 
-/// The message a tick produces: `value` as JSON, or `value_base64` in the station's format's
-/// binary encoding (as sent, for a station without a schema).
-fn message(config: &ScheduleConfig, station: &Station) -> Result<(Bytes, PayloadEncoding), String> {
-    let format = station.schema.as_ref().map(|schema| schema.format);
+/// The message a tick produces and its content type: `value` as JSON, or `value_base64` in the
+/// binary encoding of the station's format (as sent, for a station without a schema).
+fn message(config: &ScheduleConfig, station: &Station) -> Result<(Bytes, String), String> {
     match (&config.value, &config.value_base64) {
         (Some(value), None) => {
             let json = serde_json::to_vec(value)
                 .map_err(|e| format!("has a value that is not JSON: {e}"))?;
-            Ok((Bytes::from(json), PayloadEncoding::Json))
+            Ok((Bytes::from(json), "application/json".to_owned()))
         }
         (None, Some(encoded)) => {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(encoded)
                 .map_err(|e| format!("has a value_base64 that is not base64: {e}"))?;
-            let encoding = match format {
-                Some(FormatKind::Protobuf) => PayloadEncoding::Protobuf,
-                Some(FormatKind::Avro) => PayloadEncoding::Avro,
-                Some(FormatKind::GraphQl) => PayloadEncoding::GraphQl,
-                Some(FormatKind::JsonSchema) => PayloadEncoding::Json,
-                None => PayloadEncoding::Other("application/octet-stream".to_owned()),
-            };
-            Ok((Bytes::from(bytes), encoding))
+            let content_type = station
+                .schema
+                .as_ref()
+                .map_or("application/octet-stream", |schema| {
+                    schema.format.binary_content_type()
+                });
+            Ok((Bytes::from(bytes), content_type.to_owned()))
         }
         _ => Err("needs exactly one of `value` and `value_base64`".to_owned()),
     }

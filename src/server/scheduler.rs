@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::formats::PayloadEncoding;
 use crate::pipeline::{Incoming, Pipeline};
 use crate::registry::cadence::CatchUp;
 use crate::registry::schedules::Schedule;
@@ -140,21 +139,10 @@ fn message(schedule: &Schedule, tick: Timestamp) -> Incoming {
     headers.extend(schedule.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
     Incoming {
         payload: schedule.payload.clone(),
-        content_type: Some(content_type(&schedule.encoding).to_owned()),
+        content_type: Some(schedule.content_type.clone()),
         headers,
         idempotency_key: Some(format!("schedule/{}/{tick}", schedule.name)),
         ..Incoming::default()
-    }
-}
-
-fn content_type(encoding: &PayloadEncoding) -> &str {
-    match encoding {
-        PayloadEncoding::Json => "application/json",
-        PayloadEncoding::Protobuf => "application/x-protobuf",
-        PayloadEncoding::Avro => "avro/binary",
-        PayloadEncoding::GraphQl => "application/graphql",
-        PayloadEncoding::ConfluentFramed => "application/vnd.confluent",
-        PayloadEncoding::Other(content_type) => content_type,
     }
 }
 
