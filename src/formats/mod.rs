@@ -372,11 +372,11 @@ pub trait CompiledSchema: Compare + Send + Sync + std::fmt::Debug {
         Vec::new()
     }
 
-    /// Whether a message of this version can have the field at `path` (field, record or property
-    /// names from the message's root): `Some(false)` when the schema says it cannot (a closed
-    /// object, a Protobuf message, an Avro record without that field), `None` when it cannot
-    /// tell. Rules reading a field that cannot be are refused at compile.
-    fn field_known(&self, _path: &[String]) -> Option<bool> {
+    /// Of `paths` (field, record or property names from the message's root), the index of the
+    /// first that no message of this version can have, as the schema says (a closed object, a
+    /// Protobuf message, an Avro record without that field); `None` when each may be there or
+    /// the schema cannot tell. Rules reading a field that cannot be are refused at compile.
+    fn missing_field(&self, _paths: &[&[String]]) -> Option<usize> {
         None
     }
 

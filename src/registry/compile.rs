@@ -225,7 +225,7 @@ fn compile_rules(
         .ok_or_else(|| problem(format!("{} is not valid UTF-8 text", job.rules_file)))?;
     let set = RuleSet::compile(&job.rules_file, text.as_str(), &RuleLimits::default())
         .map_err(|e| problem(e.message))?;
-    if let Some(unknown) = set.unknown_field(&job.rules_file, |path| schema.field_known(path)) {
+    if let Some(unknown) = set.unknown_field(&job.rules_file, |paths| schema.missing_field(paths)) {
         return Err(problem(unknown.message));
     }
     Ok(Some(VersionRules {

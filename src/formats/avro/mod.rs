@@ -112,6 +112,22 @@ impl AvroSchema {
             other => other,
         }
     }
+
+    /// Whether a message can have the field at `path`; `None` when the schema cannot tell.
+    fn field_known(&self, path: &[String]) -> Option<bool> {
+        let mut schema = self.resolve(self.schema());
+        for name in path {
+            let Schema::Record(record) = schema else {
+                return None;
+            };
+            let field = record.fields.iter().find(|field| &field.name == name);
+            let Some(field) = field else {
+                return Some(false);
+            };
+            schema = self.resolve(&field.schema);
+        }
+        Some(true)
+    }
 }
 
 impl CompiledSchema for AvroSchema {
@@ -147,19 +163,10 @@ impl CompiledSchema for AvroSchema {
         *encoding == PayloadEncoding::Avro && payload.starts_with(&self.single_object_header)
     }
 
-    fn field_known(&self, path: &[String]) -> Option<bool> {
-        let mut schema = self.resolve(self.schema());
-        for name in path {
-            let Schema::Record(record) = schema else {
-                return None;
-            };
-            let field = record.fields.iter().find(|field| &field.name == name);
-            let Some(field) = field else {
-                return Some(false);
-            };
-            schema = self.resolve(&field.schema);
-        }
-        Some(true)
+    fn missing_field(&self, paths: &[&[String]]) -> Option<usize> {
+        paths
+            .iter()
+            .position(|path| self.field_known(path) == Some(false))
     }
 
     fn rules_message<'p>(

@@ -139,9 +139,11 @@ impl JsonSchema {
 }
 
 impl CompiledSchema for JsonSchema {
-    fn field_known(&self, path: &[String]) -> Option<bool> {
+    fn missing_field(&self, paths: &[&[String]]) -> Option<usize> {
         let schema: Value = serde_json::from_slice(&self.text()).ok()?;
-        fields::known(&schema, path)
+        paths
+            .iter()
+            .position(|path| fields::known(&schema, path) == Some(false))
     }
 
     fn set_aside(&self) {

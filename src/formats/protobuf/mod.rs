@@ -330,6 +330,29 @@ impl ProtobufSchema {
             }),
         }
     }
+
+    /// Whether a message can have the field at `path`; `None` when the schema cannot tell.
+    fn field_known(&self, path: &[String]) -> Option<bool> {
+        let mut message = self.message.clone();
+        for (depth, name) in path.iter().enumerate() {
+            let Some(field) = message.get_field_by_name(name) else {
+                return Some(false);
+            };
+            let last = depth + 1 == path.len();
+            match field.kind() {
+                _ if last => return Some(true),
+                prost_reflect::Kind::Message(child)
+                    if !field.is_list()
+                        && !field.is_map()
+                        && !child.full_name().starts_with("google.protobuf.") =>
+                {
+                    message = child
+                }
+                _ => return None,
+            }
+        }
+        Some(true)
+    }
 }
 
 impl CompiledSchema for ProtobufSchema {
@@ -372,26 +395,10 @@ impl CompiledSchema for ProtobufSchema {
         ))
     }
 
-    fn field_known(&self, path: &[String]) -> Option<bool> {
-        let mut message = self.message.clone();
-        for (depth, name) in path.iter().enumerate() {
-            let Some(field) = message.get_field_by_name(name) else {
-                return Some(false);
-            };
-            let last = depth + 1 == path.len();
-            match field.kind() {
-                _ if last => return Some(true),
-                prost_reflect::Kind::Message(child)
-                    if !field.is_list()
-                        && !field.is_map()
-                        && !child.full_name().starts_with("google.protobuf.") =>
-                {
-                    message = child
-                }
-                _ => return None,
-            }
-        }
-        Some(true)
+    fn missing_field(&self, paths: &[&[String]]) -> Option<usize> {
+        paths
+            .iter()
+            .position(|path| self.field_known(path) == Some(false))
     }
 
     fn constraint_violations(

@@ -92,13 +92,12 @@ pub fn not_a_bool(expr: &IdedExpr) -> Option<&'static str> {
     }
 }
 
-/// The `message.a.b…` path the expression reads most deeply, as a JSON pointer (`/a/b`): the
+/// Of the `message.a.b…` paths an expression reads ([`message_reads`]), the deepest, as a JSON pointer (`/a/b`): the
 /// field a failure is about (`/total/amount` for `!has(message.total) || message.total.amount > 0`).
 /// The first of equally deep ones.
-pub fn message_path(expr: &IdedExpr) -> Option<String> {
-    let reads = message_reads(expr);
+pub fn message_path(reads: &[Vec<String>]) -> Option<String> {
     let deepest = reads.iter().map(Vec::len).max()?;
-    let path = reads.into_iter().find(|path| path.len() == deepest)?;
+    let path = reads.iter().find(|path| path.len() == deepest)?;
     Some(
         path.iter()
             .map(|field| format!("/{}", escape(field)))

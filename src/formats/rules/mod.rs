@@ -135,9 +135,10 @@ impl RuleSet {
             if let Some(kind) = bounds::not_a_bool(program.expression()) {
                 return Err(refuse(format!("gives {kind}, not a bool")));
             }
+            let reads = bounds::message_reads(program.expression());
             rules.push(Rule {
-                reads: bounds::message_reads(program.expression()),
-                path: bounds::message_path(program.expression()),
+                path: bounds::message_path(&reads),
+                reads,
                 name: entry.name,
                 expr: entry.expr,
                 doc: entry.doc,
@@ -154,23 +155,27 @@ impl RuleSet {
         &self.rules
     }
 
-    /// The first field a rule reads that `known` (the schema's [`field_known`]) says no message
-    /// has, as a refusal naming the rule and the field.
+    /// The first field a rule reads that `missing` (the schema's [`missing_field`], given every
+    /// field the rules read) says no message has, as a refusal naming the rule and the field.
     ///
-    /// [`field_known`]: crate::formats::CompiledSchema::field_known
+    /// [`missing_field`]: crate::formats::CompiledSchema::missing_field
     pub fn unknown_field(
         &self,
         file: &str,
-        known: impl Fn(&[String]) -> Option<bool>,
+        missing: impl FnOnce(&[&[String]]) -> Option<usize>,
     ) -> Option<CompileError> {
-        self.rules.iter().find_map(|rule| {
-            let path = rule.reads.iter().find(|path| known(path) == Some(false))?;
-            Some(CompileError::new(format!(
-                "{file}: rule `{}` reads `message.{}`, a field the schema does not have",
-                rule.name,
-                path.join(".")
-            )))
-        })
+        let reads: Vec<(&Rule, &[String])> = self
+            .rules
+            .iter()
+            .flat_map(|rule| rule.reads.iter().map(move |path| (rule, path.as_slice())))
+            .collect();
+        let paths: Vec<&[String]> = reads.iter().map(|(_, path)| *path).collect();
+        let (rule, path) = reads[missing(&paths)?];
+        Some(CompileError::new(format!(
+            "{file}: rule `{}` reads `message.{}`, a field the schema does not have",
+            rule.name,
+            path.join(".")
+        )))
     }
 
     /// The rules `message` does not satisfy.
