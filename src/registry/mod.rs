@@ -9,6 +9,7 @@ pub mod cadence;
 pub mod compat;
 mod compile;
 pub mod config;
+pub mod contract;
 pub mod git;
 pub mod ids;
 mod known_hosts;

@@ -14,9 +14,9 @@ use jiff::Timestamp;
 use serde::Deserialize;
 
 use super::cadence::{Cadence, CatchUp};
-use super::{LoadProblem, SchemaVersion, Station};
-use crate::formats::rules::{OnFailure, RuleLimits};
+use super::{contract, LoadProblem, SchemaVersion, Station};
 use crate::formats::{MessageLimits, Normalize, PayloadEncoding, RepoFiles};
+use crate::model::{Violation, CONSTRAINT_MARK};
 
 pub const SCHEDULES_FILE: &str = "schedules.toml";
 
@@ -201,55 +201,37 @@ fn message(config: &ScheduleConfig, station: &Station) -> Result<(Bytes, String)
     }
 }
 
-/// Whether `version` takes the scheduled message: its schema, its constraints, its `dlq` rules.
+/// Whether `version` takes the scheduled message: its schema, then its contract (constraints and
+/// `dlq` rules).
 fn judge(
     version: &SchemaVersion,
     payload: &Bytes,
     encoding: &PayloadEncoding,
 ) -> Result<(), String> {
     let limits = MessageLimits::default();
-    let refused = |reason: String| {
-        format!(
-            "has a message schema version {} refuses: {reason}",
-            version.version
-        )
+    let described = |v: &Violation| match (v.rule_name(), v.schema_path.contains(CONSTRAINT_MARK)) {
+        (Some(rule), false) => format!("rule `{rule}`: {}", v.reason),
+        _ if v.path.is_empty() => v.reason.clone(),
+        _ => format!("{}: {}", v.path, v.reason),
     };
-    let described = |v: &crate::model::Violation| match v.path.is_empty() {
-        true => v.reason.clone(),
-        false => format!("{}: {}", v.path, v.reason),
+    let refused = |violations: &[Violation]| {
+        let reasons: Vec<String> = violations.iter().map(described).collect();
+        format!(
+            "has a message schema version {} refuses: {}",
+            version.version,
+            reasons.join("; ")
+        )
     };
     if let Err(violations) =
         version
             .compiled
             .validate(payload, encoding, Normalize::AsSent, &limits)
     {
-        return Err(refused(
-            violations
-                .iter()
-                .map(described)
-                .collect::<Vec<_>>()
-                .join("; "),
-        ));
+        return Err(refused(&violations));
     }
-    let constraints = version
-        .compiled
-        .constraint_violations(payload, encoding, &limits);
-    if let Some(violation) = constraints.first() {
-        return Err(refused(described(violation)));
-    }
-    let Some(rules) = &version.rules else {
-        return Ok(());
-    };
-    let message = version
-        .compiled
-        .rules_message(payload, encoding, &limits)
-        .map_err(refused)?;
-    let failed = rules.set.evaluate(message, &RuleLimits::default());
-    match failed.iter().find(|f| f.rule.on_failure == OnFailure::Dlq) {
-        Some(failure) => Err(refused(format!(
-            "rule `{}`: {}",
-            failure.rule.name, failure.reason
-        ))),
+    let judged = contract::judge(version, payload, encoding, &limits);
+    match judged.violations.first() {
+        Some(first) => Err(refused(std::slice::from_ref(first))),
         None => Ok(()),
     }
 }
