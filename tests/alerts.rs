@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::routing::post;
 use axum::{Json, Router};
-use common::{valid_order, Gateway, GitRepo, ORDER_SCHEMA};
+use common::{every_second_schedule, valid_order, Gateway, GitRepo, ORDER_SCHEMA};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -131,11 +131,7 @@ async fn a_schedule_that_cannot_produce_is_notified_and_shown_failed() {
             "stations.toml",
             "[[station]]\nname = \"far\"\nschema = \"orders\"\nbackend = { kafka = \"far-topic\" }\n",
         ),
-        (
-            "schedules.toml",
-            "[[schedule]]\nname = \"every-second\"\nstation = \"far\"\nevery = \"1s\"\n\
-             value = { order_id = \"tick\", items = [{ qty = 1 }] }\n",
-        ),
+        ("schedules.toml", &every_second_schedule("far")),
     ]);
     let gw = Gateway::start(
         &repo,
@@ -156,15 +152,7 @@ async fn a_schedule_that_cannot_produce_is_notified_and_shown_failed() {
     assert_eq!(schedule["last_result"]["result"], "failed", "{body}");
     assert!(schedule["runs"]["failed"].as_u64().unwrap() >= 1, "{body}");
     assert_eq!(schedule["runs"]["succeeded"], 0, "{body}");
-    let metrics = gw
-        .client
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics
             .lines()

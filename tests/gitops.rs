@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{sluice_binary, valid_order, Gateway, GitRepo, Process};
+use common::{sluice_check, valid_order, Gateway, GitRepo, Process};
 use serde_json::{json, Value};
 
 /// v1 of `orders`, with a closed content model so optional properties can be added compatibly.
@@ -285,17 +284,10 @@ fn four_format_repo() -> GitRepo {
 }
 
 fn check(dir: &std::path::Path, base: Option<&str>) -> (bool, String) {
-    let mut command = Command::new(sluice_binary());
-    command.arg("check").arg(dir);
-    if let Some(base) = base {
-        command.args(["--base", base]);
+    match base {
+        Some(base) => sluice_check(dir, &["--base", base]),
+        None => sluice_check(dir, &[]),
     }
-    let output = command.output().unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr),
-    )
 }
 
 #[test]

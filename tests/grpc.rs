@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{eventually, orders_repo, valid_order, Gateway};
+use common::{eventually, order_request, orders_repo, valid_order, Gateway};
 use serde_json::json;
 use sluice::ingress::grpc::proto::gateway_client::GatewayClient;
 use sluice::ingress::grpc::proto::produce_result::Outcome;
@@ -22,15 +22,6 @@ async fn client(gw: &Gateway) -> GatewayClient<Channel> {
     GatewayClient::connect(gw.grpc.clone())
         .await
         .expect("the gRPC API accepts connections")
-}
-
-fn order_request(station: &str, order: &serde_json::Value) -> ProduceRequest {
-    ProduceRequest {
-        station: station.to_owned(),
-        payload: Bytes::from(serde_json::to_vec(order).unwrap()),
-        content_type: "application/json".to_owned(),
-        ..ProduceRequest::default()
-    }
 }
 
 fn invalid_order(id: &str) -> serde_json::Value {

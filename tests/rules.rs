@@ -4,14 +4,10 @@
 
 mod common;
 
-use std::process::Command;
-
-use bytes::Bytes;
-use common::{sluice_binary, Gateway, Repo};
+use common::{order_request, sluice_check, Gateway, Repo};
 use serde_json::{json, Value};
 use sluice::ingress::grpc::proto::gateway_client::GatewayClient;
 use sluice::ingress::grpc::proto::produce_result::Outcome;
-use sluice::ingress::grpc::proto::ProduceRequest;
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -156,15 +152,7 @@ async fn a_warn_rule_stores_the_message_names_the_rule_in_a_header_and_counts_it
         "email_has_a_domain"
     );
 
-    let metrics = gw
-        .client
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     let line = metrics
         .lines()
         .find(|l| l.starts_with("sluice_rule_failures_total") && l.contains("email_has_a_domain"))
@@ -175,22 +163,13 @@ async fn a_warn_rule_stores_the_message_names_the_rule_in_a_header_and_counts_it
     );
 }
 
-fn grpc_order(order: &Value) -> ProduceRequest {
-    ProduceRequest {
-        station: "orders".to_owned(),
-        payload: Bytes::from(serde_json::to_vec(order).unwrap()),
-        content_type: "application/json".to_owned(),
-        ..ProduceRequest::default()
-    }
-}
-
 #[tokio::test]
 async fn grpc_answers_a_broken_rule_with_a_field_violation_per_rule_unary_and_streamed() {
     let gw = Gateway::start(repo(), "").await;
     let mut grpc = GatewayClient::connect(gw.grpc.clone()).await.unwrap();
 
     let status = grpc
-        .produce(grpc_order(&order("G1", -5, 0)))
+        .produce(order_request("orders", &order("G1", -5, 0)))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -225,8 +204,8 @@ async fn grpc_answers_a_broken_rule_with_a_field_violation_per_rule_unary_and_st
     assert_eq!(letter["value"]["order_id"], "G1");
 
     let requests = vec![
-        grpc_order(&order("G2", 10, 1)),
-        grpc_order(&order("G3", 0, 1)),
+        order_request("orders", &order("G2", 10, 1)),
+        order_request("orders", &order("G3", 0, 1)),
     ];
     let mut results = grpc
         .produce_stream(tokio_stream::iter(requests))
@@ -342,13 +321,8 @@ fn sluice_check_refuses_rules_that_cannot_be_naming_file_and_rule() {
             "[[rule]]\nname = \"total\"\nexpr = \"message.total_cents + 1\"\n",
         ),
     ]);
-    let output = Command::new(sluice_binary())
-        .arg("check")
-        .arg(repo.path())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let printed = String::from_utf8_lossy(&output.stdout);
+    let (passed, printed) = sluice_check(repo.path(), &[]);
+    assert!(!passed);
     assert!(
         printed.contains("orders/v1.rules.toml: v1: rule_compile:")
             && printed.contains("rule `broken` does not compile"),
@@ -378,13 +352,8 @@ fn sluice_check_refuses_a_rule_reading_a_field_the_schema_cannot_have() {
         ("clicks/v1.avsc", CLICK_AVRO),
         ("clicks/v1.rules.toml", &reads("amout")),
     ]);
-    let output = Command::new(sluice_binary())
-        .arg("check")
-        .arg(repo.path())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let printed = String::from_utf8_lossy(&output.stdout);
+    let (passed, printed) = sluice_check(repo.path(), &[]);
+    assert!(!passed);
     for (file, field) in [
         ("closed/v1.rules.toml", "total_cent"),
         ("shop/v1.rules.toml", "totalCents"),
@@ -717,13 +686,8 @@ fn sluice_check_refuses_buf_validate_constraints_that_do_not_compile() {
         ("shop/v1.proto", broken.as_str()),
         ("shop/schema.toml", "message = \"shop.Order\"\n"),
     ]);
-    let output = Command::new(sluice_binary())
-        .arg("check")
-        .arg(repo.path())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let printed = String::from_utf8_lossy(&output.stdout);
+    let (passed, printed) = sluice_check(repo.path(), &[]);
+    assert!(!passed);
     assert!(
         printed.contains("shop/v1.proto: compile: its buf.validate constraints do not compile:")
             && printed.contains("this.total_cents >="),

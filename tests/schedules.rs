@@ -7,23 +7,15 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::brokers::{Kafka, Nats};
-use common::{sluice_binary, Gateway, Repo, ORDER_SCHEMA};
+use common::{every_second_schedule, sluice_check, Gateway, Repo, ORDER_SCHEMA};
 use jiff::Timestamp;
 
 /// `sluice check` on `repo`: whether it passed, and what it printed.
 fn check(repo: &Repo) -> (bool, String) {
-    let output = Command::new(sluice_binary())
-        .arg("check")
-        .arg(repo.path())
-        .output()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), printed)
+    sluice_check(repo.path(), &[])
 }
 
 const STATIONS: &str =
@@ -178,11 +170,7 @@ async fn an_every_second_schedule_produces_each_tick_once_and_catches_up_the_lat
     let repo = Repo::new(&[
         ("orders/v1.json", ORDER_SCHEMA),
         ("stations.toml", STATIONS),
-        (
-            "schedules.toml",
-            "[[schedule]]\nname = \"every-second\"\nstation = \"jobs\"\nevery = \"1s\"\n\
-             value = { order_id = \"tick\", items = [{ qty = 1 }] }\nheaders = { team = \"ops\" }\n",
-        ),
+        ("schedules.toml", &every_second_schedule("jobs")),
     ]);
     let gw = Gateway::start(&repo, "").await;
     wait_for_ticks(&gw, 3).await;
@@ -226,11 +214,7 @@ async fn two_gateways_on_jetstream_put_each_tick_on_the_station_once_even_across
             "stations.toml",
             "[[station]]\nname = \"jobs\"\nschema = \"orders\"\nbackend = { nats = \"jobs.ticks\" }\n",
         ),
-        (
-            "schedules.toml",
-            "[[schedule]]\nname = \"every-second\"\nstation = \"jobs\"\nevery = \"1s\"\n\
-             value = { order_id = \"tick\", items = [{ qty = 1 }] }\nheaders = { team = \"ops\" }\n",
-        ),
+        ("schedules.toml", &every_second_schedule("jobs")),
     ]);
     let config = format!("[nats]\nurl = \"{}\"\n", nats.url());
     let first = Gateway::start(&repo, &config).await;
@@ -282,11 +266,7 @@ async fn on_kafka_one_gateway_at_a_time_runs_the_schedules() {
             "stations.toml",
             "[[station]]\nname = \"jobs\"\nschema = \"orders\"\nbackend = { kafka = \"jobs\" }\n",
         ),
-        (
-            "schedules.toml",
-            "[[schedule]]\nname = \"every-second\"\nstation = \"jobs\"\nevery = \"1s\"\n\
-             value = { order_id = \"tick\", items = [{ qty = 1 }] }\nheaders = { team = \"ops\" }\n",
-        ),
+        ("schedules.toml", &every_second_schedule("jobs")),
     ]);
     let config = format!(
         "[kafka]\nbrokers = \"{}\"\nrequest_timeout = \"10s\"\n",

@@ -319,6 +319,12 @@ impl Gateway {
         answer(self.client.get(self.url(path)).send().await.unwrap()).await
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let answer = self.client.get(self.url("/metrics")).send().await.unwrap();
+        answer.text().await.unwrap()
+    }
+
     /// Produces one JSON message to `station`.
     pub async fn produce(&self, station: &str, message: &Value) -> (u16, Value) {
         self.post_json(&format!("/v1/stations/{station}/messages"), message)
@@ -709,6 +715,38 @@ impl Drop for Process {
 
 pub fn sluice_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
+}
+
+/// `sluice check DIR ARGS…`: whether it passed, and what it printed (stdout, then stderr).
+pub fn sluice_check(dir: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new(sluice_binary())
+        .arg("check")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), printed)
+}
+
+/// A gRPC `Produce` request of `order` as JSON to `station`.
+pub fn order_request(station: &str, order: &Value) -> sluice::ingress::grpc::proto::ProduceRequest {
+    sluice::ingress::grpc::proto::ProduceRequest {
+        station: station.to_owned(),
+        payload: bytes::Bytes::from(serde_json::to_vec(order).unwrap()),
+        content_type: "application/json".to_owned(),
+        ..Default::default()
+    }
+}
+
+/// `schedules.toml` with one schedule, `every-second`, producing an order to `station` each
+/// second with header `team = "ops"`.
+pub fn every_second_schedule(station: &str) -> String {
+    format!(
+        "[[schedule]]\nname = \"every-second\"\nstation = \"{station}\"\nevery = \"1s\"\n\
+         value = {{ order_id = \"tick\", items = [{{ qty = 1 }}] }}\nheaders = {{ team = \"ops\" }}\n"
+    )
 }
 
 use brokers::free_port;

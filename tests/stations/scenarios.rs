@@ -488,15 +488,7 @@ pub async fn listings_and_metrics_count_messages_and_dead_letters(backend: Backe
         .unwrap()
         .clone();
     assert_eq!(listed["dead_letters"]["messages"], 2, "{listed}");
-    let metrics = gw
-        .client
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     let depth = format!("sluice_dlq_depth{{station=\"{station}\"}} 2");
     assert!(metrics.contains(&depth), "{metrics}");
 }
