@@ -78,6 +78,24 @@ impl From<Delivery> for MessageView {
     }
 }
 
+/// A violation as shown: with the data-contract rule or constraint it is about, when it is one.
+#[derive(Debug, Serialize)]
+pub struct ViolationView {
+    #[serde(flatten)]
+    pub violation: Violation,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+}
+
+impl From<Violation> for ViolationView {
+    fn from(violation: Violation) -> Self {
+        Self {
+            rule: violation.rule_name().map(str::to_owned),
+            violation,
+        }
+    }
+}
+
 /// A dead letter, as browsed.
 #[derive(Debug, Serialize)]
 pub struct DeadLetterView {
@@ -86,7 +104,7 @@ pub struct DeadLetterView {
     pub error: String,
     pub schema: Option<String>,
     pub schema_version: Option<u32>,
-    pub violations: Vec<Violation>,
+    pub violations: Vec<ViolationView>,
     pub received_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -132,7 +150,7 @@ impl From<StoredDeadLetter> for DeadLetterView {
             error: dead.error,
             schema: dead.schema,
             schema_version: dead.schema_version,
-            violations: dead.violations,
+            violations: dead.violations.into_iter().map(ViolationView::from).collect(),
             received_at: rfc3339_ms(record.received_at_ms),
             key,
             headers: record.headers.into_iter().collect(),
