@@ -1,6 +1,6 @@
 // Debian's headless Chromium with nothing fetched from elsewhere, for the dashboard drivers: runs
 // `drive(page, seen)` on a fresh page, then prints one JSON line of what it saw (and the URLs it
-// requested outside `base`), or exits non-zero with the reason.
+// requested outside `base`), or exits non-zero with the reason. And the steps drivers share.
 import { chromium } from "playwright-core";
 
 export async function withPage(base, drive) {
@@ -26,4 +26,18 @@ export async function withPage(base, drive) {
   } finally {
     await browser.close();
   }
+}
+
+// Opens the first dead letter of `station` on the Dead letters tab; notes its reasons and the
+// highlighted lines of its payload.
+export async function openFirstDeadLetter(page, station, seen) {
+  await page.click('nav button[data-tab="dlq"]');
+  await page.selectOption("[data-testid=dlq-station]", station);
+  const letter = page.locator("[data-testid=dead-letters] tr[data-dead-letter]").first();
+  await letter.waitFor({ timeout: 10000 });
+  await letter.click();
+  const reasons = page.locator("[data-testid=dlq-reasons]");
+  await reasons.waitFor({ timeout: 10000 });
+  seen.reasons = await reasons.innerText();
+  seen.highlighted = await page.locator("[data-testid=dlq-payload] .hl").allInnerTexts();
 }

@@ -2,7 +2,7 @@
 // counts, a schema shows its versions and a diff, the registry its commit, a dead letter opens with its reason and the failing path highlighted, Replay forwards it.
 // Usage: node drive.mjs BASE_URL STATION SCHEMA SCREENSHOT_DIR
 // Prints one JSON line of what it saw; exits non-zero (with the reason) when something is missing.
-import { withPage } from "./browser.mjs";
+import { openFirstDeadLetter, withPage } from "./browser.mjs";
 
 const [base, station, schema, shots] = process.argv.slice(2);
 await withPage(base, async (page, seen) => {
@@ -28,15 +28,7 @@ await withPage(base, async (page, seen) => {
   seen.registry = await registry.innerText();
   seen.schedules = await page.locator("[data-testid=schedules] tr[data-schedule]").allInnerTexts();
 
-  await page.click('nav button[data-tab="dlq"]');
-  await page.selectOption("[data-testid=dlq-station]", station);
-  const letter = page.locator("[data-testid=dead-letters] tr[data-dead-letter]").first();
-  await letter.waitFor({ timeout: 10000 });
-  await letter.click();
-  const reasons = page.locator("[data-testid=dlq-reasons]");
-  await reasons.waitFor({ timeout: 10000 });
-  seen.reasons = await reasons.innerText();
-  seen.highlighted = await page.locator("[data-testid=dlq-payload] .hl").allInnerTexts();
+  await openFirstDeadLetter(page, station, seen);
   await page.screenshot({ path: `${shots}/dead-letter.png`, fullPage: true });
 
   await page.click("[data-testid=replay]");

@@ -2,7 +2,7 @@
 // failure counts, and a dead letter refused by a rule naming the rule with its field highlighted.
 // Usage: node rules.mjs BASE_URL STATION SCHEMA VERSION SCREENSHOT_DIR
 // Prints one JSON line of what it saw; exits non-zero (with the reason) when something is missing.
-import { withPage } from "./browser.mjs";
+import { openFirstDeadLetter, withPage } from "./browser.mjs";
 
 const [base, station, schema, version, shots] = process.argv.slice(2);
 await withPage(base, async (page, seen) => {
@@ -14,14 +14,6 @@ await withPage(base, async (page, seen) => {
     rows.map((row) => [...row.querySelectorAll("td")].map((td) => td.innerText.trim())));
   await page.screenshot({ path: `${shots}/rules.png`, fullPage: true });
 
-  await page.click('nav button[data-tab="dlq"]');
-  await page.selectOption("[data-testid=dlq-station]", station);
-  const letter = page.locator("[data-testid=dead-letters] tr[data-dead-letter]").first();
-  await letter.waitFor({ timeout: 10000 });
-  await letter.click();
-  const reasons = page.locator("[data-testid=dlq-reasons]");
-  await reasons.waitFor({ timeout: 10000 });
-  seen.reasons = await reasons.innerText();
-  seen.highlighted = await page.locator("[data-testid=dlq-payload] .hl").allInnerTexts();
+  await openFirstDeadLetter(page, station, seen);
   await page.screenshot({ path: `${shots}/rule-dead-letter.png`, fullPage: true });
 });
