@@ -16,7 +16,9 @@ use std::sync::{Arc, OnceLock};
 use serde::Deserialize;
 
 use super::CompileError;
-pub use value::{from_json, Message};
+#[cfg(test)]
+use value::from_json;
+pub use value::Message;
 
 /// A version's rules, in the order the file writes them.
 #[derive(Debug)]

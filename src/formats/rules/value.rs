@@ -1,23 +1,24 @@
 //! Decoded messages as CEL values.
 
-use std::collections::HashMap;
-use std::fmt;
-use std::sync::Arc;
-
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::collections::HashMap;
+use std::fmt;
 
 use cel::common::types::{
     CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
 };
 use cel::common::value::Val;
-use cel::objects::{Key, Map};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// A JSON value as CEL sees it: integers that fit `int` as `int`, larger ones as `uint`, other
-/// numbers as `double`, objects as maps keyed by their member names.
-pub fn from_json(value: &serde_json::Value) -> cel::Value {
+/// numbers as `double`, objects as maps keyed by their member names. The reference that
+/// [`Message::parse_json`] is tested against.
+#[cfg(test)]
+pub(super) fn from_json(value: &serde_json::Value) -> cel::Value {
+    use cel::objects::{Key, Map};
     use serde_json::Value as Json;
+    use std::sync::Arc;
     match value {
         Json::Null => cel::Value::Null,
         Json::Bool(b) => cel::Value::Bool(*b),

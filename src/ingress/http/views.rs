@@ -150,7 +150,11 @@ impl From<StoredDeadLetter> for DeadLetterView {
             error: dead.error,
             schema: dead.schema,
             schema_version: dead.schema_version,
-            violations: dead.violations.into_iter().map(ViolationView::from).collect(),
+            violations: dead
+                .violations
+                .into_iter()
+                .map(ViolationView::from)
+                .collect(),
             received_at: rfc3339_ms(record.received_at_ms),
             key,
             headers: record.headers.into_iter().collect(),
