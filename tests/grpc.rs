@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{eventually, order_request, orders_repo, valid_order, Gateway};
+use common::{eventually, order_request, orders_repo, produce_stream, valid_order, Gateway};
 use serde_json::json;
 use sluice::ingress::grpc::proto::gateway_client::GatewayClient;
 use sluice::ingress::grpc::proto::produce_result::Outcome;
@@ -197,22 +197,13 @@ async fn a_stream_of_1000_with_every_tenth_invalid_answers_1000_ordered_results(
 async fn a_refused_message_in_a_stream_does_not_end_it() {
     let repo = orders_repo("");
     let gw = Gateway::start(&repo, "").await;
-    let mut grpc = client(&gw).await;
     let requests = vec![
         order_request("orders", &valid_order("m-1")),
         order_request("nowhere", &valid_order("m-2")),
         order_request("raw", &json!({"anything": true})),
         order_request("orders", &valid_order("m-3")),
     ];
-    let mut results = grpc
-        .produce_stream(tokio_stream::iter(requests))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut outcomes = Vec::new();
-    while let Some(result) = results.message().await.unwrap() {
-        outcomes.push(result.outcome.unwrap());
-    }
+    let outcomes = produce_stream(&gw, requests).await;
     assert_eq!(outcomes.len(), 4);
     assert!(matches!(outcomes[0], Outcome::Accepted(_)));
     match &outcomes[1] {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{project_file, sluice_binary};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use sluice::ingress::auth::token_hash;
 
 const TOKEN: &str = "image-test-token";
 
@@ -126,10 +126,7 @@ async fn the_image_serves_refuses_stops_cleanly_and_keeps_its_data_across_a_rest
     println!("{}", ok(built, "scripts/image"));
 
     // Listening beyond loopback needs tokens: the example config with one.
-    let hash: String = Sha256::digest(TOKEN.as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
+    let hash = token_hash(TOKEN);
     let example = std::fs::read_to_string(project_file("config/sluice.toml")).unwrap();
     let config = dir.path().join("sluice.toml");
     std::fs::write(

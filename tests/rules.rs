@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{order_request, sluice_check, Gateway, Repo};
+use common::{order_request, produce_stream, sluice_check, Gateway, Repo};
 use serde_json::{json, Value};
 use sluice::ingress::grpc::proto::gateway_client::GatewayClient;
 use sluice::ingress::grpc::proto::produce_result::Outcome;
@@ -207,15 +207,7 @@ async fn grpc_answers_a_broken_rule_with_a_field_violation_per_rule_unary_and_st
         order_request("orders", &order("G2", 10, 1)),
         order_request("orders", &order("G3", 0, 1)),
     ];
-    let mut results = grpc
-        .produce_stream(tokio_stream::iter(requests))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut outcomes = Vec::new();
-    while let Some(result) = results.message().await.unwrap() {
-        outcomes.push(result.outcome.unwrap());
-    }
+    let outcomes = produce_stream(&gw, requests).await;
     assert!(matches!(outcomes[0], Outcome::Accepted(_)), "{outcomes:?}");
     let Outcome::Rejected(rejected) = &outcomes[1] else {
         panic!("{outcomes:?}")

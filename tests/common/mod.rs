@@ -740,6 +740,25 @@ pub fn order_request(station: &str, order: &Value) -> sluice::ingress::grpc::pro
     }
 }
 
+/// The outcome of each of `requests`, in order, sent on one gRPC `ProduceStream` to `gw`.
+pub async fn produce_stream(
+    gw: &Gateway,
+    requests: Vec<sluice::ingress::grpc::proto::ProduceRequest>,
+) -> Vec<sluice::ingress::grpc::proto::produce_result::Outcome> {
+    use sluice::ingress::grpc::proto::gateway_client::GatewayClient;
+    let mut grpc = GatewayClient::connect(gw.grpc.clone()).await.unwrap();
+    let mut results = grpc
+        .produce_stream(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut outcomes = Vec::new();
+    while let Some(result) = results.message().await.unwrap() {
+        outcomes.push(result.outcome.unwrap());
+    }
+    outcomes
+}
+
 /// `schedules.toml` with one schedule, `every-second`, producing an order to `station` each
 /// second with header `team = "ops"`.
 pub fn every_second_schedule(station: &str) -> String {
