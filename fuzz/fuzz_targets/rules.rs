@@ -1,15 +1,19 @@
-//! Data-contract rules on hostile messages: arbitrary bytes read as a JSON message
-//! (`Message::parse_json`) and judged by a set of rules that walk, index, compare, match and
-//! divide; and, when the bytes hold a newline, the text before it compiled as a rule of its own
-//! (within the default bounds) and judged on the JSON after it. Neither may panic, nor run past
-//! the cost bound.
+//! Data-contract rules on hostile messages: arbitrary bytes read as a JSON message (the tree the
+//! schema validated) and judged by a set of rules that walk, index, compare, match and divide;
+//! and, when the bytes hold a newline, the text before it compiled as a rule of its own (within
+//! the default bounds) and judged on the JSON after it. Neither may panic, nor run past the cost
+//! bound, and every verdict — the plans' where they answer — must be the CEL interpreter's
+//! alone, reason for reason.
 
 #![no_main]
 
 use std::sync::LazyLock;
 
+use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use sluice::formats::rules::{Message, RuleLimits, RuleSet};
+use sluice::formats::json::rules_message;
+use sluice::formats::rules::{Failure, RuleLimits, RuleSet};
+use sluice::formats::MessageLimits;
 
 const RULES: &str = r#"
 [[rule]]
@@ -43,9 +47,7 @@ static FIXED: LazyLock<RuleSet> = LazyLock::new(|| {
 
 fuzz_target!(|data: &[u8]| {
     let limits = RuleLimits::default();
-    if let Ok(message) = Message::parse_json(data) {
-        let _ = FIXED.evaluate(message, &limits);
-    }
+    agree(&FIXED, &Bytes::copy_from_slice(data), &limits);
     let Some(newline) = data.iter().position(|&b| b == b'\n') else {
         return;
     };
@@ -54,13 +56,29 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let file = format!("[[rule]]\nname = \"fuzzed\"\nexpr = {}\n", toml_string(expr));
-    if let (Ok(rules), Ok(message)) = (
-        RuleSet::compile("fuzz.rules.toml", &file, &limits),
-        Message::parse_json(json),
-    ) {
-        let _ = rules.evaluate(message, &limits);
+    if let Ok(rules) = RuleSet::compile("fuzz.rules.toml", &file, &limits) {
+        agree(&rules, &Bytes::copy_from_slice(json), &limits);
     }
 });
+
+/// Judges `json` with `rules` through their plans and through the interpreter alone, and
+/// panics when the two disagree.
+fn agree(rules: &RuleSet, json: &Bytes, limits: &RuleLimits) {
+    let read = || rules_message(json, &MessageLimits::default());
+    let (Ok(planned), Ok(interpreted)) = (read(), read()) else {
+        return;
+    };
+    let planned = verdicts(rules.evaluate(planned, limits));
+    let interpreted = verdicts(rules.evaluate_interpreted(interpreted, limits));
+    assert_eq!(planned, interpreted, "on {json:?}");
+}
+
+fn verdicts(failures: Vec<Failure<'_>>) -> Vec<(String, String)> {
+    failures
+        .into_iter()
+        .map(|failure| (failure.rule.name.clone(), failure.reason))
+        .collect()
+}
 
 /// `text` as a TOML basic string.
 fn toml_string(text: &str) -> String {

@@ -380,16 +380,32 @@ pub trait CompiledSchema: Compare + Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Judges one message as [`CompiledSchema::validate`] does and, when it is valid, hands it
+    /// to `read` as data-contract rules read it ([`CompiledSchema::rules_message`]). A format
+    /// that decodes a message to validate it hands over that decoding rather than decode twice.
+    fn validate_and_read(
+        &self,
+        payload: &Bytes,
+        encoding: &PayloadEncoding,
+        normalize: Normalize,
+        limits: &MessageLimits,
+        read: &mut dyn FnMut(Result<rules::Message<'_>, String>),
+    ) -> Result<Valid, Vec<Violation>> {
+        let valid = self.validate(payload, encoding, normalize, limits)?;
+        read(self.rules_message(payload, encoding, limits));
+        Ok(valid)
+    }
+
     /// The message as data-contract rules read it (`message` in a rule), from a payload this
     /// version accepted (without a Confluent frame's schema id) sent with `encoding`: by default
-    /// its JSON value, for the formats whose messages are JSON.
+    /// its JSON tree, for the formats whose messages are JSON.
     fn rules_message<'p>(
         &self,
         payload: &'p Bytes,
         _encoding: &PayloadEncoding,
-        _limits: &MessageLimits,
+        limits: &MessageLimits,
     ) -> Result<rules::Message<'p>, String> {
-        rules::Message::parse_json(payload).map_err(|e| format!("not valid JSON: {e}"))
+        json::rules_message(payload, limits)
     }
 }
 

@@ -82,23 +82,11 @@ impl<'a> Judge<'a> {
             Err(refusal) => return Judged::Refused(refusal),
         };
         let verdict = match choice.broken_frame {
-            Some(violation) => Err(vec![violation]),
+            Some(violation) => Err((vec![violation], Breach::Schema)),
             None => self.validate(schema, choice.version, &choice.body, &encoding, tally),
         };
-        let valid = match verdict {
-            Ok(valid) => valid,
-            Err(violations) => {
-                let refused = (choice.version, violations, Breach::Schema);
-                return self.invalid(message, &encoding, schema, refused);
-            }
-        };
-        match rules::judge(
-            choice.version,
-            (&choice.body, &encoding),
-            self.limits,
-            Some(&self.station.name),
-        ) {
-            Ok(warnings) => {
+        match verdict {
+            Ok((valid, warnings)) => {
                 let mut record = self.stored(message, &encoding, schema, choice.version, valid);
                 if !warnings.is_empty() {
                     let named = (rules::WARNINGS_HEADER.to_owned(), warnings.join(", "));
@@ -106,8 +94,8 @@ impl<'a> Judge<'a> {
                 }
                 Judged::Valid(record)
             }
-            Err(violations) => {
-                let refused = (choice.version, violations, Breach::Rules);
+            Err((violations, breach)) => {
+                let refused = (choice.version, violations, breach);
                 self.invalid(message, &encoding, schema, refused)
             }
         }
@@ -194,16 +182,15 @@ impl<'a> Judge<'a> {
         body: &Bytes,
         encoding: &PayloadEncoding,
         tally: &mut ValidationTally,
-    ) -> Result<Valid, Vec<Violation>> {
+    ) -> Result<(Valid, Vec<String>), (Vec<Violation>, Breach)> {
         // Confluent framing wraps the format's binary encoding.
         let normalize = match self.station.framing {
             Framing::Confluent => Normalize::Binary,
             Framing::None => self.station.normalize,
         };
         let started = Instant::now();
-        let verdict = version
-            .compiled
-            .validate(body, encoding, normalize, self.limits);
+        let station = Some(self.station.name.as_str());
+        let verdict = rules::validate(version, (body, encoding), normalize, self.limits, station);
         tally.add(schema.format, started.elapsed());
         verdict
     }

@@ -87,13 +87,17 @@ impl Pipeline {
         if !schema.format.accepts(&encoding) {
             return Err(unsupported_media_type(&format!("schema {name}"), schema));
         }
-        let verdict = version
-            .compiled
-            .validate(payload, &encoding, Normalize::AsSent, &self.message_limits)
-            .and_then(|_| rules::judge(version, (payload, &encoding), &self.message_limits, None));
+        let limits = &self.message_limits;
+        let verdict = rules::validate(
+            version,
+            (payload, &encoding),
+            Normalize::AsSent,
+            limits,
+            None,
+        );
         let (violations, rule_warnings) = match verdict {
-            Ok(warnings) => (Vec::new(), warnings),
-            Err(violations) => (violations, Vec::new()),
+            Ok((_, warnings)) => (Vec::new(), warnings),
+            Err((violations, _)) => (violations, Vec::new()),
         };
         Ok(DryRun {
             valid: violations.is_empty(),

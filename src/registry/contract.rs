@@ -1,16 +1,17 @@
-//! A version's data contract on a message its schema accepted: the constraints its schema
-//! declares (Protobuf's `buf.validate`), then the rules of its `vN.rules.toml`. Which refuse the
+//! A version's say on a message: its schema, then its data contract — the constraints the schema
+//! declares (Protobuf's `buf.validate`) and the rules of its `vN.rules.toml`. Which refuse the
 //! message (each a violation naming the constraint or rule, the field and why) and which `warn`
-//! rules it fails. The pipeline judges every message with it; schedules judge their message.
+//! rules it fails. The rules read the message as the schema's validation decoded it, so it is
+//! decoded once. The pipeline judges every message with it; schedules judge their message.
 
 use bytes::Bytes;
 
-use super::SchemaVersion;
-use crate::formats::rules::{OnFailure, RuleLimits};
-use crate::formats::{MessageLimits, PayloadEncoding};
+use super::{SchemaVersion, VersionRules};
+use crate::formats::rules::{Message, OnFailure, RuleLimits};
+use crate::formats::{MessageLimits, Normalize, PayloadEncoding, Valid};
 use crate::model::Violation;
 
-/// What a version's contract says of one message.
+/// What a version's contract says of one message its schema accepted.
 #[derive(Debug, Default)]
 pub struct Judged {
     /// A violation per constraint and `dlq` rule the message fails: it is refused when any.
@@ -19,38 +20,59 @@ pub struct Judged {
     pub warnings: Vec<String>,
 }
 
-/// The contract of `version` on `body` (without a Confluent frame's schema id) sent with
-/// `encoding`.
-pub fn judge(
+/// `body` (without a Confluent frame's schema id) sent with `encoding`, judged by `version`: the
+/// schema's violations when it refuses the message; else the valid message and what the
+/// contract says of it.
+pub fn validate(
     version: &SchemaVersion,
     body: &Bytes,
     encoding: &PayloadEncoding,
+    normalize: Normalize,
+    limits: &MessageLimits,
+) -> Result<(Valid, Judged), Vec<Violation>> {
+    let compiled = &version.compiled;
+    let mut judged = Judged::default();
+    let valid = match &version.rules {
+        None => compiled.validate(body, encoding, normalize, limits)?,
+        Some(rules) => {
+            let mut read = |message: Result<Message<'_>, String>| {
+                judged = judge_rules(rules, message, limits);
+            };
+            compiled.validate_and_read(body, encoding, normalize, limits, &mut read)?
+        }
+    };
+    let mut constraints = compiled.constraint_violations(body, encoding, limits);
+    if !constraints.is_empty() {
+        constraints.append(&mut judged.violations);
+        judged.violations = constraints;
+    }
+    Ok((valid, judged))
+}
+
+/// What `rules` say of a message, or of why it could not be read for them.
+fn judge_rules(
+    rules: &VersionRules,
+    message: Result<Message<'_>, String>,
     limits: &MessageLimits,
 ) -> Judged {
-    let mut judged = Judged {
-        violations: version
-            .compiled
-            .constraint_violations(body, encoding, limits),
-        warnings: Vec::new(),
-    };
-    let Some(rules) = &version.rules else {
-        return judged;
-    };
-    let message = match version.compiled.rules_message(body, encoding, limits) {
+    let message = match message {
         Ok(message) => message,
         Err(why) => {
-            judged.violations = vec![Violation {
-                path: String::new(),
-                schema_path: rules.file.clone(),
-                reason: format!("the rules could not read the message: {why}"),
-            }];
-            return judged;
+            return Judged {
+                violations: vec![Violation {
+                    path: String::new(),
+                    schema_path: rules.file.clone(),
+                    reason: format!("the rules could not read the message: {why}"),
+                }],
+                warnings: Vec::new(),
+            }
         }
     };
     let limits = RuleLimits {
         max_cost: limits.rule_cost,
         ..RuleLimits::default()
     };
+    let mut judged = Judged::default();
     for failure in rules.set.evaluate(message, &limits) {
         let rule = failure.rule;
         match rule.on_failure {

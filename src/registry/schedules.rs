@@ -222,14 +222,8 @@ fn judge(
             reasons.join("; ")
         )
     };
-    if let Err(violations) =
-        version
-            .compiled
-            .validate(payload, encoding, Normalize::AsSent, &limits)
-    {
-        return Err(refused(&violations));
-    }
-    let judged = contract::judge(version, payload, encoding, &limits);
+    let (_, judged) = contract::validate(version, payload, encoding, Normalize::AsSent, &limits)
+        .map_err(|violations| refused(&violations))?;
     match judged.violations.first() {
         Some(first) => Err(refused(std::slice::from_ref(first))),
         None => Ok(()),

@@ -135,6 +135,11 @@ impl<'p> Members<'p> {
         Self { entries, by_name }
     }
 
+    /// The members, each name once, in the order they were written.
+    pub(super) fn entries(&self) -> &[(Cow<'p, str>, Instance<'p>)] {
+        &self.entries
+    }
+
     /// Positions of `entries` ordered by name.
     fn order_by_name(entries: &[(Cow<'p, str>, Instance<'p>)]) -> Vec<u32> {
         let mut by_name: Vec<u32> = (0..entries.len() as u32).collect();
@@ -160,7 +165,8 @@ impl<'p> Members<'p> {
         kept
     }
 
-    fn get(&self, name: &str) -> Option<&Instance<'p>> {
+    /// The value of member `name`.
+    pub(super) fn get(&self, name: &str) -> Option<&Instance<'p>> {
         if self.by_name.is_empty() {
             return self
                 .entries

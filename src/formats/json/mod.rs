@@ -11,6 +11,7 @@ mod compat;
 mod fields;
 mod fragments;
 mod instance;
+mod rules_tree;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,8 +22,8 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::{
-    CompileError, CompiledSchema, FileReference, MessageLimits, Normalize, PayloadEncoding, Valid,
-    Violation, MAX_VIOLATIONS,
+    rules, CompileError, CompiledSchema, FileReference, MessageLimits, Normalize, PayloadEncoding,
+    Valid, Violation, MAX_VIOLATIONS,
 };
 use crate::formats::RepoFiles;
 use instance::{Borrowed, Instance, ParseError};
@@ -161,24 +162,57 @@ impl CompiledSchema for JsonSchema {
         _normalize: Normalize,
         limits: &MessageLimits,
     ) -> Result<Valid, Vec<Violation>> {
-        let parsed = Instance::parse(payload, limits.json_depth);
-        #[cfg(debug_assertions)]
-        match (&parsed, super::limits::parse_json(payload, limits)) {
-            (Ok(instance), Ok(value)) => assert_eq!(instance.to_value(), value),
-            (Err(_), Err(_)) => {}
-            (ours, theirs) => panic!(
-                "the message tree and serde_json::Value disagree on {payload:?}: {ours:?} vs {theirs:?}"
-            ),
-        }
-        let instance = parsed.map_err(|e| {
-            vec![match e {
-                ParseError::TooDeep => super::limits::json_too_deep(limits.json_depth),
-                ParseError::NotJson(e) => super::limits::not_json(&e),
-            }]
-        })?;
+        let instance = parse_message(payload, limits).map_err(|violation| vec![violation])?;
         self.validate_instance(&instance)?;
         Ok(Valid::as_sent(payload, encoding))
     }
+
+    fn validate_and_read(
+        &self,
+        payload: &Bytes,
+        encoding: &PayloadEncoding,
+        _normalize: Normalize,
+        limits: &MessageLimits,
+        read: &mut dyn FnMut(Result<rules::Message<'_>, String>),
+    ) -> Result<Valid, Vec<Violation>> {
+        let instance = parse_message(payload, limits).map_err(|violation| vec![violation])?;
+        self.validate_instance(&instance)?;
+        let elements = payload.len() as u64;
+        read(Ok(
+            rules::Message::borrowed(&instance).with_largest_at_most(elements)
+        ));
+        Ok(Valid::as_sent(payload, encoding))
+    }
+}
+
+/// A message's tree, or the violation that says why it is not JSON within `limits`.
+fn parse_message<'p>(
+    payload: &'p Bytes,
+    limits: &MessageLimits,
+) -> Result<Instance<'p>, Violation> {
+    let parsed = Instance::parse(payload, limits.json_depth);
+    #[cfg(debug_assertions)]
+    match (&parsed, super::limits::parse_json(payload, limits)) {
+        (Ok(instance), Ok(value)) => assert_eq!(instance.to_value(), value),
+        (Err(_), Err(_)) => {}
+        (ours, theirs) => panic!(
+            "the message tree and serde_json::Value disagree on {payload:?}: {ours:?} vs {theirs:?}"
+        ),
+    }
+    parsed.map_err(|e| match e {
+        ParseError::TooDeep => super::limits::json_too_deep(limits.json_depth),
+        ParseError::NotJson(e) => super::limits::not_json(&e),
+    })
+}
+
+/// A JSON payload as data-contract rules read it: its tree, or why there is none.
+pub fn rules_message<'p>(
+    payload: &'p Bytes,
+    limits: &MessageLimits,
+) -> Result<rules::Message<'p>, String> {
+    let instance = parse_message(payload, limits).map_err(|violation| violation.reason)?;
+    let elements = payload.len() as u64;
+    Ok(rules::Message::owned(instance).with_largest_at_most(elements))
 }
 
 /// `text` parsed as a schema, its `$ref` fragments made URI-safe.

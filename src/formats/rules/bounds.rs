@@ -146,24 +146,3 @@ fn select_path(expr: &IdedExpr) -> Option<Vec<String>> {
 fn escape(field: &str) -> String {
     field.replace('~', "~0").replace('/', "~1")
 }
-
-/// The number of elements in the largest list or map anywhere in `value` (what a comprehension
-/// iterates; strings are not iterated).
-pub fn largest_collection(value: &cel::Value) -> u64 {
-    match value {
-        cel::Value::List(items) => items
-            .iter()
-            .map(largest_collection)
-            .max()
-            .unwrap_or(0)
-            .max(items.len() as u64),
-        cel::Value::Map(map) => map
-            .map
-            .values()
-            .map(largest_collection)
-            .max()
-            .unwrap_or(0)
-            .max(map.map.len() as u64),
-        _ => 0,
-    }
-}

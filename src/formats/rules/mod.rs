@@ -8,6 +8,8 @@
 //! or gives something other than a bool fails, with that as its reason.
 
 mod bounds;
+mod plan;
+mod tree;
 mod value;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,8 +18,9 @@ use std::sync::{Arc, OnceLock};
 use serde::Deserialize;
 
 use super::CompileError;
+pub use tree::{Fields, Node, Tree};
 #[cfg(test)]
-use value::from_json;
+pub(crate) use value::from_json;
 pub use value::Message;
 
 /// A version's rules, in the order the file writes them.
@@ -37,6 +40,9 @@ pub struct Rule {
     /// The field the rule is about: the `message.…` path it reads most deeply, as a JSON pointer.
     pub path: Option<String>,
     program: cel::Program,
+    /// The rule as a plan on the message tree, when the plan covers it; else, and wherever the
+    /// plan cannot answer, the interpreter runs `program`.
+    plan: Option<plan::Plan>,
     shape: bounds::Shape,
     /// Messages this rule has failed since the version was compiled, in this process.
     failures: AtomicU64,
@@ -137,6 +143,13 @@ impl RuleSet {
             if let Some(kind) = bounds::not_a_bool(program.expression()) {
                 return Err(refuse(format!("gives {kind}, not a bool")));
             }
+            let plan = match plan::Plan::compile(program.expression()) {
+                Ok(plan) => Some(plan),
+                Err(plan::Miss::Uncovered) => None,
+                Err(plan::Miss::Invalid(why)) => {
+                    return Err(refuse(format!("does not compile: {why}")))
+                }
+            };
             let reads = bounds::message_reads(program.expression());
             rules.push(Rule {
                 path: bounds::message_path(&reads),
@@ -146,6 +159,7 @@ impl RuleSet {
                 doc: entry.doc,
                 on_failure: entry.on_failure,
                 program,
+                plan,
                 shape,
                 failures: AtomicU64::new(0),
             });
@@ -182,13 +196,35 @@ impl RuleSet {
 
     /// The rules `message` does not satisfy.
     pub fn evaluate(&self, message: Message<'_>, limits: &RuleLimits) -> Vec<Failure<'_>> {
-        let largest = message.largest;
-        let mut context = cel::Context::with_env(standard_env());
-        context.add_variable_as_val("message", message.value);
+        self.evaluate_with(message, limits, true)
+    }
+
+    /// The same judgment by the CEL interpreter alone: the reference the plans are checked
+    /// against.
+    pub fn evaluate_interpreted(
+        &self,
+        message: Message<'_>,
+        limits: &RuleLimits,
+    ) -> Vec<Failure<'_>> {
+        self.evaluate_with(message, limits, false)
+    }
+
+    fn evaluate_with(
+        &self,
+        message: Message<'_>,
+        limits: &RuleLimits,
+        plans: bool,
+    ) -> Vec<Failure<'_>> {
+        let mut reading = Reading {
+            tree: message.tree(),
+            largest_at_most: message.largest_at_most,
+            largest: None,
+            interpreter: None,
+        };
         self.rules
             .iter()
             .filter_map(|rule| {
-                let reason = rule.judge(&context, largest, limits)?;
+                let reason = rule.judge(&mut reading, limits, plans)?;
                 rule.failures.fetch_add(1, Ordering::Relaxed);
                 Some(Failure { rule, reason })
             })
@@ -196,28 +232,61 @@ impl RuleSet {
     }
 }
 
+/// One message as the rules of a version read it, with what is built from it on first need.
+struct Reading<'t> {
+    tree: &'t dyn tree::Read,
+    /// A bound on its largest collection known without counting.
+    largest_at_most: Option<u64>,
+    /// Its largest collection, once a rule with a comprehension needs its cost bound.
+    largest: Option<u64>,
+    /// The interpreter's context holding it as `message`, once a rule needs the interpreter.
+    interpreter: Option<cel::Context<'t, 't>>,
+}
+
 impl Rule {
+    /// Whether the rule has a plan (which answers for it wherever it can); a rule without one is
+    /// always evaluated by the interpreter.
+    pub fn planned(&self) -> bool {
+        self.plan.is_some()
+    }
+
     /// Messages this rule has failed since its version was compiled, in this process.
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
     }
 
-    /// Why the message in `context` fails this rule; `None` when it passes.
-    fn judge(&self, context: &cel::Context, largest: u64, limits: &RuleLimits) -> Option<String> {
-        let cost = self.shape.cost(largest);
+    /// Why the message being read fails this rule; `None` when it passes. The plan answers
+    /// where it can (with `plans`), the interpreter otherwise.
+    fn judge(&self, reading: &mut Reading<'_>, limits: &RuleLimits, plans: bool) -> Option<String> {
+        let within = |largest| self.shape.cost(largest) <= limits.max_cost;
+        let cost = match (self.shape.nesting, reading.largest_at_most) {
+            (0, _) => self.shape.nodes,
+            (_, Some(bound)) if within(bound) => self.shape.cost(bound),
+            _ => self.shape.cost(
+                *reading
+                    .largest
+                    .get_or_insert_with(|| reading.tree.largest_collection()),
+            ),
+        };
         if cost > limits.max_cost {
             return Some(format!(
                 "not evaluated: on this message `{}` could take about {cost} steps, more than limits.max_rule_cost ({})",
                 self.expr, limits.max_cost
             ));
         }
+        let planned = self.plan.as_ref().filter(|_| plans);
+        if let Some(verdict) = planned.and_then(|plan| reading.tree.run(plan)) {
+            return (!verdict).then(|| self.is_false());
+        }
+        let tree = reading.tree;
+        let context = reading.interpreter.get_or_insert_with(|| {
+            let mut context = cel::Context::with_env(standard_env());
+            context.add_variable_as_val("message", tree.to_cel());
+            context
+        });
         match self.program.execute(context) {
             Ok(cel::Value::Bool(true)) => None,
-            Ok(cel::Value::Bool(false)) => Some(
-                self.doc
-                    .clone()
-                    .unwrap_or_else(|| format!("`{}` is false", self.expr)),
-            ),
+            Ok(cel::Value::Bool(false)) => Some(self.is_false()),
             Ok(other) => Some(format!(
                 "`{}` gives {}, not a bool",
                 self.expr,
@@ -225,6 +294,13 @@ impl Rule {
             )),
             Err(error) => Some(format!("`{}` could not be evaluated: {error}", self.expr)),
         }
+    }
+
+    /// What a producer is told when the rule gives `false`.
+    fn is_false(&self) -> String {
+        self.doc
+            .clone()
+            .unwrap_or_else(|| format!("`{}` is false", self.expr))
     }
 }
 
