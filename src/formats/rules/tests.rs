@@ -145,6 +145,14 @@ fn rules_that_cannot_be_are_refused_naming_file_and_rule() {
         "true && ".repeat(600)
     );
     assert!(refused(&long).contains("characters long"));
+    let pattern = "[[rule]]\nname = \"sku\"\nexpr = \"message.sku.matches('(A-')\"\n";
+    let message = refused(pattern);
+    assert!(
+        message.contains(
+            "rule `sku` does not compile: matches `(A-`, which is not a regular expression"
+        ),
+        "{message}"
+    );
 }
 
 #[test]
