@@ -42,7 +42,7 @@ pub(super) fn run<T: Tree>(root: &Step, message: &T) -> Option<bool> {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn of_node<T: Tree>(node: Node<'_, T>) -> Got<'_, T> {
     Ok(match node {
         Node::Null => V::Null,
@@ -76,6 +76,21 @@ fn bool<T: Tree>(value: V<'_, T>) -> Result<bool, Defer> {
     }
 }
 
+/// The value of `step` as an operand: constants, variables and a variable's fields (most
+/// operands) without a call of their own.
+#[inline(always)]
+fn value_of<'a, T: Tree>(step: &'a Step, slots: &mut [V<'a, T>; SLOTS]) -> Got<'a, T> {
+    match step {
+        Step::Const(constant) => Ok(of_const(constant)),
+        Step::Var(slot) => Ok(slots[*slot]),
+        Step::Field(slot, field) => match slots[*slot] {
+            V::Map(fields) => of_node(fields.field(field).ok_or(Defer)?.node()),
+            _ => Err(Defer),
+        },
+        _ => step.eval(slots),
+    }
+}
+
 impl Step {
     fn eval<'a, T: Tree>(&'a self, slots: &mut [V<'a, T>; SLOTS]) -> Got<'a, T> {
         match self {
@@ -85,53 +100,57 @@ impl Step {
                 V::Map(fields) => of_node(fields.field(field).ok_or(Defer)?.node()),
                 _ => Err(Defer),
             },
-            Step::Select(operand, field) => match operand.eval(slots)? {
+            Step::Select(operand, field) => match value_of(operand, slots)? {
                 V::Map(fields) => of_node(fields.field(field).ok_or(Defer)?.node()),
                 _ => Err(Defer),
             },
-            Step::Has(operand, field) => match operand.eval(slots)? {
+            Step::Has(operand, field) => match value_of(operand, slots)? {
                 V::Map(fields) => Ok(V::Bool(fields.field(field).is_some())),
                 _ => Err(Defer),
             },
-            Step::Index(pair) => index(pair[0].eval(slots)?, pair[1].eval(slots)?),
-            Step::Not(operand) => Ok(V::Bool(!bool(operand.eval(slots)?)?)),
-            Step::Negate(operand) => match operand.eval(slots)? {
+            Step::Index(pair) => index(value_of(&pair[0], slots)?, value_of(&pair[1], slots)?),
+            Step::Not(operand) => Ok(V::Bool(!bool(value_of(operand, slots)?)?)),
+            Step::Negate(operand) => match value_of(operand, slots)? {
                 V::Int(i) => i.checked_neg().map(V::Int).ok_or(Defer),
                 V::Double(d) => Ok(V::Double(-d)),
                 _ => Err(Defer),
             },
-            Step::And(pair) => match bool(pair[0].eval(slots)?)? {
+            Step::And(pair) => match bool(value_of(&pair[0], slots)?)? {
                 false => Ok(V::Bool(false)),
-                true => Ok(V::Bool(bool(pair[1].eval(slots)?)?)),
+                true => Ok(V::Bool(bool(value_of(&pair[1], slots)?)?)),
             },
-            Step::Or(pair) => match bool(pair[0].eval(slots)?)? {
+            Step::Or(pair) => match bool(value_of(&pair[0], slots)?)? {
                 true => Ok(V::Bool(true)),
-                false => Ok(V::Bool(bool(pair[1].eval(slots)?)?)),
+                false => Ok(V::Bool(bool(value_of(&pair[1], slots)?)?)),
             },
-            Step::Cond(parts) => match bool(parts[0].eval(slots)?)? {
-                true => parts[1].eval(slots),
-                false => parts[2].eval(slots),
+            Step::Cond(parts) => match bool(value_of(&parts[0], slots)?)? {
+                true => value_of(&parts[1], slots),
+                false => value_of(&parts[2], slots),
             },
             Step::Compare(comparison, pair) => {
-                let (a, b) = (pair[0].eval(slots)?, pair[1].eval(slots)?);
+                let (a, b) = (value_of(&pair[0], slots)?, value_of(&pair[1], slots)?);
                 compare(*comparison, a, b).map(V::Bool)
             }
-            Step::Arith(op, pair) => arith(*op, pair[0].eval(slots)?, pair[1].eval(slots)?),
-            Step::In(pair) => contains(pair[1].eval(slots)?, pair[0].eval(slots)?),
-            Step::Size(operand) => size(operand.eval(slots)?),
-            Step::Text(test, pair) => match (pair[0].eval(slots)?, pair[1].eval(slots)?) {
-                (V::Str(text), V::Str(part)) => Ok(V::Bool(match test {
-                    TextTest::StartsWith => text.starts_with(part),
-                    TextTest::EndsWith => text.ends_with(part),
-                    TextTest::Contains => text.contains(part),
-                })),
-                _ => Err(Defer),
-            },
-            Step::Matches(subject, pattern) => match subject.eval(slots)? {
+            Step::Arith(op, pair) => {
+                arith(*op, value_of(&pair[0], slots)?, value_of(&pair[1], slots)?)
+            }
+            Step::In(pair) => contains(value_of(&pair[1], slots)?, value_of(&pair[0], slots)?),
+            Step::Size(operand) => size(value_of(operand, slots)?),
+            Step::Text(test, pair) => {
+                match (value_of(&pair[0], slots)?, value_of(&pair[1], slots)?) {
+                    (V::Str(text), V::Str(part)) => Ok(V::Bool(match test {
+                        TextTest::StartsWith => text.starts_with(part),
+                        TextTest::EndsWith => text.ends_with(part),
+                        TextTest::Contains => text.contains(part),
+                    })),
+                    _ => Err(Defer),
+                }
+            }
+            Step::Matches(subject, pattern) => match value_of(subject, slots)? {
                 V::Str(text) => Ok(V::Bool(pattern.is_match(text))),
                 _ => Err(Defer),
             },
-            Step::NotStrictlyFalse(operand) => match operand.eval(slots)? {
+            Step::NotStrictlyFalse(operand) => match value_of(operand, slots)? {
                 V::Bool(b) => Ok(V::Bool(b)),
                 _ => Ok(V::Bool(true)),
             },
@@ -163,7 +182,7 @@ impl Quantify {
         let (mut answer, mut count) = (None, 0u64);
         each(range, |item| {
             slots[self.iter] = item;
-            let holds = bool(self.predicate.eval(slots)?)?;
+            let holds = bool(value_of(&self.predicate, slots)?)?;
             match (self.kind, holds) {
                 (Quantifier::All, false) => answer = Some(false),
                 (Quantifier::Exists, true) => answer = Some(true),
@@ -310,7 +329,7 @@ fn equal<T: Tree>(a: V<'_, T>, b: V<'_, T>) -> Result<bool, Defer> {
 
 /// How two numbers order, as CEL orders `int`, `uint` and `double` against each other:
 /// `None` when either is not a number; `Some(None)` when they do not order (NaN).
-#[inline]
+#[inline(always)]
 fn numeric_order<T: Tree>(a: V<'_, T>, b: V<'_, T>) -> Option<Option<Ordering>> {
     Some(match (a, b) {
         (V::Int(a), V::Int(b)) => Some(a.cmp(&b)),
