@@ -345,28 +345,23 @@ fn numeric_order<T: Tree>(a: V<'_, T>, b: V<'_, T>) -> Option<Option<Ordering>> 
     })
 }
 
+/// `a op b` for integers of one kind; `None` when it overflows or divides by zero.
+macro_rules! checked {
+    ($op:expr, $a:expr, $b:expr) => {
+        match $op {
+            Arith::Add => $a.checked_add($b),
+            Arith::Sub => $a.checked_sub($b),
+            Arith::Mul => $a.checked_mul($b),
+            Arith::Div => $a.checked_div($b),
+            Arith::Rem => $a.checked_rem($b),
+        }
+    };
+}
+
 fn arith<'a, T: Tree>(op: Arith, a: V<'a, T>, b: V<'a, T>) -> Got<'a, T> {
     let value = match (a, b) {
-        (V::Int(a), V::Int(b)) => V::Int(
-            match op {
-                Arith::Add => a.checked_add(b),
-                Arith::Sub => a.checked_sub(b),
-                Arith::Mul => a.checked_mul(b),
-                Arith::Div => a.checked_div(b),
-                Arith::Rem => a.checked_rem(b),
-            }
-            .ok_or(Defer)?,
-        ),
-        (V::UInt(a), V::UInt(b)) => V::UInt(
-            match op {
-                Arith::Add => a.checked_add(b),
-                Arith::Sub => a.checked_sub(b),
-                Arith::Mul => a.checked_mul(b),
-                Arith::Div => a.checked_div(b),
-                Arith::Rem => a.checked_rem(b),
-            }
-            .ok_or(Defer)?,
-        ),
+        (V::Int(a), V::Int(b)) => V::Int(checked!(op, a, b).ok_or(Defer)?),
+        (V::UInt(a), V::UInt(b)) => V::UInt(checked!(op, a, b).ok_or(Defer)?),
         (V::Double(a), V::Double(b)) => V::Double(match op {
             Arith::Add => a + b,
             Arith::Sub => a - b,
