@@ -234,7 +234,7 @@ impl RuleSet {
 
 /// One message as the rules of a version read it, with what is built from it on first need.
 struct Reading<'t> {
-    tree: &'t dyn tree::Read,
+    tree: &'t dyn value::Read,
     /// A bound on its largest collection known without counting.
     largest_at_most: Option<u64>,
     /// Its largest collection, once a rule with a comprehension needs its cost bound.

@@ -7,8 +7,6 @@
 use cel::common::value::Val;
 use cel::objects::KeyRef;
 
-use super::plan::Plan;
-
 /// One value of a message.
 pub trait Tree: Sized {
     /// How the tree holds a map.
@@ -61,28 +59,6 @@ pub trait Fields<T: Tree> {
 
     /// Every key, in no particular order (what a comprehension over a map iterates).
     fn keys(&self) -> Vec<Node<'_, T>>;
-}
-
-/// A message tree of any kind, as [`super::Message`] holds it.
-pub(super) trait Read {
-    /// The plan's verdict on this message; `None` when the interpreter must give it.
-    fn run(&self, plan: &Plan) -> Option<bool>;
-    fn to_cel(&self) -> Box<dyn Val + '_>;
-    fn largest_collection(&self) -> u64;
-}
-
-impl<T: Tree> Read for T {
-    fn run(&self, plan: &Plan) -> Option<bool> {
-        plan.run(self)
-    }
-
-    fn to_cel(&self) -> Box<dyn Val + '_> {
-        Tree::to_cel(self)
-    }
-
-    fn largest_collection(&self) -> u64 {
-        Tree::largest_collection(self)
-    }
 }
 
 impl Tree for cel::Value {

@@ -3,7 +3,10 @@
 
 use std::fmt;
 
-use super::tree::{Read, Tree};
+use cel::common::value::Val;
+
+use super::plan::Plan;
+use super::tree::Tree;
 
 /// A JSON value as CEL sees it: integers that fit `int` as `int`, larger ones as `uint`, other
 /// numbers as `double`, objects as maps keyed by their member names. The reference that
@@ -96,5 +99,27 @@ impl<'p> Message<'p> {
             Held::Borrowed(tree) => *tree,
             Held::Owned(tree) => tree.as_ref(),
         }
+    }
+}
+
+/// A message tree of any kind, as [`super::Message`] holds it.
+pub(super) trait Read {
+    /// The plan's verdict on this message; `None` when the interpreter must give it.
+    fn run(&self, plan: &Plan) -> Option<bool>;
+    fn to_cel(&self) -> Box<dyn Val + '_>;
+    fn largest_collection(&self) -> u64;
+}
+
+impl<T: Tree> Read for T {
+    fn run(&self, plan: &Plan) -> Option<bool> {
+        plan.run(self)
+    }
+
+    fn to_cel(&self) -> Box<dyn Val + '_> {
+        Tree::to_cel(self)
+    }
+
+    fn largest_collection(&self) -> u64 {
+        Tree::largest_collection(self)
     }
 }
