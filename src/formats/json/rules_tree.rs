@@ -223,9 +223,11 @@ mod tests {
         assert_eq!(
             unplanned,
             [
+                "[1, 2, 3].all(x, x < message.a)",
                 "message.l.map(x, x * 2).size() > 0",
                 "message.l.filter(x, x > 1).size() == 2",
                 "int(message.d) > 0",
+                "message.l == [1, 2, 3]",
                 "message.m == {'k': 1, 'k2': 2}",
             ]
         );

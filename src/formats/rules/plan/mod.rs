@@ -2,14 +2,14 @@
 //! without converting the message into the interpreter's values or resolving names per message.
 //!
 //! The plan covers what typical rules are written with: field reads and `has`, indexing,
-//! literals and lists of literals, `!`, `&&`, `||`, `?:`, comparisons, arithmetic, `in`, `size`,
+//! literals (a list of them after `in`), `!`, `&&`, `||`, `?:`, comparisons, arithmetic, `in`, `size`,
 //! `startsWith`, `endsWith`, `contains`, `matches` with a literal pattern (compiled once, here)
 //! and the macros whose accumulator is a bool or a count (`all`, `exists`, `exists_one`). It
 //! answers only where its answer is certainly the interpreter's: an expression it does not cover,
 //! or at run time an error, values of kinds it does not compare, an overflow, hands the rule to
 //! the CEL interpreter, whose answer (and error text) is then the rule's.
 
-use cel::common::ast::{operators, CallExpr, ComprehensionExpr, Expr, LiteralValue};
+use cel::common::ast::{operators, CallExpr, ComprehensionExpr, Expr, ListExpr, LiteralValue};
 use cel::IdedExpr;
 use regex::Regex;
 
@@ -50,6 +50,8 @@ enum Step {
     Compare(Comparison, Box<[Step; 2]>),
     Arith(Arith, Box<[Step; 2]>),
     In(Box<[Step; 2]>),
+    /// `x in [a, b, …]`, a list of literals: the only place a list literal is covered.
+    InList(Box<Step>, Vec<Const>),
     Size(Box<Step>),
     Text(TextTest, Box<[Step; 2]>),
     Matches(Box<Step>, Box<Regex>),
@@ -94,7 +96,6 @@ enum Const {
     UInt(u64),
     Double(f64),
     Str(String),
-    List(Vec<Const>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -154,17 +155,22 @@ fn compile(expr: &IdedExpr, scope: &mut Vec<String>) -> Result<Step, Miss> {
                 (operand, false) => Step::Select(boxed(operand), field),
             }
         }
-        Expr::List(list) if list.optional_indices.is_empty() => {
-            let elements = list.elements.iter().map(|element| match &element.expr {
-                Expr::Literal(literal) => constant(literal),
-                _ => Err(Miss::Uncovered),
-            });
-            Step::Const(Const::List(elements.collect::<Result<_, _>>()?))
-        }
         Expr::Comprehension(fold) => compile_fold(fold, scope)?.into_step(),
         Expr::Call(call) => compile_call(call, scope)?,
         _ => return Err(Miss::Uncovered),
     })
+}
+
+/// A list of literals, as `in` reads it.
+fn literals(list: &ListExpr) -> Result<Vec<Const>, Miss> {
+    if !list.optional_indices.is_empty() {
+        return Err(Miss::Uncovered);
+    }
+    let elements = list.elements.iter().map(|element| match &element.expr {
+        Expr::Literal(literal) => constant(literal),
+        _ => Err(Miss::Uncovered),
+    });
+    elements.collect()
 }
 
 fn constant(literal: &LiteralValue) -> Result<Const, Miss> {
@@ -204,6 +210,16 @@ fn compile_fold(fold: &ComprehensionExpr, scope: &mut Vec<String>) -> Result<Fol
 }
 
 fn compile_call(call: &CallExpr, scope: &mut Vec<String>) -> Result<Step, Miss> {
+    if let (operators::IN, None, [item, list]) =
+        (call.func_name.as_str(), &call.target, call.args.as_slice())
+    {
+        if let Expr::List(list) = &list.expr {
+            return Ok(Step::InList(
+                Box::new(compile(item, scope)?),
+                literals(list)?,
+            ));
+        }
+    }
     let mut operands = Vec::with_capacity(call.args.len() + 1);
     if let Some(target) = &call.target {
         operands.push(compile(target, scope)?);
