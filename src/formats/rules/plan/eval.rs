@@ -1,6 +1,8 @@
 //! Running a plan on one message tree, compiled for each kind of tree: every value a node of the
-//! message or a constant of the plan, and wherever an answer might not be the interpreter's,
-//! [`Defer`].
+//! message or a constant of the plan. A value the plan cannot know is [`Node::Opaque`] (an opaque
+//! value of the message, or one an operation cannot give: a missing field, an overflow); a test
+//! that meets one [`Defer`]s to the interpreter. Values are never wrapped in a `Result`, so that
+//! they stay in registers rather than being copied through memory at each step.
 
 use std::cmp::Ordering;
 
@@ -10,24 +12,19 @@ use crate::formats::rules::tree::{Fields, Node, Tree};
 /// The plan cannot answer this message: the interpreter does.
 struct Defer;
 
-type Got<'a, T> = Result<Node<'a, T>, Defer>;
-
 /// The verdict of `root` on `message`; `None` when the interpreter must give it.
 pub(super) fn run<T: Tree>(root: &Step, message: &T) -> Option<bool> {
     let mut slots = [Node::Null; SLOTS];
-    slots[0] = of_node(message.node()).ok()?;
-    match root.eval(&mut slots) {
-        Ok(Node::Bool(verdict)) => Some(verdict),
-        _ => None,
-    }
+    slots[0] = message.node();
+    root.test(&mut slots).ok()
 }
 
-/// A node the plan can read: not an opaque value.
+/// The value under `field` of `map`, when it is a map that has one.
 #[inline(always)]
-fn of_node<T: Tree>(node: Node<'_, T>) -> Got<'_, T> {
-    match node {
-        Node::Opaque => Err(Defer),
-        node => Ok(node),
+fn field<'a, T: Tree>(map: Node<'a, T>, field: &str) -> Node<'a, T> {
+    match map {
+        Node::Map(fields) => fields.field(field).map_or(Node::Opaque, Tree::node),
+        _ => Node::Opaque,
     }
 }
 
@@ -52,121 +49,129 @@ fn bool<T: Tree>(value: Node<'_, T>) -> Result<bool, Defer> {
 /// The value of `step` as an operand: constants, variables and a variable's fields (most
 /// operands) without a call of their own.
 #[inline(always)]
-fn value_of<'a, T: Tree>(step: &'a Step, slots: &mut [Node<'a, T>; SLOTS]) -> Got<'a, T> {
+fn value_of<'a, T: Tree>(step: &'a Step, slots: &mut [Node<'a, T>; SLOTS]) -> Node<'a, T> {
     match step {
-        Step::Const(constant) => Ok(of_const(constant)),
-        Step::Var(slot) => Ok(slots[*slot]),
-        Step::Field(slot, field) => match slots[*slot] {
-            Node::Map(fields) => of_node(fields.field(field).ok_or(Defer)?.node()),
-            _ => Err(Defer),
-        },
+        Step::Const(constant) => of_const(constant),
+        Step::Var(slot) => slots[*slot],
+        Step::Field(slot, name) => field(slots[*slot], name),
         _ => step.eval(slots),
     }
 }
 
 impl Step {
-    fn eval<'a, T: Tree>(&'a self, slots: &mut [Node<'a, T>; SLOTS]) -> Got<'a, T> {
+    fn eval<'a, T: Tree>(&'a self, slots: &mut [Node<'a, T>; SLOTS]) -> Node<'a, T> {
         match self {
-            Step::Const(constant) => Ok(of_const(constant)),
-            Step::Var(slot) => Ok(slots[*slot]),
-            Step::Field(slot, field) => match slots[*slot] {
-                Node::Map(fields) => of_node(fields.field(field).ok_or(Defer)?.node()),
-                _ => Err(Defer),
+            Step::Const(constant) => of_const(constant),
+            Step::Var(slot) => slots[*slot],
+            Step::Field(..) => value_of(self, slots),
+            Step::Select(operand, name) => field(value_of(operand, slots), name),
+            Step::Index(pair) => index(value_of(&pair[0], slots), value_of(&pair[1], slots)),
+            Step::Negate(operand) => match value_of(operand, slots) {
+                Node::Int(i) => i.checked_neg().map_or(Node::Opaque, Node::Int),
+                Node::Double(d) => Node::Double(-d),
+                _ => Node::Opaque,
             },
-            Step::Select(operand, field) => match value_of(operand, slots)? {
-                Node::Map(fields) => of_node(fields.field(field).ok_or(Defer)?.node()),
-                _ => Err(Defer),
+            Step::Cond(parts) => match parts[0].test(slots) {
+                Ok(true) => value_of(&parts[1], slots),
+                Ok(false) => value_of(&parts[2], slots),
+                Err(Defer) => Node::Opaque,
             },
-            Step::Has(operand, field) => match value_of(operand, slots)? {
-                Node::Map(fields) => Ok(Node::Bool(fields.field(field).is_some())),
-                _ => Err(Defer),
-            },
-            Step::Index(pair) => index(value_of(&pair[0], slots)?, value_of(&pair[1], slots)?),
-            Step::Not(operand) => Ok(Node::Bool(!bool(value_of(operand, slots)?)?)),
-            Step::Negate(operand) => match value_of(operand, slots)? {
-                Node::Int(i) => i.checked_neg().map(Node::Int).ok_or(Defer),
-                Node::Double(d) => Ok(Node::Double(-d)),
-                _ => Err(Defer),
-            },
-            Step::And(pair) => match bool(value_of(&pair[0], slots)?)? {
-                false => Ok(Node::Bool(false)),
-                true => Ok(Node::Bool(bool(value_of(&pair[1], slots)?)?)),
-            },
-            Step::Or(pair) => match bool(value_of(&pair[0], slots)?)? {
-                true => Ok(Node::Bool(true)),
-                false => Ok(Node::Bool(bool(value_of(&pair[1], slots)?)?)),
-            },
-            Step::Cond(parts) => match bool(value_of(&parts[0], slots)?)? {
-                true => value_of(&parts[1], slots),
-                false => value_of(&parts[2], slots),
-            },
-            Step::Compare(comparison, pair) => {
-                let (a, b) = (value_of(&pair[0], slots)?, value_of(&pair[1], slots)?);
-                compare(*comparison, a, b).map(Node::Bool)
-            }
             Step::Arith(op, pair) => {
-                arith(*op, value_of(&pair[0], slots)?, value_of(&pair[1], slots)?)
+                arith(*op, value_of(&pair[0], slots), value_of(&pair[1], slots))
             }
-            Step::In(pair) => contains(value_of(&pair[1], slots)?, value_of(&pair[0], slots)?),
+            Step::Size(operand) => size(value_of(operand, slots)),
+            Step::Fold(fold) => fold.eval(slots),
+            Step::Has(..)
+            | Step::Not(_)
+            | Step::And(_)
+            | Step::Or(_)
+            | Step::Compare(..)
+            | Step::In(_)
+            | Step::InList(..)
+            | Step::Text(..)
+            | Step::Matches(..)
+            | Step::NotStrictlyFalse(_)
+            | Step::Quantify(_) => self.test(slots).map_or(Node::Opaque, Node::Bool),
+        }
+    }
+
+    /// The step's value where a bool is wanted (and the value of the steps that give one), kept
+    /// out of memory: [`Defer`] when it is not a bool.
+    fn test<'a, T: Tree>(&'a self, slots: &mut [Node<'a, T>; SLOTS]) -> Result<bool, Defer> {
+        match self {
+            Step::Has(operand, field) => match value_of(operand, slots) {
+                Node::Map(fields) => Ok(fields.field(field).is_some()),
+                _ => Err(Defer),
+            },
+            Step::Not(operand) => Ok(!operand.test(slots)?),
+            Step::And(pair) => Ok(pair[0].test(slots)? && pair[1].test(slots)?),
+            Step::Or(pair) => Ok(pair[0].test(slots)? || pair[1].test(slots)?),
+            Step::Compare(comparison, pair) => {
+                let (a, b) = (value_of(&pair[0], slots), value_of(&pair[1], slots));
+                compare(*comparison, a, b)
+            }
+            Step::In(pair) => contains(value_of(&pair[1], slots), value_of(&pair[0], slots)),
             Step::InList(item, list) => {
-                let item = value_of(item, slots)?;
-                let mut found = false;
+                let item = value_of(item, slots);
                 for constant in list {
                     if equal(item, of_const(constant))? {
-                        found = true;
-                        break;
+                        return Ok(true);
                     }
                 }
-                Ok(Node::Bool(found))
+                Ok(false)
             }
-            Step::Size(operand) => size(value_of(operand, slots)?),
             Step::Text(test, pair) => {
-                match (value_of(&pair[0], slots)?, value_of(&pair[1], slots)?) {
-                    (Node::Str(text), Node::Str(part)) => Ok(Node::Bool(match test {
+                match (value_of(&pair[0], slots), value_of(&pair[1], slots)) {
+                    (Node::Str(text), Node::Str(part)) => Ok(match test {
                         TextTest::StartsWith => text.starts_with(part),
                         TextTest::EndsWith => text.ends_with(part),
                         TextTest::Contains => text.contains(part),
-                    })),
+                    }),
                     _ => Err(Defer),
                 }
             }
-            Step::Matches(subject, pattern) => match value_of(subject, slots)? {
-                Node::Str(text) => Ok(Node::Bool(pattern.is_match(text))),
+            Step::Matches(subject, pattern) => match value_of(subject, slots) {
+                Node::Str(text) => Ok(pattern.is_match(text)),
                 _ => Err(Defer),
             },
-            Step::NotStrictlyFalse(operand) => match value_of(operand, slots)? {
-                Node::Bool(b) => Ok(Node::Bool(b)),
-                _ => Ok(Node::Bool(true)),
+            // `@not_strictly_false`: anything but `false` — yet an error is the interpreter's.
+            Step::NotStrictlyFalse(operand) => match value_of(operand, slots) {
+                Node::Bool(b) => Ok(b),
+                Node::Opaque => Err(Defer),
+                _ => Ok(true),
             },
-            Step::Fold(fold) => fold.eval(slots),
-            Step::Quantify(quantify) => quantify.eval(slots),
+            Step::Quantify(quantify) => quantify.test(slots),
+            _ => bool(self.eval(slots)),
         }
     }
 }
 
 impl Fold {
-    fn eval<'a, T: Tree>(&'a self, slots: &mut [Node<'a, T>; SLOTS]) -> Got<'a, T> {
-        slots[self.accu] = self.init.eval(slots)?;
-        let range = self.range.eval(slots)?;
-        each(range, |item| {
-            if !bool(self.cond.eval(slots)?)? {
+    fn eval<'a, T: Tree>(&'a self, slots: &mut [Node<'a, T>; SLOTS]) -> Node<'a, T> {
+        slots[self.accu] = self.init.eval(slots);
+        let range = self.range.eval(slots);
+        let folded = each(range, |item| {
+            if !self.cond.test(slots)? {
                 return Ok(false);
             }
             slots[self.iter] = item;
-            slots[self.accu] = self.step.eval(slots)?;
+            slots[self.accu] = self.step.eval(slots);
             Ok(true)
-        })?;
-        self.result.eval(slots)
+        });
+        match folded {
+            Ok(()) => self.result.eval(slots),
+            Err(Defer) => Node::Opaque,
+        }
     }
 }
 
 impl Quantify {
-    fn eval<'a, T: Tree>(&'a self, slots: &mut [Node<'a, T>; SLOTS]) -> Got<'a, T> {
-        let range = self.range.eval(slots)?;
+    fn test<'a, T: Tree>(&'a self, slots: &mut [Node<'a, T>; SLOTS]) -> Result<bool, Defer> {
+        let range = self.range.eval(slots);
         let (mut answer, mut count) = (None, 0u64);
         each(range, |item| {
             slots[self.iter] = item;
-            let holds = bool(value_of(&self.predicate, slots)?)?;
+            let holds = self.predicate.test(slots)?;
             match (self.kind, holds) {
                 (Quantifier::All, false) => answer = Some(false),
                 (Quantifier::Exists, true) => answer = Some(true),
@@ -175,11 +180,11 @@ impl Quantify {
             }
             Ok(answer.is_none())
         })?;
-        Ok(Node::Bool(answer.unwrap_or(match self.kind {
+        Ok(answer.unwrap_or(match self.kind {
             Quantifier::All => true,
             Quantifier::Exists => false,
             Quantifier::ExistsOne => count == 1,
-        })))
+        }))
     }
 }
 
@@ -191,14 +196,14 @@ fn each<'a, T: Tree>(
     match range {
         Node::List(items) => {
             for item in items {
-                if !visit(of_node(item.node())?)? {
+                if !visit(item.node())? {
                     break;
                 }
             }
         }
         Node::Map(fields) => {
             for key in fields.keys() {
-                if !visit(of_node(key)?)? {
+                if !visit(key)? {
                     break;
                 }
             }
@@ -208,24 +213,24 @@ fn each<'a, T: Tree>(
     Ok(())
 }
 
-fn index<'a, T: Tree>(container: Node<'a, T>, key: Node<'a, T>) -> Got<'a, T> {
+fn index<'a, T: Tree>(container: Node<'a, T>, key: Node<'a, T>) -> Node<'a, T> {
     match (container, key) {
-        (Node::List(items), Node::Int(i)) => match usize::try_from(i) {
-            Ok(i) if i < items.len() => of_node(items[i].node()),
-            _ => Err(Defer),
-        },
-        (Node::Map(fields), Node::Str(name)) => of_node(fields.field(name).ok_or(Defer)?.node()),
-        _ => Err(Defer),
+        (Node::List(items), Node::Int(i)) => usize::try_from(i)
+            .ok()
+            .and_then(|i| items.get(i))
+            .map_or(Node::Opaque, Tree::node),
+        (Node::Map(_), Node::Str(name)) => field(container, name),
+        _ => Node::Opaque,
     }
 }
 
 /// `item in container`.
-fn contains<'a, T: Tree>(container: Node<'a, T>, item: Node<'a, T>) -> Got<'a, T> {
+fn contains<'a, T: Tree>(container: Node<'a, T>, item: Node<'a, T>) -> Result<bool, Defer> {
     let found = match container {
         Node::List(items) => {
             let mut found = false;
             for element in items {
-                if equal(item, of_node(element.node())?)? {
+                if equal(item, element.node())? {
                     found = true;
                     break;
                 }
@@ -238,19 +243,20 @@ fn contains<'a, T: Tree>(container: Node<'a, T>, item: Node<'a, T>) -> Got<'a, T
         },
         _ => return Err(Defer),
     };
-    Ok(Node::Bool(found))
+    Ok(found)
 }
 
-fn size<T: Tree>(value: Node<'_, T>) -> Got<'_, T> {
+fn size<T: Tree>(value: Node<'_, T>) -> Node<'_, T> {
     let size = match value {
         Node::Str(text) => text.chars().count(),
         Node::List(items) => items.len(),
         Node::Map(fields) => fields.len(),
-        _ => return Err(Defer),
+        _ => return Node::Opaque,
     };
-    i64::try_from(size).map(Node::Int).map_err(|_| Defer)
+    i64::try_from(size).map_or(Node::Opaque, Node::Int)
 }
 
+#[inline]
 fn compare<T: Tree>(comparison: Comparison, a: Node<'_, T>, b: Node<'_, T>) -> Result<bool, Defer> {
     let ordering = match comparison {
         Comparison::Eq => return equal(a, b),
@@ -322,18 +328,17 @@ macro_rules! checked {
     };
 }
 
-fn arith<'a, T: Tree>(op: Arith, a: Node<'a, T>, b: Node<'a, T>) -> Got<'a, T> {
-    let value = match (a, b) {
-        (Node::Int(a), Node::Int(b)) => Node::Int(checked!(op, a, b).ok_or(Defer)?),
-        (Node::UInt(a), Node::UInt(b)) => Node::UInt(checked!(op, a, b).ok_or(Defer)?),
+fn arith<'a, T: Tree>(op: Arith, a: Node<'a, T>, b: Node<'a, T>) -> Node<'a, T> {
+    match (a, b) {
+        (Node::Int(a), Node::Int(b)) => checked!(op, a, b).map_or(Node::Opaque, Node::Int),
+        (Node::UInt(a), Node::UInt(b)) => checked!(op, a, b).map_or(Node::Opaque, Node::UInt),
         (Node::Double(a), Node::Double(b)) => Node::Double(match op {
             Arith::Add => a + b,
             Arith::Sub => a - b,
             Arith::Mul => a * b,
             Arith::Div if b != 0.0 => a / b,
-            Arith::Div | Arith::Rem => return Err(Defer),
+            Arith::Div | Arith::Rem => return Node::Opaque,
         }),
-        _ => return Err(Defer),
-    };
-    Ok(value)
+        _ => Node::Opaque,
+    }
 }
