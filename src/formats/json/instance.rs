@@ -171,7 +171,7 @@ impl<'p> Members<'p> {
             return self
                 .entries
                 .iter()
-                .find(|(n, _)| n == name)
+                .find(|(n, _)| same_name(n.as_bytes(), name.as_bytes()))
                 .map(|(_, value)| value);
         }
         self.by_name
@@ -179,6 +179,19 @@ impl<'p> Members<'p> {
             .ok()
             .map(|i| &self.entries[self.by_name[i] as usize].1)
     }
+}
+
+/// Whether two member names are the same, compared eight bytes at a time: names are mostly a
+/// few bytes long, shorter than a call into the C library's `memcmp` is worth.
+#[inline]
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut a, mut b) = (a.chunks_exact(8), b.chunks_exact(8));
+    let word = |chunk: &[u8]| u64::from_ne_bytes(chunk.try_into().expect("eight bytes"));
+    (&mut a).zip(&mut b).all(|(x, y)| word(x) == word(y))
+        && a.remainder().iter().zip(b.remainder()).all(|(x, y)| x == y)
 }
 
 /// Why a payload is not a message tree.
@@ -554,6 +567,29 @@ mod tests {
                 matches!(Instance::parse(malformed, 64), Err(ParseError::NotJson(_))),
                 "{malformed:?}"
             );
+        }
+    }
+
+    #[test]
+    fn names_compare_as_strings_whatever_their_length() {
+        let names = [
+            "",
+            "a",
+            "qty",
+            "order_i",
+            "order_id",
+            "order_ids",
+            "a_name_of_seventeen",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(same_name(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");
+            }
+            let mut changed = a.as_bytes().to_vec();
+            if let Some(last) = changed.last_mut() {
+                *last ^= 1;
+                assert!(!same_name(a.as_bytes(), &changed), "{a:?}");
+            }
         }
     }
 
