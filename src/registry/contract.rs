@@ -73,7 +73,7 @@ fn judge_rules(
         ..RuleLimits::default()
     };
     let mut judged = Judged::default();
-    for failure in rules.set.evaluate(message, &limits) {
+    for failure in rules.set.evaluate(&message, &limits) {
         let rule = failure.rule;
         match rule.on_failure {
             OnFailure::Warn => judged.warnings.push(rule.name.clone()),

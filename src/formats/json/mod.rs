@@ -159,12 +159,10 @@ impl CompiledSchema for JsonSchema {
         &self,
         payload: &Bytes,
         encoding: &PayloadEncoding,
-        _normalize: Normalize,
+        normalize: Normalize,
         limits: &MessageLimits,
     ) -> Result<Valid, Vec<Violation>> {
-        let instance = parse_message(payload, limits).map_err(|violation| vec![violation])?;
-        self.validate_instance(&instance)?;
-        Ok(Valid::as_sent(payload, encoding))
+        self.validate_and_read(payload, encoding, normalize, limits, &mut |_| {})
     }
 
     fn validate_and_read(
@@ -177,10 +175,7 @@ impl CompiledSchema for JsonSchema {
     ) -> Result<Valid, Vec<Violation>> {
         let instance = parse_message(payload, limits).map_err(|violation| vec![violation])?;
         self.validate_instance(&instance)?;
-        let elements = payload.len() as u64;
-        read(Ok(
-            rules::Message::borrowed(&instance).with_largest_at_most(elements)
-        ));
+        read(Ok(bounded(rules::Message::borrowed(&instance), payload)));
         Ok(Valid::as_sent(payload, encoding))
     }
 }
@@ -211,8 +206,13 @@ pub fn rules_message<'p>(
     limits: &MessageLimits,
 ) -> Result<rules::Message<'p>, String> {
     let instance = parse_message(payload, limits).map_err(|violation| violation.reason)?;
-    let elements = payload.len() as u64;
-    Ok(rules::Message::owned(instance).with_largest_at_most(elements))
+    Ok(bounded(rules::Message::owned(instance), payload))
+}
+
+/// `message`, the tree of `text`: JSON text of n bytes holds no list or object of more than n
+/// elements, which bounds a rule's cost without counting them.
+fn bounded<'p>(message: rules::Message<'p>, text: &[u8]) -> rules::Message<'p> {
+    message.with_largest_at_most(text.len() as u64)
 }
 
 /// `text` parsed as a schema, its `$ref` fragments made URI-safe.

@@ -235,10 +235,10 @@ mod tests {
         for text in MESSAGES {
             let instance = Instance::parse(text.as_bytes(), 64).unwrap();
             let value = from_json(&serde_json::from_str(text).unwrap());
-            let interpreted =
-                verdicts(rules.evaluate_interpreted(Message::from_value(value.clone()), &limits));
-            let on_values = verdicts(rules.evaluate(Message::from_value(value), &limits));
-            let on_tree = verdicts(rules.evaluate(Message::borrowed(&instance), &limits));
+            let value = Message::from_value(value);
+            let interpreted = verdicts(rules.evaluate_interpreted(&value, &limits));
+            let on_values = verdicts(rules.evaluate(&value, &limits));
+            let on_tree = verdicts(rules.evaluate(&Message::borrowed(&instance), &limits));
             assert_eq!(on_values, interpreted, "on CEL values of {text}");
             assert_eq!(on_tree, interpreted, "on the JSON tree of {text}");
         }

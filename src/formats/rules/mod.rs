@@ -195,7 +195,7 @@ impl RuleSet {
     }
 
     /// The rules `message` does not satisfy.
-    pub fn evaluate(&self, message: Message<'_>, limits: &RuleLimits) -> Vec<Failure<'_>> {
+    pub fn evaluate(&self, message: &Message<'_>, limits: &RuleLimits) -> Vec<Failure<'_>> {
         self.evaluate_with(message, limits, true)
     }
 
@@ -203,7 +203,7 @@ impl RuleSet {
     /// against.
     pub fn evaluate_interpreted(
         &self,
-        message: Message<'_>,
+        message: &Message<'_>,
         limits: &RuleLimits,
     ) -> Vec<Failure<'_>> {
         self.evaluate_with(message, limits, false)
@@ -211,13 +211,12 @@ impl RuleSet {
 
     fn evaluate_with(
         &self,
-        message: Message<'_>,
+        message: &Message<'_>,
         limits: &RuleLimits,
         plans: bool,
     ) -> Vec<Failure<'_>> {
         let mut reading = Reading {
-            tree: message.tree(),
-            largest_at_most: message.largest_at_most,
+            message,
             largest: None,
             interpreter: None,
         };
@@ -234,9 +233,7 @@ impl RuleSet {
 
 /// One message as the rules of a version read it, with what is built from it on first need.
 struct Reading<'t> {
-    tree: &'t dyn value::Read,
-    /// A bound on its largest collection known without counting.
-    largest_at_most: Option<u64>,
+    message: &'t Message<'t>,
     /// Its largest collection, once a rule with a comprehension needs its cost bound.
     largest: Option<u64>,
     /// The interpreter's context holding it as `message`, once a rule needs the interpreter.
@@ -259,13 +256,13 @@ impl Rule {
     /// where it can (with `plans`), the interpreter otherwise.
     fn judge(&self, reading: &mut Reading<'_>, limits: &RuleLimits, plans: bool) -> Option<String> {
         let within = |largest| self.shape.cost(largest) <= limits.max_cost;
-        let cost = match (self.shape.nesting, reading.largest_at_most) {
+        let cost = match (self.shape.nesting, reading.message.largest_at_most) {
             (0, _) => self.shape.nodes,
             (_, Some(bound)) if within(bound) => self.shape.cost(bound),
             _ => self.shape.cost(
                 *reading
                     .largest
-                    .get_or_insert_with(|| reading.tree.largest_collection()),
+                    .get_or_insert_with(|| reading.message.tree().largest_collection()),
             ),
         };
         if cost > limits.max_cost {
@@ -275,10 +272,10 @@ impl Rule {
             ));
         }
         let planned = self.plan.as_ref().filter(|_| plans);
-        if let Some(verdict) = planned.and_then(|plan| reading.tree.run(plan)) {
+        if let Some(verdict) = planned.and_then(|plan| reading.message.tree().run(plan)) {
             return (!verdict).then(|| self.is_false());
         }
-        let tree = reading.tree;
+        let tree = reading.message.tree();
         let context = reading.interpreter.get_or_insert_with(|| {
             let mut context = cel::Context::with_env(standard_env());
             context.add_variable_as_val("message", tree.to_cel());

@@ -9,7 +9,7 @@ fn compile(text: &str) -> Result<RuleSet, CompileError> {
 fn failures(rules: &RuleSet, message: serde_json::Value) -> Vec<(String, String)> {
     rules
         .evaluate(
-            Message::from_value(from_json(&message)),
+            &Message::from_value(from_json(&message)),
             &RuleLimits::default(),
         )
         .into_iter()
