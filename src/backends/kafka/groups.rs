@@ -260,15 +260,19 @@ impl KafkaBackend {
         Ok(session)
     }
 
-    /// Joins `group` on `topic` and starts reading ahead.
-    fn join(&self, topic: &str, group: &str) -> Result<Session, BackendError> {
-        let book = Arc::new(Mutex::new(Book::default()));
+    /// A member of consumer group `group` subscribed to `topic`: the session timeout and
+    /// heartbeat of every member, offsets committed only by hand, and `settings` of its own.
+    pub(super) fn join_group<C: ConsumerContext + 'static>(
+        &self,
+        group: &str,
+        topic: &str,
+        context: C,
+        settings: &[(&str, &str)],
+    ) -> Result<Arc<StreamConsumer<C>>, BackendError> {
         let mut config = self.clients.config();
         config
             .set("group.id", group)
             .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
             .set(
                 "session.timeout.ms",
                 self.session_timeout.as_millis().to_string(),
@@ -279,8 +283,10 @@ impl KafkaBackend {
                     .as_millis()
                     .to_string(),
             );
-        let context = SessionContext { book: book.clone() };
-        let consumer: StreamConsumer<SessionContext> = config
+        for (key, value) in settings {
+            config.set(*key, *value);
+        }
+        let consumer: StreamConsumer<C> = config
             .create_with_context(context)
             .map_err(|e| unavailable(KIND, format!("cannot join group `{group}`: {e}")))?;
         let consumer = Arc::new(consumer);
@@ -288,6 +294,18 @@ impl KafkaBackend {
         consumer
             .subscribe(&[topic])
             .map_err(|e| unavailable(KIND, format!("cannot subscribe to `{topic}`: {e}")))?;
+        Ok(consumer)
+    }
+
+    /// Joins `group` on `topic` and starts reading ahead.
+    fn join(&self, topic: &str, group: &str) -> Result<Session, BackendError> {
+        let book = Arc::new(Mutex::new(Book::default()));
+        let context = SessionContext { book: book.clone() };
+        let reset = [
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+        ];
+        let consumer = self.join_group(group, topic, context, &reset)?;
         let session = Session {
             topic: topic.to_owned(),
             consumer,
@@ -427,7 +445,7 @@ impl KafkaBackend {
 /// librdkafka's default 3 s). A member learns of a rebalance by its next heartbeat, and some
 /// coordinators (tansu) count the time a member then waits in its join against its session, so
 /// with heartbeats at half the timeout two members can push each other out of the group in turn.
-pub(super) fn heartbeat_interval(session_timeout: Duration) -> Duration {
+fn heartbeat_interval(session_timeout: Duration) -> Duration {
     (session_timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(3))
 }
 

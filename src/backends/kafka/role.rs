@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rdkafka::admin::{NewTopic, TopicReplication};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::ClientContext;
 
-use super::{groups, KafkaBackend, KIND};
-use crate::backends::{unavailable, BackendError};
+use super::KafkaBackend;
+use crate::backends::BackendError;
 
 /// The topic and consumer group whose one partition is the scheduling role.
 pub const ROLE_TOPIC: &str = "sluice-scheduler";
@@ -72,30 +72,10 @@ impl KafkaBackend {
         );
         self.create_topic(topic).await?;
         let holds = Arc::new(AtomicBool::new(false));
-        let mut config = self.clients.config();
-        config
-            .set("group.id", ROLE_TOPIC)
-            .set("enable.auto.commit", "false")
-            .set(
-                "session.timeout.ms",
-                self.session_timeout.as_millis().to_string(),
-            )
-            .set(
-                "heartbeat.interval.ms",
-                groups::heartbeat_interval(self.session_timeout)
-                    .as_millis()
-                    .to_string(),
-            );
-        let consumer: StreamConsumer<RoleContext> = config
-            .create_with_context(RoleContext {
-                holds: holds.clone(),
-            })
-            .map_err(|e| unavailable(KIND, format!("cannot join group `{ROLE_TOPIC}`: {e}")))?;
-        let consumer = Arc::new(consumer);
-        self.clients.track(&consumer);
-        consumer
-            .subscribe(&[ROLE_TOPIC])
-            .map_err(|e| unavailable(KIND, format!("cannot subscribe to `{ROLE_TOPIC}`: {e}")))?;
+        let context = RoleContext {
+            holds: holds.clone(),
+        };
+        let consumer = self.join_group(ROLE_TOPIC, ROLE_TOPIC, context, &[])?;
         let stopped = Arc::new(AtomicBool::new(false));
         let polling = stopped.clone();
         // Polling serves the group's rebalances; the topic never has a message.
