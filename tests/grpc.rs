@@ -141,7 +141,6 @@ async fn unary_produce_answers_each_outcome_with_its_code_and_details() {
 async fn a_stream_of_1000_with_every_tenth_invalid_answers_1000_ordered_results() {
     let repo = orders_repo("");
     let gw = Gateway::start(&repo, "").await;
-    let mut grpc = client(&gw).await;
     let requests: Vec<ProduceRequest> = (0..1000)
         .map(|i| {
             let id = format!("s-{i}");
@@ -152,19 +151,10 @@ async fn a_stream_of_1000_with_every_tenth_invalid_answers_1000_ordered_results(
             }
         })
         .collect();
-    let mut results = grpc
-        .produce_stream(tokio_stream::iter(requests))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut answered = Vec::new();
-    while let Some(result) = results.message().await.unwrap() {
-        answered.push(result);
-    }
+    let answered = produce_stream(&gw, requests).await;
     assert_eq!(answered.len(), 1000);
-    for (i, result) in answered.iter().enumerate() {
-        assert_eq!(result.index, i as u64, "results come in order");
-        match (i % 10 == 9, result.outcome.as_ref().unwrap()) {
+    for (i, outcome) in answered.iter().enumerate() {
+        match (i % 10 == 9, outcome) {
             (false, Outcome::Accepted(accepted)) => {
                 assert_eq!(accepted.schema_version, Some(1))
             }

@@ -7,9 +7,8 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{eventually, orders_repo, valid_order, Gateway};
+use common::{eventually, orders_repo, produce_stream, valid_order, Gateway};
 use serde_json::{json, Value};
-use sluice::ingress::grpc::proto::gateway_client::GatewayClient;
 use sluice::ingress::grpc::proto::produce_result::Outcome;
 use sluice::ingress::grpc::proto::ProduceRequest;
 
@@ -87,7 +86,6 @@ async fn after_the_window_the_key_is_forgotten() {
 #[tokio::test]
 async fn a_key_repeated_within_one_grpc_stream_is_stored_once() {
     let gw = Gateway::start(&orders_repo(""), "").await;
-    let mut grpc = GatewayClient::connect(gw.grpc.clone()).await.unwrap();
     let request = |id: &str, key: &str| ProduceRequest {
         station: "orders".into(),
         payload: Bytes::from(serde_json::to_vec(&valid_order(id)).unwrap()),
@@ -100,14 +98,9 @@ async fn a_key_repeated_within_one_grpc_stream_is_stored_once() {
         request("s-2", "b"),
         request("s-1", "a"),
     ];
-    let mut results = grpc
-        .produce_stream(tokio_stream::iter(requests))
-        .await
-        .unwrap()
-        .into_inner();
     let mut offsets = Vec::new();
-    while let Some(result) = results.message().await.unwrap() {
-        match result.outcome.unwrap() {
+    for outcome in produce_stream(&gw, requests).await {
+        match outcome {
             Outcome::Accepted(accepted) => offsets.push(accepted.offset),
             other => panic!("{other:?}"),
         }

@@ -740,7 +740,8 @@ pub fn order_request(station: &str, order: &Value) -> sluice::ingress::grpc::pro
     }
 }
 
-/// The outcome of each of `requests`, in order, sent on one gRPC `ProduceStream` to `gw`.
+/// The outcome of each of `requests`, sent on one gRPC `ProduceStream` to `gw`; each result must
+/// come in the order of its request.
 pub async fn produce_stream(
     gw: &Gateway,
     requests: Vec<sluice::ingress::grpc::proto::ProduceRequest>,
@@ -754,6 +755,7 @@ pub async fn produce_stream(
         .into_inner();
     let mut outcomes = Vec::new();
     while let Some(result) = results.message().await.unwrap() {
+        assert_eq!(result.index, outcomes.len() as u64, "results come in order");
         outcomes.push(result.outcome.unwrap());
     }
     outcomes
