@@ -7,6 +7,7 @@ use apache_avro::types::Value as AvroValue;
 use apache_avro::Schema;
 use serde_json::Value as Json;
 
+use super::decimal::unscaled_bytes;
 use super::{
     full_name, not_a_time_of_day, timestamps, type_name, violation, AvroSchema, JsonEncoding,
     DAY_MILLIS,
@@ -387,40 +388,9 @@ fn latin1_bytes(text: &str) -> Vec<u8> {
     text.chars().map(|c| c as u32 as u8).collect()
 }
 
-/// `text` (a decimal numeral that fits its schema) as the big-endian two's-complement bytes of its
-/// unscaled value at `scale`.
-fn unscaled_bytes(text: &str, scale: usize) -> Vec<u8> {
-    let (negative, unsigned) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
-    let digits = format!("{whole}{fraction:0<scale$}");
-    let magnitude: i128 = digits.trim_start_matches('0').parse().unwrap_or(0);
-    let unscaled = if negative { -magnitude } else { magnitude };
-    let bytes = unscaled.to_be_bytes();
-    // Drop leading bytes that only repeat the sign.
-    let mut start = 0;
-    while start < 15
-        && ((bytes[start] == 0 && bytes[start + 1] & 0x80 == 0)
-            || (bytes[start] == 0xFF && bytes[start + 1] & 0x80 != 0))
-    {
-        start += 1;
-    }
-    bytes[start..].to_vec()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decimals_become_minimal_twos_complement_bytes() {
-        assert_eq!(unscaled_bytes("1234.50", 2), vec![0x01, 0xE2, 0x3A]); // 123450
-        assert_eq!(unscaled_bytes("1.5", 2), vec![0x00, 0x96]); // 150
-        assert_eq!(unscaled_bytes("-1", 0), vec![0xFF]);
-        assert_eq!(unscaled_bytes("0", 2), vec![0x00]);
-    }
 
     #[test]
     fn uuids_are_recognized() {

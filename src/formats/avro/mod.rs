@@ -19,6 +19,7 @@
 
 mod binary;
 mod compat;
+mod decimal;
 mod json;
 mod rules_value;
 mod walk;

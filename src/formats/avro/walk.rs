@@ -15,6 +15,7 @@
 use apache_avro::util::{max_allocation_bytes, DEFAULT_MAX_ALLOCATION_BYTES};
 use apache_avro::Schema;
 
+use super::decimal::check_precision;
 use super::{not_a_time_of_day, timestamps, violation, AvroSchema, DAY_MILLIS, MAX_NESTING};
 use crate::formats::confluent::read_zigzag;
 use crate::formats::{pointer_escape, Violation};
@@ -158,14 +159,12 @@ impl<'a> Walk<'a> {
                     Schema::Fixed(fixed) => self.take(fixed.size)?,
                     _ => self.length_prefixed()?,
                 };
-                let digits = decimal_digits(unscaled);
-                if digits > decimal.precision {
-                    return Err(Failure::refused(format!(
-                        "decimal has {digits} digits; its precision is {}",
+                check_precision(unscaled, decimal.precision).map_err(|digits| {
+                    Failure::refused(format!(
+                        "decimal has {digits}; its precision is {}",
                         decimal.precision
-                    )));
-                }
-                Ok(())
+                    ))
+                })
             }
             Schema::BigDecimal => {
                 // A length-prefixed big-endian integer, then the scale as a long.
@@ -284,36 +283,6 @@ fn time_of_day(value: i64, per_day: i64, kind: &str) -> Walked {
         None => Ok(()),
         Some(reason) => Err(Failure::refused(reason)),
     }
-}
-
-/// Decimal digits of a big-endian two's-complement integer's magnitude.
-fn decimal_digits(bytes: &[u8]) -> usize {
-    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
-    let mut magnitude: Vec<u8> = if negative {
-        // Two's complement negation: invert and add one.
-        let mut inverted: Vec<u8> = bytes.iter().map(|b| !b).collect();
-        for byte in inverted.iter_mut().rev() {
-            let (sum, carry) = byte.overflowing_add(1);
-            *byte = sum;
-            if !carry {
-                break;
-            }
-        }
-        inverted
-    } else {
-        bytes.to_vec()
-    };
-    let mut digits = 0;
-    while magnitude.iter().any(|b| *b != 0) {
-        let mut remainder = 0u16;
-        for byte in magnitude.iter_mut() {
-            let current = (remainder << 8) | u16::from(*byte);
-            *byte = (current / 10) as u8;
-            remainder = current % 10;
-        }
-        digits += 1;
-    }
-    digits.max(1)
 }
 
 #[cfg(test)]

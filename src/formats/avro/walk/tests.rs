@@ -4,7 +4,7 @@ use apache_avro::types::Value;
 use apache_avro::Schema;
 
 use super::super::{compile_for_test as compile, AvroSchema, DAY_MILLIS, MAX_NESTING};
-use super::decimal_digits;
+use crate::formats::avro::decimal::check_precision;
 
 const EVERYTHING: &str = r#"{"type": "record", "name": "E", "namespace": "t", "fields": [
     {"name": "flag", "type": "boolean"},
@@ -172,7 +172,7 @@ fn within_bounds(schema: &AvroSchema, value: &Value, of: &Schema, depth: usize) 
         }
         (Value::Decimal(decimal), Schema::Decimal(spec)) => {
             let bytes = Vec::<u8>::try_from(decimal).unwrap();
-            decimal_digits(&bytes) <= spec.precision
+            check_precision(&bytes, spec.precision).is_ok()
         }
         (Value::TimeMillis(ms), _) => (0..DAY_MILLIS).contains(&i64::from(*ms)),
         (Value::TimeMicros(us), _) => (0..DAY_MILLIS * 1000).contains(us),
@@ -280,13 +280,4 @@ fn a_violation_names_where_in_the_datum_it_is() {
         truncated.reason,
         "not a valid Avro datum: the bytes end before the datum does"
     );
-}
-
-#[test]
-fn decimal_digits_count_the_magnitude() {
-    assert_eq!(decimal_digits(&[0x00]), 1);
-    assert_eq!(decimal_digits(&[0x7F]), 3); // 127
-    assert_eq!(decimal_digits(&[0xFF]), 1); // -1
-    assert_eq!(decimal_digits(&[0x80]), 3); // -128
-    assert_eq!(decimal_digits(&[0x27, 0x10]), 5); // 10000
 }
