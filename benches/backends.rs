@@ -282,7 +282,7 @@ async fn sluice_order_headers(client: &reqwest::Client, http: &str) -> Vec<(Stri
         received_at_ms: 0,
         deliver_after_ms: None,
         key: None,
-        headers: Vec::new(),
+        headers: Default::default(),
         value: Bytes::new(),
         content: ContentKind::Json,
         schema_version: Some(1),

@@ -137,7 +137,7 @@ fn validation(c: &mut Criterion) {
                 payload: payload.clone(),
                 content_type: Some("application/json".into()),
                 key: None,
-                headers: Vec::new(),
+                headers: Default::default(),
                 ..Incoming::default()
             })
             .collect();

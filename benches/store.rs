@@ -18,7 +18,7 @@ fn record() -> Record {
         received_at_ms: sluice::model::time::now_ms(),
         deliver_after_ms: None,
         key: None,
-        headers: Vec::new(),
+        headers: Default::default(),
         value: Bytes::from(vec![b'x'; 200]),
         content: ContentKind::Json,
         schema_version: Some(1),

@@ -48,6 +48,9 @@ pub const GRPC_REQUESTS: &str = "sluice_grpc_requests_total";
 /// `warn`).
 pub const RULE_FAILURES: &str = "sluice_rule_failures_total";
 pub const SCHEDULE_RUNS: &str = "sluice_schedule_runs_total";
+/// Times a limit on what clients send was reached, by the limit's configuration key: a request
+/// or message refused, a connection closed or refused, a remembered key forgotten early.
+pub const LIMIT_HITS: &str = "sluice_limit_hits_total";
 
 /// Histogram buckets, in seconds: 10 µs to 10 s.
 const BUCKETS: &[f64] = &[
@@ -122,6 +125,10 @@ fn describe() {
         "HTTP request durations, by route"
     );
     describe_counter!(GRPC_REQUESTS, "gRPC calls, by method and status code");
+    describe_counter!(
+        LIMIT_HITS,
+        "Times a limit on what clients send was reached (a request refused, a connection closed, a key forgotten early), by the limit's configuration key"
+    );
 }
 
 /// The Prometheus text of every metric, or an empty page without a recorder.
@@ -392,6 +399,11 @@ impl PipelineMetrics {
             self.append[index].record(took);
         }
     }
+}
+
+/// Counts one time `limit` (a configuration key, such as `limits.max_batch_bytes`) was reached.
+pub fn limit_hit(limit: &'static str) {
+    counter!(LIMIT_HITS, "limit" => limit).increment(1);
 }
 
 /// Counts one finished HTTP request.

@@ -217,3 +217,82 @@ async fn with_streams_required_a_subject_no_stream_holds_is_refused_until_one_do
     assert_eq!(gw.produce("orders", &valid_order("r-2")).await.0, 201);
     assert_eq!(ids(&read_stream(&nats.url(), "ORDERS").await), vec!["r-2"]);
 }
+
+/// Producer metadata JetStream cannot frame is refused with a 400 naming the header (the gateway
+/// stays up and serves the station), a key that is not header text travels in base64, and a
+/// dead letter whose failing property name holds a line break is kept with its reason escaped.
+#[tokio::test]
+async fn metadata_the_stream_cannot_frame_is_refused_and_any_reason_is_dead_lettered() {
+    let nats = Nats::start();
+    let stations = format!(
+        "{STATIONS}\n[[station]]\nname = \"counts\"\nschema = \"counts\"\nbackend = {{ nats = \"counts.new\" }}\n"
+    );
+    let counts = r#"{"type":"object","additionalProperties":{"type":"integer"}}"#;
+    let repo = Repo::new(&[
+        ("orders/v1.json", ORDER_SCHEMA),
+        ("counts/v1.json", counts),
+        ("stations.toml", &stations),
+    ]);
+    let gw = Gateway::start(&repo, &config(&nats, "")).await;
+
+    let item = |extra: Value| {
+        let mut item = json!({ "value": valid_order("m-1") });
+        item.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        item.to_string()
+    };
+    let body = [
+        item(json!({"headers": {"has space": "v"}})),
+        item(json!({"headers": {"h": "a\r\nNats-Msg-Id: forged"}})),
+        item(json!({"headers": {"Nats-Expected-Stream": "OTHER"}})),
+        item(json!({"key": "line\nbreak"})),
+    ]
+    .join("\n");
+    let (status, answer) = gw
+        .post_bytes(
+            "/v1/stations/orders/messages:batch",
+            "application/x-ndjson",
+            body.into_bytes(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    for (i, name) in [(0, "has space"), (1, "h"), (2, "Nats-Expected-Stream")] {
+        assert_eq!(results[i]["status"], 400, "{}", results[i]);
+        assert_eq!(results[i]["error"], "invalid_header");
+        let message = results[i]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("`{name}`")), "{message}");
+    }
+    assert_eq!(results[3]["status"], 201, "{}", results[3]);
+
+    let (status, body) = gw
+        .post_bytes(
+            "/v1/stations/orders/messages",
+            "application/json",
+            serde_json::to_vec(&valid_order("m-2")).unwrap(),
+            &[("Sluice-Header-Nats-Rollup", "sub")],
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, refused) = gw
+        .post_bytes(
+            "/v1/stations/counts/messages",
+            "application/json",
+            br#"{"a\nb": "not a count"}"#.to_vec(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused["dlq_id"].is_string(), "kept: {refused}");
+    let dead = read_stream(&nats.url(), "SLUICE_COUNTS_NEW_DLQ").await;
+    let reason = dead[0].header("sluice-reason");
+    assert!(reason.starts_with("/a\\nb: "), "{reason}");
+
+    assert_eq!(gw.produce("orders", &valid_order("m-3")).await.0, 201);
+    let stored = read_stream(&nats.url(), "SLUICE_ORDERS_NEW").await;
+    assert_eq!(ids(&stored), vec!["m-1", "m-3"]);
+    assert_eq!(stored[0].header("sluice-key-base64"), "bGluZQpicmVhaw==");
+}

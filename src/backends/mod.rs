@@ -12,7 +12,7 @@ pub mod remote;
 pub mod routing;
 
 pub use queues::StationQueue;
-pub use remote::for_each_remote_header;
+pub use remote::{for_each_remote_header, is_reserved_header};
 
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
@@ -76,6 +76,12 @@ pub enum BackendError {
     /// The backend cannot take the write now; the producer should retry later.
     #[error("the {backend} backend is unavailable: {reason}")]
     Unavailable {
+        backend: &'static str,
+        reason: String,
+    },
+    /// The backend cannot hold what it was given, however often it is retried.
+    #[error("the {backend} backend cannot hold this message: {reason}")]
+    Unrepresentable {
         backend: &'static str,
         reason: String,
     },

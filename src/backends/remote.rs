@@ -3,6 +3,7 @@
 //! headers (schema, version, id, content type, first-delivery time; for dead letters the error,
 //! station and violations) come first, then the producer's.
 
+use base64::Engine as _;
 use bytes::Bytes;
 
 use crate::formats::PayloadEncoding;
@@ -20,11 +21,13 @@ pub const REASON: &str = "sluice-reason";
 pub const VIOLATIONS: &str = "sluice-violations";
 /// The record's key, on a backend whose messages have none of their own (NATS).
 pub const KEY: &str = "sluice-key";
+/// The record's key in base64, in place of [`KEY`] when the key is not text a header can hold.
+pub const KEY_BASE64: &str = "sluice-key-base64";
 /// JetStream's de-duplication id, from the producer's `Idempotency-Key`.
 pub const NATS_MSG_ID: &str = "Nats-Msg-Id";
 
 /// Headers Sluice writes, never handed back as the producer's.
-const OWN: [&str; 11] = [
+const OWN: [&str; 12] = [
     SCHEMA,
     SCHEMA_VERSION,
     SCHEMA_ID,
@@ -35,8 +38,46 @@ const OWN: [&str; 11] = [
     REASON,
     VIOLATIONS,
     KEY,
+    KEY_BASE64,
     NATS_MSG_ID,
 ];
+
+/// Whether producers may not send a header of this name: Sluice writes its own `sluice-*`
+/// headers and `content-type` on every remote backend, and JetStream acts on `Nats-*` ones.
+pub fn is_reserved_header(name: &str) -> bool {
+    let starts = |prefix: &str| {
+        name.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    };
+    starts("sluice-") || starts("nats-") || name.eq_ignore_ascii_case(CONTENT_TYPE)
+}
+
+/// The header value a record's key is stored as where messages have no key of their own: the
+/// key itself when it is text a header can hold ([`KEY`]), else its base64 ([`KEY_BASE64`]).
+pub fn key_header(key: &[u8]) -> (&'static str, std::borrow::Cow<'_, str>) {
+    match std::str::from_utf8(key) {
+        Ok(text) if !text.chars().any(char::is_control) => (KEY, text.into()),
+        _ => (
+            KEY_BASE64,
+            base64::engine::general_purpose::STANDARD.encode(key).into(),
+        ),
+    }
+}
+
+/// `text` with every control character written as an escape (`\n`, `\u{7f}`), so that a
+/// reason quoting a message cannot break a header that holds it.
+pub fn header_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect::<String>()
+        .into()
+}
 
 /// Calls `header(name, value)` for each header a remote backend sends with `record`: Sluice's
 /// own (schema, version, id, content type; for dead letters the error, station and violations),
@@ -71,18 +112,18 @@ pub fn for_each_remote_header(record: &Record, mut header: impl FnMut(&str, &str
         }
         if let Some(first) = dead.violations.first() {
             if first.path.is_empty() {
-                header(REASON, &first.reason);
+                header(REASON, &header_safe(&first.reason));
             } else {
                 header(
-                    "sluice-reason",
-                    &format!("{}: {}", first.path, first.reason),
+                    REASON,
+                    &header_safe(&format!("{}: {}", first.path, first.reason)),
                 );
             }
         }
         let violations = serde_json::to_string(&dead.violations).expect("violations serialize");
         header(VIOLATIONS, &violations);
         if let Some(content_type) = &dead.content_type {
-            header(CONTENT_TYPE, content_type);
+            header(CONTENT_TYPE, &header_safe(content_type));
         }
     }
     for (name, value) in &record.headers {
@@ -157,8 +198,14 @@ pub fn record_from_remote<'a>(
     Record {
         received_at_ms: stored_at_ms,
         deliver_after_ms: number(DELIVER_AFTER),
-        key: key.or_else(|| get(KEY).map(|k| Bytes::copy_from_slice(k.as_bytes()))),
-        headers: carried,
+        key: key
+            .or_else(|| get(KEY).map(|k| Bytes::copy_from_slice(k.as_bytes())))
+            .or_else(|| {
+                let encoded = get(KEY_BASE64)?;
+                let decoded = base64::engine::general_purpose::STANDARD.decode(encoded);
+                decoded.ok().map(Bytes::from)
+            }),
+        headers: carried.into(),
         value,
         content: PayloadEncoding::from_content_type(content_type).content_kind(),
         schema_version,
@@ -180,7 +227,7 @@ mod tests {
             received_at_ms: 0,
             deliver_after_ms: None,
             key: None,
-            headers: vec![("trace".into(), "t-1".into())],
+            headers: vec![("trace".into(), "t-1".into())].into(),
             value: Bytes::from_static(b"{}"),
             content: ContentKind::Json,
             schema_version: Some(12),
@@ -254,7 +301,8 @@ mod tests {
             headers: vec![
                 ("trace".into(), "t-1".into()),
                 ("Trace".into(), "t-2".into()),
-            ],
+            ]
+            .into(),
             value: Bytes::from_static(b"\x08\x01"),
             content: ContentKind::Protobuf,
             schema_version: Some(3),

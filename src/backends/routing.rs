@@ -53,6 +53,7 @@ impl Route<'_> {
         self.in_flight
             .try_acquire_many(wanted)
             .map(Some)
+            .inspect_err(|_| crate::metrics::limit_hit("limits.max_in_flight_messages"))
             .map_err(|_| BackendError::Unavailable {
                 backend: self.backend.kind(),
                 reason: format!(

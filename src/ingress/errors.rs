@@ -24,8 +24,15 @@ pub enum ApiError {
     /// A request the front end cannot read: a header, query or body of the wrong shape.
     #[error("{0}")]
     BadRequest(String),
-    #[error("request body is larger than the limit of {limit} bytes")]
-    PayloadTooLarge { limit: usize },
+    #[error("request body is larger than the limit of {limit} bytes ({key})")]
+    PayloadTooLarge { limit: usize, key: &'static str },
+    /// A batch's request headers, applied to each of its items, would outweigh its body.
+    #[error("the request's Sluice-Header-* headers ({each} bytes) applied to each of its {items} messages would add {} bytes, more than the batch's body holds ({body} bytes); put them on the items that need them", .each.saturating_mul(*.items))]
+    HeaderExpansion {
+        each: usize,
+        items: usize,
+        body: usize,
+    },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -71,6 +78,11 @@ impl ApiError {
                 Code::ResourceExhausted,
                 "payload_too_large",
             ),
+            Self::HeaderExpansion { .. } => statuses(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                Code::ResourceExhausted,
+                "headers_too_large",
+            ),
             Self::Unauthorized(_) => statuses(
                 StatusCode::UNAUTHORIZED,
                 Code::Unauthenticated,
@@ -111,6 +123,28 @@ impl ApiError {
         self.statuses().code
     }
 
+    /// The configuration key of the limit this error reports reaching, if it reports one.
+    pub fn limit(&self) -> Option<&'static str> {
+        use PipelineError as E;
+        match self {
+            Self::PayloadTooLarge { key, .. } => Some(key),
+            Self::HeaderExpansion { .. } => Some("batch_header_expansion"),
+            Self::RateLimited { .. } => Some("auth.tokens.requests_per_second"),
+            Self::RequestTimeout { .. } => Some("limits.request_timeout"),
+            Self::Pipeline(E::MessageTooLarge { .. }) => Some("limits.max_message_bytes"),
+            Self::Pipeline(E::TooManyMessages { .. }) => Some("limits.max_batch_messages"),
+            Self::Pipeline(E::MetadataTooLarge { limit_key, .. }) => Some(limit_key),
+            _ => None,
+        }
+    }
+
+    /// Counts this error in `sluice_limit_hits_total` if it reports reaching a limit.
+    pub fn count_limit(&self) {
+        if let Some(limit) = self.limit() {
+            crate::metrics::limit_hit(limit);
+        }
+    }
+
     /// How long a client should wait before retrying, when retrying later can succeed.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -138,11 +172,14 @@ fn pipeline_statuses(error: &PipelineError) -> Statuses {
         E::SchemaViolation(_) => statuses(StatusCode::UNPROCESSABLE_ENTITY, Code::InvalidArgument, "schema_violation"),
         E::RuleViolation(_) => statuses(StatusCode::UNPROCESSABLE_ENTITY, Code::InvalidArgument, "rule_violation"),
         E::MessageTooLarge { .. } => statuses(StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted, "payload_too_large"),
+        E::InvalidHeader { .. } => statuses(StatusCode::BAD_REQUEST, Code::InvalidArgument, "invalid_header"),
+        E::MetadataTooLarge { .. } => statuses(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, Code::ResourceExhausted, "headers_too_large"),
         E::TooManyMessages { .. } => statuses(StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted, "too_many_messages"),
         E::UnsupportedMediaType { .. } => statuses(StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::InvalidArgument, "unsupported_media_type"),
         E::RegistryNotReady(_) => statuses(StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable, "registry_not_ready"),
         E::SourceUnavailable(_) => statuses(StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable, "registry_source_unavailable"),
         E::Backend(BackendError::Unavailable { .. }) => statuses(StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable, "backend_unavailable"),
+        E::Backend(BackendError::Unrepresentable { .. }) => statuses(StatusCode::BAD_REQUEST, Code::InvalidArgument, "not_representable"),
         E::Backend(BackendError::Corrupt { .. }) => statuses(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "storage_corrupt"),
         E::IdempotencyKeyAbandoned => statuses(StatusCode::CONFLICT, Code::Aborted, "idempotency_key_abandoned"),
         E::AlreadyReplayed { .. } => statuses(StatusCode::CONFLICT, Code::AlreadyExists, "already_replayed"),

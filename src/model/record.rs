@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::Violation;
+use super::{Headers, Violation};
 
 /// Where a message was stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -121,7 +121,7 @@ pub struct Record {
     /// Not delivered to consumers before this time (ms since the Unix epoch), if set.
     pub deliver_after_ms: Option<u64>,
     pub key: Option<Bytes>,
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     pub value: Bytes,
     pub content: ContentKind,
     pub schema_version: Option<u32>,
@@ -210,7 +210,7 @@ mod tests {
             received_at_ms: 1_700_000_000_123,
             deliver_after_ms: Some(1_700_000_060_000),
             key: Some(Bytes::from_static(b"k")),
-            headers: vec![("trace".into(), "1".into())],
+            headers: vec![("trace".into(), "1".into())].into(),
             value: Bytes::from_static(b"{\"a\":1}"),
             content: ContentKind::Json,
             schema_version: Some(2),

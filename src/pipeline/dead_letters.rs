@@ -98,6 +98,7 @@ impl Pipeline {
                 .filter(|(name, _)| name != REQUEST_ID_HEADER)
                 .collect(),
             idempotency_key: Some(replay_idempotency_key(&route.dead_letters, letter)),
+            from_gateway: true,
             ..Incoming::default()
         };
         let mut tally = ValidationTally::default();

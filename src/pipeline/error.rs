@@ -74,8 +74,18 @@ pub enum PipelineError {
     InvalidRequest(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     MessageTooLarge { limit: usize },
-    #[error("batch has {count} messages; the limit is {limit}")]
-    TooManyMessages { count: usize, limit: usize },
+    /// A header a backend could not carry, or one in the names Sluice and its engines reserve.
+    #[error("header `{name}`: {reason}")]
+    InvalidHeader { name: String, reason: &'static str },
+    /// The key, the headers or the `Idempotency-Key` past their limit.
+    #[error("{what}: over {limit_key} = {limit}")]
+    MetadataTooLarge {
+        what: String,
+        limit_key: &'static str,
+        limit: usize,
+    },
+    #[error("batch has more than {limit} messages (limits.max_batch_messages)")]
+    TooManyMessages { limit: usize },
     #[error("station `{station}` judges {format} messages; send Content-Type: {expected}")]
     UnsupportedMediaType {
         station: String,

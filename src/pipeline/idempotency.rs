@@ -6,6 +6,11 @@
 //! tried afresh.
 //!
 //! The memory is the gateway's own: a restart forgets it (NATS stations also dedupe in JetStream).
+//! It is bounded: settled keys and their answers take at most `limits.max_idempotency_bytes`;
+//! past it the oldest are forgotten before their window ends (counted in
+//! `sluice_limit_hits_total{limit="limits.max_idempotency_bytes"}`), so no number of distinct
+//! keys can grow the gateway without bound. Each key is at most `limits.max_idempotency_key_bytes`
+//! long, checked before it is claimed.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -47,6 +52,10 @@ struct Inner {
     entries: HashMap<Key, Entry>,
     /// Settled keys in the order they expire.
     expiry: VecDeque<(Instant, Key)>,
+    /// What the settled keys and their answers take, about.
+    bytes: usize,
+    /// The most they may take.
+    budget: usize,
 }
 
 impl Inner {
@@ -55,19 +64,66 @@ impl Inner {
             if *until > now {
                 break;
             }
-            let (_, key) = self.expiry.pop_front().expect("front exists");
-            if matches!(self.entries.get(&key), Some(Entry::Settled(_))) {
-                self.entries.remove(&key);
-            }
+            self.forget_oldest();
         }
+    }
+
+    /// Forgets the settled key that expires first.
+    fn forget_oldest(&mut self) {
+        let Some((_, key)) = self.expiry.pop_front() else {
+            return;
+        };
+        if let Some(Entry::Settled(answer)) = self.entries.get(&key) {
+            self.bytes = self.bytes.saturating_sub(settled_bytes(&key, answer));
+            self.entries.remove(&key);
+        }
+    }
+
+    /// Remembers a settled answer for `window`, forgetting the oldest ones first if the budget
+    /// would be exceeded; an answer larger than the whole budget is not remembered.
+    fn remember(&mut self, key: Key, answer: Answer, until: Instant) {
+        let size = settled_bytes(&key, &answer);
+        if size > self.budget {
+            self.entries.remove(&key);
+            crate::metrics::limit_hit("limits.max_idempotency_bytes");
+            return;
+        }
+        while self.bytes + size > self.budget && !self.expiry.is_empty() {
+            self.forget_oldest();
+            crate::metrics::limit_hit("limits.max_idempotency_bytes");
+        }
+        self.bytes += size;
+        self.entries.insert(key.clone(), Entry::Settled(answer));
+        self.expiry.push_back((until, key));
     }
 }
 
+/// About the bytes a settled key and its answer take in memory.
+fn settled_bytes((station, key): &Key, answer: &Answer) -> usize {
+    const ENTRY: usize = 128;
+    let answer = match answer {
+        Ok(accepted) => accepted.station.len(),
+        Err(error) => error.violation_report().map_or(0, |report| {
+            let violations: usize = report
+                .violations
+                .iter()
+                .map(|v| v.path.len() + v.schema_path.len() + v.reason.len() + 72)
+                .sum();
+            report.schema.len() + violations
+        }),
+    };
+    ENTRY + station.len() + key.len() + answer
+}
+
 impl Idempotency {
-    pub fn new(window: Duration) -> Self {
+    /// Remembers answers for `window`, in at most `budget` bytes.
+    pub fn new(window: Duration, budget: usize) -> Self {
         Self {
             window,
-            inner: Arc::default(),
+            inner: Arc::new(Mutex::new(Inner {
+                budget,
+                ..Inner::default()
+            })),
         }
     }
 
@@ -172,10 +228,7 @@ impl Ticket {
             let mut inner = self.inner.lock().expect("idempotency lock");
             if settles {
                 let until = Instant::now() + self.window;
-                inner
-                    .entries
-                    .insert(key.clone(), Entry::Settled(answer.clone()));
-                inner.expiry.push_back((until, key));
+                inner.remember(key, answer.clone(), until);
             } else {
                 inner.entries.remove(&key);
             }
@@ -212,7 +265,7 @@ mod tests {
 
     #[test]
     fn a_settled_key_answers_retries_until_the_window_ends() {
-        let memory = Idempotency::new(Duration::from_millis(50));
+        let memory = Idempotency::new(Duration::from_millis(50), 1 << 20);
         let station: Arc<str> = "orders".into();
         let Claim::First(ticket) = memory.claim(&station, "k") else {
             panic!("the first claim stores")
@@ -232,7 +285,7 @@ mod tests {
 
     #[test]
     fn an_unavailable_answer_or_an_abandoned_try_is_not_remembered() {
-        let memory = Idempotency::new(Duration::from_secs(60));
+        let memory = Idempotency::new(Duration::from_secs(60), 1 << 20);
         let station: Arc<str> = "orders".into();
         let Claim::First(ticket) = memory.claim(&station, "k") else {
             panic!()
@@ -244,5 +297,27 @@ mod tests {
         };
         drop(ticket);
         assert!(matches!(memory.claim(&station, "k"), Claim::First(_)));
+    }
+
+    #[test]
+    fn past_its_budget_the_memory_forgets_its_oldest_keys_first() {
+        let station: Arc<str> = "orders".into();
+        let one = settled_bytes(&(station.clone(), "k-0".into()), &accepted(0));
+        let memory = Idempotency::new(Duration::from_secs(60), 3 * one);
+        for i in 0..5 {
+            let Claim::First(ticket) = memory.claim(&station, &format!("k-{i}")) else {
+                panic!("a new key")
+            };
+            ticket.settle(&accepted(i));
+        }
+        let inner = memory.inner.lock().unwrap();
+        assert_eq!(inner.entries.len(), 3);
+        assert!(inner.bytes <= 3 * one);
+        drop(inner);
+        assert!(
+            matches!(memory.claim(&station, "k-0"), Claim::First(_)),
+            "the oldest went first"
+        );
+        assert!(matches!(memory.claim(&station, "k-4"), Claim::Answered(_)));
     }
 }

@@ -449,7 +449,7 @@ mod tests {
         let snapshot = snapshot();
         let message = Incoming {
             request_id: Some("req-7".into()),
-            headers: vec![("trace".into(), "t-1".into())],
+            headers: vec![("trace".into(), "t-1".into())].into(),
             ..json(r#"{"id":"a","qty":0}"#)
         };
         let Judged::Invalid(dead, report) = judge(&snapshot, "any", message) else {
@@ -467,10 +467,10 @@ mod tests {
         assert_eq!(why.content_type.as_deref(), Some("application/json"));
         assert_eq!(
             dead.headers,
-            [
+            crate::model::Headers::from(vec![
                 ("trace".to_owned(), "t-1".to_owned()),
                 (REQUEST_ID_HEADER.to_owned(), "req-7".to_owned())
-            ]
+            ])
         );
     }
 

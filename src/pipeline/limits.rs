@@ -24,10 +24,21 @@ pub struct Limits {
     /// Longest long-poll a consume request may ask for.
     #[serde(with = "humantime_serde")]
     pub max_consume_wait: Duration,
+    /// Most headers one message may carry (431 above it).
+    pub max_headers: usize,
+    /// Most bytes of header names and values one message may carry (431 above it).
+    pub max_header_bytes: usize,
+    /// Longest key a message may have, in bytes (431 above it).
+    pub max_key_bytes: usize,
+    /// Longest `Idempotency-Key`, in bytes (431 above it).
+    pub max_idempotency_key_bytes: usize,
     /// How long a message's `Idempotency-Key` is remembered: a retry within it gets the first
     /// answer and stores nothing new.
     #[serde(with = "humantime_serde")]
     pub idempotency_window: Duration,
+    /// Most bytes the remembered `Idempotency-Key`s and their answers may take; past it the
+    /// oldest are forgotten before their window ends.
+    pub max_idempotency_bytes: usize,
     /// Most bytes one Avro value's length prefix may make the decoder allocate (422 above it).
     pub max_avro_allocation_bytes: usize,
     /// Most messages being stored on one backend at once; past it producers get 503 with
@@ -99,7 +110,12 @@ impl Default for Limits {
             max_batch_bytes: 64 * 1024 * 1024,
             max_consume_messages: 1_000,
             max_consume_wait: Duration::from_secs(30),
+            max_headers: 64,
+            max_header_bytes: 16 * 1024,
+            max_key_bytes: 16 * 1024,
+            max_idempotency_key_bytes: 256,
             idempotency_window: Duration::from_secs(120),
+            max_idempotency_bytes: 64 * 1024 * 1024,
             max_in_flight_messages: DEFAULT_MAX_IN_FLIGHT,
             max_avro_allocation_bytes: 16 * 1024 * 1024,
             max_json_depth: message.json_depth,

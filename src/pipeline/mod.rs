@@ -11,6 +11,7 @@ mod error;
 mod idempotency;
 mod judge;
 mod limits;
+mod metadata;
 mod produce;
 mod reads;
 mod rules;
@@ -25,13 +26,14 @@ use crate::backends::embedded::EmbeddedStore;
 use crate::backends::routing::{Backends, Placement};
 use crate::formats::{MessageLimits, PayloadEncoding};
 use crate::metrics::PipelineMetrics;
-use crate::model::{BackendRef, Position};
+use crate::model::{BackendRef, Headers, Position};
 use crate::registry::{Registry, Snapshot, Station};
 pub use consume::StationStats;
 pub use error::{Breach, PipelineError, ViolationReport};
 pub use idempotency::Answer;
 use idempotency::Idempotency;
 pub use limits::Limits;
+pub use metadata::check as check_metadata;
 pub use reads::{DryRun, Synced};
 
 #[cfg(test)]
@@ -44,7 +46,7 @@ pub struct Incoming {
     /// The `Content-Type` as sent, kept with dead letters.
     pub content_type: Option<String>,
     pub key: Option<Bytes>,
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     /// The schema version the producer asked to be judged by.
     pub schema_version: Option<u32>,
     /// Not delivered to consumers before this time (ms since the Unix epoch).
@@ -54,6 +56,9 @@ pub struct Incoming {
     /// The request that carried the message (`Sluice-Request-Id`), kept with a dead letter as its
     /// `sluice-request-id` header.
     pub request_id: Option<Arc<str>>,
+    /// Made by the gateway itself (a schedule's tick, a replayed dead letter): its headers may
+    /// use Sluice's own names, and are not checked as a producer's are.
+    pub from_gateway: bool,
 }
 
 /// The request id's header: on HTTP requests and answers, in gRPC metadata, and among a dead
@@ -92,7 +97,7 @@ impl Pipeline {
         Self {
             registry,
             backends,
-            idempotency: Idempotency::new(limits.idempotency_window),
+            idempotency: Idempotency::new(limits.idempotency_window, limits.max_idempotency_bytes),
             message_limits: limits.message_limits(),
             metrics: PipelineMetrics::default(),
             schedule_runs: Arc::default(),

@@ -13,7 +13,7 @@ use super::error::{PipelineError, ViolationReport};
 use super::idempotency::{Answer, BatchClaim, BatchKeys, Retry, Ticket};
 use super::judge::{Judge, Judged};
 use super::sending::Sending;
-use super::{Accepted, Incoming, Pipeline};
+use super::{metadata, Accepted, Incoming, Limits, Pipeline};
 use crate::backends::routing::Route;
 use crate::backends::{Backend, BackendError};
 use crate::metrics::{PipelineMetrics, ValidationTally};
@@ -65,7 +65,6 @@ impl Pipeline {
     ) -> Result<Vec<Answer>, PipelineError> {
         if messages.len() > self.limits.max_batch_messages {
             return Err(PipelineError::TooManyMessages {
-                count: messages.len(),
                 limit: self.limits.max_batch_messages,
             });
         }
@@ -90,7 +89,9 @@ impl Pipeline {
         let mut tally = ValidationTally::default();
         let mut slice_started = Instant::now();
         for (index, message) in messages.into_iter().enumerate() {
-            batch.take(&judge, &mut keys, message, &mut tally).await;
+            batch
+                .take(&judge, &self.limits, &mut keys, message, &mut tally)
+                .await;
             if index % JUDGED_PER_LOOK == JUDGED_PER_LOOK - 1
                 && slice_started.elapsed() >= JUDGING_SLICE
             {
@@ -149,10 +150,18 @@ impl<'a> Batch<'a> {
     async fn take(
         &mut self,
         judge: &Judge<'_>,
+        limits: &Limits,
         keys: &mut BatchKeys<'_>,
         message: Incoming,
         tally: &mut ValidationTally,
     ) {
+        if !message.from_gateway {
+            if let Err(refused) = metadata::check(&message, limits) {
+                self.slots.push(Slot::Refused(refused));
+                self.tickets.push(None);
+                return;
+            }
+        }
         let mut ticket = None;
         if let Some(key) = &message.idempotency_key {
             match keys.claim(key, self.slots.len()) {

@@ -215,7 +215,7 @@ mod tests {
             received_at_ms: 0,
             deliver_after_ms: None,
             key: None,
-            headers: Vec::new(),
+            headers: crate::model::Headers::default(),
             value: Bytes::from(i.to_string()),
             content: ContentKind::Json,
             schema_version: None,

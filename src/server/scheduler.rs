@@ -140,8 +140,9 @@ fn message(schedule: &Schedule, tick: Timestamp) -> Incoming {
     Incoming {
         payload: schedule.payload.clone(),
         content_type: Some(schedule.content_type.clone()),
-        headers,
+        headers: headers.into(),
         idempotency_key: Some(format!("schedule/{}/{tick}", schedule.name)),
+        from_gateway: true,
         ..Incoming::default()
     }
 }

@@ -206,7 +206,7 @@ mod tests {
             received_at_ms: 1_700_000_000_000,
             deliver_after_ms: None,
             key: None,
-            headers: Vec::new(),
+            headers: crate::model::Headers::default(),
             value: Bytes::from(value.to_owned()),
             content: ContentKind::Json,
             schema_version: Some(3),

@@ -593,7 +593,7 @@ mod tests {
             received_at_ms: crate::model::time::now_ms(),
             deliver_after_ms: None,
             key: None,
-            headers: Vec::new(),
+            headers: crate::model::Headers::default(),
             value: Bytes::from(value.to_owned()),
             content: ContentKind::Json,
             schema_version: None,

@@ -21,13 +21,14 @@ pub use config::{NatsConfig, StreamPolicy};
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, kv, stream, AckKind};
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
@@ -35,7 +36,7 @@ use super::queues::{
     AckOutcome, ConsumeOptions, DeadLetterPage, Delivery, LogStats, RecentStats, ReplayClaim,
     StationQueue,
 };
-use super::remote::{KEY, NATS_MSG_ID};
+use super::remote::{key_header, NATS_MSG_ID};
 use super::{for_each_remote_header, unavailable, Acknowledgement, Backend, BackendError};
 use crate::model::{Position, Record};
 
@@ -214,14 +215,7 @@ impl NatsBackend {
         // Built once: each publish clones a reference-counted handle.
         let target = async_nats::Subject::from(subject);
         for record in records {
-            let mut headers = HeaderMap::new();
-            for_each_remote_header(&record, |name, value| headers.append(name, value));
-            if let Some(key) = &record.key {
-                headers.append(KEY, String::from_utf8_lossy(key).as_ref());
-            }
-            if let Some(id) = &record.provenance.idempotency_key {
-                headers.insert(NATS_MSG_ID, id.as_str());
-            }
+            let headers = nats_headers(&record)?;
             let ack = self
                 .jetstream
                 .publish_with_headers(target.clone(), headers, record.value)
@@ -403,6 +397,37 @@ impl StationQueue for NatsBackend {
         forwarded_to: Option<Position>,
     ) -> Result<(), BackendError> {
         self.settle(dead_letters, id, forwarded_to).await
+    }
+}
+
+/// The JetStream headers of `record`: Sluice's own and the producer's, the key (as text, or in
+/// base64 when it is not text a header holds) and the de-duplication id. A name or value that
+/// NATS cannot frame is refused here, not handed to the client (which would panic on it); the
+/// gateway refuses such headers from producers before they get this far.
+fn nats_headers(record: &Record) -> Result<HeaderMap, BackendError> {
+    let mut headers = HeaderMap::new();
+    let mut unframed = None;
+    let mut add = |name: &str, value: &str| match (
+        HeaderName::from_str(name),
+        HeaderValue::from_str(value),
+    ) {
+        (Ok(name), Ok(value)) => headers.append(name, value),
+        _ => unframed = unframed.take().or_else(|| Some(name.to_owned())),
+    };
+    for_each_remote_header(record, &mut add);
+    if let Some(key) = &record.key {
+        let (name, value) = key_header(key);
+        add(name, &value);
+    }
+    if let Some(id) = &record.provenance.idempotency_key {
+        add(NATS_MSG_ID, id);
+    }
+    match unframed {
+        None => Ok(headers),
+        Some(name) => Err(BackendError::Unrepresentable {
+            backend: KIND,
+            reason: format!("header `{name}` cannot be carried by NATS (a line break or a character NATS header names may not hold)"),
+        }),
     }
 }
 

@@ -27,6 +27,7 @@ pub(super) fn incoming(request: ProduceRequest) -> (String, Incoming) {
         deliver_after_ms,
         idempotency_key: (!idempotency_key.is_empty()).then_some(idempotency_key),
         request_id: None,
+        from_gateway: false,
     };
     (station, message)
 }

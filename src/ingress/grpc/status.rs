@@ -19,6 +19,7 @@ const ERROR_DOMAIN: &str = "sluice";
 
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
+        error.count_limit();
         let code = error.grpc_code();
         if code == tonic::Code::Internal || code == tonic::Code::Unavailable {
             tracing::warn!(error = error.code(), "{error}");

@@ -38,6 +38,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.count_limit();
         if self.status().is_server_error() {
             tracing::warn!(error = self.code(), "{self}");
         }

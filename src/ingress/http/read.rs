@@ -8,15 +8,23 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use crate::ingress::errors::ApiError;
 use crate::model::time::now_ms;
 
+/// The key of the limit on one message's body.
+pub(super) const MESSAGE_LIMIT: &str = "limits.max_message_bytes";
+
 /// Prefix of headers carried into the stored message's headers.
 const HEADER_PREFIX: &str = "sluice-header-";
 
-/// Reads a request body, refusing it (413) past `limit` bytes.
-pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads a request body, refusing it (413) past `limit` bytes, the value of configuration key
+/// `key`.
+pub(super) async fn read_body(
+    body: Body,
+    limit: usize,
+    key: &'static str,
+) -> Result<Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::PayloadTooLarge { limit })
+            Err(ApiError::PayloadTooLarge { limit, key })
         }
         Err(e) => Err(ApiError::BadRequest(format!(
             "could not read the request body: {e}"

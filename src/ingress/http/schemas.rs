@@ -12,7 +12,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::read::{content_type, read_body, schema_version_header};
+use super::read::{content_type, read_body, schema_version_header, MESSAGE_LIMIT};
 use super::views::{RulesView, SchemaVersionView, SchemaView};
 use super::Shared;
 use crate::ingress::errors::ApiError;
@@ -75,7 +75,7 @@ pub(super) async fn validate(
     body: Body,
 ) -> Result<Json<DryRun>, ApiError> {
     let Query(params) = params?;
-    let payload = read_body(body, pipeline.limits().max_message_bytes).await?;
+    let payload = read_body(body, pipeline.limits().max_message_bytes, MESSAGE_LIMIT).await?;
     let version = params.version.or(schema_version_header(&headers)?);
     let content_type = content_type(&headers)?;
     Ok(Json(pipeline.dry_run(
@@ -121,7 +121,7 @@ pub(super) async fn registry_sync(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, pipeline.limits().max_message_bytes).await?;
+    let body = read_body(body, pipeline.limits().max_message_bytes, MESSAGE_LIMIT).await?;
     let registry = pipeline.registry();
     if let Some(secret) = registry.sync_handle().and_then(|h| h.webhook_secret()) {
         crate::ingress::webhook::verify(&headers, &body, secret)?;

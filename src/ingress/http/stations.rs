@@ -15,12 +15,12 @@ use serde_json::json;
 
 use super::read::{
     carried_headers, content_type, deliver_after_header, header_text, read_body,
-    schema_version_header,
+    schema_version_header, MESSAGE_LIMIT,
 };
 use super::views::{DeadLetterView, MessageView, StationView};
 use super::Shared;
 use crate::backends::queues::AckOutcome;
-use crate::ingress::batch::parse_batch;
+use crate::ingress::batch::{parse_batch, BatchRequest};
 use crate::ingress::errors::ApiError;
 use crate::ingress::extract::PathParams;
 use crate::ingress::requests::{self, RequestId};
@@ -35,16 +35,17 @@ pub(super) async fn produce(
     body: Body,
 ) -> Result<Response, ApiError> {
     requests::record_station(&station);
-    let payload = read_body(body, pipeline.limits().max_message_bytes).await?;
+    let payload = read_body(body, pipeline.limits().max_message_bytes, MESSAGE_LIMIT).await?;
     let message = Incoming {
         payload,
         content_type: content_type(&headers)?,
         key: header_text(&headers, "sluice-key")?.map(|k| Bytes::copy_from_slice(k.as_bytes())),
-        headers: carried_headers(&headers)?,
+        headers: carried_headers(&headers)?.into(),
         schema_version: schema_version_header(&headers)?,
         deliver_after_ms: deliver_after_header(&headers)?,
         idempotency_key: header_text(&headers, "idempotency-key")?.map(str::to_owned),
         request_id: Some(request_id),
+        from_gateway: false,
     };
     let accepted = pipeline.produce(&station, message).await?;
     Ok((StatusCode::CREATED, Json(accepted)).into_response())
@@ -59,14 +60,15 @@ pub(super) async fn produce_batch(
 ) -> Result<Response, ApiError> {
     requests::record_station(&station);
     let limits = pipeline.limits();
-    let body = read_body(body, limits.max_batch_bytes).await?;
+    let body = read_body(body, limits.max_batch_bytes, "limits.max_batch_bytes").await?;
     let content_type = content_type(&headers)?;
-    let mut messages = parse_batch(
-        &body,
-        content_type.as_deref(),
-        schema_version_header(&headers)?,
-        &carried_headers(&headers)?,
-    )?;
+    let batch = BatchRequest {
+        content_type: content_type.as_deref(),
+        schema_version: schema_version_header(&headers)?,
+        headers: carried_headers(&headers)?.into(),
+        max_messages: limits.max_batch_messages,
+    };
+    let mut messages = parse_batch(&body, &batch)?;
     let deliver_after_ms = deliver_after_header(&headers)?;
     for message in &mut messages {
         message.deliver_after_ms = deliver_after_ms;
@@ -84,6 +86,7 @@ pub(super) async fn produce_batch(
             },
             Err(error) => {
                 let error = ApiError::from(error);
+                error.count_limit();
                 let mut item = error.body();
                 item["status"] = json!(error.status().as_u16());
                 ItemAnswer::Refused(item)
@@ -192,7 +195,7 @@ fn ack_answer(outcome: AckOutcome) -> Json<serde_json::Value> {
 }
 
 async fn parse_ack(pipeline: &Pipeline, body: Body) -> Result<AckRequest, ApiError> {
-    let body = read_body(body, pipeline.limits().max_message_bytes).await?;
+    let body = read_body(body, pipeline.limits().max_message_bytes, MESSAGE_LIMIT).await?;
     serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
             "expected {{\"group\": \"...\", \"offsets\": [...]}}: {e}"
