@@ -17,6 +17,7 @@ use crate::backends::embedded::config::StorageConfig;
 use crate::backends::kafka::KafkaConfig;
 use crate::backends::nats::NatsConfig;
 use crate::ingress::auth::{AuthConfig, TokenConfig, TokensFile};
+use crate::ingress::connections::ConnectionLimits;
 use crate::model::HIDDEN;
 use crate::pipeline::Limits;
 use crate::registry::config::RegistryConfig;
@@ -54,6 +55,17 @@ pub struct ServerConfig {
     /// they are cut (unanswered, so nothing acknowledged is lost) and the process exits.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Most connections open at once, HTTP and gRPC together; more are closed as they arrive.
+    pub max_connections: usize,
+    /// Longest a new connection may take to send its first request's headers.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Longest a connection may stay open with no request in progress, and a write may wait for
+    /// a client that does not read its answer.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Most bytes of request headers (431 above it on HTTP; the HTTP/2 header list size on gRPC).
+    pub max_header_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -64,17 +76,45 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             shutdown_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 64 * 1024,
         }
     }
 }
 
 impl ServerConfig {
+    /// How the front door lets connections in and how long they may stay.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+
     /// The certificate and key files when TLS is on.
     pub fn tls(&self) -> Option<(&Path, &Path)> {
         Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
     }
 
     fn check(&self) -> Result<(), String> {
+        if self.max_connections == 0 {
+            return Err("server.max_connections must be at least 1".into());
+        }
+        if self.header_read_timeout.is_zero() || self.idle_timeout.is_zero() {
+            return Err(
+                "server.header_read_timeout and server.idle_timeout must be longer than zero"
+                    .into(),
+            );
+        }
+        if self.max_header_bytes < 8192 {
+            return Err(format!(
+                "server.max_header_bytes is {}; HTTP clients need at least 8192",
+                self.max_header_bytes
+            ));
+        }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => {
                 Err("server.tls_cert is set but server.tls_key is not; TLS needs both".into())

@@ -344,7 +344,7 @@ async fn a_body_that_stops_arriving_is_408_after_request_timeout() {
     let (status, body) = tokio::task::spawn_blocking(move || {
         raw_exchange(
             &base,
-            "POST /v1/stations/orders/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+            "POST /v1/stations/orders/messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
             b"{\"order_id\":",
             Duration::from_secs(20),
         )

@@ -33,6 +33,9 @@ pub enum ApiError {
         items: usize,
         body: usize,
     },
+    /// Without tokens, a state-changing request with a body a cross-site form could send.
+    #[error("Content-Type `{content_type}` is what a web page can send from any site without asking; without auth tokens Sluice refuses it on requests that change state (send JSON as application/json, NDJSON as application/x-ndjson, binary as application/octet-stream or the format's own type)")]
+    CrossSiteContentType { content_type: String },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -82,6 +85,11 @@ impl ApiError {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 Code::ResourceExhausted,
                 "headers_too_large",
+            ),
+            Self::CrossSiteContentType { .. } => statuses(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Code::InvalidArgument,
+                "unsupported_media_type",
             ),
             Self::Unauthorized(_) => statuses(
                 StatusCode::UNAUTHORIZED,

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod batch;
 pub mod confluent;
+pub mod connections;
 pub mod errors;
 mod extract;
 pub mod grpc;

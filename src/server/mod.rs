@@ -10,12 +10,12 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 use crate::backends::embedded::{EmbeddedStore, StoreError};
 use crate::backends::routing::Backends;
 use crate::config::Config;
 use crate::ingress::auth::Authenticator;
+use crate::ingress::connections::Door;
 use crate::ingress::tls::TlsIdentity;
 use crate::pipeline::Pipeline;
 use crate::registry::source::{Source, SourceError};
@@ -175,25 +175,27 @@ pub async fn serve(
         "sluice is serving"
     );
     let shutdown = Shutdown::new(shutdown);
+    let door = Door::new(config.server.connection_limits());
+    let max_header_bytes = config.server.max_header_bytes;
+    let front = (&pipeline, &auth);
     let servers = async {
         tokio::join!(
-            serve_http(http, &tls, &pipeline, &auth, &shutdown),
-            serve_grpc(grpc, &tls, &pipeline, &auth, &shutdown),
+            serve_http(http, &door, &tls, front, max_header_bytes, &shutdown),
+            serve_grpc(grpc, &door, &tls, front, max_header_bytes, &shutdown),
         )
     };
     // Draining ends when both servers are done, or `shutdown_timeout` after the signal.
     let grace = config.server.shutdown_timeout;
-    let (http_served, grpc_served) = tokio::select! {
-        served = servers => served,
+    let grpc_served = tokio::select! {
+        ((), served) = servers => served,
         () = async { shutdown.signalled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(?grace, "requests or streams still open after server.shutdown_timeout; cutting them");
-            (Ok(()), Ok(()))
+            Ok(())
         }
     };
     background.stop().await;
     pipeline.embedded().close().await;
     tracing::info!("sluice stopped");
-    http_served?;
     grpc_served
 }
 
@@ -201,47 +203,38 @@ pub async fn serve(
 /// the requests in flight then are done.
 async fn serve_http(
     listener: TcpListener,
+    door: &Arc<Door>,
     tls: &Option<TlsIdentity>,
-    pipeline: &Arc<Pipeline>,
-    auth: &Arc<Authenticator>,
+    (pipeline, auth): (&Arc<Pipeline>, &Arc<Authenticator>),
+    max_header_bytes: usize,
     shutdown: &Shutdown,
-) -> Result<(), ServeError> {
+) {
     let app = crate::ingress::http::router(pipeline.clone(), auth.clone());
-    match tls {
-        Some(identity) => {
-            axum::serve(identity.http_listener(listener)?, app)
-                .with_graceful_shutdown(shutdown.signalled())
-                .await?
-        }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.signalled())
-                .await?
-        }
-    }
-    Ok(())
+    let connections = door.listen(listener, tls.as_ref().map(TlsIdentity::http));
+    crate::ingress::http::serve(connections, app, max_header_bytes, shutdown.signalled()).await
 }
 
 /// The gRPC API on `listener` (none: no gRPC API), like [`serve_http`].
 async fn serve_grpc(
     listener: Option<TcpListener>,
+    door: &Arc<Door>,
     tls: &Option<TlsIdentity>,
-    pipeline: &Arc<Pipeline>,
-    auth: &Arc<Authenticator>,
+    (pipeline, auth): (&Arc<Pipeline>, &Arc<Authenticator>),
+    max_header_bytes: usize,
     shutdown: &Shutdown,
 ) -> Result<(), ServeError> {
-    use crate::ingress::grpc;
+    let Some(listener) = listener else {
+        return Ok(());
+    };
+    let connections = door.listen(listener, tls.as_ref().map(TlsIdentity::grpc));
     let (pipeline, auth) = (pipeline.clone(), auth.clone());
-    match (listener, tls) {
-        (Some(listener), Some(identity)) => {
-            let incoming = identity.grpc_listener(listener)?.into_incoming();
-            grpc::serve(pipeline, auth, incoming, shutdown.signalled()).await?
-        }
-        (Some(listener), None) => {
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-            grpc::serve(pipeline, auth, incoming, shutdown.signalled()).await?
-        }
-        (None, _) => {}
-    }
+    crate::ingress::grpc::serve(
+        pipeline,
+        auth,
+        connections,
+        max_header_bytes,
+        shutdown.signalled(),
+    )
+    .await?;
     Ok(())
 }

@@ -21,6 +21,7 @@ use tonic_health::ServingStatus;
 use tracing::Instrument as _;
 
 use super::auth::{Authenticator, Need};
+use super::connections::{Guarded, TrackRequests};
 use crate::pipeline::{Pipeline, REQUEST_ID_HEADER};
 use messages::incoming;
 use proto::gateway_server::{Gateway, GatewayServer};
@@ -43,26 +44,24 @@ pub mod proto {
 const MAX_STREAM_CHUNK: usize = 1000;
 /// How often the health service re-checks readiness.
 const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How often an HTTP/2 connection is pinged, and how long its answer may take before the
+/// connection is closed as dead.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Room over the largest message for the request's other fields.
 const ENVELOPE_ALLOWANCE: usize = 64 * 1024;
 
-/// Serves the gRPC API on the `incoming` connections (plain TCP or TLS) until `shutdown` completes.
-pub async fn serve<I, IO, IE>(
+/// Serves the gRPC API on the `connections` the front door lets in (plain TCP or TLS) until
+/// `shutdown` completes. Request headers are bounded by `max_header_bytes`; each call counts as
+/// in progress on its connection until its answer is done; keepalive pings find dead peers.
+pub async fn serve(
     pipeline: Arc<Pipeline>,
     auth: Arc<Authenticator>,
-    incoming: I,
+    connections: mpsc::Receiver<Guarded>,
+    max_header_bytes: usize,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error>
-where
-    I: futures_util::Stream<Item = Result<IO, IE>> + Send,
-    IO: tokio::io::AsyncRead
-        + tokio::io::AsyncWrite
-        + tonic::transport::server::Connected
-        + Unpin
-        + Send
-        + 'static,
-    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) -> Result<(), tonic::transport::Error> {
+    let incoming = ReceiverStream::new(connections).map(Ok::<_, std::convert::Infallible>);
     let (health, health_service) = tonic_health::server::health_reporter();
     let health_task = tokio::spawn(report_health(pipeline.clone(), health));
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -83,6 +82,10 @@ where
         .max_encoding_message_size(largest);
     let served = tonic::transport::Server::builder()
         .timeout(deadline)
+        .http2_max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .layer(TrackRequests)
         .add_service(gateway)
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -8,8 +8,10 @@ mod error;
 mod ops;
 mod read;
 pub mod rights;
+mod same_machine;
 mod schedules;
 mod schemas;
+mod serve;
 mod stations;
 mod views;
 
@@ -26,18 +28,28 @@ use super::requests;
 use crate::pipeline::Pipeline;
 use rights::{Right, Routes};
 
+pub use serve::serve;
+
 type Shared = State<Arc<Pipeline>>;
 
 /// The whole HTTP API.
+/// Without tokens, only requests from this machine and not from web pages of other sites are
+/// answered ([`same_machine`]).
 pub fn router(pipeline: Arc<Pipeline>, auth: Arc<Authenticator>) -> Router {
-    routes(pipeline.clone(), auth)
+    let open = !auth.is_enabled();
+    let router = routes(pipeline.clone(), auth)
         .into_router()
         .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(
             pipeline.clone(),
             requests::within_deadline,
-        ))
+        ));
+    let router = match open {
+        true => router.layer(middleware::from_fn(same_machine::same_machine_only)),
+        false => router,
+    };
+    router
         .layer(middleware::from_fn(requests::traced))
         .with_state(pipeline)
 }
