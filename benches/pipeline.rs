@@ -41,11 +41,11 @@ const SCHEMA: &str = r#"{
 /// About 200 bytes.
 const MESSAGE: &str = r#"{"order_id":"ord-000123456","customer":"ada@example.com","items":[{"sku":"SKU-RED-42","qty":2},{"sku":"SKU-BLUE-7","qty":1},{"sku":"SKU-GREEN-3","qty":5}],"total":129.95,"note":"leave at the door"}"#;
 
-fn pipeline(dir: &std::path::Path) -> Pipeline {
+fn pipeline(dir: &std::path::Path) -> Arc<Pipeline> {
     pipeline_with(dir, &[])
 }
 
-fn pipeline_with(dir: &std::path::Path, extra: &[(&str, &'static str)]) -> Pipeline {
+fn pipeline_with(dir: &std::path::Path, extra: &[(&str, &'static str)]) -> Arc<Pipeline> {
     let files: RepoFiles = [
         (
             "orders/v1.json".to_owned(),
@@ -68,7 +68,11 @@ fn pipeline_with(dir: &std::path::Path, extra: &[(&str, &'static str)]) -> Pipel
         .expect("bench repository loads");
     let registry = Arc::new(Registry::serving("bench".into(), snapshot));
     let store = EmbeddedStore::open(dir, FsyncPolicy::Never).expect("store opens");
-    Pipeline::new(registry, Backends::with_defaults(store), Limits::default())
+    Arc::new(Pipeline::new(
+        registry,
+        Backends::with_defaults(store),
+        Limits::default(),
+    ))
 }
 
 fn validation(c: &mut Criterion) {

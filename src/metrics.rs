@@ -26,6 +26,8 @@ use crate::formats::FormatKind;
 pub const MESSAGES: &str = "sluice_messages_total";
 /// Messages stored in a station's dead-letter log, by station.
 pub const DEAD_LETTERS: &str = "sluice_dead_letters_total";
+/// Messages refused whose dead letter could not be stored (answered 503), by station.
+pub const DEAD_LETTERS_NOT_KEPT: &str = "sluice_dead_letters_not_kept_total";
 /// Dead letters held by an embedded station's DLQ now, by station.
 pub const DLQ_DEPTH: &str = "sluice_dlq_depth";
 /// Time to judge one message (a request's mean, one sample per request), by format.
@@ -102,6 +104,10 @@ fn describe() {
         "Messages stored in a station's dead-letter log"
     );
     describe_gauge!(DLQ_DEPTH, "Dead letters an embedded station's DLQ holds");
+    describe_counter!(
+        DEAD_LETTERS_NOT_KEPT,
+        "Messages refused whose dead letter could not be stored, answered 503 so the producer retries"
+    );
     describe_histogram!(
         VALIDATION_SECONDS,
         metrics::Unit::Seconds,
@@ -294,6 +300,7 @@ pub struct StationMetrics {
     rejected: Counter,
     errors: Counter,
     dead_letters: Counter,
+    dead_letters_not_kept: Counter,
     totals: Arc<StationTotals>,
 }
 
@@ -311,6 +318,7 @@ impl StationMetrics {
             rejected: outcome("rejected"),
             errors: outcome("error"),
             dead_letters: counter!(DEAD_LETTERS, "station" => station.to_owned()),
+            dead_letters_not_kept: counter!(DEAD_LETTERS_NOT_KEPT, "station" => station.to_owned()),
             totals: totals_of(station),
         }
     }
@@ -323,6 +331,11 @@ impl StationMetrics {
     /// The station's messages per second, now and over the last two minutes.
     pub fn rates(&self) -> Rates {
         self.totals.rates(Instant::now())
+    }
+
+    /// Counts refused messages whose dead letters could not be stored.
+    pub fn dead_letters_not_kept(&self, messages: u64) {
+        self.dead_letters_not_kept.increment(messages);
     }
 
     /// Counts one produce call's outcomes: stored, refused by the schema, and failed otherwise.

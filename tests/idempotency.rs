@@ -110,3 +110,136 @@ async fn a_key_repeated_within_one_grpc_stream_is_stored_once() {
     assert_ne!(offsets[0], offsets[1]);
     assert_eq!(gw.consume("orders", "check", 100).await.len(), 2);
 }
+
+/// A pipeline on `repo` with the embedded store in a temp dir, as `sluice serve` builds it
+/// (fsync on: a write takes a moment to be acknowledged).
+fn pipeline_on(
+    repo: &std::path::Path,
+    stations_extra: &str,
+) -> (
+    std::sync::Arc<sluice::pipeline::Pipeline>,
+    tempfile::TempDir,
+) {
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("sluice.toml");
+    let config = format!(
+        "[registry]\nsource = {:?}\nwatch = false\n[storage]\ndir = {:?}\n{stations_extra}",
+        repo.display().to_string(),
+        data.path().join("store").display().to_string(),
+    );
+    std::fs::write(&file, config).unwrap();
+    let config = sluice::config::Config::load(&file, true, std::iter::empty()).unwrap();
+    let (pipeline, _syncer) = sluice::server::build_pipeline(&config).unwrap();
+    (pipeline, data)
+}
+
+/// Polls `work` up to `polls` times, a little apart, then drops it unfinished: a caller that
+/// stops waiting at some point of the work (a client gone, a deadline passed).
+async fn give_up_after<F: std::future::Future>(work: F, polls: usize) {
+    let mut work = std::pin::pin!(work);
+    for _ in 0..polls {
+        let polled =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(work.as_mut().poll(cx))).await;
+        if polled.is_ready() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_micros(300)).await;
+    }
+}
+
+/// However early or late a producer stops waiting, the message is stored once: the retry with
+/// its key gets the first answer (never a second copy), and nothing is lost.
+#[tokio::test]
+async fn a_caller_that_stops_waiting_neither_doubles_nor_loses_a_message() {
+    let repo = orders_repo("");
+    let (pipeline, _data) = pipeline_on(repo.path(), "");
+    let keyed = |i: usize| sluice::pipeline::Incoming {
+        payload: Bytes::from(valid_order(&format!("d-{i}")).to_string()),
+        content_type: Some("application/json".into()),
+        idempotency_key: Some(format!("key-{i}")),
+        ..Default::default()
+    };
+    let tries = 40;
+    for i in 0..tries {
+        give_up_after(pipeline.produce("orders", keyed(i)), i % 20 + 1).await;
+        let retried = eventually(Duration::from_secs(10), || async {
+            match pipeline.produce("orders", keyed(i)).await {
+                Err(sluice::pipeline::PipelineError::IdempotencyKeyAbandoned) => None,
+                answered => Some(answered),
+            }
+        })
+        .await;
+        assert!(retried.is_ok(), "{retried:?}");
+    }
+    let delivered = pipeline
+        .consume("orders", "count", 1000, Duration::ZERO)
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = delivered
+        .iter()
+        .map(|d| serde_json::from_slice::<Value>(&d.record.value).unwrap()["order_id"].to_string())
+        .collect();
+    assert_eq!(ids.len(), tries, "one copy of each: {ids:?}");
+    ids.dedup();
+    assert_eq!(ids.len(), tries);
+}
+
+/// A replay whose caller stops waiting still settles its claim: the dead letter is forwarded
+/// once, and a later replay says so instead of `replay_in_progress` for good.
+#[tokio::test]
+async fn a_replay_whose_caller_stops_waiting_leaves_no_claim_held() {
+    let repo = orders_repo("ack_timeout = \"1s\"\nmax_deliveries = 1");
+    let (pipeline, _data) = pipeline_on(repo.path(), "");
+    for polls in 1..=12 {
+        let order = valid_order(&format!("p-{polls}"));
+        let message = sluice::pipeline::Incoming {
+            payload: Bytes::from(order.to_string()),
+            content_type: Some("application/json".into()),
+            ..Default::default()
+        };
+        let stored = pipeline.produce("orders", message).await.unwrap();
+        // Delivered once and given back: with max_deliveries = 1 it becomes a dead letter, which
+        // passes its schema and can be replayed.
+        let group = format!("g-{polls}");
+        let taken = pipeline
+            .consume("orders", &group, 1000, Duration::ZERO)
+            .await
+            .unwrap();
+        let position = taken
+            .iter()
+            .find(|d| d.position == stored.position)
+            .expect("delivered")
+            .position;
+        pipeline
+            .nack("orders", &group, &[position], Duration::ZERO)
+            .await
+            .unwrap();
+        pipeline
+            .consume("orders", &group, 1000, Duration::ZERO)
+            .await
+            .unwrap();
+        let page = pipeline.dead_letters("orders", None, 1000).await.unwrap();
+        let letter = page
+            .letters
+            .iter()
+            .find(|l| serde_json::from_slice::<Value>(&l.record.value).unwrap() == order)
+            .expect("dead-lettered")
+            .id
+            .to_string();
+        give_up_after(pipeline.replay("orders", &letter), polls).await;
+        let settled = eventually(Duration::from_secs(10), || async {
+            match pipeline.replay("orders", &letter).await {
+                Err(sluice::pipeline::PipelineError::ReplayInProgress { .. }) => None,
+                answered => Some(answered),
+            }
+        })
+        .await;
+        assert!(
+            matches!(
+                settled,
+                Err(sluice::pipeline::PipelineError::AlreadyReplayed { .. })
+            ),
+            "the first replay forwarded it: {settled:?}"
+        );
+    }
+}

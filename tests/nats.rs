@@ -296,3 +296,43 @@ async fn metadata_the_stream_cannot_frame_is_refused_and_any_reason_is_dead_lett
     assert_eq!(ids(&stored), vec!["m-1", "m-3"]);
     assert_eq!(stored[0].header("sluice-key-base64"), "bGluZQpicmVhaw==");
 }
+
+/// A refused message whose dead letter cannot be stored (no stream holds the dead-letter subject
+/// yet) is not answered as if it were kept: 503 with a retry, and the retry, once the stream
+/// exists, is the usual 422 naming its dead letter.
+#[tokio::test]
+async fn a_dead_letter_that_cannot_be_stored_is_a_503_not_a_422() {
+    let nats = Nats::start();
+    let gw = Gateway::start(&repo(), &config(&nats, "streams = \"require\"")).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = jetstream::new(client);
+    let stream_of = |name: &str, subject: &str| stream::Config {
+        name: name.into(),
+        subjects: vec![subject.into()],
+        ..Default::default()
+    };
+    js.create_stream(stream_of("ORDERS", "orders.new"))
+        .await
+        .unwrap();
+    let invalid = json!({"order_id": "d-1", "items": [{"qty": 0}]});
+    let (status, body) = gw.produce("orders", &invalid).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "dead_letter_not_kept");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("/items/0/qty"), "{message}");
+    assert!(gw
+        .metrics()
+        .await
+        .contains("sluice_dead_letters_not_kept_total"));
+
+    js.create_stream(stream_of("ORDERS_DLQ", "orders.new.dlq"))
+        .await
+        .unwrap();
+    let (status, body) = gw.produce("orders", &invalid).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["dlq_id"].is_string(), "{body}");
+    assert_eq!(
+        ids(&read_stream(&nats.url(), "ORDERS_DLQ").await),
+        vec!["d-1"]
+    );
+}

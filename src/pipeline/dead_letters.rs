@@ -1,7 +1,10 @@
 //! A station's dead letters: browsed by id, and replayed — re-judged against today's schema and
 //! forwarded to the station once they pass, at most once each, whichever gateway is asked.
 
+use std::sync::Arc;
+
 use super::judge::{Judge, Judged};
+use super::produce::to_the_end;
 use super::{placement, Accepted, Incoming, Pipeline, PipelineError, REQUEST_ID_HEADER};
 use crate::backends::queues::{replay_idempotency_key, DeadLetterPage, ReplayClaim};
 use crate::backends::routing::Route;
@@ -37,8 +40,24 @@ impl Pipeline {
 
     /// Re-judges dead letter `id` against today's schema and forwards it to the station if it now
     /// passes. A dead letter is forwarded at most once: its replay is claimed on the backend
-    /// first, so of concurrent replays through any number of gateways one forwards it.
-    pub async fn replay(&self, station_name: &str, id: &str) -> Result<Accepted, PipelineError> {
+    /// first, so of concurrent replays through any number of gateways one forwards it. The replay
+    /// runs to its end on a task of its own, so a caller that stops waiting never leaves the claim
+    /// held.
+    pub async fn replay(
+        self: &Arc<Self>,
+        station_name: &str,
+        id: &str,
+    ) -> Result<Accepted, PipelineError> {
+        let pipeline = self.clone();
+        let (station, id) = (station_name.to_owned(), id.to_owned());
+        to_the_end(async move { pipeline.replay_claimed(&station, &id).await }).await
+    }
+
+    async fn replay_claimed(
+        &self,
+        station_name: &str,
+        id: &str,
+    ) -> Result<Accepted, PipelineError> {
         let snapshot = self.registry.snapshot();
         let station = self.station(&snapshot, station_name)?;
         let not_found = || PipelineError::DeadLetterNotFound {

@@ -104,6 +104,13 @@ pub enum PipelineError {
     },
     #[error("dead letter {id} of station `{station}` is being replayed by another request; ask again shortly")]
     ReplayInProgress { station: String, id: String },
+    /// A message its schema or rules refused, whose dead letter could not be stored: neither
+    /// the station nor its DLQ holds it, so it is not answered as refused-and-kept.
+    #[error("message does not match schema `{}` version {} ({}), and its dead letter could not be stored: {cause}; retry it", .report.schema, .report.version, first_reason(.report))]
+    DeadLetterNotKept {
+        report: Box<ViolationReport>,
+        cause: BackendError,
+    },
     #[error("{0}")]
     RegistryNotReady(String),
     #[error("the schema source cannot be read: {0}")]
@@ -112,6 +119,15 @@ pub enum PipelineError {
         "another request with this Idempotency-Key was being stored and did not finish; retry"
     )]
     IdempotencyKeyAbandoned,
+}
+
+/// The first violation of a report, as `path: reason`.
+fn first_reason(report: &ViolationReport) -> String {
+    match report.violations.first() {
+        Some(v) if v.path.is_empty() => v.reason.clone(),
+        Some(v) => format!("{}: {}", v.path, v.reason),
+        None => "no reason given".into(),
+    }
 }
 
 /// `offset 15`, or `partition 2, offset 15`.

@@ -153,7 +153,7 @@ impl Pipeline {
 
     /// Produces one message.
     pub async fn produce(
-        &self,
+        self: &Arc<Self>,
         station: &str,
         message: Incoming,
     ) -> Result<Accepted, PipelineError> {

@@ -5,7 +5,11 @@
 //! counters moved. A long batch yields to the runtime after each tenth of a millisecond of
 //! judging, so requests that share its worker thread wait about that long behind it at most.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tracing::Instrument as _;
 
 use tokio::sync::watch;
 
@@ -58,7 +62,21 @@ impl Pipeline {
     /// invalid ones in one dead-letter write alongside; each message gets its own answer, in
     /// order. The outer error is for the request as a whole (unknown station, too many messages,
     /// backend missing, a backend at its in-flight limit).
+    ///
+    /// The work runs to its end on a task of its own: a caller that stops waiting (a client gone,
+    /// a deadline passed) leaves no message half settled, and a retry of a message stored
+    /// meanwhile gets its answer instead of storing it again.
     pub async fn produce_batch(
+        self: &Arc<Self>,
+        station: &str,
+        messages: Vec<Incoming>,
+    ) -> Result<Vec<Answer>, PipelineError> {
+        let pipeline = self.clone();
+        let station = station.to_owned();
+        to_the_end(async move { pipeline.store_batch(&station, messages).await }).await
+    }
+
+    async fn store_batch(
         &self,
         station: &str,
         messages: Vec<Incoming>,
@@ -212,6 +230,7 @@ impl<'a> Batch<'a> {
         );
         if let Err(e) = &dead_lettered {
             tracing::error!(station = %station.name, "dead letters could not be stored: {e}");
+            station.metrics.dead_letters_not_kept(dead_count);
         }
         let mut results: Vec<Answer> = Vec::with_capacity(slots.len());
         let mut waiting = Vec::new();
@@ -225,12 +244,18 @@ impl<'a> Batch<'a> {
                     }),
                     Err(e) => Err(PipelineError::Backend(e.clone())),
                 },
-                Slot::Invalid(dead_index, mut report) => {
-                    if let (Some(i), Ok(positions)) = (dead_index, &dead_lettered) {
+                Slot::Invalid(dead_index, mut report) => match (dead_index, &dead_lettered) {
+                    (Some(i), Ok(positions)) => {
                         report.dlq_id = Some(positions[i].to_string());
+                        Err(report.into_error())
                     }
-                    Err(report.into_error())
-                }
+                    // Not answered as if kept: the producer retries until the dead letter is.
+                    (Some(_), Err(cause)) => Err(PipelineError::DeadLetterNotKept {
+                        report: Box::new(report),
+                        cause: cause.clone(),
+                    }),
+                    (None, _) => Err(report.into_error()),
+                },
                 Slot::Refused(error) => Err(error),
                 Slot::Retry(Retry::Answered(answer)) => answer,
                 Slot::Retry(Retry::SameAs(earlier)) => results[earlier].clone(),
@@ -249,6 +274,18 @@ impl<'a> Batch<'a> {
         let dead_lettered = if dead_lettered.is_ok() { dead_count } else { 0 };
         count(station, &results, dead_lettered);
         (results, waiting)
+    }
+}
+
+/// Runs `work` on a task of its own, in the current span, and waits for it; a panic in it is
+/// raised again here.
+pub(super) async fn to_the_end<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> T {
+    match tokio::spawn(work.instrument(tracing::Span::current())).await {
+        Ok(done) => done,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("the runtime stopped a produce before its end: {e}"),
     }
 }
 

@@ -62,7 +62,7 @@ impl NextTicks {
 
 /// Produces what `schedule` owes now.
 async fn run_due(
-    pipeline: &Pipeline,
+    pipeline: &Arc<Pipeline>,
     dir: &Path,
     schedule: &Arc<Schedule>,
     station: &Station,

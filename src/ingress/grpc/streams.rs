@@ -97,7 +97,7 @@ impl StreamProducer {
 
 /// Produces stream messages in order, one pipeline call per run of consecutive messages to one
 /// station; a refused message is answered with its refusal.
-async fn produce_in_runs(pipeline: &Pipeline, items: Vec<StreamItem>) -> Vec<Outcome> {
+async fn produce_in_runs(pipeline: &Arc<Pipeline>, items: Vec<StreamItem>) -> Vec<Outcome> {
     let mut outcomes = Vec::with_capacity(items.len());
     let mut items = items.into_iter().peekable();
     while let Some(item) = items.next() {
