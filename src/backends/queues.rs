@@ -117,6 +117,10 @@ pub trait StationQueue: Send + Sync {
     /// What `log` holds now.
     async fn stats(&self, log: &str) -> Result<LogStats, BackendError>;
 
+    /// Whether consumer group `group` may be used on `log` when at most `max` groups may be:
+    /// it is one of them already, or there are fewer.
+    async fn admits_group(&self, log: &str, group: &str, max: usize) -> Result<bool, BackendError>;
+
     /// Up to `max` dead letters of `dead_letters` from `from` on, with their replay marks.
     async fn dead_letters(
         &self,

@@ -184,6 +184,7 @@ fn pipeline_statuses(error: &PipelineError) -> Statuses {
         E::MetadataTooLarge { .. } => statuses(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, Code::ResourceExhausted, "headers_too_large"),
         E::TooManyMessages { .. } => statuses(StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted, "too_many_messages"),
         E::UnsupportedMediaType { .. } => statuses(StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::InvalidArgument, "unsupported_media_type"),
+        E::TooManyGroups { .. } => statuses(StatusCode::TOO_MANY_REQUESTS, Code::ResourceExhausted, "too_many_groups"),
         E::DeadLetterNotKept { .. } => statuses(StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable, "dead_letter_not_kept"),
         E::RegistryNotReady(_) => statuses(StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable, "registry_not_ready"),
         E::SourceUnavailable(_) => statuses(StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable, "registry_source_unavailable"),

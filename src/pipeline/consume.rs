@@ -10,6 +10,7 @@ use futures_util::{FutureExt, StreamExt};
 
 use super::{placement, Pipeline, PipelineError};
 use crate::backends::queues::{AckOutcome, ConsumeOptions, Delivery, LogStats};
+use crate::backends::routing::Route;
 use crate::model::Position;
 use crate::registry::Station;
 
@@ -28,6 +29,24 @@ impl Pipeline {
         Ok(station)
     }
 
+    /// Refuses a group new to `station` once it has `limits.max_groups_per_station`.
+    async fn admit_group(
+        &self,
+        route: &Route<'_>,
+        station: &Station,
+        group: &str,
+    ) -> Result<(), PipelineError> {
+        let max = self.limits.max_groups_per_station;
+        if route.queue.admits_group(&route.log, group, max).await? {
+            return Ok(());
+        }
+        crate::metrics::limit_hit("limits.max_groups_per_station");
+        Err(PipelineError::TooManyGroups {
+            station: station.name.clone(),
+            limit: max,
+        })
+    }
+
     /// Long-polls up to `max` messages of `station` for `group`.
     pub async fn consume(
         &self,
@@ -38,6 +57,7 @@ impl Pipeline {
     ) -> Result<Vec<Delivery>, PipelineError> {
         let station = self.group_station(station, group)?;
         let route = self.backends.route(placement(&station)).await?;
+        self.admit_group(&route, &station, group).await?;
         let options = ConsumeOptions {
             max: max.clamp(1, self.limits.max_consume_messages),
             wait: wait.min(self.limits.max_consume_wait),
@@ -57,6 +77,7 @@ impl Pipeline {
     ) -> Result<AckOutcome, PipelineError> {
         let station = self.group_station(station, group)?;
         let route = self.backends.route(placement(&station)).await?;
+        self.admit_group(&route, &station, group).await?;
         Ok(route.queue.ack(&route.log, group, messages).await?)
     }
 
@@ -70,6 +91,7 @@ impl Pipeline {
     ) -> Result<AckOutcome, PipelineError> {
         let station = self.group_station(station, group)?;
         let route = self.backends.route(placement(&station)).await?;
+        self.admit_group(&route, &station, group).await?;
         Ok(route.queue.nack(&route.log, group, messages, delay).await?)
     }
 

@@ -111,6 +111,9 @@ pub enum PipelineError {
         report: Box<ViolationReport>,
         cause: BackendError,
     },
+    /// A consumer group new to a station that has as many as it may.
+    #[error("station `{station}` has {limit} consumer groups already (limits.max_groups_per_station); use one of them")]
+    TooManyGroups { station: String, limit: usize },
     #[error("{0}")]
     RegistryNotReady(String),
     #[error("the schema source cannot be read: {0}")]

@@ -21,6 +21,9 @@ pub struct Limits {
     pub max_batch_bytes: usize,
     /// Most messages one consume request may return.
     pub max_consume_messages: usize,
+    /// Most consumer groups one station may have (429 for a new one past it): on the embedded
+    /// store and JetStream, every group the engine holds; on Kafka, those this gateway serves.
+    pub max_groups_per_station: usize,
     /// Longest long-poll a consume request may ask for.
     #[serde(with = "humantime_serde")]
     pub max_consume_wait: Duration,
@@ -110,6 +113,7 @@ impl Default for Limits {
             max_batch_bytes: 64 * 1024 * 1024,
             max_consume_messages: 1_000,
             max_consume_wait: Duration::from_secs(30),
+            max_groups_per_station: 100,
             max_headers: 64,
             max_header_bytes: 16 * 1024,
             max_key_bytes: 16 * 1024,

@@ -54,6 +54,14 @@ macro_rules! every_scenario {
         }
 
         #[tokio::test]
+        async fn groups_past_the_limit_are_refused_and_the_others_keep_working() {
+            crate::scenarios::groups_past_the_limit_are_refused_and_the_others_keep_working(
+                $backend,
+            )
+            .await;
+        }
+
+        #[tokio::test]
         async fn listings_and_metrics_count_messages_and_dead_letters() {
             crate::scenarios::listings_and_metrics_count_messages_and_dead_letters($backend).await;
         }

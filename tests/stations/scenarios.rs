@@ -50,6 +50,11 @@ impl Backend {
 
     /// Station `name` on the `orders` schema, with `station_extra`, on this backend.
     pub async fn start_station(self, name: &str, station_extra: &str) -> Setup {
+        self.start_configured(name, station_extra, "").await
+    }
+
+    /// [`Backend::start_station`] with more of the gateway's configuration (TOML sections).
+    pub async fn start_configured(self, name: &str, station_extra: &str, more: &str) -> Setup {
         let (backend, config, broker) = match self {
             Backend::Embedded => (String::new(), String::new(), None),
             Backend::Nats => {
@@ -85,7 +90,7 @@ impl Backend {
             ("orders/v1.json", ORDER_SCHEMA),
             ("stations.toml", &stations),
         ]);
-        let gw = Gateway::start(&repo, &config).await;
+        let gw = Gateway::start(&repo, &format!("{config}\n{more}")).await;
         Setup {
             gw,
             _repo: repo,
@@ -491,4 +496,40 @@ pub async fn listings_and_metrics_count_messages_and_dead_letters(backend: Backe
     let metrics = gw.metrics().await;
     let depth = format!("sluice_dlq_depth{{station=\"{station}\"}} 2");
     assert!(metrics.contains(&depth), "{metrics}");
+}
+
+/// A station takes at most `limits.max_groups_per_station` consumer groups: a new one past it is
+/// refused `429` naming the limit, whether it consumes, acks or nacks, while the groups it has
+/// keep consuming.
+pub async fn groups_past_the_limit_are_refused_and_the_others_keep_working(backend: Backend) {
+    let setup = backend
+        .start_configured("orders", "", "[limits]\nmax_groups_per_station = 3\n")
+        .await;
+    let gw = &setup.gw;
+    for group in ["a", "b", "c"] {
+        consume(gw, group, 10, Duration::ZERO).await;
+    }
+    let (status, body) = gw.get("/v1/stations/orders/messages?group=d&max=10").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"], "too_many_groups");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("limits.max_groups_per_station"),
+        "{body}"
+    );
+    for path in ["/v1/stations/orders/ack", "/v1/stations/orders/nack"] {
+        let (status, body) = gw
+            .post_json(path, &json!({"group": "e", "offsets": [0]}))
+            .await;
+        assert_eq!(status, 429, "{path}: {body}");
+    }
+    produce_orders(gw, (0..3).map(|i| format!("g-{i}"))).await;
+    assert_eq!(
+        drain(gw, "a", 3).await.len(),
+        3,
+        "an existing group still consumes"
+    );
+    assert!(gw.metrics().await.contains("limits.max_groups_per_station"));
 }

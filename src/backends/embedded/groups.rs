@@ -92,6 +92,37 @@ impl Groups {
         }
     }
 
+    /// Whether `group` is one of `log`'s groups, or `log` has fewer than `max`: those in use
+    /// since the store opened and those with a position on disk.
+    pub(super) fn admits(&self, log: &str, group: &str, max: usize) -> Result<bool, StoreError> {
+        let states = self.states.lock().expect("groups lock");
+        if states.contains_key(&(log.to_owned(), group.to_owned())) {
+            return Ok(true);
+        }
+        let read_error = |e: fjall::Error| StoreError::Read(format!("the groups of {log}: {e}"));
+        let prefix = format!("group/{log}/");
+        if self
+            .meta
+            .contains_key(format!("{prefix}{group}"))
+            .map_err(read_error)?
+        {
+            return Ok(true);
+        }
+        let mut names: std::collections::HashSet<Vec<u8>> = states
+            .keys()
+            .filter(|(l, _)| l == log)
+            .map(|(_, g)| g.as_bytes().to_vec())
+            .collect();
+        for guard in self.meta.prefix(prefix.as_bytes()) {
+            if names.len() >= max {
+                break;
+            }
+            let key = guard.key().map_err(read_error)?;
+            names.insert(key[prefix.len()..].to_vec());
+        }
+        Ok(names.len() < max)
+    }
+
     /// The state of `group` on `log`, loaded from disk on first use. A new group starts at the
     /// oldest retained message, `log_first`.
     pub(super) fn get(

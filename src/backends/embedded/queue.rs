@@ -38,6 +38,10 @@ impl StationQueue for EmbeddedStore {
         EmbeddedStore::consume(self, log, group, options).await
     }
 
+    async fn admits_group(&self, log: &str, group: &str, max: usize) -> Result<bool, BackendError> {
+        Ok(self.inner.groups.admits(log, group, max)?)
+    }
+
     async fn ack(
         &self,
         log: &str,

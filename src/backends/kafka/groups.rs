@@ -241,6 +241,28 @@ impl Drop for Session {
 pub(super) struct Sessions(Mutex<HashMap<(String, String), Arc<Session>>>);
 
 impl KafkaBackend {
+    /// Whether this gateway serves `group` on `topic` already, or fewer than `max` groups on it
+    /// (each is a client of its own reading ahead; sessions idle for [`IDLE_SESSION`] do not
+    /// count, they are left at the next use).
+    pub(super) fn admits_session(&self, topic: &str, group: &str, max: usize) -> bool {
+        let now = now_ms();
+        let sessions = self.sessions.0.lock().expect("sessions lock");
+        let live = |session: &Arc<Session>| {
+            now.saturating_sub(session.last_used_ms.load(Ordering::Acquire))
+                < IDLE_SESSION.as_millis() as u64
+        };
+        let mut serving = 0;
+        for ((on, name), session) in sessions.iter() {
+            if on == topic && live(session) {
+                if name == group {
+                    return true;
+                }
+                serving += 1;
+            }
+        }
+        serving < max
+    }
+
     /// This gateway's session of `group` on `topic`, joined on first use; sessions idle for
     /// [`IDLE_SESSION`] are left.
     fn session(&self, topic: &str, group: &str) -> Result<Arc<Session>, BackendError> {

@@ -327,6 +327,10 @@ impl Backend for KafkaBackend {
 
 #[async_trait]
 impl StationQueue for KafkaBackend {
+    async fn admits_group(&self, log: &str, group: &str, max: usize) -> Result<bool, BackendError> {
+        Ok(self.admits_session(log, group, max))
+    }
+
     async fn consume(
         &self,
         log: &str,

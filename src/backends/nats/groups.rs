@@ -149,6 +149,37 @@ fn fate(delivered: u64, record: &Record, stored_at_ms: u64, max_deliveries: u32,
 }
 
 impl NatsBackend {
+    /// Whether `group` has a durable consumer on `subject`'s stream, or the stream has fewer
+    /// than `max` consumers (of any kind: the engine's count is the one every gateway sees).
+    pub(super) async fn admits_group(
+        &self,
+        subject: &str,
+        group: &str,
+        max: usize,
+    ) -> Result<bool, BackendError> {
+        let key = (subject.to_owned(), group.to_owned());
+        if self
+            .groups
+            .consumers
+            .lock()
+            .expect("groups lock")
+            .contains_key(&key)
+        {
+            return Ok(true);
+        }
+        let stream_name = self.stream_of(subject).await?;
+        let stream = self
+            .bounded(self.jetstream.get_stream(&stream_name))
+            .await?;
+        let existing: Result<PullConsumer, _> = self
+            .bounded(stream.get_consumer(&consumer_name(group)))
+            .await;
+        if existing.is_ok() {
+            return Ok(true);
+        }
+        Ok(stream.cached_info().state.consumer_count < max)
+    }
+
     /// The durable consumer of `group` on `subject`: made (or its `ack_wait` brought up to date)
     /// when `ack_wait` is given, only looked up otherwise — `None` when it does not exist.
     async fn group_consumer(

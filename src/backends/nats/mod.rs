@@ -331,6 +331,10 @@ impl Backend for NatsBackend {
 
 #[async_trait]
 impl StationQueue for NatsBackend {
+    async fn admits_group(&self, log: &str, group: &str, max: usize) -> Result<bool, BackendError> {
+        NatsBackend::admits_group(self, log, group, max).await
+    }
+
     async fn consume(
         &self,
         log: &str,
