@@ -89,6 +89,13 @@ impl Pipeline {
         messages: &[Position],
         delay: Duration,
     ) -> Result<AckOutcome, PipelineError> {
+        if delay > self.limits.max_nack_delay {
+            crate::metrics::limit_hit("limits.max_nack_delay");
+            return Err(PipelineError::InvalidRequest(format!(
+                "a nack may delay redelivery by at most {} (limits.max_nack_delay)",
+                humantime::format_duration(self.limits.max_nack_delay)
+            )));
+        }
         let station = self.group_station(station, group)?;
         let route = self.backends.route(placement(&station)).await?;
         self.admit_group(&route, &station, group).await?;

@@ -24,6 +24,9 @@ pub struct Limits {
     /// Most consumer groups one station may have (429 for a new one past it): on the embedded
     /// store and JetStream, every group the engine holds; on Kafka, those this gateway serves.
     pub max_groups_per_station: usize,
+    /// Longest delay a nack may ask for before redelivery (400 past it).
+    #[serde(with = "humantime_serde")]
+    pub max_nack_delay: Duration,
     /// Longest long-poll a consume request may ask for.
     #[serde(with = "humantime_serde")]
     pub max_consume_wait: Duration,
@@ -114,6 +117,7 @@ impl Default for Limits {
             max_consume_messages: 1_000,
             max_consume_wait: Duration::from_secs(30),
             max_groups_per_station: 100,
+            max_nack_delay: Duration::from_secs(7 * 24 * 3600),
             max_headers: 64,
             max_header_bytes: 16 * 1024,
             max_key_bytes: 16 * 1024,

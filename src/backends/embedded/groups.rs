@@ -296,7 +296,7 @@ impl GroupState {
         delay: Duration,
     ) -> (AckOutcome, Vec<MetaChange>) {
         let mut outcome = AckOutcome::default();
-        let at = now_ms() + delay.as_millis() as u64;
+        let at = now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
         let mut changed = Vec::new();
         for &offset in offsets {
             match self.leases.get_mut(&offset) {

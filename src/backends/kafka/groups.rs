@@ -157,7 +157,10 @@ impl Book {
             match book.held.get_mut(&offset) {
                 Some(held) if held.delivery > 0 && !held.acked => {
                     match nack_delay {
-                        Some(delay) => held.deadline_ms = now + delay.as_millis() as u64,
+                        Some(delay) => {
+                            let delay = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                            held.deadline_ms = now.saturating_add(delay);
+                        }
                         None => held.acked = true,
                     }
                     outcome.acked += 1;

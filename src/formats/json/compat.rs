@@ -10,6 +10,7 @@
 //! repository, and any other keyword that the reading version adds or changes (`not`, `if`,
 //! `dependentSchemas`…) is reported as a change, since Sluice cannot prove it harmless.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
@@ -19,6 +20,10 @@ use crate::formats::{Breaks, Evolution, Incompatibility};
 
 /// How deep the walk follows nested schemas and `$ref`s before giving up on a branch.
 const MAX_DEPTH: usize = 64;
+/// Most pairs of schemas one comparison looks at. Alternatives nested in alternatives multiply
+/// the pairs at each level; past this many, compatibility is not shown (and the change is
+/// refused), rather than the comparison running without bound.
+const MAX_STEPS: usize = 200_000;
 
 /// Keywords the comparison understands; any other assertion the reader adds or changes is reported.
 const UNPROVEN_KEYWORDS: &[&str] = &[
@@ -65,6 +70,7 @@ impl Evolution for JsonSchema {
             return Vec::new();
         };
         let mut found = Vec::new();
+        let steps = Cell::new(0);
         for (breaks, (reader, reader_root), (writer, writer_root), reader_name, writer_name) in [
             (
                 Breaks::Backward,
@@ -89,9 +95,19 @@ impl Evolution for JsonSchema {
                 writer,
                 seen: HashSet::new(),
                 found: Vec::new(),
+                steps: &steps,
             };
             walk.compare(reader_root, writer_root, "", 0);
             found.append(&mut walk.found);
+            if steps.get() > MAX_STEPS {
+                found.push(Incompatibility::new(
+                    breaks,
+                    "too_complex_to_compare",
+                    String::new(),
+                    format!("comparing the versions takes more than {MAX_STEPS} steps (alternatives nested in alternatives), so compatibility cannot be shown"),
+                ));
+                break;
+            }
         }
         found
     }
@@ -177,12 +193,20 @@ struct Walk<'a> {
     /// (reader, writer) pairs of `$ref` targets already compared, so recursive schemas terminate.
     seen: HashSet<(usize, usize)>,
     found: Vec<Incompatibility>,
+    /// Pairs compared so far in the whole comparison, trials of alternatives included.
+    steps: &'a Cell<usize>,
 }
 
 /// A schema with its `allOf` parts merged in and its `anyOf`/`oneOf` spread into alternatives.
 type Alternatives = Vec<Value>;
 
 impl<'a> Walk<'a> {
+    /// Counts one more pair compared; false once the comparison is past [`MAX_STEPS`].
+    fn step(&self) -> bool {
+        self.steps.set(self.steps.get() + 1);
+        self.steps.get() <= MAX_STEPS
+    }
+
     fn report(&mut self, rule: &'static str, path: &str, message: String) {
         self.found.push(Incompatibility::new(
             self.breaks,
@@ -203,7 +227,7 @@ impl<'a> Walk<'a> {
     where
         'a: 'b,
     {
-        if depth > MAX_DEPTH {
+        if depth > MAX_DEPTH || !self.step() {
             return;
         }
         let reader = self.resolve(reader, true, path);
@@ -258,6 +282,7 @@ impl<'a> Walk<'a> {
                     writer: self.writer,
                     seen: self.seen.clone(),
                     found: Vec::new(),
+                    steps: self.steps,
                 };
                 trial.compare_object(
                     reader.child(reader_alternative),
@@ -327,6 +352,9 @@ impl<'a> Walk<'a> {
     where
         'a: 'b,
     {
+        if !self.step() {
+            return;
+        }
         let (r, w) = (self.reader_name, self.writer_name);
         self.compare_types(reader, writer, path);
         self.compare_enums(reader, writer, path);
@@ -889,6 +917,38 @@ mod tests {
         assert_eq!(
             rules(old, wider),
             vec![(Breaks::Forward, "alternative_removed")]
+        );
+    }
+
+    /// Alternatives nested `depth` levels deep, two at each level, each level a `$ref` to the
+    /// next: text linear in `depth`, pairs to compare exponential in it.
+    fn nested_alternatives(depth: usize) -> Value {
+        let mut defs = serde_json::Map::new();
+        defs.insert("l0".into(), json!({"type": "string"}));
+        for level in 1..=depth {
+            let below = json!({"$ref": format!("#/$defs/l{}", level - 1)});
+            defs.insert(
+                format!("l{level}"),
+                json!({"anyOf": [
+                    {"type": "object", "properties": {"a": below}},
+                    {"type": "object", "properties": {"b": below}},
+                ]}),
+            );
+        }
+        json!({"$defs": defs, "$ref": format!("#/$defs/l{depth}")})
+    }
+
+    #[test]
+    fn alternatives_nested_past_the_step_budget_are_not_shown_compatible() {
+        let shallow = nested_alternatives(3);
+        assert!(rules(shallow.clone(), shallow).is_empty());
+        let deep = nested_alternatives(40);
+        let found = rules(deep.clone(), deep);
+        assert!(
+            found
+                .iter()
+                .any(|(_, rule)| *rule == "too_complex_to_compare"),
+            "{found:?}"
         );
     }
 
