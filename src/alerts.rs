@@ -80,7 +80,10 @@ async fn send(client: &reqwest::Client, url: &str, text: &str) {
     match sent.map(|answer| answer.status()) {
         Ok(status) if status.is_success() => tracing::info!(%text, "alert sent"),
         Ok(status) => tracing::warn!(%status, %text, "the alert webhook refused a notification"),
-        Err(e) => tracing::warn!(error = %e, %text, "the alert webhook could not be reached"),
+        // Without the URL: a webhook's URL often holds its secret.
+        Err(e) => {
+            tracing::warn!(error = %e.without_url(), %text, "the alert webhook could not be reached")
+        }
     }
 }
 

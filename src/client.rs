@@ -111,7 +111,7 @@ impl GatewayClient {
     pub fn trusting(mut self, pem: &[u8]) -> Result<Self, ClientError> {
         let certificates =
             reqwest::Certificate::from_pem_bundle(pem).map_err(ClientError::CaCertificates)?;
-        self.http = reqwest::Client::builder()
+        self.http = http_client()
             .tls_certs_merge(certificates)
             .build()
             .map_err(ClientError::CaCertificates)?;
@@ -122,7 +122,9 @@ impl GatewayClient {
         crate::crypto::install_provider();
         Self {
             base: base.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
+            http: http_client()
+                .build()
+                .expect("a client without TLS settings builds"),
             token: None,
         }
     }
@@ -320,6 +322,13 @@ pub fn envelope_line(line: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(b"\",\"content_type\":\"text/plain\"}");
     }
     out.push(b'\n');
+}
+
+/// The HTTP client's settings: idle connections are dropped before a gateway's default
+/// `server.idle_timeout` (60 s) closes them, so a request is not sent on a connection the
+/// gateway is closing.
+fn http_client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(30))
 }
 
 #[cfg(test)]

@@ -18,10 +18,10 @@ use crate::backends::kafka::KafkaConfig;
 use crate::backends::nats::NatsConfig;
 use crate::ingress::auth::{AuthConfig, TokenConfig, TokensFile};
 use crate::ingress::connections::ConnectionLimits;
+use crate::model::shown_url;
 use crate::model::HIDDEN;
 use crate::pipeline::Limits;
 use crate::registry::config::RegistryConfig;
-use crate::registry::git::without_password;
 use crate::registry::stations::StationConfig;
 
 /// Everything `sluice serve` needs, as read from the config file and the environment.
@@ -210,13 +210,16 @@ impl Config {
     }
 
     /// The configuration as TOML with every default filled in (`sluice config`). Secrets written
-    /// into it show as `<hidden>` (inline passwords and tokens, the alert webhook's URL) and a
-    /// password in the registry's URL as `***`; `_env` and `_file` keys say where a secret is
-    /// read from, never its value.
+    /// into it show as `<hidden>` (inline passwords and tokens, the alert webhook's URL,
+    /// `kafka.properties` whose key names a secret) and the user-info of the registry's and the
+    /// NATS servers' URLs as `***`; `_env` and `_file` keys say where a secret is read from,
+    /// never its value.
     pub fn dump(&self) -> Result<String, toml::ser::Error> {
         let mut shown = self.clone();
         let source = shown.registry.source.to_string_lossy().into_owned();
-        shown.registry.source = without_password(&source).into();
+        shown.registry.source = shown_url(&source).into();
+        shown.nats.url = shown_url(&shown.nats.url);
+        shown.kafka.hide_secret_properties();
         if shown.alerts.webhook_url.is_some() {
             shown.alerts.webhook_url = Some(HIDDEN.to_owned());
         }
@@ -318,20 +321,36 @@ mod tests {
     fn the_dump_shows_every_key_and_no_secret() {
         let config = load_str(
             "[registry]\nsource = \"https://ci:git-pw-1@git.example/schemas.git\"\n\
-             [nats]\nuser = \"sluice\"\npassword = \"nats-pw-2\"\n\
+             [nats]\nurl = \"nats://tok-5@n1:4222,nats://u:pw-6@n2:4222\"\n\
+             user = \"sluice\"\npassword = \"nats-pw-2\"\n\
              [kafka]\nsasl = { mechanism = \"PLAIN\", username = \"u\", password = \"kafka-pw-3\" }\n\
+             properties = { \"ssl.key.password\" = \"key-pw-7\", \"sasl.oauthbearer.client.secret\" = \"oauth-8\", \"linger.ms\" = \"5\" }\n\
              [alerts]\nwebhook_url = \"https://hooks.example/T0/hook-pw-4\"\n",
             &[],
         )
         .unwrap();
         let dump = config.dump().unwrap();
-        for secret in ["git-pw-1", "nats-pw-2", "kafka-pw-3", "hook-pw-4"] {
+        for secret in [
+            "git-pw-1",
+            "nats-pw-2",
+            "kafka-pw-3",
+            "hook-pw-4",
+            "tok-5",
+            "pw-6",
+            "key-pw-7",
+            "oauth-8",
+        ] {
             assert!(!dump.contains(secret), "{secret} in {dump}");
         }
         assert!(
-            dump.contains("https://ci:***@git.example/schemas.git"),
+            dump.contains("https://***@git.example/schemas.git"),
             "{dump}"
         );
+        assert!(
+            dump.contains("nats://***@n1:4222,nats://***@n2:4222"),
+            "{dump}"
+        );
+        assert!(dump.contains("\"linger.ms\" = \"5\""), "{dump}");
         let again: Config = toml::from_str(&dump).unwrap();
         assert_eq!(again.kafka.brokers, config.kafka.brokers);
         assert_eq!(again.storage.fsync, config.storage.fsync);

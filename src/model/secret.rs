@@ -100,6 +100,44 @@ impl SecretSource {
     }
 }
 
+/// `url` as it may be shown (logs, errors, the API, `sluice config`): the user-info of each URL
+/// of a comma-separated list hidden as `***`, since a password or a token can be written there,
+/// and a token often as the user name alone (`https://TOKEN@host/…`). Only an SSH URL keeps its
+/// user name (`ssh://git@host/…`), which names an account, not a secret.
+pub fn shown_url(url: &str) -> String {
+    url.split(',')
+        .map(shown_one_url)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn shown_one_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let shown = match (
+        scheme.trim().eq_ignore_ascii_case("ssh"),
+        userinfo.split_once(':'),
+    ) {
+        (true, None) => userinfo.to_owned(),
+        (true, Some((user, _))) => format!("{user}:***"),
+        (false, _) => "***".to_owned(),
+    };
+    format!("{scheme}://{shown}@{host}{path}")
+}
+
+/// The user-info written in `url` (`user`, or `user:password`), if any.
+pub fn url_userinfo(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    authority.rsplit_once('@').map(|(userinfo, _)| userinfo)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +176,50 @@ mod tests {
         assert!(missing
             .unwrap_err()
             .contains("SLUICE_TEST_NO_SUCH_VARIABLE"));
+    }
+
+    #[test]
+    fn user_info_is_hidden_in_every_url_of_a_list_but_an_ssh_user_name() {
+        for (url, shown) in [
+            (
+                "https://ghp_secret@git.example/acme/schemas.git",
+                "https://***@git.example/acme/schemas.git",
+            ),
+            (
+                "https://ci:s3cret@git.example/acme/schemas.git",
+                "https://***@git.example/acme/schemas.git",
+            ),
+            (
+                "https://git.example/acme/schemas.git",
+                "https://git.example/acme/schemas.git",
+            ),
+            (
+                "ssh://git@git.example/acme/schemas.git",
+                "ssh://git@git.example/acme/schemas.git",
+            ),
+            (
+                "ssh://git:pw@git.example/acme",
+                "ssh://git:***@git.example/acme",
+            ),
+            (
+                "git@git.example:acme/schemas.git",
+                "git@git.example:acme/schemas.git",
+            ),
+            (
+                "nats://user:pw@n1:4222,nats://tok@n2:4222",
+                "nats://***@n1:4222,nats://***@n2:4222",
+            ),
+            (
+                "https://hooks.example/path?token=a@b",
+                "https://hooks.example/path?token=a@b",
+            ),
+        ] {
+            assert_eq!(shown_url(url), shown, "{url}");
+        }
+        assert_eq!(
+            url_userinfo("https://ci:s3cret@git.example/x"),
+            Some("ci:s3cret")
+        );
+        assert_eq!(url_userinfo("https://git.example/x@y"), None);
     }
 }

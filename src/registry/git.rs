@@ -14,6 +14,7 @@ use git2::{
 
 use super::source::MAX_FILE_BYTES;
 use crate::formats::RepoFiles;
+use crate::model::{shown_url, url_userinfo};
 
 const REMOTE: &str = "origin";
 
@@ -52,7 +53,7 @@ pub struct SshAccess {
 pub struct GitMirror {
     repo: Repository,
     url: String,
-    /// `url` with any password written in it hidden: what logs, errors and the API show.
+    /// `url` with any user-info written in it hidden: what logs, errors and the API show.
     shown_url: String,
     branch: String,
     ssh: SshAccess,
@@ -83,13 +84,13 @@ impl GitMirror {
         Ok(Self {
             repo,
             url: url.to_owned(),
-            shown_url: without_password(url),
+            shown_url: shown_url(url),
             branch: branch.to_owned(),
             ssh,
         })
     }
 
-    /// The remote's URL as shown to people: a password written in it is hidden.
+    /// The remote's URL as shown to people: a password or token written in it is hidden.
     pub fn shown_url(&self) -> &str {
         &self.shown_url
     }
@@ -100,10 +101,10 @@ impl GitMirror {
 
     /// Fetches the branch from the remote (forced, so a rewritten branch is followed too).
     pub fn fetch(&self) -> Result<(), GitError> {
-        let fetch_error = |cause| GitError::Fetch {
+        let fetch_error = |cause: git2::Error| GitError::Fetch {
             url: self.shown_url.clone(),
             branch: self.branch.clone(),
-            cause,
+            cause: git2::Error::new(cause.code(), cause.class(), self.scrubbed(cause.message())),
         };
         let mut remote = self.repo.find_remote(REMOTE).map_err(fetch_error)?;
         let (host, port) = ssh_host(&self.url);
@@ -112,8 +113,9 @@ impl GitMirror {
         let refused = std::cell::RefCell::new(None);
         let mut callbacks = RemoteCallbacks::new();
         let key_file = self.ssh.key_file.clone();
+        let configured = self.url.clone();
         callbacks.credentials(move |url, username, allowed| {
-            credentials(url, username, allowed, key_file.as_deref())
+            credentials(&configured, url, username, allowed, key_file.as_deref())
         });
         callbacks.certificate_check(|cert, _| {
             let Some(hostkey) = cert.as_hostkey() else {
@@ -136,6 +138,14 @@ impl GitMirror {
             },
             None => fetch_error(cause),
         })
+    }
+
+    /// `message` (libgit2's words, which may quote the URL) with the URL's user-info hidden.
+    fn scrubbed(&self, message: &str) -> String {
+        match url_userinfo(&self.url) {
+            Some(userinfo) if !userinfo.is_empty() => message.replace(userinfo, "***"),
+            _ => message.to_owned(),
+        }
     }
 
     /// The commit the fetched branch points at.
@@ -347,9 +357,11 @@ fn check_host_key(
     }
 }
 
-/// Credentials for a fetch: the deploy key for SSH; a user and password (or token) written in
-/// the URL, or `SLUICE_GIT_TOKEN`, for HTTPS; else libgit2's default.
+/// Credentials for a fetch: the deploy key for SSH; for HTTPS, a user and password (or a token
+/// as the user name) written in the configured URL, or `SLUICE_GIT_TOKEN` — given only to the
+/// host of the configured URL and only over HTTPS, never to a redirect's target or plain HTTP.
 fn credentials(
+    configured: &str,
     url: &str,
     username: Option<&str>,
     allowed: git2::CredentialType,
@@ -364,34 +376,42 @@ fn credentials(
         return git2::Cred::ssh_key(username.unwrap_or("git"), None, key_file, None);
     }
     if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
-        if let Some((user, password)) = userinfo(url) {
-            return git2::Cred::userpass_plaintext(&user, &password);
+        if !same_https_host(configured, url) {
+            return Err(git2::Error::from_str(&format!(
+                "credentials are only sent over HTTPS to the host of registry.source, not to {}",
+                shown_url(url)
+            )));
         }
-        if let Ok(token) = std::env::var("SLUICE_GIT_TOKEN") {
-            return git2::Cred::userpass_plaintext(username.unwrap_or("git"), &token);
+        match url_userinfo(configured).map(|info| info.split_once(':').unwrap_or((info, ""))) {
+            Some((user, password)) => return git2::Cred::userpass_plaintext(user, password),
+            None => {
+                if let Ok(token) = std::env::var("SLUICE_GIT_TOKEN") {
+                    return git2::Cred::userpass_plaintext(username.unwrap_or("git"), &token);
+                }
+            }
         }
     }
     git2::Cred::default()
 }
 
-/// `user:password` from `https://user:password@host/...`.
-fn userinfo(url: &str) -> Option<(String, String)> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    let (user, password) = userinfo.split_once(':')?;
-    Some((user.to_owned(), password.to_owned()))
-}
-
-/// `url` with the password of its `user:password@` replaced by `***`.
-pub fn without_password(url: &str) -> String {
-    match (userinfo(url), url.split_once("://")) {
-        (Some((user, password)), Some((scheme, rest))) => {
-            let hidden = rest.replacen(&format!("{user}:{password}@"), &format!("{user}:***@"), 1);
-            format!("{scheme}://{hidden}")
+/// Whether `asked` is an HTTPS URL of the same host and port as the `configured` one.
+fn same_https_host(configured: &str, asked: &str) -> bool {
+    let host = |url: &str| -> Option<String> {
+        let (scheme, rest) = url.split_once("://")?;
+        if !scheme.eq_ignore_ascii_case("https") {
+            return None;
         }
-        _ => url.to_owned(),
-    }
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        let host = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        let host = host.to_ascii_lowercase();
+        Some(match host.strip_suffix(":443") {
+            Some(bare) => bare.to_owned(),
+            None => host,
+        })
+    };
+    matches!((host(configured), host(asked)), (Some(a), Some(b)) if a == b)
 }
 
 /// Whether the mirror at `dir` exists and fetches from `url`.
@@ -417,20 +437,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn credentials_in_the_url_are_found() {
-        assert_eq!(
-            userinfo("https://ci:s3cret@git.example/acme/schemas.git"),
-            Some(("ci".into(), "s3cret".into()))
+    fn credentials_go_only_to_the_configured_host_over_https() {
+        let configured = "https://ghp_token@git.example/acme/schemas.git";
+        assert!(same_https_host(
+            configured,
+            "https://git.example/acme/schemas.git/info/refs"
+        ));
+        assert!(same_https_host(
+            configured,
+            "https://GIT.example:443/acme/schemas.git"
+        ));
+        assert!(!same_https_host(
+            configured,
+            "https://elsewhere.example/acme/schemas.git"
+        ));
+        assert!(!same_https_host(
+            configured,
+            "http://git.example/acme/schemas.git"
+        ));
+        assert!(!same_https_host(
+            "http://git.example/acme.git",
+            "http://git.example/acme.git"
+        ));
+        let refused = credentials(
+            configured,
+            "https://elsewhere.example/x",
+            None,
+            git2::CredentialType::USER_PASS_PLAINTEXT,
+            None,
         );
-        assert_eq!(userinfo("https://git.example/acme/schemas.git"), None);
-        assert_eq!(
-            without_password("https://ci:s3cret@git.example/acme/schemas.git"),
-            "https://ci:***@git.example/acme/schemas.git"
+        let Err(error) = refused else {
+            panic!("no credentials for another host")
+        };
+        assert!(
+            !error.message().contains("ghp_token"),
+            "{}",
+            error.message()
         );
-        assert_eq!(
-            without_password("ssh://git@git.example/acme/schemas.git"),
-            "ssh://git@git.example/acme/schemas.git"
-        );
+        assert!(credentials(
+            configured,
+            "https://git.example/acme/schemas.git",
+            None,
+            git2::CredentialType::USER_PASS_PLAINTEXT,
+            None
+        )
+        .is_ok());
     }
 
     #[test]

@@ -498,6 +498,8 @@ pub struct Process {
     /// The configuration file and the environment it was started with.
     config: PathBuf,
     env: Vec<(String, String)>,
+    /// The `sluice` executable it runs.
+    binary: PathBuf,
 }
 
 impl Process {
@@ -514,8 +516,24 @@ impl Process {
 
     /// [`Process::serve_with_env`] with `config` as the configuration file.
     pub fn serve_with_config(repo: &Path, data: &Path, config: &str, env: &[(&str, &str)]) -> Self {
+        Self::serve_binary(&sluice_binary(), repo, data, config, env)
+    }
+
+    /// The release build of `sluice` ([`release_binary`]), serving as
+    /// [`Process::serve_with_config`] does.
+    pub fn serve_release(repo: &Path, data: &Path, config: &str) -> Self {
+        Self::serve_binary(&release_binary(), repo, data, config, &[])
+    }
+
+    fn serve_binary(
+        binary: &Path,
+        repo: &Path,
+        data: &Path,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         for _ in 0..3 {
-            let mut process = Self::spawn(repo, data, config, env);
+            let mut process = Self::spawn(binary, repo, data, config, env);
             match process.wait_listening() {
                 Ok(()) => return process,
                 Err(log) if log.contains("cannot listen on") => continue,
@@ -525,7 +543,13 @@ impl Process {
         panic!("no free ports for sluice after three tries");
     }
 
-    fn spawn(repo: &Path, data: &Path, config_text: &str, env: &[(&str, &str)]) -> Self {
+    fn spawn(
+        binary: &Path,
+        repo: &Path,
+        data: &Path,
+        config_text: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let grpc_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = data.join("sluice.toml");
@@ -537,7 +561,7 @@ impl Process {
             .append(true)
             .open(&log)
             .unwrap();
-        let child = Command::new(sluice_binary())
+        let child = Command::new(binary)
             .arg("serve")
             .arg("--config")
             .arg(&config)
@@ -561,6 +585,7 @@ impl Process {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            binary: binary.to_owned(),
         }
     }
 
@@ -626,7 +651,7 @@ impl Process {
                 .unwrap();
             shown.push(("a station's dead letters", response.text().await.unwrap()));
         }
-        let dump = Command::new(sluice_binary())
+        let dump = Command::new(&self.binary)
             .arg("config")
             .arg("--config")
             .arg(&self.config)
@@ -715,6 +740,46 @@ impl Drop for Process {
 
 pub fn sluice_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
+}
+
+/// The release build of `sluice`: `SLUICE_RELEASE_BIN`, or `release/sluice` beside the debug
+/// build the tests run with. `scripts/test` builds it first; a test that needs it fails when it
+/// is missing or older than a file of `src/` (it would judge code that is not this code).
+pub fn release_binary() -> PathBuf {
+    let release = std::env::var_os("SLUICE_RELEASE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| sluice_binary().parent().unwrap().join("../release/sluice"));
+    let built = std::fs::metadata(&release)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "no release build of sluice at {}: run `cargo build --release --bin sluice` (scripts/test does)",
+                release.display()
+            )
+        });
+    let newest = newest_change(&project_root().join("src"));
+    assert!(
+        newest <= built,
+        "the release build at {} is older than the code in src/: run `cargo build --release --bin sluice`",
+        release.display()
+    );
+    release
+}
+
+/// When a file under `dir` last changed.
+fn newest_change(dir: &Path) -> std::time::SystemTime {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let metadata = entry.metadata().unwrap();
+            match metadata.is_dir() {
+                true => newest_change(&entry.path()),
+                false => metadata.modified().unwrap(),
+            }
+        })
+        .max()
+        .unwrap_or(std::time::UNIX_EPOCH)
 }
 
 /// `sluice check DIR ARGS…`: whether it passed, and what it printed (stdout, then stderr).

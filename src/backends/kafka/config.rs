@@ -77,6 +77,19 @@ impl SaslMechanism {
 }
 
 impl KafkaConfig {
+    /// Hides the value of every `properties` key that names a secret (a password, secret, token,
+    /// PEM key or JAAS configuration), for showing the configuration.
+    pub fn hide_secret_properties(&mut self) {
+        const SECRET_WORDS: [&str; 6] =
+            ["password", "secret", "token", "pem", "jaas", "credential"];
+        for (key, value) in self.properties.iter_mut() {
+            let key = key.to_ascii_lowercase();
+            if SECRET_WORDS.iter().any(|word| key.contains(word)) {
+                *value = crate::model::HIDDEN.to_owned();
+            }
+        }
+    }
+
     /// The librdkafka properties for TLS and SASL, the password read now; then `properties`.
     /// Errors name the key to fix and never hold a secret.
     pub fn security_properties(&self) -> Result<Vec<(String, String)>, String> {

@@ -92,8 +92,10 @@ impl NatsConfig {
             .map(str::trim)
             .filter(|url| !url.is_empty())
             .map(|url| {
-                url.parse::<ServerAddr>()
-                    .map_err(|e| format!("nats.url: `{url}` is not a NATS server URL: {e}"))
+                url.parse::<ServerAddr>().map_err(|e| {
+                    let url = crate::model::shown_url(url);
+                    format!("nats.url: `{url}` is not a NATS server URL: {e}")
+                })
             })
             .collect::<Result<Vec<_>, _>>()
             .and_then(|servers| {
