@@ -362,3 +362,80 @@ async fn the_registry_polls_git_sources() {
     })
     .await;
 }
+
+/// A commit past the repository's bounds is refused whole, naming the key, while the last good
+/// one serves; a blob that several paths name is read and counted once.
+#[tokio::test]
+async fn a_commit_past_the_repository_bounds_is_refused_and_a_shared_blob_counts_once() {
+    let repo = orders_git_repo();
+    let config = "[registry]\nmax_files = 30\nmax_repository_bytes = 1048576\n";
+    let gw = Gateway::start(&repo, config).await;
+    let blob = "x".repeat(600_000);
+    for i in 0..20 {
+        repo.write(&format!("assets/copy-{i}.txt"), &blob);
+    }
+    let shared = repo.commit("one 600 KB blob under twenty paths");
+    let (_, status) = sync(&gw).await;
+    assert_eq!(status["serving_commit"], shared.as_str(), "{status}");
+
+    let refused = |key: &'static str| {
+        let gw = &gw;
+        async move {
+            let (code, answer) = sync(gw).await;
+            assert_eq!(code, 503, "{answer}");
+            assert!(
+                answer["message"].as_str().unwrap().contains(key),
+                "{answer}"
+            );
+            let (_, status) = gw.get("/v1/registry/status").await;
+            assert!(status.to_string().contains(key), "{status}");
+            status["serving_commit"].clone()
+        }
+    };
+    repo.write("assets/other.txt", &"y".repeat(600_000));
+    repo.commit("a second 600 KB blob");
+    assert_eq!(
+        refused("registry.max_repository_bytes").await,
+        shared.as_str()
+    );
+
+    repo.remove("assets/other.txt");
+    for i in 0..20 {
+        repo.write(&format!("notes/n-{i}.md"), "a note");
+    }
+    repo.commit("twenty more files");
+    assert_eq!(refused("registry.max_files").await, shared.as_str());
+    assert_eq!(gw.produce("orders", &valid_order("still")).await.0, 201);
+}
+
+/// A push whose pack is larger than `registry.max_fetch_bytes` is not received whole: the fetch
+/// stops, naming the key, and the last good commit serves.
+#[tokio::test]
+async fn a_fetch_past_its_bound_is_stopped() {
+    let repo = orders_git_repo();
+    let good = repo.head();
+    let gw = Gateway::start(&repo, "[registry]\nmax_fetch_bytes = 1048576\n").await;
+    // Two megabytes that do not compress.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let noise: String = (0..2_000_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect();
+    repo.write("assets/noise.txt", &noise);
+    repo.commit("two megabytes of noise");
+    let (code, answer) = sync(&gw).await;
+    assert_eq!(code, 503, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("registry.max_fetch_bytes"),
+        "{answer}"
+    );
+    let (_, status) = gw.get("/v1/registry/status").await;
+    assert_eq!(status["serving_commit"], good.as_str(), "{status}");
+}

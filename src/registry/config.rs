@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::bounds::RepoBounds;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
@@ -27,6 +29,24 @@ pub struct RegistryConfig {
     /// SSH git sources: OpenSSH `known_hosts` listing the server's host key; a key it does not
     /// list (an unknown host, or a changed key) is refused.
     pub known_hosts_file: Option<PathBuf>,
+    /// Most files one revision of the repository may hold; a revision with more is refused.
+    pub max_files: usize,
+    /// Most bytes of distinct file contents one revision may hold; a revision with more is
+    /// refused.
+    pub max_repository_bytes: u64,
+    /// Git sources: most bytes one fetch may receive; a fetch past it is stopped.
+    pub max_fetch_bytes: u64,
+}
+
+impl RegistryConfig {
+    /// How much of a revision and of a fetch is read.
+    pub fn bounds(&self) -> RepoBounds {
+        RepoBounds {
+            max_files: self.max_files,
+            max_bytes: self.max_repository_bytes,
+            max_fetch_bytes: self.max_fetch_bytes,
+        }
+    }
 }
 
 impl Default for RegistryConfig {
@@ -39,6 +59,9 @@ impl Default for RegistryConfig {
             watch: true,
             ssh_key_file: None,
             known_hosts_file: None,
+            max_files: RepoBounds::default().max_files,
+            max_repository_bytes: RepoBounds::default().max_bytes,
+            max_fetch_bytes: RepoBounds::default().max_fetch_bytes,
         }
     }
 }

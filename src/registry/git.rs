@@ -12,7 +12,7 @@ use git2::{
     FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, TreeWalkMode, TreeWalkResult,
 };
 
-use super::source::MAX_FILE_BYTES;
+use super::bounds::{OverBounds, RepoBounds, Tally};
 use crate::formats::RepoFiles;
 use crate::model::{shown_url, url_userinfo};
 
@@ -38,8 +38,8 @@ pub enum GitError {
     NoBranch { url: String, branch: String },
     #[error("cannot read {what}: {}", .cause.message())]
     Read { what: String, cause: git2::Error },
-    #[error("{path} in commit {commit} is larger than {MAX_FILE_BYTES} bytes; schema repositories hold text files")]
-    TooLarge { path: String, commit: String },
+    #[error(transparent)]
+    OverBounds(#[from] OverBounds),
 }
 
 /// How to reach an SSH remote: the deploy key, and the host keys to trust.
@@ -57,6 +57,7 @@ pub struct GitMirror {
     shown_url: String,
     branch: String,
     ssh: SshAccess,
+    bounds: RepoBounds,
 }
 
 impl GitMirror {
@@ -87,7 +88,13 @@ impl GitMirror {
             shown_url: shown_url(url),
             branch: branch.to_owned(),
             ssh,
+            bounds: RepoBounds::default(),
         })
+    }
+
+    /// The mirror reading and fetching within `bounds`.
+    pub fn within(self, bounds: RepoBounds) -> Self {
+        Self { bounds, ..self }
     }
 
     /// The remote's URL as shown to people: a password or token written in it is hidden.
@@ -124,12 +131,26 @@ impl GitMirror {
             check_host_key(known_hosts.as_deref(), &host, port, hostkey.hostkey())
                 .inspect_err(|e| *refused.borrow_mut() = Some(e.message().to_owned()))
         });
+        // A pack past the bound is not received whole: the fetch stops as it crosses it.
+        let max_fetch_bytes = self.bounds.max_fetch_bytes;
+        let over = std::cell::Cell::new(false);
+        callbacks.transfer_progress(|progress| {
+            let within = progress.received_bytes() as u64 <= max_fetch_bytes;
+            over.set(!within);
+            within
+        });
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
         options.download_tags(git2::AutotagOption::None);
         let refspec = format!("+refs/heads/{0}:refs/remotes/{REMOTE}/{0}", self.branch);
         let fetched = remote.fetch(&[refspec], Some(&mut options), None);
         drop(options);
+        if fetched.is_err() && over.get() {
+            return Err(GitError::OverBounds(OverBounds::Fetch {
+                what: self.shown_url.clone(),
+                limit: max_fetch_bytes,
+            }));
+        }
         fetched.map_err(|cause| match refused.take() {
             Some(reason) => GitError::Refused {
                 url: self.shown_url.clone(),
@@ -176,7 +197,8 @@ impl GitMirror {
 
     /// The files of `commit`'s tree, taking from `previous` (the files of another commit of this
     /// mirror) each file whose blob is the same there instead of reading it again: a commit's
-    /// unchanged files are neither read nor held twice.
+    /// unchanged files are neither read nor held twice, and a blob several paths name is read
+    /// and held once. Refused past the mirror's bounds.
     pub fn files_after(
         &self,
         commit: &str,
@@ -196,6 +218,8 @@ impl GitMirror {
                 files,
             ))
         });
+        let what = format!("commit {commit}");
+        let mut reader = BlobReader::new(&self.repo, Tally::new(self.bounds, &what));
         let mut files = Vec::new();
         for (path, blob_id) in blobs_of_commit(&self.repo, oid, "")? {
             let kept = previous.as_ref().and_then(|(blobs, files)| {
@@ -204,8 +228,8 @@ impl GitMirror {
                     .flatten()
             });
             let bytes = match kept {
-                Some(bytes) => bytes.clone(),
-                None => read_blob(&self.repo, &path, blob_id, commit)?,
+                Some(bytes) => reader.keep(&path, blob_id, bytes)?,
+                None => reader.read(&path, blob_id)?,
             };
             files.push((path, bytes));
         }
@@ -213,14 +237,64 @@ impl GitMirror {
     }
 }
 
+/// Reads the blobs of one commit within its bounds, each distinct blob once.
+struct BlobReader<'r, 'w> {
+    repo: &'r Repository,
+    tally: Tally<'w>,
+    read: std::collections::HashMap<Oid, Bytes>,
+}
+
+impl<'r, 'w> BlobReader<'r, 'w> {
+    fn new(repo: &'r Repository, tally: Tally<'w>) -> Self {
+        Self {
+            repo,
+            tally,
+            read: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The contents of blob `blob_id`, the file at `path`: held already, or read now.
+    fn read(&mut self, path: &str, blob_id: Oid) -> Result<Bytes, GitError> {
+        self.tally.file()?;
+        if let Some(bytes) = self.read.get(&blob_id) {
+            return Ok(bytes.clone());
+        }
+        let blob = self
+            .repo
+            .find_blob(blob_id)
+            .map_err(|cause| GitError::Read {
+                what: format!("{path} in {}", self.tally_what()),
+                cause,
+            })?;
+        self.tally.contents(path, blob.size() as u64)?;
+        let bytes = Bytes::copy_from_slice(blob.content());
+        self.read.insert(blob_id, bytes.clone());
+        Ok(bytes)
+    }
+
+    /// `bytes`, the contents of blob `blob_id` held from another revision, counted in this one.
+    fn keep(&mut self, path: &str, blob_id: Oid, bytes: &Bytes) -> Result<Bytes, GitError> {
+        self.tally.file()?;
+        if self.read.insert(blob_id, bytes.clone()).is_none() {
+            self.tally.contents(path, bytes.len() as u64)?;
+        }
+        Ok(bytes.clone())
+    }
+
+    fn tally_what(&self) -> &str {
+        self.tally.what()
+    }
+}
+
 /// The files under `prefix` (a `/`-terminated folder, or `""`) of commit `oid`'s tree, with paths
-/// relative to `prefix`. Hidden entries (`.github/`, `.gitignore`…) are skipped, as they are for a
-/// directory source; so are symbolic links and submodules.
+/// relative to `prefix`, within the default bounds. Hidden entries (`.github/`, `.gitignore`…)
+/// are skipped, as they are for a directory source; so are symbolic links and submodules.
 pub fn files_of_commit(repo: &Repository, oid: Oid, prefix: &str) -> Result<RepoFiles, GitError> {
-    let commit = oid.to_string();
+    let what = format!("commit {oid}");
+    let mut reader = BlobReader::new(repo, Tally::new(RepoBounds::default(), &what));
     let mut files = Vec::new();
     for (path, blob_id) in blobs_of_commit(repo, oid, prefix)? {
-        let bytes = read_blob(repo, &path, blob_id, &commit)?;
+        let bytes = reader.read(&path, blob_id)?;
         files.push((path, bytes));
     }
     Ok(files.into_iter().collect())
@@ -257,21 +331,6 @@ fn blobs_of_commit(
     })
     .map_err(read_error(format!("the tree of commit {commit_name}")))?;
     Ok(entries)
-}
-
-/// The contents of blob `blob_id`, the file at `path` in `commit`; refused past the size limit.
-fn read_blob(repo: &Repository, path: &str, blob_id: Oid, commit: &str) -> Result<Bytes, GitError> {
-    let blob = repo.find_blob(blob_id).map_err(|cause| GitError::Read {
-        what: format!("{path} in commit {commit}"),
-        cause,
-    })?;
-    if blob.size() as u64 > MAX_FILE_BYTES {
-        return Err(GitError::TooLarge {
-            path: path.to_owned(),
-            commit: commit.to_owned(),
-        });
-    }
-    Ok(Bytes::copy_from_slice(blob.content()))
 }
 
 /// The files of revision `rev` (a branch, tag or commit) of the git repository around `dir`, as

@@ -5,6 +5,7 @@
 //! installed with one atomic swap or refused whole, in which case the previous one keeps serving and
 //! the refusal is kept for the status endpoint. Readers never see half a change.
 
+pub mod bounds;
 pub mod cadence;
 pub mod compat;
 mod compile;

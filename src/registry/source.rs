@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use notify::Watcher;
 
+use super::bounds::{OverBounds, RepoBounds, Tally};
 use super::config::RegistryConfig;
 use super::git::{is_git_source, mirror_points_at, GitError, GitMirror};
 use crate::formats::RepoFiles;
 
-/// Files above this size are not part of a schema repository.
-pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Where a git source's mirror lives inside the data directory.
 pub const MIRROR_DIR: &str = "registry/mirror.git";
 
@@ -23,16 +22,25 @@ pub enum SourceError {
         path: PathBuf,
         cause: std::io::Error,
     },
-    #[error("{path} is larger than {MAX_FILE_BYTES} bytes; schema repositories hold text files")]
-    TooLarge { path: PathBuf },
+    #[error(transparent)]
+    OverBounds(#[from] OverBounds),
     #[error("cannot watch {path}: {cause}")]
     Watch { path: PathBuf, cause: notify::Error },
     #[error(transparent)]
     Git(#[from] GitError),
 }
 
-/// Reads every file under `root` (skipping hidden entries such as `.git`).
+/// Reads every file under `root` (skipping hidden entries such as `.git`), within the default
+/// bounds.
 pub fn read_directory(root: &Path) -> Result<RepoFiles, SourceError> {
+    read_directory_within(root, RepoBounds::default())
+}
+
+/// Reads every file under `root` (skipping hidden entries such as `.git`), refusing the whole
+/// directory past `bounds`.
+pub fn read_directory_within(root: &Path, bounds: RepoBounds) -> Result<RepoFiles, SourceError> {
+    let what = root.display().to_string();
+    let mut tally = Tally::new(bounds, &what);
     let mut files = Vec::new();
     let mut pending = vec![root.to_owned()];
     while let Some(dir) = pending.pop() {
@@ -53,9 +61,8 @@ pub fn read_directory(root: &Path) -> Result<RepoFiles, SourceError> {
             if metadata.is_dir() {
                 pending.push(path);
             } else if metadata.is_file() {
-                if metadata.len() > MAX_FILE_BYTES {
-                    return Err(SourceError::TooLarge { path });
-                }
+                tally.file()?;
+                tally.contents(&path.display().to_string(), metadata.len())?;
                 let contents = std::fs::read(&path).map_err(|cause| SourceError::Read {
                     path: path.clone(),
                     cause,
@@ -76,8 +83,8 @@ pub fn read_directory(root: &Path) -> Result<RepoFiles, SourceError> {
 
 /// Where schemas come from, as configured by `[registry] source`.
 pub enum Source {
-    /// A plain directory, read as it is on disk (and watched).
-    Directory(PathBuf),
+    /// A plain directory, read as it is on disk (and watched), within bounds.
+    Directory(PathBuf, RepoBounds),
     /// A git repository, local or remote, mirrored into the data directory.
     Git(GitMirror),
 }
@@ -112,17 +119,18 @@ impl Source {
                 key_file: config.ssh_key_file.clone(),
                 known_hosts_file: config.known_hosts_file.clone(),
             };
-            let mirror = GitMirror::open(&url, &config.branch, &mirror_dir, ssh)?;
+            let mirror =
+                GitMirror::open(&url, &config.branch, &mirror_dir, ssh)?.within(config.bounds());
             Ok(Self::Git(mirror))
         } else {
-            Ok(Self::Directory(config.source.clone()))
+            Ok(Self::Directory(config.source.clone(), config.bounds()))
         }
     }
 
     /// How the source is shown in the status endpoint and the log.
     pub fn describe(&self) -> String {
         match self {
-            Self::Directory(path) => path.display().to_string(),
+            Self::Directory(path, _) => path.display().to_string(),
             Self::Git(mirror) => format!("{} (branch {})", mirror.shown_url(), mirror.branch()),
         }
     }
@@ -130,7 +138,7 @@ impl Source {
     /// Brings the source up to date: fetches a git remote; nothing for a directory.
     pub fn refresh(&self) -> Result<(), SourceError> {
         match self {
-            Self::Directory(_) => Ok(()),
+            Self::Directory(..) => Ok(()),
             Self::Git(mirror) => Ok(mirror.fetch()?),
         }
     }
@@ -140,8 +148,8 @@ impl Source {
     /// source takes each unchanged file from `previous` rather than reading it again.
     pub fn newest(&self, previous: Option<(&str, &RepoFiles)>) -> Result<Revision, SourceError> {
         match self {
-            Self::Directory(path) => {
-                let files = read_directory(path)?;
+            Self::Directory(path, bounds) => {
+                let files = read_directory_within(path, *bounds)?;
                 Ok(Revision {
                     id: files.fingerprint(),
                     files,
@@ -159,7 +167,7 @@ impl Source {
     /// history).
     pub fn revision(&self, id: &str) -> Option<Revision> {
         match self {
-            Self::Directory(_) => None,
+            Self::Directory(..) => None,
             Self::Git(mirror) if mirror.has_commit(id) => {
                 mirror.files_at(id).ok().map(|files| Revision {
                     id: id.to_owned(),
@@ -173,7 +181,7 @@ impl Source {
     /// The directory to watch for changes, for a directory source.
     pub fn watched_directory(&self) -> Option<&Path> {
         match self {
-            Self::Directory(path) => Some(path),
+            Self::Directory(path, _) => Some(path),
             Self::Git(_) => None,
         }
     }
