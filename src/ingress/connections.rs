@@ -447,6 +447,13 @@ pub struct TrackedBody<B> {
     guard: Option<InProgress>,
 }
 
+impl<B> TrackedBody<Response<B>> {
+    /// A response whose request is not counted: it ends as it is answered.
+    pub fn untracked(response: Response<B>) -> Response<TrackedBody<B>> {
+        response.map(|body| TrackedBody { body, guard: None })
+    }
+}
+
 impl<B: Body<Data = Bytes> + Unpin> Body for TrackedBody<B> {
     type Data = Bytes;
     type Error = B::Error;

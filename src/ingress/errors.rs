@@ -26,6 +26,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("request body is larger than the limit of {limit} bytes ({key})")]
     PayloadTooLarge { limit: usize, key: &'static str },
+    /// A request whose head (target and headers) is larger than the server reads.
+    #[error("the request's headers come to more than {limit} bytes (server.max_header_bytes)")]
+    RequestHeadersTooLarge { limit: usize },
     /// A batch's request headers, applied to each of its items, would outweigh its body.
     #[error("the request's Sluice-Header-* headers ({each} bytes) applied to each of its {items} messages would add {} bytes, more than the batch's body holds ({body} bytes); put them on the items that need them", .each.saturating_mul(*.items))]
     HeaderExpansion {
@@ -80,6 +83,11 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 Code::ResourceExhausted,
                 "payload_too_large",
+            ),
+            Self::RequestHeadersTooLarge { .. } => statuses(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                Code::ResourceExhausted,
+                "headers_too_large",
             ),
             Self::HeaderExpansion { .. } => statuses(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -136,6 +144,7 @@ impl ApiError {
         use PipelineError as E;
         match self {
             Self::PayloadTooLarge { key, .. } => Some(key),
+            Self::RequestHeadersTooLarge { .. } => Some("server.max_header_bytes"),
             Self::HeaderExpansion { .. } => Some("batch_header_expansion"),
             Self::RateLimited { .. } => Some("auth.tokens.requests_per_second"),
             Self::RequestTimeout { .. } => Some("limits.request_timeout"),

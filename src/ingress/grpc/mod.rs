@@ -44,6 +44,9 @@ pub mod proto {
 const MAX_STREAM_CHUNK: usize = 1000;
 /// How often the health service re-checks readiness.
 const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Most calls open at once on one connection (hyper's own default, which tonic's builder leaves
+/// unset).
+const MAX_STREAMS_PER_CONNECTION: u32 = 200;
 /// How often an HTTP/2 connection is pinged, and how long its answer may take before the
 /// connection is closed as dead.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -83,6 +86,7 @@ pub async fn serve(
     let served = tonic::transport::Server::builder()
         .timeout(deadline)
         .http2_max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .layer(TrackRequests)

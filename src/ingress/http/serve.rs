@@ -1,11 +1,12 @@
 //! Serving the HTTP API on the connections the front door lets in: HTTP/1.1 with hyper, request
-//! headers bounded by `server.max_header_bytes` (`431` past it, answered by hyper), each request
-//! counted on its connection while in progress, and a graceful shutdown that lets the requests in
-//! flight finish.
+//! headers bounded by `server.max_header_bytes` (`431 headers_too_large` past it, in JSON; hyper
+//! itself stops reading a head at twice that), each request counted on its connection while in
+//! progress, and a graceful shutdown that lets the requests in flight finish.
 
 use std::future::Future;
 
 use axum::extract::Request;
+use axum::response::IntoResponse as _;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -15,7 +16,8 @@ use tokio::sync::mpsc;
 use tower_layer::Layer as _;
 use tower_service::Service as _;
 
-use crate::ingress::connections::{Guarded, TrackRequests};
+use crate::ingress::connections::{Guarded, TrackRequests, TrackedBody};
+use crate::ingress::errors::ApiError;
 
 /// Serves `router` on each connection from `connections` until `shutdown` completes, then waits
 /// for the requests in flight.
@@ -30,7 +32,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         // The front door times out a slow request head, as for any connection.
         .header_read_timeout(None)
-        .max_buf_size(max_header_bytes.max(8192));
+        .max_buf_size((2 * max_header_bytes).max(8192));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -43,7 +45,19 @@ pub async fn serve(
         let app = TrackRequests.layer(router.clone());
         let service = service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(info.clone());
-            app.clone().call(request.map(axum::body::Body::new))
+            let request = request.map(axum::body::Body::new);
+            let mut app = app.clone();
+            async move {
+                match head_bytes(&request) {
+                    size if size > max_header_bytes => {
+                        let refused = ApiError::RequestHeadersTooLarge {
+                            limit: max_header_bytes,
+                        };
+                        Ok(TrackedBody::untracked(refused.into_response()))
+                    }
+                    _ => app.call(request).await,
+                }
+            }
         });
         let served = graceful.watch(builder.serve_connection(TokioIo::new(connection), service));
         tokio::spawn(async move {
@@ -54,4 +68,18 @@ pub async fn serve(
     }
     drop(connections);
     graceful.shutdown().await;
+}
+
+/// About how many bytes a request's head took: its target and headers.
+fn head_bytes<B>(request: &Request<B>) -> usize {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    target + headers
 }
