@@ -88,15 +88,7 @@ impl Target {
         body: Vec<u8>,
         headers: &[(&str, &str)],
     ) -> (u16, Value) {
-        let mut request = self
-            .client
-            .post(self.url(path))
-            .header("content-type", content_type)
-            .body(body);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        common::answer(request.send().await.unwrap()).await
+        common::post_to(&self.client, &self.url(path), content_type, body, headers).await
     }
 
     /// The process is alive and stores a plain message.
@@ -119,15 +111,7 @@ impl Target {
 
     /// The value of `sluice_limit_hits_total` for `limit`.
     async fn limit_hits(&self, limit: &str) -> u64 {
-        let text = self
-            .client
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = common::get_text(&self.client, &self.url("/metrics")).await;
         let needle = format!("sluice_limit_hits_total{{limit=\"{limit}\"}} ");
         text.lines()
             .find_map(|line| line.strip_prefix(&needle))
@@ -265,18 +249,8 @@ async fn a_batch_of_tiny_items_costs_memory_in_proportion_to_its_bytes() {
 
 /// A datum of `bytes` bytes for the decimal: its length, then a large positive unscaled value.
 fn decimal_datum(bytes: usize) -> Vec<u8> {
-    let zigzag = (bytes as u64) << 1;
     let mut datum = Vec::new();
-    let mut rest = zigzag;
-    loop {
-        let byte = (rest & 0x7f) as u8;
-        rest >>= 7;
-        if rest == 0 {
-            datum.push(byte);
-            break;
-        }
-        datum.push(byte | 0x80);
-    }
+    sluice::formats::confluent::write_zigzag(&mut datum, bytes as i64);
     datum.extend(std::iter::repeat_n(0x7f, bytes));
     datum
 }
@@ -509,42 +483,31 @@ async fn without_tokens_pages_of_other_sites_are_refused() {
         .as_str()
         .unwrap()
         .contains("without auth tokens"));
-    let (status, _) = target
-        .post(
-            path,
-            "application/x-www-form-urlencoded",
-            order.clone(),
-            &[],
-        )
-        .await;
-    assert_eq!(status, 415);
-    let (status, _) = target
-        .post(
-            path,
+    for (content_type, header, status) in [
+        ("application/x-www-form-urlencoded", None, 415),
+        ("multipart/form-data; boundary=x", None, 415),
+        (
             "application/json",
-            order.clone(),
-            &[("Host", "rebound.example:8080")],
-        )
-        .await;
-    assert_eq!(status, 403);
-    let (status, _) = target
-        .post(
-            path,
+            Some(("Host", "rebound.example:8080")),
+            403,
+        ),
+        (
             "application/json",
-            order.clone(),
-            &[("Origin", "https://evil.example")],
-        )
-        .await;
-    assert_eq!(status, 403);
-    let (status, _) = target
-        .post(
-            path,
+            Some(("Origin", "https://evil.example")),
+            403,
+        ),
+        (
             "application/json",
-            order.clone(),
-            &[("Sec-Fetch-Site", "cross-site")],
-        )
-        .await;
-    assert_eq!(status, 403);
+            Some(("Sec-Fetch-Site", "cross-site")),
+            403,
+        ),
+    ] {
+        let headers: Vec<(&str, &str)> = header.into_iter().collect();
+        let (got, answer) = target
+            .post(path, content_type, order.clone(), &headers)
+            .await;
+        assert_eq!(got, status, "{content_type} {header:?}: {answer}");
+    }
     // A cross-site GET that would lease messages.
     let response = target
         .client
@@ -630,4 +593,29 @@ async fn a_token_in_the_registry_url_is_shown_nowhere() {
         assert!(!body.to_string().contains(token), "{path}: {body}");
     }
     process.assert_secrets_kept(&[token, "nats-pw-9"]).await;
+}
+
+/// An alert webhook that cannot be reached is logged without its URL, whose path is often its
+/// secret.
+#[tokio::test]
+async fn an_unreachable_alert_webhook_is_logged_without_its_url() {
+    let repo = orders_repo("alert = { rejection_rate = 0.5, min_messages = 4, window = \"1m\" }");
+    let data = tempfile::tempdir().unwrap();
+    let config = "[alerts]\nwebhook_url = \"http://127.0.0.1:9/services/T0/B0/hook-secret-9\"\n\
+                  check_interval = \"100ms\"\nmin_interval = \"1h\"\n";
+    let process = Process::serve_release(repo.path(), data.path(), config);
+    let client = reqwest::Client::new();
+    for i in 0..6 {
+        let invalid = json!({"order_id": format!("bad-{i}"), "items": [{"qty": 0}]});
+        let url = format!("{}/v1/stations/orders/messages", process.base());
+        let response = client.post(url).json(&invalid).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 422);
+    }
+    common::eventually(Duration::from_secs(20), || async {
+        let log = std::fs::read_to_string(&process.log).unwrap();
+        log.contains("the alert webhook could not be reached")
+            .then_some(())
+    })
+    .await;
+    process.assert_secrets_kept(&["hook-secret-9"]).await;
 }

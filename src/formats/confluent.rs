@@ -41,7 +41,8 @@ pub fn frame(id: u32, message_indexes: Option<&[i64]>, value: &[u8]) -> Bytes {
     Bytes::from(framed)
 }
 
-fn write_zigzag(out: &mut Vec<u8>, value: i64) {
+/// Appends `value` as a zig-zag varint (Avro's `long`, the indexes of a Protobuf frame).
+pub fn write_zigzag(out: &mut Vec<u8>, value: i64) {
     let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
     loop {
         let byte = (zigzag & 0x7F) as u8;

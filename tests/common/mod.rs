@@ -288,15 +288,7 @@ impl Gateway {
         body: Vec<u8>,
         headers: &[(&str, &str)],
     ) -> (u16, Value) {
-        let mut request = self
-            .client
-            .post(self.url(path))
-            .header("content-type", content_type)
-            .body(body);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        answer(request.send().await.unwrap()).await
+        post_to(&self.client, &self.url(path), content_type, body, headers).await
     }
 
     /// Produces the bytes of fixture file `path` to `station` with `content_type`.
@@ -321,8 +313,7 @@ impl Gateway {
 
     /// The Prometheus text of `GET /metrics`.
     pub async fn metrics(&self) -> String {
-        let answer = self.client.get(self.url("/metrics")).send().await.unwrap();
-        answer.text().await.unwrap()
+        get_text(&self.client, &self.url("/metrics")).await
     }
 
     /// Produces one JSON message to `station`.
@@ -456,6 +447,29 @@ impl Gateway {
         assert_eq!(status, 200, "{body}");
         body
     }
+}
+
+/// POSTs `body` to `url` with a content type and extra headers: the status and the JSON body.
+pub async fn post_to(
+    client: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut request = client
+        .post(url)
+        .header("content-type", content_type)
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    answer(request.send().await.unwrap()).await
+}
+
+/// The text of GET `url`.
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
 }
 
 /// Status and JSON body of a response; a body that is not JSON fails the test.
