@@ -161,8 +161,8 @@ pub struct ConnectionState {
     gone: AtomicBool,
     read_waker: AtomicWaker,
     write_waker: AtomicWaker,
-    /// Wakes the watchdog when a request starts or ends, or a write gets stuck.
-    changed: Notify,
+    /// Wakes the watchdog when the connection is dropped.
+    gone_now: Notify,
 }
 
 impl ConnectionState {
@@ -173,17 +173,17 @@ impl ConnectionState {
     fn request_started(&self) {
         self.started.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.changed.notify_one();
     }
 
     fn request_ended(&self) {
         self.last_end_ms
             .store(self.since_opened_ms(), Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.changed.notify_one();
     }
 
-    /// The rule that closes the connection next and when, if one applies now.
+    /// When the rule that closes the connection next would close it, and which rule; `None`
+    /// while a request is in progress and no write is stuck. Activity only ever moves these
+    /// later, so a watchdog that wakes at one and finds it moved sleeps again.
     fn next_deadline(&self) -> Option<(Instant, &'static str)> {
         let after = |ms: u64| self.opened + Duration::from_millis(ms);
         let stuck = self.write_stuck_ms.load(Ordering::Relaxed);
@@ -216,34 +216,31 @@ impl ConnectionState {
     }
 }
 
-/// Closes the connection of `state` when a rule says so; ends when the connection is gone.
+/// Closes the connection of `state` when a rule says so; ends when the connection is gone. It
+/// is not told of each request: it wakes at the next deadline (while requests are in progress,
+/// every quarter of `server.idle_timeout`, for a write that may get stuck) and looks again.
 async fn watchdog(state: Arc<ConnectionState>) {
+    let gone = state.gone_now.notified();
+    tokio::pin!(gone);
+    gone.as_mut().enable();
     loop {
-        let changed = state.changed.notified();
-        tokio::pin!(changed);
-        // Registered before the state is read, so no change is missed.
-        changed.as_mut().enable();
         if state.gone.load(Ordering::Acquire) {
             return;
         }
-        let Some((deadline, _)) = state.next_deadline() else {
-            changed.await;
-            continue;
-        };
-        if deadline > Instant::now() {
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline) => {}
-                () = &mut changed => continue,
-            }
-        }
-        // The state may have moved on while sleeping: close only if the rule still holds.
-        if let Some((deadline, rule)) = state.next_deadline() {
-            if deadline <= Instant::now() && !state.gone.load(Ordering::Acquire) {
+        let now = Instant::now();
+        let wake = match state.next_deadline() {
+            Some((deadline, rule)) if deadline <= now => {
                 crate::metrics::limit_hit(rule);
                 tracing::debug!(rule, "closing a connection");
                 state.close();
                 return;
             }
+            Some((deadline, _)) => deadline,
+            None => now + state.limits.idle_timeout / 4,
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {}
+            () = &mut gone => return,
         }
     }
 }
@@ -268,7 +265,7 @@ impl Guarded {
             gone: AtomicBool::new(false),
             read_waker: AtomicWaker::new(),
             write_waker: AtomicWaker::new(),
-            changed: Notify::new(),
+            gone_now: Notify::new(),
         });
         tokio::spawn(watchdog(state.clone()));
         Self {
@@ -287,7 +284,7 @@ impl Guarded {
 impl Drop for Guarded {
     fn drop(&mut self) {
         self.state.gone.store(true, Ordering::Release);
-        self.state.changed.notify_one();
+        self.state.gone_now.notify_one();
     }
 }
 
@@ -329,13 +326,11 @@ impl AsyncWrite for Guarded {
                 if state.write_stuck_ms.load(Ordering::Relaxed) == 0 {
                     let since = state.since_opened_ms() + 1;
                     state.write_stuck_ms.store(since, Ordering::Relaxed);
-                    state.changed.notify_one();
                 }
             }
             Poll::Ready(_) => {
                 if state.write_stuck_ms.load(Ordering::Relaxed) != 0 {
                     state.write_stuck_ms.store(0, Ordering::Relaxed);
-                    state.changed.notify_one();
                 }
             }
         }

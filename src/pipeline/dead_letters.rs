@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::judge::{Judge, Judged};
-use super::produce::to_the_end;
+use super::to_the_end::ToTheEnd;
 use super::{placement, Accepted, Incoming, Pipeline, PipelineError, REQUEST_ID_HEADER};
 use crate::backends::queues::{replay_idempotency_key, DeadLetterPage, ReplayClaim};
 use crate::backends::routing::Route;
@@ -41,8 +41,7 @@ impl Pipeline {
     /// Re-judges dead letter `id` against today's schema and forwards it to the station if it now
     /// passes. A dead letter is forwarded at most once: its replay is claimed on the backend
     /// first, so of concurrent replays through any number of gateways one forwards it. The replay
-    /// runs to its end on a task of its own, so a caller that stops waiting never leaves the claim
-    /// held.
+    /// runs to its end even when its caller stops waiting, so the claim is never left held.
     pub async fn replay(
         self: &Arc<Self>,
         station_name: &str,
@@ -50,7 +49,7 @@ impl Pipeline {
     ) -> Result<Accepted, PipelineError> {
         let pipeline = self.clone();
         let (station, id) = (station_name.to_owned(), id.to_owned());
-        to_the_end(async move { pipeline.replay_claimed(&station, &id).await }).await
+        ToTheEnd::new(async move { pipeline.replay_claimed(&station, &id).await }).await
     }
 
     async fn replay_claimed(

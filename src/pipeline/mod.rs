@@ -16,6 +16,7 @@ mod produce;
 mod reads;
 mod rules;
 mod sending;
+mod to_the_end;
 
 use std::sync::Arc;
 

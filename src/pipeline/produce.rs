@@ -5,11 +5,8 @@
 //! counters moved. A long batch yields to the runtime after each tenth of a millisecond of
 //! judging, so requests that share its worker thread wait about that long behind it at most.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use tracing::Instrument as _;
 
 use tokio::sync::watch;
 
@@ -17,6 +14,7 @@ use super::error::{PipelineError, ViolationReport};
 use super::idempotency::{Answer, BatchClaim, BatchKeys, Retry, Ticket};
 use super::judge::{Judge, Judged};
 use super::sending::Sending;
+use super::to_the_end::ToTheEnd;
 use super::{metadata, Accepted, Incoming, Limits, Pipeline};
 use crate::backends::routing::Route;
 use crate::backends::{Backend, BackendError};
@@ -63,9 +61,9 @@ impl Pipeline {
     /// order. The outer error is for the request as a whole (unknown station, too many messages,
     /// backend missing, a backend at its in-flight limit).
     ///
-    /// The work runs to its end on a task of its own: a caller that stops waiting (a client gone,
-    /// a deadline passed) leaves no message half settled, and a retry of a message stored
-    /// meanwhile gets its answer instead of storing it again.
+    /// The work runs to its end even when its caller stops waiting (a client gone, a deadline
+    /// passed): no message is left half settled, and a retry of a message stored meanwhile gets
+    /// its answer instead of storing it again.
     pub async fn produce_batch(
         self: &Arc<Self>,
         station: &str,
@@ -73,7 +71,7 @@ impl Pipeline {
     ) -> Result<Vec<Answer>, PipelineError> {
         let pipeline = self.clone();
         let station = station.to_owned();
-        to_the_end(async move { pipeline.store_batch(&station, messages).await }).await
+        ToTheEnd::new(async move { pipeline.store_batch(&station, messages).await }).await
     }
 
     async fn store_batch(
@@ -274,18 +272,6 @@ impl<'a> Batch<'a> {
         let dead_lettered = if dead_lettered.is_ok() { dead_count } else { 0 };
         count(station, &results, dead_lettered);
         (results, waiting)
-    }
-}
-
-/// Runs `work` on a task of its own, in the current span, and waits for it; a panic in it is
-/// raised again here.
-pub(super) async fn to_the_end<T: Send + 'static>(
-    work: impl Future<Output = T> + Send + 'static,
-) -> T {
-    match tokio::spawn(work.instrument(tracing::Span::current())).await {
-        Ok(done) => done,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => panic!("the runtime stopped a produce before its end: {e}"),
     }
 }
 

@@ -14,7 +14,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, Method};
+use axum::http::{header, HeaderMap, HeaderName, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -29,16 +29,19 @@ pub async fn same_machine_only(request: Request, next: Next) -> Response {
     }
 }
 
+/// `Sec-Fetch-Site`, named once.
+static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+
 fn check(method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
-    let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
-    if let Some(host) = text(header::HOST.as_str()) {
+    let text = |name: &HeaderName| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
+    if let Some(host) = text(&header::HOST) {
         if !is_loopback_authority(host) {
             return Err(forbidden(format!(
                 "Host `{host}` is not this machine's loopback; without auth tokens Sluice answers requests to localhost, 127.0.0.1 or [::1] only"
             )));
         }
     }
-    if let Some(origin) = text(header::ORIGIN.as_str()) {
+    if let Some(origin) = text(&header::ORIGIN) {
         let authority = origin.split_once("://").map(|(_, rest)| rest);
         if !authority.is_some_and(is_loopback_authority) {
             return Err(forbidden(format!(
@@ -46,7 +49,7 @@ fn check(method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
             )));
         }
     }
-    if let Some(site) = text("sec-fetch-site") {
+    if let Some(site) = text(&SEC_FETCH_SITE) {
         if site == "cross-site" {
             return Err(forbidden(format!(
                 "a request from another site (Sec-Fetch-Site: {site}); without auth tokens Sluice answers pages of this machine only"
@@ -55,7 +58,7 @@ fn check(method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
     }
     let changes_state = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     if changes_state {
-        if let Some(content_type) = text(header::CONTENT_TYPE.as_str()) {
+        if let Some(content_type) = text(&header::CONTENT_TYPE) {
             if is_form_type(content_type) {
                 return Err(ApiError::CrossSiteContentType {
                     content_type: content_type.to_owned(),
@@ -95,10 +98,13 @@ fn is_loopback_authority(authority: &str) -> bool {
             _ => authority,
         },
     };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    let host = host.trim_end_matches('.');
+    // `localhost` or a name under it, compared as bytes (no allocation, any input).
+    let bytes = host.as_bytes();
+    let named = bytes.len() >= 9
+        && bytes[bytes.len() - 9..].eq_ignore_ascii_case(b"localhost")
+        && (bytes.len() == 9 || bytes[bytes.len() - 10] == b'.');
+    named || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
