@@ -57,10 +57,15 @@ struct Target {
 
 impl Target {
     fn start(extra: &str) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// [`Target::start`] with environment variables, which override [`CONFIG`]'s keys.
+    fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Self {
         let repo = repo();
         let data = tempfile::tempdir().unwrap();
         let process =
-            Process::serve_release(repo.path(), data.path(), &format!("{CONFIG}\n{extra}"));
+            Process::serve_release(repo.path(), data.path(), &format!("{CONFIG}\n{extra}"), env);
         Self {
             process,
             _repo: repo,
@@ -171,11 +176,20 @@ async fn a_batch_of_tiny_items_costs_memory_in_proportion_to_its_bytes() {
     let pid = target.pid();
     let path = "/v1/stations/orders/messages:batch";
     let item = r#"{"value":{"order_id":"t","items":[]}}"#;
-    // A first batch touches what every later one reuses (worker threads, the allocator's pages).
-    let (status, _) = target
-        .post(path, "application/x-ndjson", ndjson(10_000, item), &[])
-        .await;
-    assert_eq!(status, 200);
+    // First batches touch what every later one reuses (worker threads, the allocator's pages,
+    // the store's buffers).
+    for _ in 0..2 {
+        let body = ndjson(10_000, item);
+        let (status, _) = target
+            .post(
+                path,
+                "application/x-ndjson",
+                body,
+                &[("Sluice-Header-T", "warm-up")],
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
 
     // Request headers that would outweigh the body once applied to each item: 431 at once.
     let heavy = "h".repeat(12 * 1024);
@@ -334,14 +348,17 @@ async fn idempotency_keys_are_bounded_in_length_and_in_what_they_keep() {
     target.assert_still_serving().await;
 }
 
-/// Whether the server has closed `stream` (a read ends or fails at once).
+/// Whether the server has closed `stream`: reading what it has sent (an answer, or the start of
+/// one) ends or fails at once.
 fn closed(mut stream: &TcpStream) -> bool {
     stream.set_nonblocking(true).unwrap();
-    let mut byte = [0u8; 1];
-    let closed = match stream.read(&mut byte) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    let mut chunk = [0u8; 4096];
+    let closed = loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) => break e.kind() != std::io::ErrorKind::WouldBlock,
+        }
     };
     stream.set_nonblocking(false).unwrap();
     closed
@@ -349,9 +366,15 @@ fn closed(mut stream: &TcpStream) -> bool {
 
 #[tokio::test]
 async fn slow_and_idle_connections_are_closed_and_their_number_is_capped() {
-    let mut target = Target::start("");
+    // A header timeout long enough that opening 200 connections on a busy machine ends well
+    // within it, so those refused at once are told apart from those timed out.
+    let header_timeout = Duration::from_secs(3);
+    let mut target = Target::start_with_env("", &[("SLUICE_SERVER_HEADER_READ_TIMEOUT", "3s")]);
     let addr = target.process.addr;
+    // The start-up probe's connection is gone before the count begins.
+    std::thread::sleep(Duration::from_millis(200));
     // Connections that never finish their headers, past the cap of 64.
+    let opened = Instant::now();
     let half_open: Vec<TcpStream> = (0..200)
         .map(|_| {
             let mut stream = TcpStream::connect(addr).unwrap();
@@ -362,9 +385,15 @@ async fn slow_and_idle_connections_are_closed_and_their_number_is_capped() {
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     let refused = half_open.iter().filter(|s| closed(s)).count();
+    assert!(
+        opened.elapsed() < header_timeout,
+        "counted within the header timeout"
+    );
     println!("{refused} of 200 half-open connections closed at once (server.max_connections = 64)");
     assert_eq!(refused, 200 - 64, "exactly those past the cap");
-    std::thread::sleep(Duration::from_millis(1_500));
+    std::thread::sleep(
+        (header_timeout + Duration::from_millis(500)).saturating_sub(opened.elapsed()),
+    );
     let held = half_open.iter().filter(|s| !closed(s)).count();
     println!("{held} of 200 half-open connections still held after server.header_read_timeout");
     assert_eq!(held, 0);
@@ -575,7 +604,7 @@ async fn a_token_in_the_registry_url_is_shown_nowhere() {
     let token = "ghp_hostileTestToken1234567890";
     let url = format!("https://{token}@127.0.0.1:9/acme/schemas.git");
     let config = "[registry]\npoll_interval = \"1s\"\n[nats]\nurl = \"nats://nats-user:nats-pw-9@127.0.0.1:9\"\n";
-    let process = Process::serve_release(std::path::Path::new(&url), data.path(), config);
+    let process = Process::serve_release(std::path::Path::new(&url), data.path(), config, &[]);
     let status = process
         .readiness(503, |body| body.to_string().contains("127.0.0.1:9"))
         .await;
@@ -600,7 +629,7 @@ async fn an_unreachable_alert_webhook_is_logged_without_its_url() {
     let data = tempfile::tempdir().unwrap();
     let config = "[alerts]\nwebhook_url = \"http://127.0.0.1:9/services/T0/B0/hook-secret-9\"\n\
                   check_interval = \"100ms\"\nmin_interval = \"1h\"\n";
-    let process = Process::serve_release(repo.path(), data.path(), config);
+    let process = Process::serve_release(repo.path(), data.path(), config, &[]);
     let client = reqwest::Client::new();
     for i in 0..6 {
         let invalid = json!({"order_id": format!("bad-{i}"), "items": [{"qty": 0}]});

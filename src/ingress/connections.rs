@@ -182,8 +182,9 @@ impl ConnectionState {
     }
 
     /// When the rule that closes the connection next would close it, and which rule; `None`
-    /// while a request is in progress and no write is stuck. Activity only ever moves these
-    /// later, so a watchdog that wakes at one and finds it moved sleeps again.
+    /// while a request is in progress and no write is stuck. Activity moves these later, or from
+    /// the header deadline to an idle deadline no sooner than one idle timeout away, so a
+    /// watchdog that wakes by then and finds its deadline moved sleeps again.
     fn next_deadline(&self) -> Option<(Instant, &'static str)> {
         let after = |ms: u64| self.opened + Duration::from_millis(ms);
         let stuck = self.write_stuck_ms.load(Ordering::Relaxed);
@@ -235,7 +236,9 @@ async fn watchdog(state: Arc<ConnectionState>) {
                 state.close();
                 return;
             }
-            Some((deadline, _)) => deadline,
+            // A request that starts now and ends at once is due for closing one idle timeout
+            // from now, which may come before a later header deadline: wake by then to look.
+            Some((deadline, _)) => deadline.min(now + state.limits.idle_timeout),
             None => now + state.limits.idle_timeout / 4,
         };
         tokio::select! {
@@ -488,12 +491,15 @@ mod tests {
     }
 
     async fn door(max_connections: usize) -> (std::net::SocketAddr, mpsc::Receiver<Guarded>) {
+        door_with(limits(max_connections)).await
+    }
+
+    async fn door_with(
+        limits: ConnectionLimits,
+    ) -> (std::net::SocketAddr, mpsc::Receiver<Guarded>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        (
-            addr,
-            Door::new(limits(max_connections)).listen(listener, None),
-        )
+        (addr, Door::new(limits).listen(listener, None))
     }
 
     /// Whether the server closed `client`'s connection within `within`.
@@ -546,6 +552,23 @@ mod tests {
         }
         assert!(!closed_within(&mut client, Duration::from_millis(200)).await);
         assert!(closed_within(&mut client, Duration::from_millis(600)).await);
+    }
+
+    #[tokio::test]
+    async fn an_idle_timeout_shorter_than_the_header_timeout_is_kept() {
+        let (addr, mut connections) = door_with(ConnectionLimits {
+            max_connections: 8,
+            header_read_timeout: Duration::from_millis(1_500),
+            idle_timeout: Duration::from_millis(300),
+        })
+        .await;
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        echo(connections.recv().await.unwrap());
+        client.write_all(b"ping").await.unwrap();
+        let mut answer = [0u8; 4];
+        client.read_exact(&mut answer).await.unwrap();
+        // Closed one idle timeout after its request, long before the header deadline.
+        assert!(closed_within(&mut client, Duration::from_millis(800)).await);
     }
 
     #[tokio::test]

@@ -535,8 +535,8 @@ impl Process {
 
     /// The release build of `sluice` ([`release_binary`]), serving as
     /// [`Process::serve_with_config`] does.
-    pub fn serve_release(repo: &Path, data: &Path, config: &str) -> Self {
-        Self::serve_binary(&release_binary(), repo, data, config, &[])
+    pub fn serve_release(repo: &Path, data: &Path, config: &str, env: &[(&str, &str)]) -> Self {
+        Self::serve_binary(&release_binary(), repo, data, config, env)
     }
 
     fn serve_binary(
