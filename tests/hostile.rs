@@ -96,6 +96,12 @@ impl Target {
         common::post_to(&self.client, &self.url(path), content_type, body, headers).await
     }
 
+    /// Posts `body` as an NDJSON batch to the orders station.
+    async fn batch(&self, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, Value) {
+        let path = "/v1/stations/orders/messages:batch";
+        self.post(path, "application/x-ndjson", body, headers).await
+    }
+
     /// The process is alive and stores a plain message.
     async fn assert_still_serving(&mut self) {
         assert!(
@@ -174,20 +180,12 @@ fn ndjson(items: usize, item: &str) -> Vec<u8> {
 async fn a_batch_of_tiny_items_costs_memory_in_proportion_to_its_bytes() {
     let mut target = Target::start("");
     let pid = target.pid();
-    let path = "/v1/stations/orders/messages:batch";
     let item = r#"{"value":{"order_id":"t","items":[]}}"#;
     // First batches touch what every later one reuses (worker threads, the allocator's pages,
     // the store's buffers).
     for _ in 0..2 {
         let body = ndjson(10_000, item);
-        let (status, _) = target
-            .post(
-                path,
-                "application/x-ndjson",
-                body,
-                &[("Sluice-Header-T", "warm-up")],
-            )
-            .await;
+        let (status, _) = target.batch(body, &[("Sluice-Header-T", "warm-up")]).await;
         assert_eq!(status, 200);
     }
 
@@ -195,16 +193,8 @@ async fn a_batch_of_tiny_items_costs_memory_in_proportion_to_its_bytes() {
     let heavy = "h".repeat(12 * 1024);
     let body = ndjson(3_000, item);
     let sent = body.len() + heavy.len();
-    let (grew, (status, answer)) = peak_growth(
-        pid,
-        target.post(
-            path,
-            "application/x-ndjson",
-            body,
-            &[("Sluice-Header-Big", &heavy)],
-        ),
-    )
-    .await;
+    let (grew, (status, answer)) =
+        peak_growth(pid, target.batch(body, &[("Sluice-Header-Big", &heavy)])).await;
     assert_eq!(status, 431, "{answer}");
     assert_eq!(answer["error"], "headers_too_large");
     assert_proportional("3,000 items with a 12 KiB request header", grew, sent, 32);
@@ -212,12 +202,7 @@ async fn a_batch_of_tiny_items_costs_memory_in_proportion_to_its_bytes() {
     // Request headers larger than the server reads: 431 before the body is read.
     let huge = "h".repeat(100 * 1024);
     let (status, answer) = target
-        .post(
-            path,
-            "application/x-ndjson",
-            ndjson(10, item),
-            &[("Sluice-Header-Big", &huge)],
-        )
+        .batch(ndjson(10, item), &[("Sluice-Header-Big", &huge)])
         .await;
     assert_eq!(status, 431, "{answer}");
     assert!(answer["message"]
@@ -228,8 +213,7 @@ async fn a_batch_of_tiny_items_costs_memory_in_proportion_to_its_bytes() {
     // More items than a batch may hold: refused as the parser meets the first one too many.
     let body = ndjson(200_000, "{}");
     let sent = body.len();
-    let (grew, (status, answer)) =
-        peak_growth(pid, target.post(path, "application/x-ndjson", body, &[])).await;
+    let (grew, (status, answer)) = peak_growth(pid, target.batch(body, &[])).await;
     assert_eq!(status, 413, "{answer}");
     assert_eq!(answer["error"], "too_many_messages");
     assert_proportional("200,000 items past the 10,000 limit", grew, sent, 8);
@@ -239,16 +223,8 @@ async fn a_batch_of_tiny_items_costs_memory_in_proportion_to_its_bytes() {
     let body = ndjson(10_000, item);
     let header = "t".repeat(body.len() / 10_000 - 8);
     let sent = body.len() + header.len();
-    let (grew, (status, answer)) = peak_growth(
-        pid,
-        target.post(
-            path,
-            "application/x-ndjson",
-            body,
-            &[("Sluice-Header-T", &header)],
-        ),
-    )
-    .await;
+    let (grew, (status, answer)) =
+        peak_growth(pid, target.batch(body, &[("Sluice-Header-T", &header)])).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["accepted"], 10_000);
     assert_proportional(
@@ -420,14 +396,7 @@ async fn a_client_that_does_not_read_its_answer_is_cut_off() {
         1_000,
         &json!({"value": {"order_id": "x".repeat(8_000), "items": []}}).to_string(),
     );
-    let (status, answer) = target
-        .post(
-            "/v1/stations/orders/messages:batch",
-            "application/x-ndjson",
-            body,
-            &[],
-        )
-        .await;
+    let (status, answer) = target.batch(body, &[]).await;
     assert_eq!(status, 200, "{answer}");
     // Eight megabytes of answer that the client never reads.
     let mut stream = TcpStream::connect(target.process.addr).unwrap();
@@ -478,14 +447,7 @@ async fn headers_no_backend_could_carry_or_past_their_limits_are_refused() {
         .collect::<Vec<_>>()
         .join("\n")
         .into_bytes();
-    let (status, answer) = target
-        .post(
-            "/v1/stations/orders/messages:batch",
-            "application/x-ndjson",
-            body,
-            &[],
-        )
-        .await;
+    let (status, answer) = target.batch(body, &[]).await;
     assert_eq!(status, 200, "{answer}");
     let statuses: Vec<u64> = answer["results"]
         .as_array()
