@@ -66,6 +66,9 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Most bytes of request headers (431 above it on HTTP; the HTTP/2 header list size on gRPC).
     pub max_header_bytes: usize,
+    /// Whether HTTP answers of 2 KiB and more are compressed (zstd or gzip) for clients whose
+    /// `Accept-Encoding` takes it.
+    pub compress_responses: bool,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +83,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_header_bytes: 64 * 1024,
+            compress_responses: true,
         }
     }
 }

@@ -429,22 +429,34 @@ async fn a_python_grpcio_client_gets_the_same_answers() {
     assert!(report["invalid"]["metadata"]["dlq_id"].is_string());
     assert_eq!(report["unknown_station"]["code"], "NOT_FOUND", "{report}");
     assert_eq!(report["unknown_station"]["reason"], "unknown_station");
-    let stream = report["stream"].as_array().unwrap();
-    assert_eq!(stream.len(), 20);
-    for (i, result) in stream.iter().enumerate() {
-        assert_eq!(result["index"], i);
-        if i % 10 == 9 {
-            assert_eq!(result["rejected"], "schema_violation", "{result}");
-            assert_eq!(result["path"], "/items/0/qty");
-        } else {
-            assert!(result["accepted"].is_u64(), "{result}");
+    for stream in ["stream", "gzip_stream"] {
+        let stream = report[stream].as_array().unwrap();
+        assert_eq!(stream.len(), 20);
+        for (i, result) in stream.iter().enumerate() {
+            assert_eq!(result["index"], i);
+            if i % 10 == 9 {
+                assert_eq!(result["rejected"], "schema_violation", "{result}");
+                assert_eq!(result["path"], "/items/0/qty");
+            } else {
+                assert!(result["accepted"].is_u64(), "{result}");
+            }
         }
     }
+    // gzip-compressed calls are judged as the plain ones are.
+    assert_eq!(report["gzip_valid"]["code"], "OK", "{report}");
+    assert_eq!(
+        report["gzip_invalid"]["code"], "INVALID_ARGUMENT",
+        "{report}"
+    );
+    assert_eq!(report["gzip_invalid"]["reason"], "schema_violation");
 
     let stored = read_all(&gw, "orders", "check").await;
-    assert_eq!(stored.len(), 1 + 18);
+    assert_eq!(stored.len(), 1 + 18 + 1 + 18);
     assert_eq!(stored[0]["key"], "py-key");
     assert_eq!(stored[0]["headers"]["origin"], "python");
+    // What a compressed call stored is the decoded message.
+    let gzipped = stored.iter().find(|m| m["value"]["order_id"] == "py-gz-1");
+    assert_eq!(gzipped.unwrap()["value"]["items"][0]["qty"], 1);
 }
 
 #[tokio::test]

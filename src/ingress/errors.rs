@@ -39,6 +39,9 @@ pub enum ApiError {
     /// Without tokens, a state-changing request with a body a cross-site form could send.
     #[error("Content-Type `{content_type}` is what a web page can send from any site without asking; without auth tokens Sluice refuses it on requests that change state (send JSON as application/json, NDJSON as application/x-ndjson, binary as application/octet-stream or the format's own type)")]
     CrossSiteContentType { content_type: String },
+    /// A request body in a content coding the gateway does not decode.
+    #[error("Content-Encoding `{encoding}` is not one Sluice decodes; send the body as gzip, deflate, zstd or identity")]
+    UnsupportedEncoding { encoding: String },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -98,6 +101,11 @@ impl ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 Code::InvalidArgument,
                 "unsupported_media_type",
+            ),
+            Self::UnsupportedEncoding { .. } => statuses(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Code::Unimplemented,
+                "unsupported_encoding",
             ),
             Self::Unauthorized(_) => statuses(
                 StatusCode::UNAUTHORIZED,

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::backends::embedded::{EmbeddedStore, StoreError};
 use crate::backends::routing::Backends;
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
 use crate::ingress::auth::Authenticator;
 use crate::ingress::connections::Door;
 use crate::ingress::tls::TlsIdentity;
@@ -176,12 +176,12 @@ pub async fn serve(
     );
     let shutdown = Shutdown::new(shutdown);
     let door = Door::new(config.server.connection_limits());
-    let max_header_bytes = config.server.max_header_bytes;
     let front = (&pipeline, &auth);
+    let server = &config.server;
     let servers = async {
         tokio::join!(
-            serve_http(http, &door, &tls, front, max_header_bytes, &shutdown),
-            serve_grpc(grpc, &door, &tls, front, max_header_bytes, &shutdown),
+            serve_http(http, &door, &tls, front, server, &shutdown),
+            serve_grpc(grpc, &door, &tls, front, server, &shutdown),
         )
     };
     // Draining ends when both servers are done, or `shutdown_timeout` after the signal.
@@ -206,11 +206,13 @@ async fn serve_http(
     door: &Arc<Door>,
     tls: &Option<TlsIdentity>,
     (pipeline, auth): (&Arc<Pipeline>, &Arc<Authenticator>),
-    max_header_bytes: usize,
+    server: &ServerConfig,
     shutdown: &Shutdown,
 ) {
-    let app = crate::ingress::http::router(pipeline.clone(), auth.clone());
+    let app =
+        crate::ingress::http::router(pipeline.clone(), auth.clone(), server.compress_responses);
     let connections = door.listen(listener, tls.as_ref().map(TlsIdentity::http));
+    let max_header_bytes = server.max_header_bytes;
     crate::ingress::http::serve(connections, app, max_header_bytes, shutdown.signalled()).await
 }
 
@@ -220,7 +222,7 @@ async fn serve_grpc(
     door: &Arc<Door>,
     tls: &Option<TlsIdentity>,
     (pipeline, auth): (&Arc<Pipeline>, &Arc<Authenticator>),
-    max_header_bytes: usize,
+    server: &ServerConfig,
     shutdown: &Shutdown,
 ) -> Result<(), ServeError> {
     let Some(listener) = listener else {
@@ -232,7 +234,7 @@ async fn serve_grpc(
         pipeline,
         auth,
         connections,
-        max_header_bytes,
+        server.max_header_bytes,
         shutdown.signalled(),
     )
     .await?;

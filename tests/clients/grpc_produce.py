@@ -1,5 +1,6 @@
 """Talks to Sluice's gRPC API as a Python service would: stubs generated from the project's own
-proto/sluice/v1/gateway.proto with grpcio-tools, then unary and streaming produce.
+proto/sluice/v1/gateway.proto with grpcio-tools, then unary and streaming produce, plain and with
+grpcio's gzip compression.
 
 Usage: grpc_produce.py PROTO_ROOT HOST:PORT
 
@@ -70,9 +71,9 @@ def main():
             gateway = pb_grpc.GatewayStub(channel)
             report = {}
 
-            def produce(name, request):
+            def produce(name, request, compression=None):
                 try:
-                    accepted = gateway.Produce(request, timeout=10)
+                    accepted = gateway.Produce(request, timeout=10, compression=compression)
                     report[name] = {"code": "OK", "offset": accepted.offset,
                                     "schema_version": accepted.schema_version}
                 except grpc.RpcError as error:
@@ -86,19 +87,31 @@ def main():
             produce("unknown_station", pb.ProduceRequest(
                 station="nowhere", payload=order("py-3", 1), content_type="application/json"))
 
-            requests = (
-                pb.ProduceRequest(station="orders", payload=order(f"py-s-{i}", 0 if i % 10 == 9 else 1),
-                                  content_type="application/json")
-                for i in range(20)
-            )
-            stream = []
-            for result in gateway.ProduceStream(requests, timeout=30):
-                if result.WhichOneof("outcome") == "accepted":
-                    stream.append({"index": result.index, "accepted": result.accepted.offset})
-                else:
-                    stream.append({"index": result.index, "rejected": result.rejected.error,
-                                   "path": result.rejected.violations[0].path})
-            report["stream"] = stream
+            def produce_stream(prefix, compression=None):
+                requests = (
+                    pb.ProduceRequest(station="orders",
+                                      payload=order(f"{prefix}-{i}", 0 if i % 10 == 9 else 1),
+                                      content_type="application/json")
+                    for i in range(20)
+                )
+                stream = []
+                for result in gateway.ProduceStream(requests, timeout=30, compression=compression):
+                    if result.WhichOneof("outcome") == "accepted":
+                        stream.append({"index": result.index, "accepted": result.accepted.offset})
+                    else:
+                        stream.append({"index": result.index, "rejected": result.rejected.error,
+                                       "path": result.rejected.violations[0].path})
+                return stream
+
+            report["stream"] = produce_stream("py-s")
+            # The same calls with their messages gzip-compressed (grpc-encoding: gzip).
+            produce("gzip_valid", pb.ProduceRequest(
+                station="orders", payload=order("py-gz-1", 1), content_type="application/json"),
+                compression=grpc.Compression.Gzip)
+            produce("gzip_invalid", pb.ProduceRequest(
+                station="orders", payload=order("py-gz-2", 0), content_type="application/json"),
+                compression=grpc.Compression.Gzip)
+            report["gzip_stream"] = produce_stream("py-gz-s", grpc.Compression.Gzip)
     print(json.dumps(report))
 
 

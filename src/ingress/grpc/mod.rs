@@ -16,6 +16,7 @@ mod streams;
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_health::ServingStatus;
 use tracing::Instrument as _;
@@ -80,7 +81,12 @@ pub async fn serve(
     let largest = pipeline.limits().max_message_bytes + ENVELOPE_ALLOWANCE;
     // Bounds unary calls and the start of streaming ones; streams then run until they end.
     let deadline = pipeline.limits().request_timeout;
+    // Messages may come compressed (`grpc-encoding` gzip or zstd); the size limit counts decoded
+    // bytes, checked as they inflate. Answers go uncompressed: each is one message, small beside
+    // what compressing it costs.
     let gateway = GatewayServer::new(GatewayService { pipeline, auth })
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd)
         .max_decoding_message_size(largest)
         .max_encoding_message_size(largest);
     let served = tonic::transport::Server::builder()

@@ -4,6 +4,7 @@
 //! is declared here with the right it needs ([`rights`]); statuses and error bodies come from
 //! [`ApiError`] (`error.rs`).
 
+mod encoding;
 mod error;
 mod ops;
 mod read;
@@ -28,23 +29,36 @@ use super::requests;
 use crate::pipeline::Pipeline;
 use rights::{Right, Routes};
 
+pub use encoding::{ACCEPTED_ENCODINGS, COMPRESS_ABOVE};
 pub use serve::serve;
 
 type Shared = State<Arc<Pipeline>>;
 
 /// The whole HTTP API.
 /// Without tokens, only requests from this machine and not from web pages of other sites are
-/// answered ([`same_machine`]).
-pub fn router(pipeline: Arc<Pipeline>, auth: Arc<Authenticator>) -> Router {
+/// answered ([`same_machine`]). Request bodies are decoded from their `Content-Encoding`, and
+/// large answers compressed when `compress_responses` ([`encoding`]).
+pub fn router(
+    pipeline: Arc<Pipeline>,
+    auth: Arc<Authenticator>,
+    compress_responses: bool,
+) -> Router {
     let open = !auth.is_enabled();
     let router = routes(pipeline.clone(), auth)
         .into_router()
         .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(middleware::from_fn_with_state(
-            pipeline.clone(),
-            requests::within_deadline,
-        ));
+        .layer(middleware::from_fn(encoding::decode_errors_named))
+        .layer(encoding::decoding())
+        .layer(middleware::from_fn(encoding::known_encoding));
+    let router = match compress_responses {
+        true => router.layer(encoding::compressing()),
+        false => router,
+    };
+    let router = router.layer(middleware::from_fn_with_state(
+        pipeline.clone(),
+        requests::within_deadline,
+    ));
     let router = match open {
         true => router.layer(middleware::from_fn(same_machine::same_machine_only)),
         false => router,
