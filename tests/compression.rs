@@ -397,3 +397,56 @@ async fn grpc_messages_compressed_with_gzip_or_zstd_are_accepted() {
     assert_eq!(messages.len(), 22);
     assert_eq!(messages[0]["value"], valid_order("gz"));
 }
+
+#[tokio::test]
+async fn opentelemetry_exports_spans_with_gzip_to_an_otlp_traces_station() {
+    let script = common::project_file("tests/clients/otlp_export.py");
+    let repo = common::Repo::new(&[(
+        "stations.toml",
+        "[[station]]\nname = \"traces\"\nschema = \"traces\"\n",
+    )]);
+    // The OTLP protos, as the exporter's own package compiled them; the collector's trace service
+    // file is the station's schema.
+    let python = move |args: Vec<String>| {
+        let output = std::process::Command::new("python3")
+            .arg(&script)
+            .args(args)
+            .output()
+            .expect("python3 runs (scripts/test installs opentelemetry-exporter-otlp-proto-http)");
+        assert!(
+            output.status.success(),
+            "the OpenTelemetry client failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output.stdout
+    };
+    python(vec!["protos".into(), repo.path().display().to_string()]);
+    let service = repo
+        .path()
+        .join("opentelemetry/proto/collector/trace/v1/trace_service.proto");
+    std::fs::create_dir_all(repo.path().join("traces")).unwrap();
+    std::fs::rename(&service, repo.path().join("traces/v1.proto")).unwrap();
+    repo.write(
+        "traces/schema.toml",
+        "message = \"opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest\"\n",
+    );
+    let gw = Gateway::start(&repo, "").await;
+
+    let url = gw.url("/v1/stations/traces/messages");
+    // The gateway runs on this test's runtime: the exporter runs on a blocking thread beside it.
+    let stdout = tokio::task::spawn_blocking(move || python(vec!["export".into(), url]))
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(report["spans"], 4, "{report}");
+    assert_eq!(report["gzip"], "SUCCESS", "{report}");
+    assert_eq!(report["none"], "SUCCESS", "{report}");
+
+    // Both exports stored the uncompressed ExportTraceServiceRequest, byte for byte.
+    let messages = stored(&gw, "traces", "reader").await;
+    assert_eq!(messages.len(), 2);
+    for message in &messages {
+        assert_eq!(message["value_base64"], report["request_base64"]);
+        assert_eq!(message["schema_version"], 1);
+    }
+}
