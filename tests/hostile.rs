@@ -340,6 +340,51 @@ fn closed(mut stream: &TcpStream) -> bool {
     closed
 }
 
+/// `inflated` bytes of spaces, gzip-compressed as they stream through the encoder.
+fn gzip_bomb(inflated: usize) -> Vec<u8> {
+    use flate2::write::GzEncoder;
+    let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let chunk = vec![b' '; 1 << 20];
+    for _ in 0..inflated / chunk.len() {
+        encoder.write_all(&chunk).unwrap();
+    }
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn a_compressed_body_inflating_far_past_its_limit_holds_no_more_than_the_limit() {
+    let limit = 16usize << 20;
+    let mut target = Target::start_with_env("", &[("SLUICE_LIMITS_MAX_BATCH_BYTES", "16777216")]);
+    let pid = target.pid();
+    let bomb = gzip_bomb(1 << 30);
+    let sent = bomb.len();
+    let (grew, (status, answer)) = peak_growth(
+        pid,
+        target.post(
+            "/v1/stations/orders/messages:batch",
+            "application/x-ndjson",
+            bomb,
+            &[("Content-Encoding", "gzip")],
+        ),
+    )
+    .await;
+    println!(
+        "a gzip body of {sent} bytes that inflates to 1 GiB: {status}, peak resident memory +{:.1} MiB ({:.2}× limits.max_batch_bytes)",
+        grew as f64 / (1 << 20) as f64,
+        grew as f64 / limit as f64
+    );
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer["message"]
+        .as_str()
+        .unwrap()
+        .contains("limits.max_batch_bytes"));
+    assert!(
+        grew <= 3 * limit as u64,
+        "+{grew} bytes for a body limited to {limit}"
+    );
+    target.assert_still_serving().await;
+}
+
 #[tokio::test]
 async fn slow_and_idle_connections_are_closed_and_their_number_is_capped() {
     // A header timeout long enough that opening 200 connections on a busy machine ends well

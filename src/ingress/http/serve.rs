@@ -1,11 +1,21 @@
 //! Serving the HTTP API on the connections the front door lets in: HTTP/1.1 with hyper, request
 //! headers bounded by `server.max_header_bytes` (`431 headers_too_large` past it, in JSON; hyper
 //! itself stops reading a head at twice that), each request counted on its connection while in
-//! progress, and a graceful shutdown that lets the requests in flight finish.
+//! progress, a connection closed after an answer given before its request's body was read, and a
+//! graceful shutdown that lets the requests in flight finish.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use axum::body::Body;
 use axum::extract::Request;
+use axum::http::header::CONNECTION;
+use axum::http::HeaderValue;
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use axum::response::IntoResponse as _;
 use axum::Router;
 use hyper::body::Incoming;
@@ -45,18 +55,27 @@ pub async fn serve(
         let app = TrackRequests.layer(router.clone());
         let service = service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(info.clone());
-            let request = request.map(axum::body::Body::new);
+            let (request, read) = watched(request);
             let mut app = app.clone();
             async move {
-                match head_bytes(&request) {
+                let mut response = match head_bytes(&request) {
                     size if size > max_header_bytes => {
                         let refused = ApiError::RequestHeadersTooLarge {
                             limit: max_header_bytes,
                         };
-                        Ok(TrackedBody::untracked(refused.into_response()))
+                        TrackedBody::untracked(refused.into_response())
                     }
-                    _ => app.call(request).await,
+                    _ => app.call(request).await?,
+                };
+                if read.is_some_and(|read| !read.load(Ordering::Acquire)) {
+                    // Answered before its body was read (refused past a limit): the rest of the
+                    // body would be taken for the next request, so the connection closes, and the
+                    // client is told not to reuse it.
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
                 }
+                Ok::<_, std::convert::Infallible>(response)
             }
         });
         let served = graceful.watch(builder.serve_connection(TokioIo::new(connection), service));
@@ -68,6 +87,48 @@ pub async fn serve(
     }
     drop(connections);
     graceful.shutdown().await;
+}
+
+/// `request` with its body, if it has one, watched: the flag is set once the body is read to
+/// its end.
+fn watched(request: Request<Incoming>) -> (Request<Body>, Option<Arc<AtomicBool>>) {
+    if request.body().is_end_stream() {
+        return (request.map(Body::new), None);
+    }
+    let read = Arc::new(AtomicBool::new(false));
+    let flag = read.clone();
+    let request = request.map(|body| Body::new(ReadToEnd { body, read: flag }));
+    (request, Some(read))
+}
+
+/// A request body that sets its flag when it ends.
+struct ReadToEnd {
+    body: Incoming,
+    read: Arc<AtomicBool>,
+}
+
+impl HttpBody for ReadToEnd {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None)) || self.body.is_end_stream() {
+            self.read.store(true, Ordering::Release);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// About how many bytes a request's head took: its target and headers.
