@@ -6,6 +6,9 @@
 //! * `ingress_produce_1000/grpc_stream`: one `ProduceStream` call carrying 1,000 requests, every
 //!   result read.
 //! * `ingress_produce_one/http` and `/grpc_unary`: one message per request, one after another.
+//! * `ingress_answer_page/{identity,gzip,zstd}`: `GET /v1/stations/orders/dlq?max=100`, a page of
+//!   100 dead letters, with `Accept-Encoding` asking for each (the answer read, not decoded); the
+//!   bytes each page took are printed once.
 //!
 //! Run: `cargo bench --bench ingress`
 
@@ -103,7 +106,61 @@ fn produce(c: &mut Criterion) {
     });
     group.finish();
 
+    answer_pages(c, &runtime, &client, &http);
     gateway.stop(&runtime);
+}
+
+/// A page of 100 dead letters, uncompressed and as each codec compresses it.
+fn answer_pages(
+    c: &mut Criterion,
+    runtime: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    http: &str,
+) {
+    let invalid: Vec<Bytes> = (0..100)
+        .map(|i| {
+            Bytes::from(
+                String::from_utf8(order(i))
+                    .unwrap()
+                    .replace("\"qty\":2", "\"qty\":0"),
+            )
+        })
+        .collect();
+    runtime.block_on(async {
+        let answer = client
+            .post(format!("{http}/v1/stations/orders/messages:batch"))
+            .header("content-type", "application/x-ndjson")
+            .body(ndjson(&invalid))
+            .send()
+            .await
+            .unwrap();
+        let answer: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(
+            answer["rejected"], 100,
+            "every order is refused and dead-lettered"
+        );
+    });
+    let page = format!("{http}/v1/stations/orders/dlq?max=100");
+    let fetch = |encoding: &'static str| {
+        let request = client.get(&page).header("accept-encoding", encoding);
+        async move {
+            let answer = request.send().await.unwrap();
+            assert_eq!(answer.status(), 200);
+            let served = answer
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(served.as_deref().unwrap_or("identity"), encoding);
+            answer.bytes().await.unwrap().len()
+        }
+    };
+    let mut group = c.benchmark_group("ingress_answer_page");
+    for encoding in ["identity", "gzip", "zstd"] {
+        let bytes = runtime.block_on(fetch(encoding));
+        println!("ingress_answer_page/{encoding}: {bytes} bytes per page of 100 dead letters");
+        group.bench_function(encoding, |b| b.iter(|| runtime.block_on(fetch(encoding))));
+    }
+    group.finish();
 }
 
 criterion_group!(benches, produce);

@@ -82,6 +82,41 @@ struct Args {
     /// Connections sending the `--alongside-batch` batches.
     #[arg(long, default_value_t = 2)]
     alongside_connections: usize,
+    /// The `Content-Encoding` of HTTP request bodies, compressed before the clock starts (at the
+    /// codecs' default levels, as producers' libraries send them).
+    #[arg(long, value_enum, default_value = "identity")]
+    encoding: Encoding,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Identity,
+    Gzip,
+    Zstd,
+}
+
+impl Encoding {
+    fn header(self) -> Option<&'static str> {
+        match self {
+            Encoding::Identity => None,
+            Encoding::Gzip => Some("gzip"),
+            Encoding::Zstd => Some("zstd"),
+        }
+    }
+
+    fn encode(self, body: Bytes) -> Bytes {
+        use std::io::Write as _;
+        match self {
+            Encoding::Identity => body,
+            Encoding::Gzip => {
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                encoder.write_all(&body).expect("gzip in memory");
+                Bytes::from(encoder.finish().expect("gzip in memory"))
+            }
+            Encoding::Zstd => Bytes::from(zstd::encode_all(&body[..], 3).expect("zstd in memory")),
+        }
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +163,7 @@ impl Outcome {
     }
 
     fn line(&self, args: &Args) -> String {
-        format!(
+        let mut line = format!(
             "{} batch={} connections={} station={}: {:.0} msg/s, p50 {:.2} ms, p99 {:.2} ms per request, {} errors, {:.1} s",
             args.protocol,
             args.batch,
@@ -139,7 +174,16 @@ impl Outcome {
             self.millis(0.99),
             self.errors,
             self.seconds
-        )
+        );
+        if let (Protocol::Http, Prepared::Http(bodies)) = (args.protocol, prepare(args)) {
+            let bytes: usize = bodies.iter().map(Bytes::len).sum();
+            let per_message = bytes as f64 / (bodies.len() * args.batch) as f64;
+            line += &format!(
+                ", encoding={:?}: {per_message:.1} bytes per message on the wire",
+                args.encoding
+            );
+        }
+        line
     }
 }
 
@@ -158,11 +202,14 @@ fn prepare(args: &Args) -> Prepared {
     let batch = args.batch;
     let orders_ref = &orders;
     let call = move |c: usize| (0..batch).map(move |m| &orders_ref[(c * batch + m) % POOL]);
+    let encoding = args.encoding;
     match args.protocol {
-        Protocol::Http if args.batch == 1 => Prepared::Http(Arc::new(orders.clone())),
+        Protocol::Http if args.batch == 1 => Prepared::Http(Arc::new(
+            orders.iter().map(|o| encoding.encode(o.clone())).collect(),
+        )),
         Protocol::Http => Prepared::Http(Arc::new(
             (0..calls)
-                .map(|c| ndjson(&call(c).cloned().collect::<Vec<_>>()))
+                .map(|c| encoding.encode(ndjson(&call(c).cloned().collect::<Vec<_>>())))
                 .collect(),
         )),
         Protocol::Grpc => Prepared::Grpc(Arc::new(
@@ -216,7 +263,7 @@ async fn connection(
         let stored = match (&prepared, grpc.as_mut()) {
             (Prepared::Http(bodies), _) => {
                 let body = bodies[i % bodies.len()].clone();
-                send_http(&http, &url, body, args.batch).await
+                send_http(&http, &url, body, &args).await
             }
             (Prepared::Grpc(calls), Some(client)) => {
                 let call = &calls[i % calls.len()];
@@ -298,19 +345,18 @@ struct BatchCounts {
 }
 
 /// Sends one request; the number of messages stored, or None when the request failed.
-async fn send_http(client: &reqwest::Client, url: &str, body: Bytes, batch: usize) -> Option<u64> {
+async fn send_http(client: &reqwest::Client, url: &str, body: Bytes, args: &Args) -> Option<u64> {
+    let batch = args.batch;
     let content_type = if batch == 1 {
         "application/json"
     } else {
         "application/x-ndjson"
     };
-    let answer = client
-        .post(url)
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .ok()?;
+    let mut request = client.post(url).header("content-type", content_type);
+    if let Some(encoding) = args.encoding.header() {
+        request = request.header("content-encoding", encoding);
+    }
+    let answer = request.body(body).send().await.ok()?;
     let status = answer.status().as_u16();
     if batch == 1 {
         return (status == 201).then_some(1);
