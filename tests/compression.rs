@@ -98,6 +98,16 @@ async fn every_route_that_takes_a_body_decodes_it() {
     let gw = Gateway::start(&repo, "").await;
     let order = serde_json::to_vec(&valid_order("single")).unwrap();
 
+    let headers = [("Content-Encoding", " Identity")];
+    let (status, answer) = gw
+        .post_bytes(
+            "/v1/stations/orders/messages",
+            "application/json",
+            order.clone(),
+            &headers,
+        )
+        .await;
+    assert_eq!(status, 201, "identity, spelled as any client may: {answer}");
     let headers = [("Content-Encoding", "x-gzip")];
     let (status, answer) = gw
         .post_bytes(
@@ -254,6 +264,129 @@ async fn the_limits_count_decoded_bytes() {
     assert!(stored(&gw, "orders", "reader").await.is_empty());
 }
 
+#[tokio::test]
+async fn an_answer_given_before_the_body_is_read_closes_the_connection() {
+    let repo = orders_repo("");
+    let gw = Gateway::start(&repo, "[limits]\nmax_message_bytes = 65536\n").await;
+    let url = gw.url("/v1/stations/orders/messages");
+    let send = |body: Vec<u8>| {
+        gw.client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(body)
+    };
+    let order = serde_json::to_vec(&valid_order("kept-alive")).unwrap();
+    let answer = send(gzip(&order)).send().await.unwrap();
+    assert_eq!(answer.status(), 201);
+    assert_eq!(
+        answer.headers().get("connection"),
+        None,
+        "read to its end: kept alive"
+    );
+
+    // 64 MiB of spaces in 64 KB of gzip: refused once 64 KiB have come out of the first few
+    // hundred bytes read, with the rest of the body unread.
+    let answer = send(gzip(&vec![b' '; 64 << 20])).send().await.unwrap();
+    assert_eq!(answer.status(), 413);
+    assert_eq!(answer.headers()["connection"], "close");
+    // The client opens a new connection for what it sends next.
+    let answer = send(gzip(&order)).send().await.unwrap();
+    assert_eq!(answer.status(), 201);
+}
+
+/// A chunk of an HTTP/1.1 chunked body.
+fn chunk(data: &[u8]) -> Vec<u8> {
+    [format!("{:x}\r\n", data.len()).as_bytes(), data, b"\r\n"].concat()
+}
+
+#[tokio::test]
+async fn compressed_bodies_being_decoded_share_one_budget() {
+    let repo = orders_repo("");
+    let config = "[limits]\nmax_message_bytes = 1048576\nmax_decoding_bytes = 1048576\nmax_batch_bytes = 1048576\n";
+    let gw = Gateway::start(&repo, config).await;
+    let path = "/v1/stations/orders/messages:batch";
+    let item = |i: usize| {
+        json!({"value": {"order_id": format!("{i}-{}", "x".repeat(1000)), "items": [{"qty": 1}]}})
+            .to_string()
+            + "\n"
+    };
+    // A producer whose gzip body has decoded to 0.85 MiB and then stalls.
+    let address = gw.base.trim_start_matches("http://").to_owned();
+    let mut slow = std::net::TcpStream::connect(&address).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-ndjson\r\n\
+         Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    slow.write_all(head.as_bytes()).unwrap();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for i in 0..850 {
+        encoder.write_all(item(i).as_bytes()).unwrap();
+    }
+    encoder.flush().unwrap();
+    slow.write_all(&chunk(&std::mem::take(encoder.get_mut())))
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    // Another compressed body that would take the budget past 1 MiB: 503, to be retried.
+    let other: String = (1000..1300).map(item).collect();
+    let headers = [("Content-Encoding", "gzip")];
+    let (status, answer) = gw
+        .post_bytes(
+            path,
+            "application/x-ndjson",
+            gzip(other.as_bytes()),
+            &headers,
+        )
+        .await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"], "decoding_busy");
+    assert!(answer["message"]
+        .as_str()
+        .unwrap()
+        .contains("limits.max_decoding_bytes"));
+    // An uncompressed body costs its sender its own bytes, and takes nothing from the budget.
+    let (status, _) = gw
+        .post_bytes(
+            path,
+            "application/x-ndjson",
+            other.clone().into_bytes(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // The stalled producer finishes: its batch is stored, and the budget is given back.
+    let rest = encoder.finish().unwrap();
+    slow.write_all(&[chunk(&rest), b"0\r\n\r\n".to_vec()].concat())
+        .unwrap();
+    // The gateway runs on this test's runtime: the blocking read waits beside it.
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut answer = [0u8; 64];
+        let read = slow.read(&mut answer).unwrap();
+        answer[..read].to_vec()
+    })
+    .await
+    .unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let (status, answer) = gw
+        .post_bytes(
+            path,
+            "application/x-ndjson",
+            gzip(other.as_bytes()),
+            &headers,
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let first_page = stored(&gw, "orders", "reader").await.len();
+    let second_page = stored(&gw, "orders", "reader").await.len();
+    assert_eq!(first_page + second_page, 300 + 850 + 300);
+}
+
 /// GETs `path` accepting `accept_encoding`: the answer's `Content-Encoding` and its decoded JSON.
 async fn get_encoded(gw: &Gateway, path: &str, accept_encoding: &str) -> (Option<String>, Value) {
     let response = gw
@@ -381,7 +514,8 @@ async fn grpc_messages_compressed_with_gzip_or_zstd_are_accepted() {
         }
         assert_eq!(accepted, 10);
 
-        // A message that inflates past the limit is refused while it inflates.
+        // A message that inflates past the limit is refused (tonic checks the limit while it
+        // inflates).
         let huge = json!({"order_id": "x".repeat(1 << 20), "items": [{"qty": 1}]});
         let refused = grpc
             .produce(common::order_request("orders", &huge))

@@ -42,6 +42,9 @@ pub enum ApiError {
     /// A request body in a content coding the gateway does not decode.
     #[error("Content-Encoding `{encoding}` is not one Sluice decodes; send the body as gzip, deflate, zstd or identity")]
     UnsupportedEncoding { encoding: String },
+    /// Compressed request bodies being decoded hold the shared budget already.
+    #[error("compressed request bodies being decoded hold limits.max_decoding_bytes ({limit} bytes) already; retry shortly, or send this body uncompressed")]
+    DecodingBusy { limit: usize },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -107,6 +110,11 @@ impl ApiError {
                 Code::Unimplemented,
                 "unsupported_encoding",
             ),
+            Self::DecodingBusy { .. } => statuses(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::Unavailable,
+                "decoding_busy",
+            ),
             Self::Unauthorized(_) => statuses(
                 StatusCode::UNAUTHORIZED,
                 Code::Unauthenticated,
@@ -156,6 +164,7 @@ impl ApiError {
             Self::HeaderExpansion { .. } => Some("batch_header_expansion"),
             Self::RateLimited { .. } => Some("auth.tokens.requests_per_second"),
             Self::RequestTimeout { .. } => Some("limits.request_timeout"),
+            Self::DecodingBusy { .. } => Some("limits.max_decoding_bytes"),
             Self::Pipeline(E::MessageTooLarge { .. }) => Some("limits.max_message_bytes"),
             Self::Pipeline(E::TooManyMessages { .. }) => Some("limits.max_batch_messages"),
             Self::Pipeline(E::MetadataTooLarge { limit_key, .. }) => Some(limit_key),

@@ -19,6 +19,10 @@ pub struct Limits {
     pub max_batch_messages: usize,
     /// Largest batch request body, in bytes (413 above it).
     pub max_batch_bytes: usize,
+    /// Most bytes of compressed request bodies being decoded at once, across every request (at
+    /// least `max_batch_bytes`, so one body of any allowed size can be); past it a compressed
+    /// body is refused 503 with `Retry-After`.
+    pub max_decoding_bytes: usize,
     /// Most messages one consume request may return.
     pub max_consume_messages: usize,
     /// Most consumer groups one station may have (429 for a new one past it): on the embedded
@@ -114,6 +118,7 @@ impl Default for Limits {
             max_message_bytes: 1024 * 1024,
             max_batch_messages: 10_000,
             max_batch_bytes: 64 * 1024 * 1024,
+            max_decoding_bytes: 512 * 1024 * 1024,
             max_consume_messages: 1_000,
             max_consume_wait: Duration::from_secs(30),
             max_groups_per_station: 100,

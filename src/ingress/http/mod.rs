@@ -6,6 +6,7 @@
 
 mod encoding;
 mod error;
+mod inflate;
 mod ops;
 mod read;
 pub mod rights;
@@ -29,7 +30,6 @@ use super::requests;
 use crate::pipeline::Pipeline;
 use rights::{Right, Routes};
 
-pub use encoding::{ACCEPTED_ENCODINGS, COMPRESS_ABOVE};
 pub use serve::serve;
 
 type Shared = State<Arc<Pipeline>>;
@@ -48,9 +48,10 @@ pub fn router(
         .into_router()
         .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(middleware::from_fn(encoding::decode_errors_named))
-        .layer(encoding::decoding())
-        .layer(middleware::from_fn(encoding::known_encoding));
+        .layer(middleware::from_fn_with_state(
+            inflate::Inflating::new(pipeline.limits()),
+            encoding::decode_body,
+        ));
     let router = match compress_responses {
         true => router.layer(encoding::compressing()),
         false => router,

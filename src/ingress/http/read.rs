@@ -5,6 +5,7 @@ use axum::http::{header, HeaderMap};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
+use super::inflate::{inflate_error, InflateError};
 use crate::ingress::errors::ApiError;
 use crate::model::time::now_ms;
 
@@ -14,22 +15,29 @@ pub(super) const MESSAGE_LIMIT: &str = "limits.max_message_bytes";
 /// Prefix of headers carried into the stored message's headers.
 const HEADER_PREFIX: &str = "sluice-header-";
 
-/// Reads a request body, refusing it (413) past `limit` bytes, the value of configuration key
-/// `key`.
+/// Reads a request body (decoded, if it was sent compressed), refusing it (413) past `limit`
+/// bytes, the value of configuration key `key`.
 pub(super) async fn read_body(
     body: Body,
     limit: usize,
     key: &'static str,
 ) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::PayloadTooLarge { limit, key })
-        }
-        Err(e) => Err(ApiError::BadRequest(format!(
-            "could not read the request body: {e}"
-        ))),
+    let error = match Limited::new(body, limit).collect().await {
+        Ok(collected) => return Ok(collected.to_bytes()),
+        Err(e) => e,
+    };
+    if error.downcast_ref::<LengthLimitError>().is_some() {
+        return Err(ApiError::PayloadTooLarge { limit, key });
     }
+    Err(match inflate_error(&*error) {
+        Some(InflateError::Busy { limit }) => ApiError::DecodingBusy { limit: *limit },
+        Some(&InflateError::EncodedTooLarge { limit }) => ApiError::PayloadTooLarge {
+            limit,
+            key: "limits.max_batch_bytes",
+        },
+        Some(invalid) => ApiError::BadRequest(invalid.to_string()),
+        None => ApiError::BadRequest(format!("could not read the request body: {error}")),
+    })
 }
 
 pub(super) fn header_text<'a>(

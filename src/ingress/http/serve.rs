@@ -68,9 +68,9 @@ pub async fn serve(
                     _ => app.call(request).await?,
                 };
                 if read.is_some_and(|read| !read.load(Ordering::Acquire)) {
-                    // Answered before its body was read (refused past a limit): the rest of the
-                    // body would be taken for the next request, so the connection closes, and the
-                    // client is told not to reuse it.
+                    // Answered before its body was read (refused past a limit): hyper closes a
+                    // connection whose request body is left unread, and saying so here lets the
+                    // client send its next request on a new one rather than fail it on this one.
                     response
                         .headers_mut()
                         .insert(CONNECTION, HeaderValue::from_static("close"));
