@@ -1,21 +1,17 @@
 //! Path extractors for the HTTP front ends whose rejections are each front end's own JSON error
 //! rather than axum's plain text: a path segment that is not UTF-8 (`%FF`) or does not fit is a
-//! 400 with a code and a sentence like every other bad input.
+//! 400 with a code and a sentence like every other bad input. The `/v1` API's is here; the
+//! Confluent-compatible API's (`confluent/path.rs`) reads the path with [`read_path`] too.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
-use super::confluent::ConfluentError;
 use super::errors::ApiError;
 
 /// Path parameters of the `/v1` API; a bad path is an [`ApiError`].
 pub struct PathParams<T>(pub T);
-
-/// Path parameters of the Confluent-compatible API; a bad path is a [`ConfluentError`].
-pub struct ConfluentPath<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
     type Rejection = ApiError;
@@ -28,19 +24,8 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
     }
 }
 
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ConfluentPath<T> {
-    type Rejection = ConfluentError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        read_path(parts, state)
-            .await
-            .map(Self)
-            .map_err(|message| ConfluentError::new(StatusCode::BAD_REQUEST, 400, message))
-    }
-}
-
 /// The path parameters, or a sentence saying why they cannot be read.
-async fn read_path<S: Send + Sync, T: DeserializeOwned + Send>(
+pub(super) async fn read_path<S: Send + Sync, T: DeserializeOwned + Send>(
     parts: &mut Parts,
     state: &S,
 ) -> Result<T, String> {

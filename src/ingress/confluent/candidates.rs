@@ -8,9 +8,9 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::path::ConfluentPath;
 use super::subjects::{resolve, FormatParams, Shown, Subject};
 use super::{reply, snapshot, Answer, ConfluentError, Shared};
-use crate::ingress::extract::ConfluentPath;
 use crate::registry::references::Reference;
 use crate::registry::Snapshot;
 

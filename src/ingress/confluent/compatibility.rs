@@ -14,10 +14,10 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use super::candidates::{check_references, read_candidate, Candidate, MAX_CANDIDATE_BYTES};
+use super::path::ConfluentPath;
 use super::subjects::{pick, resolve, Subject};
 use super::{reply, snapshot, Answer, ConfluentError, Shared};
 use crate::formats::{CompileInput, CompiledSchema};
-use crate::ingress::extract::ConfluentPath;
 use crate::registry::load::schema_root;
 use crate::registry::{compat, Schema, SchemaVersion, Snapshot};
 

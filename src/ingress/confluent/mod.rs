@@ -12,6 +12,7 @@
 mod candidates;
 mod compatibility;
 mod error;
+mod path;
 mod reads;
 mod subjects;
 

@@ -4,10 +4,10 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use serde_json::json;
 
+use super::path::ConfluentPath;
 use super::subjects::{by_id, referenced_by as referring, resolve, FormatParams, Subject};
 use super::{reply, snapshot, text, Answer, Shared};
 use crate::formats::Compatibility;
-use crate::ingress::extract::ConfluentPath;
 
 pub(super) async fn subjects(State(pipeline): Shared) -> Answer {
     let snapshot = snapshot(&pipeline)?;
