@@ -141,6 +141,8 @@ struct Outcome {
     errors: u64,
     seconds: f64,
     latency: Histogram<u64>,
+    /// Average bytes of request body per message sent, for HTTP.
+    wire_per_message: Option<f64>,
 }
 
 impl Outcome {
@@ -175,9 +177,7 @@ impl Outcome {
             self.errors,
             self.seconds
         );
-        if let (Protocol::Http, Prepared::Http(bodies)) = (args.protocol, prepare(args)) {
-            let bytes: usize = bodies.iter().map(Bytes::len).sum();
-            let per_message = bytes as f64 / (bodies.len() * args.batch) as f64;
+        if let Some(per_message) = self.wire_per_message {
             line += &format!(
                 ", encoding={:?}: {per_message:.1} bytes per message on the wire",
                 args.encoding
@@ -244,6 +244,7 @@ async fn connection(
         errors: 0,
         seconds: 0.0,
         latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+        wire_per_message: None,
     };
     let url = if args.batch == 1 {
         format!("{}/v1/stations/{}/messages", args.url, args.station)
@@ -416,6 +417,7 @@ async fn run(args: Args) -> Outcome {
         errors: 0,
         seconds: 0.0,
         latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+        wire_per_message: None,
     };
     for connection in connections {
         let outcome = connection.await.expect("a connection task panicked");
@@ -425,6 +427,10 @@ async fn run(args: Args) -> Outcome {
     }
     // The last requests may finish after `until`; count the time they took.
     total.seconds = measure_from.elapsed().as_secs_f64();
+    if let Prepared::Http(bodies) = &prepared {
+        let bytes: usize = bodies.iter().map(Bytes::len).sum();
+        total.wire_per_message = Some(bytes as f64 / (bodies.len() * args.batch) as f64);
+    }
     for batches in alongside {
         batches.await.expect("a batch connection panicked");
     }
@@ -634,6 +640,7 @@ fn sequential(
         errors: 0,
         seconds: started.elapsed().as_secs_f64(),
         latency,
+        wire_per_message: None,
     };
     (outcome, cpu)
 }

@@ -30,6 +30,13 @@ fn zstd(bytes: &[u8]) -> Vec<u8> {
     zstd::encode_all(bytes, 3).unwrap()
 }
 
+/// `status` is `expected`, and the answer's message names the limit `key`.
+fn assert_refused(status: u16, answer: &Value, expected: u16, key: &str) {
+    assert_eq!(status, expected, "{answer}");
+    let message = answer["message"].as_str().unwrap();
+    assert!(message.contains(key), "names {key}: {message}");
+}
+
 /// An NDJSON batch of `count` valid orders `{prefix}-{i}`.
 fn orders_ndjson(prefix: &str, count: usize) -> Vec<u8> {
     (0..count)
@@ -235,11 +242,7 @@ async fn the_limits_count_decoded_bytes() {
             &headers,
         )
         .await;
-    assert_eq!(status, 413, "{answer}");
-    assert!(answer["message"]
-        .as_str()
-        .unwrap()
-        .contains("limits.max_message_bytes"));
+    assert_refused(status, &answer, 413, "limits.max_message_bytes");
 
     // A batch that inflates to 64 MiB: refused once a mebibyte has come out.
     let bomb = zstd(&vec![b' '; 64 << 20]);
@@ -252,11 +255,7 @@ async fn the_limits_count_decoded_bytes() {
             &headers,
         )
         .await;
-    assert_eq!(status, 413, "{answer}");
-    assert!(answer["message"]
-        .as_str()
-        .unwrap()
-        .contains("limits.max_batch_bytes"));
+    assert_refused(status, &answer, 413, "limits.max_batch_bytes");
     assert!(gw
         .metrics()
         .await
@@ -339,12 +338,8 @@ async fn compressed_bodies_being_decoded_share_one_budget() {
             &headers,
         )
         .await;
-    assert_eq!(status, 503, "{answer}");
+    assert_refused(status, &answer, 503, "limits.max_decoding_bytes");
     assert_eq!(answer["error"], "decoding_busy");
-    assert!(answer["message"]
-        .as_str()
-        .unwrap()
-        .contains("limits.max_decoding_bytes"));
     // An uncompressed body costs its sender its own bytes, and takes nothing from the budget.
     let (status, _) = gw
         .post_bytes(
@@ -534,27 +529,20 @@ async fn grpc_messages_compressed_with_gzip_or_zstd_are_accepted() {
 
 #[tokio::test]
 async fn opentelemetry_exports_spans_with_gzip_to_an_otlp_traces_station() {
-    let script = common::project_file("tests/clients/otlp_export.py");
     let repo = common::Repo::new(&[(
         "stations.toml",
         "[[station]]\nname = \"traces\"\nschema = \"traces\"\n",
     )]);
     // The OTLP protos, as the exporter's own package compiled them; the collector's trace service
     // file is the station's schema.
-    let python = move |args: Vec<String>| {
-        let output = std::process::Command::new("python3")
-            .arg(&script)
-            .args(args)
-            .output()
-            .expect("python3 runs (scripts/test installs opentelemetry-exporter-otlp-proto-http)");
-        assert!(
-            output.status.success(),
-            "the OpenTelemetry client failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output.stdout
+    let python = |args: Vec<String>| {
+        common::python_client(
+            "tests/clients/otlp_export.py",
+            args,
+            "opentelemetry-exporter-otlp-proto-http",
+        )
     };
-    python(vec!["protos".into(), repo.path().display().to_string()]);
+    python(vec!["protos".into(), repo.path().display().to_string()]).await;
     let service = repo
         .path()
         .join("opentelemetry/proto/collector/trace/v1/trace_service.proto");
@@ -567,10 +555,7 @@ async fn opentelemetry_exports_spans_with_gzip_to_an_otlp_traces_station() {
     let gw = Gateway::start(&repo, "").await;
 
     let url = gw.url("/v1/stations/traces/messages");
-    // The gateway runs on this test's runtime: the exporter runs on a blocking thread beside it.
-    let stdout = tokio::task::spawn_blocking(move || python(vec!["export".into(), url]))
-        .await
-        .unwrap();
+    let stdout = python(vec!["export".into(), url]).await;
     let report: Value = serde_json::from_slice(&stdout).unwrap();
     assert_eq!(report["spans"], 4, "{report}");
     assert_eq!(report["gzip"], "SUCCESS", "{report}");

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{Gateway, Repo};
 use serde_json::{json, Value};
 
@@ -35,25 +33,10 @@ fn repo() -> Repo {
 async fn confluent_client_decodes(gw: &Gateway, framed: &[Value]) -> Value {
     let messages_file = gw.data.path().join("framed.json");
     std::fs::write(&messages_file, serde_json::to_vec(framed).unwrap()).unwrap();
-    let script = common::project_file("tests/clients/confluent_decode.py");
-    let base = gw.base.clone();
-    // The gateway runs on this test's runtime: the client runs on a blocking thread beside it.
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(&script)
-            .arg(&base)
-            .arg(&messages_file)
-            .output()
-            .expect("python3 runs (scripts/test installs confluent-kafka)")
-    })
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "the Confluent client failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    let args = vec![gw.base.clone(), messages_file.display().to_string()];
+    let stdout =
+        common::python_client("tests/clients/confluent_decode.py", args, "confluent-kafka").await;
+    serde_json::from_slice(&stdout).unwrap()
 }
 
 async fn post_raw(gw: &Gateway, path: &str, body: &Value) -> (u16, Value) {

@@ -400,26 +400,15 @@ async fn reflection_lists_the_gateway_and_health_says_serving() {
 async fn a_python_grpcio_client_gets_the_same_answers() {
     let repo = orders_repo("");
     let gw = Gateway::start(&repo, "").await;
-    let script = common::project_file("tests/clients/grpc_produce.py");
-    let proto_root = common::project_file("proto");
+    let proto_root = common::project_file("proto").display().to_string();
     let target = gw.grpc.trim_start_matches("http://").to_owned();
-    // The gateway runs on this test's runtime: the client runs on a blocking thread beside it.
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .arg(&script)
-            .arg(&proto_root)
-            .arg(&target)
-            .output()
-            .expect("python3 runs (scripts/test installs grpcio, grpcio-tools, grpcio-status)")
-    })
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "the Python client failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let stdout = common::python_client(
+        "tests/clients/grpc_produce.py",
+        vec![proto_root, target],
+        "grpcio, grpcio-tools, grpcio-status",
+    )
+    .await;
+    let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
 
     assert_eq!(report["valid"]["code"], "OK", "{report}");
     assert_eq!(report["valid"]["schema_version"], 1);

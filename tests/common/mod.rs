@@ -896,6 +896,29 @@ pub fn project_file(path: &str) -> PathBuf {
     project_root().join(path)
 }
 
+/// Runs the Python client `script` (a file of this project) with `args` on a blocking thread, so
+/// a gateway served in-process on the test's runtime answers it; its standard output. Fails the
+/// test if the client fails; `installs` names what scripts/test installs for it.
+pub async fn python_client(script: &str, args: Vec<String>, installs: &str) -> Vec<u8> {
+    let script = project_file(script);
+    let installs = installs.to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(&script)
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| panic!("python3 runs (scripts/test installs {installs}): {e}"))
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "the Python client failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
 /// A self-signed certificate for `localhost` and `127.0.0.1`, written as PEM files.
 pub struct TestCertificate {
     dir: TempDir,

@@ -135,18 +135,13 @@ struct Decoded {
 impl Decoded {
     /// Takes `bytes` more of the shared budget, or says the budget is spent.
     fn reserve(&mut self, bytes: usize) -> Result<(), InflateError> {
-        let busy = InflateError::Busy {
-            limit: self.inflating.budget_bytes,
-        };
-        let wanted = u32::try_from(bytes).map_err(|_| InflateError::Busy {
-            limit: self.inflating.budget_bytes,
-        })?;
-        let permit = self
-            .inflating
-            .budget
-            .clone()
-            .try_acquire_many_owned(wanted)
-            .map_err(|_| busy)?;
+        let budget = &self.inflating.budget;
+        let permit = u32::try_from(bytes)
+            .ok()
+            .and_then(|wanted| budget.clone().try_acquire_many_owned(wanted).ok())
+            .ok_or(InflateError::Busy {
+                limit: self.inflating.budget_bytes,
+            })?;
         match &mut self.held {
             Some(held) => held.merge(permit),
             None => self.held = Some(permit),
