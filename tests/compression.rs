@@ -340,6 +340,18 @@ async fn compressed_bodies_being_decoded_share_one_budget() {
         .await;
     assert_refused(status, &answer, 503, "limits.max_decoding_bytes");
     assert_eq!(answer["error"], "decoding_busy");
+    // The Confluent-compatible API shares the budget, and answers in its own shape.
+    let candidate = json!({"schema": "x".repeat(300 * 1024), "schemaType": "JSON"}).to_string();
+    let (status, answer) = gw
+        .post_bytes(
+            "/subjects/orders",
+            "application/vnd.schemaregistry.v1+json",
+            gzip(candidate.as_bytes()),
+            &headers,
+        )
+        .await;
+    assert_refused(status, &answer, 503, "limits.max_decoding_bytes");
+    assert_eq!(answer["error_code"], 50003);
     // An uncompressed body costs its sender its own bytes, and takes nothing from the budget.
     let (status, _) = gw
         .post_bytes(

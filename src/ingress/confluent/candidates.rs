@@ -4,13 +4,14 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::path::ConfluentPath;
 use super::subjects::{resolve, FormatParams, Shown, Subject};
 use super::{reply, snapshot, Answer, ConfluentError, Shared};
+use crate::ingress::errors::ApiError;
+use crate::ingress::http::read::{collect_within, BodyError};
 use crate::registry::references::Reference;
 use crate::registry::Snapshot;
 
@@ -46,21 +47,19 @@ impl CandidateReference {
 
 /// Reads and parses a candidate body of at most [`MAX_CANDIDATE_BYTES`].
 pub(super) async fn read_candidate(body: Body) -> Result<Candidate, ConfluentError> {
-    let bytes = match Limited::new(body, MAX_CANDIDATE_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return Err(ConfluentError::new(
+    let bytes = collect_within(body, MAX_CANDIDATE_BYTES)
+        .await
+        .map_err(|error| match error {
+            BodyError::TooLarge | BodyError::EncodedTooLarge { .. } => ConfluentError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 413,
                 format!("the schema is larger than the limit of {MAX_CANDIDATE_BYTES} bytes"),
-            ))
-        }
-        Err(e) => {
-            return Err(ConfluentError::bad_request(format!(
-                "could not read the request body: {e}"
-            )))
-        }
-    };
+            ),
+            BodyError::DecodingBusy { limit } => {
+                ConfluentError::not_ready(ApiError::DecodingBusy { limit }.to_string())
+            }
+            BodyError::Unreadable(sentence) => ConfluentError::bad_request(sentence),
+        })?;
     serde_json::from_slice(&bytes).map_err(|e| {
         ConfluentError::bad_request(format!(
             "the body must be {{\"schema\": \"...\", \"schemaType\": \"...\", \"references\": [...]}}: {e}"

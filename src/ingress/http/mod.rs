@@ -8,7 +8,7 @@ mod encoding;
 mod error;
 mod inflate;
 mod ops;
-mod read;
+pub(in crate::ingress) mod read;
 pub mod rights;
 mod same_machine;
 mod schedules;

@@ -15,6 +15,37 @@ pub(super) const MESSAGE_LIMIT: &str = "limits.max_message_bytes";
 /// Prefix of headers carried into the stored message's headers.
 const HEADER_PREFIX: &str = "sluice-header-";
 
+/// Why a body could not be read within its limit.
+#[derive(Debug)]
+pub enum BodyError {
+    /// More bytes than the limit it is read within (decoded bytes, for a compressed body).
+    TooLarge,
+    /// A compressed body with more encoded bytes than any body may decode from.
+    EncodedTooLarge { limit: usize },
+    /// Compressed bodies being decoded hold the shared budget already.
+    DecodingBusy { limit: usize },
+    /// A body that does not decode in its coding, or could not be read: the sentence says which.
+    Unreadable(String),
+}
+
+/// Reads a request body (decoded, if it was sent compressed) of at most `limit` bytes; each
+/// front end words the refusals its own way.
+pub async fn collect_within(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    let error = match Limited::new(body, limit).collect().await {
+        Ok(collected) => return Ok(collected.to_bytes()),
+        Err(e) => e,
+    };
+    if error.downcast_ref::<LengthLimitError>().is_some() {
+        return Err(BodyError::TooLarge);
+    }
+    Err(match inflate_error(&*error) {
+        Some(&InflateError::Busy { limit }) => BodyError::DecodingBusy { limit },
+        Some(&InflateError::EncodedTooLarge { limit }) => BodyError::EncodedTooLarge { limit },
+        Some(invalid) => BodyError::Unreadable(invalid.to_string()),
+        None => BodyError::Unreadable(format!("could not read the request body: {error}")),
+    })
+}
+
 /// Reads a request body (decoded, if it was sent compressed), refusing it (413) past `limit`
 /// bytes, the value of configuration key `key`.
 pub(super) async fn read_body(
@@ -22,22 +53,17 @@ pub(super) async fn read_body(
     limit: usize,
     key: &'static str,
 ) -> Result<Bytes, ApiError> {
-    let error = match Limited::new(body, limit).collect().await {
-        Ok(collected) => return Ok(collected.to_bytes()),
-        Err(e) => e,
-    };
-    if error.downcast_ref::<LengthLimitError>().is_some() {
-        return Err(ApiError::PayloadTooLarge { limit, key });
-    }
-    Err(match inflate_error(&*error) {
-        Some(InflateError::Busy { limit }) => ApiError::DecodingBusy { limit: *limit },
-        Some(&InflateError::EncodedTooLarge { limit }) => ApiError::PayloadTooLarge {
-            limit,
-            key: "limits.max_batch_bytes",
-        },
-        Some(invalid) => ApiError::BadRequest(invalid.to_string()),
-        None => ApiError::BadRequest(format!("could not read the request body: {error}")),
-    })
+    collect_within(body, limit)
+        .await
+        .map_err(|error| match error {
+            BodyError::TooLarge => ApiError::PayloadTooLarge { limit, key },
+            BodyError::EncodedTooLarge { limit } => ApiError::PayloadTooLarge {
+                limit,
+                key: "limits.max_batch_bytes",
+            },
+            BodyError::DecodingBusy { limit } => ApiError::DecodingBusy { limit },
+            BodyError::Unreadable(sentence) => ApiError::BadRequest(sentence),
+        })
 }
 
 pub(super) fn header_text<'a>(
