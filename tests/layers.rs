@@ -1,9 +1,15 @@
-//! The library's layers, top down, and the check that every `crate::` path in `src/` (in code or in
-//! a doc link) names a module of a lower layer than its own, or its own module. A module may not
-//! name another module of its own layer either: siblings stay independent. `docs/architecture.md`
-//! describes the same order.
+//! The library's layers, top down, and the check that every name a file of `src/` uses (in code or
+//! in a doc link, followed through `use` and re-exports to the file that defines it) belongs to a
+//! module of a lower layer than its own, or to its own module. A module may not name another
+//! module of its own layer either: siblings stay independent. `docs/architecture.md` describes the
+//! same order; `tests/circles.rs` checks the files within a module.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::source::Source;
 
 /// Each layer's top-level modules, highest first.
 const LAYERS: &[&[&str]] = &[
@@ -52,133 +58,61 @@ impl std::fmt::Display for Breach {
     }
 }
 
-/// The top-level modules `text` names through `crate::`, with the line of each.
-fn named_modules(text: &str) -> Vec<(usize, String)> {
-    let mut named = Vec::new();
-    let mut rest = text;
-    let mut consumed = 0;
-    while let Some(at) = rest.find("crate::") {
-        let start = consumed + at + "crate::".len();
-        let line = text[..start].matches('\n').count() + 1;
-        let after = &text[start..];
-        if let Some(group) = after.strip_prefix('{') {
-            let end = matching_brace(group);
-            for item in split_top_level(&group[..end]) {
-                if let Some(module) = first_ident(item) {
-                    named.push((line, module));
-                }
-            }
-        } else if let Some(module) = first_ident(after) {
-            named.push((line, module));
-        }
-        consumed = start;
-        rest = &text[start..];
-    }
-    named
-}
-
-/// The index of the `}` closing a group whose `{` came just before `text`.
-fn matching_brace(text: &str) -> usize {
-    let mut depth = 0;
-    for (i, c) in text.char_indices() {
-        match c {
-            '{' => depth += 1,
-            '}' if depth == 0 => return i,
-            '}' => depth -= 1,
-            _ => {}
-        }
-    }
-    text.len()
-}
-
-/// The items of a `{a, b::{c, d}, e}` group, split at its own commas.
-fn split_top_level(group: &str) -> Vec<&str> {
-    let (mut items, mut depth, mut start) = (Vec::new(), 0, 0);
-    for (i, c) in group.char_indices() {
-        match c {
-            '{' => depth += 1,
-            '}' => depth -= 1,
-            ',' if depth == 0 => {
-                items.push(&group[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    items.push(&group[start..]);
-    items
-}
-
-fn first_ident(text: &str) -> Option<String> {
-    let ident: String = text
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
-    (!ident.is_empty()).then_some(ident)
-}
-
-/// The breaches in one file of module `from`.
-fn breaches_in(file: &str, from: &str, text: &str) -> Vec<Breach> {
-    let Some(own) = layer(from) else {
-        return Vec::new();
+/// The breaches among `source`'s files of the library: each file naming an item that a file of a
+/// higher layer, or of another module of its own layer, defines (followed through re-exports).
+fn breaches(source: &Source) -> Vec<Breach> {
+    let top = |file: &common::source::File| {
+        let (root, module) = &file.module;
+        (root == "lib").then(|| module.first().cloned()).flatten()
     };
-    named_modules(text)
-        .into_iter()
-        .filter(|(_, to)| to != from && layer(to).is_some_and(|theirs| theirs <= own))
-        .map(|(line, to)| Breach {
-            file: file.to_owned(),
-            line,
-            from: from.to_owned(),
-            to,
+    source
+        .edges
+        .iter()
+        .filter_map(|edge| {
+            let (from, to) = (&source.files[edge.from], &source.files[edge.to]);
+            let (from_module, to_module) = (top(from)?, top(to)?);
+            let (own, theirs) = (layer(&from_module)?, layer(&to_module)?);
+            (from_module != to_module && theirs <= own).then(|| Breach {
+                file: from.path.clone(),
+                line: edge.line,
+                from: from_module,
+                to: to_module,
+            })
         })
         .collect()
 }
 
-fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, found);
-        } else if path.extension().is_some_and(|ext| ext == "rs") {
-            found.push(path);
-        }
-    }
+/// The library's top-level modules that no layer holds.
+fn unplaced(source: &Source) -> Vec<String> {
+    let mut unplaced: Vec<String> = source
+        .files
+        .iter()
+        .filter(|file| file.module.0 == "lib" && file.module.1.len() == 1)
+        .map(|file| file.module.1[0].clone())
+        .filter(|module| layer(module).is_none())
+        .collect();
+    unplaced.dedup();
+    unplaced
 }
 
-/// The top-level module a file of `src/` belongs to; `None` for the crate root and the binary.
-fn module_of(relative: &Path) -> Option<String> {
-    let first = relative.components().next()?.as_os_str().to_str()?;
-    let module = first.strip_suffix(".rs").unwrap_or(first);
-    (!matches!(module, "lib" | "main" | "cli")).then(|| module.to_owned())
+fn crate_of(files: &[(&str, &str)]) -> Source {
+    let texts: BTreeMap<String, String> = files
+        .iter()
+        .map(|(path, text)| (path.to_string(), text.to_string()))
+        .collect();
+    Source::from_texts(&texts)
 }
 
 #[test]
 fn every_import_points_down() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    let mut breaches = Vec::new();
-    let mut unplaced = Vec::new();
-    for path in files {
-        let relative = path.strip_prefix(&src).unwrap();
-        let Some(module) = module_of(relative) else {
-            continue;
-        };
-        if layer(&module).is_none() {
-            unplaced.push(module);
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        let file = format!("src/{}", relative.display());
-        breaches.extend(breaches_in(&file, &module, &text));
-    }
-    unplaced.dedup();
+    let source = Source::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    assert!(source.files.len() > 100, "the crate's files were not found");
+    let unplaced = unplaced(&source);
     assert!(
         unplaced.is_empty(),
         "modules in no layer (add them to LAYERS and to docs/architecture.md): {unplaced:?}"
     );
-    let listed: Vec<String> = breaches.iter().map(ToString::to_string).collect();
+    let listed: Vec<String> = breaches(&source).iter().map(ToString::to_string).collect();
     assert!(
         listed.is_empty(),
         "imports that point up or sideways:\n{}",
@@ -188,26 +122,25 @@ fn every_import_points_down() {
 
 #[test]
 fn an_inverted_import_is_named_with_its_file_and_line() {
-    let text = "//! The store.\nuse crate::model::Record;\nuse crate::{formats, registry::Station};\n/// See [`crate::backends::Backend`].\n";
-    let breaches = breaches_in("src/backends/x.rs", "backends", text);
+    let lib = "pub mod backends;\npub mod formats;\npub mod model;\npub mod pipeline;\npub mod registry;\n";
+    let source = crate_of(&[
+        ("lib.rs", lib),
+        ("backends/mod.rs", "//! The store.\nuse crate::model::Record;\nuse crate::{formats, registry::Station};\n/// See [`crate::backends::Backend`].\npub trait Backend {}\n"),
+        ("formats/mod.rs", "pub mod json;\n"),
+        ("formats/json.rs", "//! JSON.\n\nuse crate::pipeline::Limits;\n"),
+        ("model.rs", "pub struct Record;\n"),
+        ("pipeline/mod.rs", "mod limits;\npub use limits::Limits;\n"),
+        ("pipeline/limits.rs", "pub struct Limits;\n"),
+        ("registry.rs", "pub struct Station;\n"),
+    ]);
+    let breaches = breaches(&source);
     assert_eq!(
-        breaches,
-        [Breach {
-            file: "src/backends/x.rs".into(),
-            line: 3,
-            from: "backends".into(),
-            to: "registry".into(),
-        }],
-        "formats is below backends and a module may name itself; registry is its sibling"
-    );
-    let breaches = breaches_in(
-        "src/formats/json.rs",
-        "formats",
-        "use crate::pipeline::Limits;",
-    );
-    assert_eq!(breaches.len(), 1);
-    assert_eq!(
-        breaches[0].to_string(),
-        "src/formats/json.rs:1: `formats` names `crate::pipeline`, a module of a higher layer (formats → pipeline/alerts)"
+        breaches.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [
+            "src/backends/mod.rs:3: `backends` names `crate::registry`, a module of its own layer (registry/backends → registry/backends)",
+            "src/formats/json.rs:3: `formats` names `crate::pipeline`, a module of a higher layer (formats → pipeline/alerts)",
+        ],
+        "formats is below backends and a module may name itself; registry is its sibling; a \
+         re-export is followed to the file that defines the name"
     );
 }

@@ -137,6 +137,38 @@ impl FormatKind {
         }
     }
 
+    /// The paths a reference by `name` (as [`FormatKind::references`] gives it) could be found
+    /// at besides the file it resolved to, so that a file added at one of them counts as a change
+    /// to what refers to it: a Protobuf import is looked up under the schema root, then at the
+    /// repository root.
+    pub fn reference_candidates(self, schema_root: &str, name: &str) -> Vec<String> {
+        match self {
+            Self::Protobuf => vec![format!("{schema_root}{name}"), name.to_owned()],
+            Self::JsonSchema | Self::Avro | Self::GraphQl => Vec::new(),
+        }
+    }
+
+    /// Whether `text`, a file of this format, may reach files its references do not name by path
+    /// (a JSON Schema document that rebases `$ref`s on an inner `$id`): what compiles from it then
+    /// cannot be tracked by its inputs.
+    pub fn has_untracked_references(self, text: &[u8]) -> bool {
+        match self {
+            Self::JsonSchema => json::rebases_refs(text),
+            Self::Protobuf | Self::Avro | Self::GraphQl => false,
+        }
+    }
+
+    /// Why a version of this format with `settings` can have no data-contract rules, if it
+    /// cannot: a GraphQL document schema (without `root_type`) judges operations, not data.
+    pub fn refuses_rules(self, settings: &SchemaSettings) -> Option<&'static str> {
+        match self {
+            Self::GraphQl if settings.root_type.is_none() => Some(
+                "GraphQL document schemas have no rules (a data schema, with `root_type` in schema.toml, has)",
+            ),
+            Self::JsonSchema | Self::Protobuf | Self::Avro | Self::GraphQl => None,
+        }
+    }
+
     /// A repository file of this format that versions refer to, in the serialized form
     /// Confluent's clients ask for (`format=serialized`): a `.proto` as its encoded
     /// `FileDescriptorProto`. `None` where the format has no such form, or the file does not
@@ -254,6 +286,21 @@ impl Prepared {
             protobuf: protobuf::Pools::build(protobuf, schema_root, repo),
         }
     }
+}
+
+/// The files of `older` that references resolved to by another name than their path and that
+/// `newer` resolves that name elsewhere (a JSON Schema `$id` moved to another document, or gone):
+/// what referred to them changed though their text did not.
+pub fn moved_reference_targets(older: &RepoFiles, newer: &RepoFiles) -> Vec<String> {
+    FormatKind::ALL
+        .into_iter()
+        .flat_map(|format| match format {
+            FormatKind::JsonSchema => older
+                .derived(json::JsonDocuments::index)
+                .paths_of_moved_ids(&newer.derived(json::JsonDocuments::index)),
+            FormatKind::Protobuf | FormatKind::Avro | FormatKind::GraphQl => Vec::new(),
+        })
+        .collect()
 }
 
 /// A repository file a schema refers to: its path, and the name the schema uses for it (a

@@ -2,19 +2,29 @@
 //! snapshot is built, and what a version's `$ref`s and `import`s resolve against. A source (a
 //! directory or a git commit) fills it; nothing downstream touches the disk.
 
+use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-
-use super::json::JsonDocuments;
 
 /// Repository files by `/`-separated path relative to the repository root.
 #[derive(Debug, Default)]
 pub struct RepoFiles {
     files: BTreeMap<String, Bytes>,
-    json_documents: OnceLock<Arc<JsonDocuments>>,
-    proto_files: OnceLock<Arc<HashMap<String, Bytes>>>,
+    derived: Derived,
+}
+
+/// What formats derive from a whole tree, built once per tree and type: see [`RepoFiles::derived`].
+type DerivedCell = Arc<OnceLock<Arc<dyn Any + Send + Sync>>>;
+
+#[derive(Default)]
+struct Derived(Mutex<HashMap<TypeId, DerivedCell>>);
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Derived")
+    }
 }
 
 impl RepoFiles {
@@ -26,27 +36,22 @@ impl RepoFiles {
         self.files.iter().map(|(p, b)| (p.as_str(), b))
     }
 
-    /// Every JSON document of the repository, parsed once per tree and shared by all the JSON
-    /// Schema versions compiled from it (for `$ref` resolution).
-    pub fn json_documents(&self) -> Arc<JsonDocuments> {
-        self.json_documents
-            .get_or_init(|| Arc::new(JsonDocuments::index(self)))
-            .clone()
-    }
-
-    /// Every `.proto` file of the repository, shared by all the Protobuf versions compiled from
-    /// this tree (for `import` resolution).
-    pub fn proto_files(&self) -> Arc<HashMap<String, Bytes>> {
-        self.proto_files
-            .get_or_init(|| {
-                Arc::new(
-                    self.iter()
-                        .filter(|(path, _)| path.ends_with(".proto"))
-                        .map(|(path, bytes)| (path.to_owned(), bytes.clone()))
-                        .collect(),
-                )
-            })
-            .clone()
+    /// What a format derives from the whole tree and shares between all the versions compiled
+    /// from it (JSON Schema's documents by `$id`, the `.proto` files imports resolve against):
+    /// built by `build` on first use, once per tree and type, and shared after.
+    pub fn derived<T: Any + Send + Sync>(&self, build: impl FnOnce(&Self) -> T) -> Arc<T> {
+        let cell = self
+            .derived
+            .0
+            .lock()
+            .expect("derived lock")
+            .entry(TypeId::of::<T>())
+            .or_default()
+            .clone();
+        let value = cell.get_or_init(|| Arc::new(build(self))).clone();
+        value
+            .downcast()
+            .expect("derived values are stored by their type")
     }
 
     /// The paths whose contents differ in `previous`: changed, added or removed.
@@ -107,8 +112,7 @@ impl FromIterator<(String, Bytes)> for RepoFiles {
     fn from_iter<I: IntoIterator<Item = (String, Bytes)>>(iter: I) -> Self {
         Self {
             files: iter.into_iter().collect(),
-            json_documents: OnceLock::new(),
-            proto_files: OnceLock::new(),
+            derived: Derived::default(),
         }
     }
 }

@@ -48,13 +48,10 @@ impl<'a> Previous<'a> {
     pub fn new(snapshot: &'a Snapshot, files: &RepoFiles) -> Self {
         let mut changed: HashSet<String> = files.changed_since(&snapshot.files).collect();
         changed.insert(UNTRACKED.to_owned());
-        // A `$id` that now names another file (or none) changes what refers to it by that `$id`.
-        changed.extend(
-            snapshot
-                .files
-                .json_documents()
-                .paths_of_moved_ids(&files.json_documents()),
-        );
+        changed.extend(crate::formats::moved_reference_targets(
+            &snapshot.files,
+            files,
+        ));
         Self { snapshot, changed }
     }
 
@@ -215,11 +212,8 @@ fn compile_rules(
         rule: "rule_compile",
         message,
     };
-    if job.format == FormatKind::GraphQl && job.settings.root_type.is_none() {
-        return Err(problem(format!(
-            "{}: GraphQL document schemas have no rules (a data schema, with `root_type` in schema.toml, has)",
-            job.rules_file
-        )));
+    if let Some(why) = job.format.refuses_rules(job.settings) {
+        return Err(problem(format!("{}: {why}", job.rules_file)));
     }
     let text = SourceText::new(bytes.clone())
         .ok_or_else(|| problem(format!("{} is not valid UTF-8 text", job.rules_file)))?;
@@ -252,7 +246,7 @@ fn inputs(
     ]);
     if files
         .get(job.file)
-        .is_some_and(|text| rebases_refs(job.format, text))
+        .is_some_and(|text| job.format.has_untracked_references(text))
     {
         inputs.insert(UNTRACKED.to_owned());
     }
@@ -262,10 +256,7 @@ fn inputs(
         .map(|r| (r.name.clone(), r.file.clone()))
         .collect();
     while let Some((name, file)) = pending.pop() {
-        if job.format == FormatKind::Protobuf {
-            inputs.insert(format!("{schema_root}{name}"));
-            inputs.insert(name);
-        }
+        inputs.extend(job.format.reference_candidates(schema_root, &name));
         inputs.insert(file.clone());
         if !visited.insert(file.clone()) {
             continue;
@@ -273,7 +264,7 @@ fn inputs(
         let Some(bytes) = files.get(&file) else {
             continue;
         };
-        if rebases_refs(job.format, bytes) {
+        if job.format.has_untracked_references(bytes) {
             inputs.insert(UNTRACKED.to_owned());
         }
         for next in references.of(job.format, &file, files, schema_root).iter() {
@@ -281,29 +272,6 @@ fn inputs(
         }
     }
     inputs
-}
-
-/// Whether a JSON Schema document may resolve `$ref`s against an `$id` inside it (more than one
-/// `$id` whose value is not a bare `#fragment`): the files those reach are not all named by their
-/// paths, so the version is not tracked by its inputs. Read from the text, conservatively: an
-/// `$id` that is only a property name counts too.
-fn rebases_refs(format: FormatKind, text: &[u8]) -> bool {
-    const ID: &[u8] = b"\"$id\"";
-    if format != FormatKind::JsonSchema {
-        return false;
-    }
-    let bases = (0..text.len().saturating_sub(ID.len()))
-        .filter(|&at| text[at..].starts_with(ID))
-        .filter(|&at| {
-            let value = text[at + ID.len()..]
-                .iter()
-                .skip_while(|b| b.is_ascii_whitespace() || **b == b':')
-                .take(2)
-                .collect::<Vec<_>>();
-            value.first() != Some(&&b'"') || value.get(1) != Some(&&b'#')
-        })
-        .count();
-    bases > 1
 }
 
 #[cfg(test)]

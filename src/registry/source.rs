@@ -1,6 +1,6 @@
 //! Where the schema repository comes from — a plain directory (read from disk and watched) or a
 //! git repository (mirrored, see [`super::git`]) — and how one revision of it is read into
-//! [`RepoFiles`]. Deciding what to serve is [`super::sync`]'s job.
+//! [`RepoFiles`]. Deciding what to serve is the sync's job (`registry::sync`).
 
 use std::path::{Path, PathBuf};
 

@@ -6,6 +6,7 @@
 
 pub mod brokers;
 pub mod pki;
+pub mod source;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

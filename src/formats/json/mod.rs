@@ -65,7 +65,7 @@ impl JsonSchema {
     /// Compiles `text`, the contents of repository file `file`.
     pub fn compile(file: &Path, text: &str, repo: &RepoFiles) -> Result<Self, CompileError> {
         let file = repo_path(file);
-        let documents = repo.json_documents();
+        let documents = repo.derived(JsonDocuments::index);
         let schema = parse_schema(text)?;
         let validator = build::<Borrowed>(&file, &documents, &schema)?;
         #[cfg(debug_assertions)]
@@ -397,7 +397,7 @@ pub fn references(file: &str, text: &str, repo: &RepoFiles) -> Vec<FileReference
     let Ok(document) = serde_json::from_str::<Value>(text) else {
         return Vec::new();
     };
-    let documents = repo.json_documents();
+    let documents = repo.derived(JsonDocuments::index);
     let mut found: Vec<FileReference> = Vec::new();
     for target in ref_targets(&document) {
         let path = documents.resolve(file, target);
@@ -463,6 +463,26 @@ impl jsonschema::Retrieve for RepoRetriever {
             found.into()
         })
     }
+}
+
+/// Whether a JSON Schema document may resolve `$ref`s against an `$id` inside it (more than one
+/// `$id` whose value is not a bare `#fragment`): the files those reach are not all named by their
+/// paths, so the version is not tracked by its inputs. Read from the text, conservatively: an
+/// `$id` that is only a property name counts too.
+pub(super) fn rebases_refs(text: &[u8]) -> bool {
+    const ID: &[u8] = b"\"$id\"";
+    let bases = (0..text.len().saturating_sub(ID.len()))
+        .filter(|&at| text[at..].starts_with(ID))
+        .filter(|&at| {
+            let value = text[at + ID.len()..]
+                .iter()
+                .skip_while(|b| b.is_ascii_whitespace() || **b == b':')
+                .take(2)
+                .collect::<Vec<_>>();
+            value.first() != Some(&&b'"') || value.get(1) != Some(&&b'#')
+        })
+        .count();
+    bases > 1
 }
 
 #[cfg(test)]

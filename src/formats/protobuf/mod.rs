@@ -105,7 +105,7 @@ fn compile_alone(
 ) -> Result<DescriptorPool, CompileError> {
     let resolver = RepoResolver {
         compiled: Some((name.to_owned(), text.to_owned())),
-        proto_files: repo.proto_files(),
+        proto_files: repo.derived(ProtoFiles::of),
         schema_root: schema_root.to_owned(),
     };
     Ok(compiler_for(name, resolver)?.descriptor_pool())
@@ -126,13 +126,28 @@ fn compiler_for(name: &str, repo: RepoResolver) -> Result<protox::Compiler, Comp
     Ok(compiler)
 }
 
+/// Every `.proto` file of a repository, by path: what imports resolve against, shared by all the
+/// Protobuf versions compiled from one tree.
+pub(crate) struct ProtoFiles(HashMap<String, Bytes>);
+
+impl ProtoFiles {
+    pub(crate) fn of(repo: &RepoFiles) -> Self {
+        let files = repo.iter().filter(|(path, _)| path.ends_with(".proto"));
+        Self(
+            files
+                .map(|(path, bytes)| (path.to_owned(), bytes.clone()))
+                .collect(),
+        )
+    }
+}
+
 /// Resolves the file being compiled to its text, and `import`s to repository files: relative to
 /// the schema root first, then to the repository root.
 struct RepoResolver {
     /// A file being compiled that the repository may not hold (a candidate schema), by the name
     /// protox opens it with, and its text.
     compiled: Option<(String, String)>,
-    proto_files: Arc<HashMap<String, Bytes>>,
+    proto_files: Arc<ProtoFiles>,
     schema_root: String,
 }
 
@@ -145,7 +160,7 @@ impl FileResolver for RepoResolver {
         }
         let found = [format!("{}{name}", self.schema_root), name.to_owned()]
             .into_iter()
-            .find_map(|path| self.proto_files.get(&path));
+            .find_map(|path| self.proto_files.0.get(&path));
         let Some(bytes) = found else {
             return Err(protox::Error::file_not_found(name));
         };

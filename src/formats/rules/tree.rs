@@ -1,5 +1,5 @@
 //! A decoded message as rules read it, in the form its format decoded it: JSON's borrowing tree
-//! for JSON messages, CEL values for Protobuf and Avro. A rule's plan ([`super::plan`]) reads the
+//! for JSON messages, CEL values for Protobuf and Avro. A rule's plan (the `plan` module) reads the
 //! tree where it lies, compiled for each kind of tree so that a field read is a direct lookup;
 //! only a rule the plan hands over to the interpreter needs the message as the interpreter's own
 //! values ([`Tree::to_cel`]), built once per message when one does.
