@@ -1,8 +1,7 @@
 //! The `sluice` command: `serve` runs the gateway, `check` vets a schema repository offline (and,
 //! with `--base`, a change to one), `produce` and `consume` talk to a running gateway.
 
-#[path = "cli/transfer.rs"]
-mod transfer;
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -104,11 +103,11 @@ enum Command {
     /// Send messages to a station of a running gateway: one message per line of FILE (or of
     /// standard input), in batches; JSON lines are sent as JSON, other lines as text. Prints a
     /// summary and each rejected line with its reason; exits 1 if any line was rejected.
-    Produce(transfer::ProduceArgs),
+    Produce(cli::transfer::ProduceArgs),
     /// Read a station of a running gateway as a member of a consumer group, printing each
     /// message as one JSON line (offset, key, headers, value or value_base64, schema_version,
     /// delivery). With --ack, each message is acknowledged once printed.
-    Consume(transfer::ConsumeArgs),
+    Consume(cli::transfer::ConsumeArgs),
 }
 
 fn main() -> ExitCode {
@@ -133,8 +132,8 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::Check { dir, base } => check(&dir, base.as_deref()),
         Command::Config { config } => print_config(config),
-        Command::Produce(args) => transfer::produce(args),
-        Command::Consume(args) => transfer::consume(args),
+        Command::Produce(args) => cli::transfer::produce(args),
+        Command::Consume(args) => cli::transfer::consume(args),
     };
     match result {
         Ok(code) => code,
