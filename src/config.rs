@@ -149,10 +149,15 @@ pub enum ConfigError {
     NonLoopbackWithoutAuth { addr: SocketAddr },
 }
 
-/// Sections that `SLUICE_<SECTION>_<KEY>` variables may override.
-const ENV_SECTIONS: &[&str] = &[
-    "server", "registry", "storage", "kafka", "nats", "limits", "alerts", "auth",
-];
+/// The sections `SLUICE_<SECTION>_<KEY>` variables may override: every table of [`Config`].
+fn env_sections() -> Vec<String> {
+    let defaults = toml::Table::try_from(Config::default()).expect("the defaults serialize");
+    defaults
+        .into_iter()
+        .filter(|(_, value)| value.is_table())
+        .map(|(section, _)| section)
+        .collect()
+}
 
 impl Config {
     /// Reads `path` (a missing file is an error only when `required`), applies environment
@@ -180,8 +185,9 @@ impl Config {
         let from_file: Config = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         let mut table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         let mut applied = Vec::new();
+        let sections = env_sections();
         for (var, raw) in vars {
-            if let Some((section, key)) = env_override_target(&var) {
+            if let Some((section, key)) = env_override_target(&var, &sections) {
                 let section_table = table
                     .entry(section.clone())
                     .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -206,11 +212,28 @@ impl Config {
         if let Some(file) = config.auth.tokens_file.clone() {
             config.auth.tokens.extend(read_tokens_file(&file)?);
         }
-        config.limits.check().map_err(&invalid)?;
-        config.storage.check().map_err(&invalid)?;
-        config.server.check().map_err(&invalid)?;
-        config.nats.check().map_err(&invalid)?;
+        config.check().map_err(&invalid)?;
         Ok(config)
+    }
+
+    /// Refuses values each section cannot work with. Every section is named here, so a new one is
+    /// a decision: whether it has values to refuse.
+    fn check(&self) -> Result<(), String> {
+        let Config {
+            server,
+            registry: _,
+            storage,
+            kafka: _,
+            nats,
+            limits,
+            auth: _,
+            alerts: _,
+            station: _,
+        } = self;
+        limits.check()?;
+        storage.check()?;
+        server.check()?;
+        nats.check()
     }
 
     /// The configuration as TOML with every default filled in (`sluice config`). Secrets written
@@ -255,10 +278,10 @@ fn read_tokens_file(path: &Path) -> Result<Vec<TokenConfig>, ConfigError> {
 }
 
 /// `SLUICE_LIMITS_MAX_MESSAGE_BYTES` → (`limits`, `max_message_bytes`); None for other variables.
-fn env_override_target(var: &str) -> Option<(String, String)> {
+fn env_override_target(var: &str, sections: &[String]) -> Option<(String, String)> {
     let rest = var.strip_prefix("SLUICE_")?.to_ascii_lowercase();
     let (section, key) = rest.split_once('_')?;
-    (ENV_SECTIONS.contains(&section) && !key.is_empty())
+    (!key.is_empty() && sections.iter().any(|known| known == section))
         .then(|| (section.to_owned(), key.to_owned()))
 }
 
@@ -273,6 +296,27 @@ fn env_value(raw: &str) -> toml::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_section_takes_environment_overrides() {
+        let sections = env_sections();
+        for section in [
+            "server", "registry", "storage", "kafka", "nats", "limits", "auth",
+        ] {
+            assert!(
+                sections.iter().any(|s| s == section),
+                "{section}: {sections:?}"
+            );
+        }
+        assert!(
+            !sections.iter().any(|s| s == "station"),
+            "stations are a list"
+        );
+        assert_eq!(
+            env_override_target("SLUICE_ALERTS_WEBHOOK_URL", &sections),
+            Some(("alerts".into(), "webhook_url".into()))
+        );
+    }
     use crate::backends::embedded::config::{FsyncPolicy, StoreMemory};
 
     fn load_str(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {

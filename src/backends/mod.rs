@@ -17,13 +17,13 @@ pub use remote::{for_each_remote_header, is_reserved_header};
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 
-use crate::model::{Position, Record};
+use crate::model::{BackendKind, Position, Record};
 
 /// A log a backend can append to: a station or a station's dead-letter queue.
 #[async_trait]
 pub trait Backend: Send + Sync {
-    /// Short name shown in listings and errors (`embedded`, `kafka`, `nats`).
-    fn kind(&self) -> &'static str;
+    /// Which backend this is (its name is shown in listings, metrics and errors).
+    fn kind(&self) -> BackendKind;
 
     /// Hands `records` over for appending to `log` and returns what resolves to their positions
     /// once they are durable under the backend's policy. When this returns, every record is in the
@@ -47,6 +47,11 @@ pub trait Backend: Send + Sync {
         usize::MAX
     }
 
+    /// Whether this gateway may produce the ticks of a schedule on this backend now. A backend that
+    /// drops a duplicate tick (by its idempotency key) lets every gateway produce them; one that
+    /// cannot (Kafka) only the gateway holding the scheduling role, or ticks would fire twice.
+    async fn runs_schedules(&self) -> Result<bool, BackendError>;
+
     /// Whether the backend can take writes now (for `/readyz`).
     async fn check_ready(&self) -> Result<(), BackendError>;
 
@@ -66,6 +71,20 @@ pub trait Backend: Send + Sync {
     /// rather than keep the producer waiting, unless other such requests are still handing theirs
     /// over and will ask again when they are done.
     fn request_complete(&self) {}
+}
+
+/// A backend on an engine outside the gateway: connected the first time a station needs it, by
+/// [`routing::Backends`].
+#[async_trait]
+pub trait RemoteBackend: Backend + StationQueue + Sized {
+    /// Its section of the configuration file.
+    type Config: Send + Sync;
+
+    /// Connects with `config` (or gets ready to: a client may connect in the background).
+    async fn connect(config: &Self::Config) -> Result<Self, BackendError>;
+
+    /// The name of `log`'s dead-letter log on this engine.
+    fn dead_letters_of(config: &Self::Config, log: &str) -> String;
 }
 
 /// What [`Backend::send`] hands back: the positions of the records it sent, once they are durable.

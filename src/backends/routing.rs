@@ -1,16 +1,17 @@
 //! Which backend stores a station's messages, and under which names: the embedded store (always
-//! open), and the Kafka and NATS backends, connected the first time a station needs them — at
-//! start-up for the stations of the first snapshot, or when a later commit adds one. Owns the
-//! mapping from a station's [`BackendRef`] to its log and dead-letter log on that backend, and the
-//! bound on messages being stored on each backend at once.
+//! open), and the remote engines (Kafka, NATS; each a [`RemoteBackend`]), connected the first time
+//! a station needs them — at start-up for the stations of the first snapshot, or when a later
+//! commit adds one. Owns the mapping from a station's [`BackendRef`] to its log and dead-letter
+//! log on that backend, and the bound on messages being stored on each backend at once.
 
 use std::borrow::Cow;
+
 use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
 use super::embedded::EmbeddedStore;
 use super::kafka::{KafkaBackend, KafkaConfig};
 use super::nats::{NatsBackend, NatsConfig};
-use super::{Backend, BackendError, StationQueue};
+use super::{Backend, BackendError, RemoteBackend, StationQueue};
 use crate::model::BackendRef;
 
 /// Messages being stored on one backend at once unless configured otherwise.
@@ -55,7 +56,7 @@ impl Route<'_> {
             .map(Some)
             .inspect_err(|_| crate::metrics::limit_hit("limits.max_in_flight_messages"))
             .map_err(|_| BackendError::Unavailable {
-                backend: self.backend.kind(),
+                backend: self.backend.kind().name(),
                 reason: format!(
                     "busy: {} messages are being stored already (limits.max_in_flight_messages); retry shortly",
                     capacity - self.in_flight.available_permits().min(capacity)
@@ -67,55 +68,99 @@ impl Route<'_> {
 /// A tokio semaphore's most permits, and so the most a backend can bound.
 const MAX_PERMITS: usize = u32::MAX as usize >> 3;
 
-/// Messages being stored now, bounded per backend.
-struct InFlight {
-    embedded: Semaphore,
-    kafka: Semaphore,
-    nats: Semaphore,
+/// What a gateway's backends are configured with: each remote engine's section, and the bound on
+/// messages being stored on one backend at once.
+#[derive(Debug, Clone)]
+pub struct BackendsConfig {
+    pub kafka: KafkaConfig,
+    pub nats: NatsConfig,
+    pub max_in_flight: usize,
+}
+
+impl Default for BackendsConfig {
+    fn default() -> Self {
+        Self {
+            kafka: KafkaConfig::default(),
+            nats: NatsConfig::default(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        }
+    }
+}
+
+/// One remote engine: its settings, its connection once made, and its in-flight bound.
+struct Remote<E: RemoteBackend> {
+    config: E::Config,
+    connected: OnceCell<E>,
+    in_flight: Semaphore,
+}
+
+impl<E: RemoteBackend> Remote<E> {
+    fn new(config: E::Config, max_in_flight: usize) -> Self {
+        Self {
+            config,
+            connected: OnceCell::new(),
+            in_flight: Semaphore::new(max_in_flight),
+        }
+    }
+
+    // `connect`'s future is boxed (an async trait method): it runs once, and held inline it would
+    // make every produce's future (which awaits `route`) several kilobytes larger.
+    async fn engine(&self) -> Result<&E, BackendError> {
+        self.connected
+            .get_or_try_init(|| E::connect(&self.config))
+            .await
+    }
+
+    async fn route<'a>(&'a self, log: &'a str, capacity: usize) -> Result<Route<'a>, BackendError> {
+        let engine = self.engine().await?;
+        Ok(Route {
+            backend: engine,
+            queue: engine,
+            in_flight: &self.in_flight,
+            capacity,
+            log: Cow::Borrowed(log),
+            dead_letters: Cow::Owned(E::dead_letters_of(&self.config, log)),
+        })
+    }
+
+    /// Ready when not connected yet (nothing depends on it), or connected and able to take writes.
+    async fn check_ready(&self) -> Result<(), BackendError> {
+        match self.connected.get() {
+            Some(engine) => engine.check_ready().await,
+            None => Ok(()),
+        }
+    }
 }
 
 /// Every backend a gateway can store on.
 pub struct Backends {
     embedded: EmbeddedStore,
-    in_flight: InFlight,
+    embedded_in_flight: Semaphore,
+    kafka: Remote<KafkaBackend>,
+    nats: Remote<NatsBackend>,
     max_in_flight: usize,
-    kafka_config: KafkaConfig,
-    nats_config: NatsConfig,
-    kafka: OnceCell<KafkaBackend>,
-    nats: OnceCell<NatsBackend>,
 }
 
 impl Backends {
-    pub fn new(
-        embedded: EmbeddedStore,
-        kafka: KafkaConfig,
-        nats: NatsConfig,
-        max_in_flight: usize,
-    ) -> Self {
+    pub fn new(embedded: EmbeddedStore, config: BackendsConfig) -> Self {
+        let BackendsConfig {
+            kafka,
+            nats,
+            max_in_flight,
+        } = config;
         let max_in_flight = max_in_flight.clamp(1, MAX_PERMITS);
         Self {
             embedded,
-            in_flight: InFlight {
-                embedded: Semaphore::new(max_in_flight),
-                kafka: Semaphore::new(max_in_flight),
-                nats: Semaphore::new(max_in_flight),
-            },
+            embedded_in_flight: Semaphore::new(max_in_flight),
+            kafka: Remote::new(kafka, max_in_flight),
+            nats: Remote::new(nats, max_in_flight),
             max_in_flight,
-            kafka_config: kafka,
-            nats_config: nats,
-            kafka: OnceCell::new(),
-            nats: OnceCell::new(),
         }
     }
 
     /// The embedded store, with Kafka and NATS at their default settings should a station use them.
     pub fn with_defaults(embedded: EmbeddedStore) -> Self {
-        Self::new(
-            embedded,
-            KafkaConfig::default(),
-            NatsConfig::default(),
-            DEFAULT_MAX_IN_FLIGHT,
-        )
+        Self::new(embedded, BackendsConfig::default())
     }
 
     pub fn embedded(&self) -> &EmbeddedStore {
@@ -124,70 +169,38 @@ impl Backends {
 
     /// The backend and log names of a station, connecting its backend if this is its first use.
     pub async fn route<'a>(&'a self, station: Placement<'a>) -> Result<Route<'a>, BackendError> {
-        Ok(match station.backend {
-            BackendRef::Embedded => Route {
+        let capacity = self.max_in_flight;
+        match station.backend {
+            BackendRef::Embedded => Ok(Route {
                 backend: &self.embedded,
                 queue: &self.embedded,
-                in_flight: &self.in_flight.embedded,
-                capacity: self.max_in_flight,
+                in_flight: &self.embedded_in_flight,
+                capacity,
                 log: Cow::Borrowed(station.station),
                 dead_letters: Cow::Borrowed(station.dlq_name),
-            },
-            BackendRef::Kafka(topic) => {
-                let kafka = self.kafka().await?;
-                Route {
-                    backend: kafka,
-                    queue: kafka,
-                    in_flight: &self.in_flight.kafka,
-                    capacity: self.max_in_flight,
-                    log: Cow::Borrowed(topic),
-                    dead_letters: Cow::Owned(format!("{topic}{}", self.kafka_config.dlq_suffix)),
-                }
-            }
-            BackendRef::Nats(subject) => {
-                let nats = self.nats().await?;
-                Route {
-                    backend: nats,
-                    queue: nats,
-                    in_flight: &self.in_flight.nats,
-                    capacity: self.max_in_flight,
-                    log: Cow::Borrowed(subject),
-                    dead_letters: Cow::Owned(format!("{subject}{}", self.nats_config.dlq_suffix)),
-                }
-            }
-        })
-    }
-
-    /// Whether this gateway may produce the ticks of a schedule on `backend`: always, but on
-    /// Kafka, which cannot drop a duplicate, only while it holds the scheduling role.
-    pub async fn runs_schedules_on(&self, backend: &BackendRef) -> Result<bool, BackendError> {
-        match backend {
-            BackendRef::Kafka(_) => self.kafka().await?.holds_scheduling_role().await,
-            BackendRef::Embedded | BackendRef::Nats(_) => Ok(true),
+            }),
+            BackendRef::Kafka(topic) => self.kafka.route(topic, capacity).await,
+            BackendRef::Nats(subject) => self.nats.route(subject, capacity).await,
         }
     }
 
-    // The connecting futures are boxed: they run once, and held inline they would make every
-    // produce's future (which awaits `route`) several kilobytes larger, to be allocated and moved
-    // on each request.
-    async fn kafka(&self) -> Result<&KafkaBackend, BackendError> {
-        self.kafka
-            .get_or_try_init(|| Box::pin(async { KafkaBackend::connect(&self.kafka_config) }))
-            .await
-    }
-
-    async fn nats(&self) -> Result<&NatsBackend, BackendError> {
-        self.nats
-            .get_or_try_init(|| Box::pin(NatsBackend::connect(&self.nats_config)))
-            .await
+    /// Whether this gateway may produce the ticks of a schedule on `backend` now (see
+    /// [`Backend::runs_schedules`]).
+    pub async fn runs_schedules_on(&self, backend: &BackendRef) -> Result<bool, BackendError> {
+        match backend {
+            BackendRef::Embedded => self.embedded.runs_schedules().await,
+            BackendRef::Kafka(_) => self.kafka.engine().await?.runs_schedules().await,
+            BackendRef::Nats(_) => self.nats.engine().await?.runs_schedules().await,
+        }
     }
 
     /// Connects the backend `station` uses and makes sure its topics or streams exist, so the
     /// first message does not pay for it. Problems are logged, not fatal: a backend that is down
     /// now answers 503 until it is back.
     pub async fn prepare(&self, station: Placement<'_>) {
-        if *station.backend == BackendRef::Embedded {
-            return;
+        match station.backend {
+            BackendRef::Embedded => return,
+            BackendRef::Kafka(_) | BackendRef::Nats(_) => {}
         }
         let prepared = async {
             let route = self.route(station).await?;
@@ -200,7 +213,7 @@ impl Backends {
         match prepared.await {
             Ok(()) => tracing::info!(
                 station = %station.station,
-                backend = station.backend.kind(),
+                backend = station.backend.kind().name(),
                 "station backend ready"
             ),
             Err(e) => {
@@ -211,13 +224,15 @@ impl Backends {
 
     /// Ready when the embedded store and every connected remote backend can take writes.
     pub async fn check_ready(&self) -> Result<(), BackendError> {
-        self.embedded.check_ready().await?;
-        if let Some(kafka) = self.kafka.get() {
-            kafka.check_ready().await?;
-        }
-        if let Some(nats) = self.nats.get() {
-            nats.check_ready().await?;
-        }
-        Ok(())
+        let Self {
+            embedded,
+            embedded_in_flight: _,
+            kafka,
+            nats,
+            max_in_flight: _,
+        } = self;
+        embedded.check_ready().await?;
+        kafka.check_ready().await?;
+        nats.check_ready().await
     }
 }

@@ -37,7 +37,7 @@ pub use settings::{Compatibility, SchemaSettings};
 pub const MAX_VIOLATIONS: usize = 20;
 
 /// The schema languages Sluice knows, picked by file extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::VariantArray, strum::EnumCount)]
 #[serde(rename_all = "snake_case")]
 pub enum FormatKind {
     JsonSchema,
@@ -48,8 +48,8 @@ pub enum FormatKind {
 }
 
 impl FormatKind {
-    /// Every format, in a fixed order (their index in it is [`FormatKind::index`]).
-    pub const ALL: [Self; 4] = [Self::JsonSchema, Self::Protobuf, Self::Avro, Self::GraphQl];
+    /// Every format, in the order they are declared (their index in it is [`FormatKind::index`]).
+    pub const ALL: &'static [Self] = <Self as strum::VariantArray>::VARIANTS;
 
     /// The format's position in [`FormatKind::ALL`].
     pub fn index(self) -> usize {
@@ -293,7 +293,7 @@ impl Prepared {
 /// what referred to them changed though their text did not.
 pub fn moved_reference_targets(older: &RepoFiles, newer: &RepoFiles) -> Vec<String> {
     FormatKind::ALL
-        .into_iter()
+        .iter()
         .flat_map(|format| match format {
             FormatKind::JsonSchema => older
                 .derived(json::JsonDocuments::index)
@@ -444,16 +444,14 @@ pub trait CompiledSchema: Compare + Send + Sync + std::fmt::Debug {
     }
 
     /// The message as data-contract rules read it (`message` in a rule), from a payload this
-    /// version accepted (without a Confluent frame's schema id) sent with `encoding`: by default
-    /// its JSON tree, for the formats whose messages are JSON.
+    /// version accepted (without a Confluent frame's schema id) sent with `encoding`: the JSON
+    /// tree of a JSON message ([`json::rules_message`]), the decoded message of a binary one.
     fn rules_message<'p>(
         &self,
         payload: &'p Bytes,
-        _encoding: &PayloadEncoding,
+        encoding: &PayloadEncoding,
         limits: &MessageLimits,
-    ) -> Result<rules::Message<'p>, String> {
-        json::rules_message(payload, limits)
-    }
+    ) -> Result<rules::Message<'p>, String>;
 }
 
 /// Comparing versions of one format: what changed from `older` to `newer` that breaks readers,
@@ -637,7 +635,7 @@ mod tests {
 
     #[test]
     fn every_format_sits_at_its_index() {
-        for (index, format) in FormatKind::ALL.into_iter().enumerate() {
+        for (index, &format) in FormatKind::ALL.iter().enumerate() {
             assert_eq!(format.index(), index);
         }
     }

@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use strum::{EnumCount as _, VariantArray as _};
 
 use crate::formats::FormatKind;
+use crate::model::BackendKind;
 
 /// Produced messages, by station and outcome.
 pub const MESSAGES: &str = "sluice_messages_total";
@@ -353,19 +355,21 @@ impl StationMetrics {
 /// Latency histograms of the pipeline, one per format and per backend kind.
 #[derive(Clone)]
 pub struct PipelineMetrics {
-    validation: [Histogram; FormatKind::ALL.len()],
-    append: [Histogram; 3],
+    validation: [Histogram; FormatKind::COUNT],
+    append: [Histogram; BackendKind::COUNT],
 }
-
-const BACKEND_KINDS: [&str; 3] = ["embedded", "kafka", "nats"];
 
 impl Default for PipelineMetrics {
     fn default() -> Self {
         Self {
-            validation: FormatKind::ALL
-                .map(|kind| metrics::histogram!(VALIDATION_SECONDS, "format" => kind.name())),
-            append: BACKEND_KINDS
-                .map(|kind| metrics::histogram!(APPEND_SECONDS, "backend" => kind)),
+            validation: std::array::from_fn(|index| {
+                let format = FormatKind::ALL[index].name();
+                metrics::histogram!(VALIDATION_SECONDS, "format" => format)
+            }),
+            append: std::array::from_fn(|index| {
+                let kind = BackendKind::VARIANTS[index].name();
+                metrics::histogram!(APPEND_SECONDS, "backend" => kind)
+            }),
         }
     }
 }
@@ -406,11 +410,9 @@ impl PipelineMetrics {
         self.validation[format.index()].record(mean);
     }
 
-    /// A backend write of kind `backend` (`embedded`, `kafka` or `nats`) took `took`.
-    pub fn appended(&self, backend: &str, took: Duration) {
-        if let Some(index) = BACKEND_KINDS.iter().position(|kind| *kind == backend) {
-            self.append[index].record(took);
-        }
+    /// A write to a `backend` took `took`.
+    pub fn appended(&self, backend: BackendKind, took: Duration) {
+        self.append[backend as usize].record(took);
     }
 }
 

@@ -17,6 +17,6 @@ mod violation;
 pub use headers::{Header, Headers};
 pub use record::{ContentKind, DeadLetter, Position, Provenance, Record};
 pub use secret::{shown_url, url_userinfo, InlineSecret, Secret, SecretSource, HIDDEN};
-pub use station::{BackendRef, Retention};
+pub use station::{BackendKind, BackendRef, Retention};
 pub use tls::TlsFiles;
 pub use violation::{Violation, CONSTRAINT_MARK};

@@ -6,6 +6,26 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
+/// The engines a station's messages can be stored on, one per backend; every list of backends
+/// (metrics, listings) is [`BackendKind::VARIANTS`], so a new variant is never left out of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray, strum::EnumCount)]
+pub enum BackendKind {
+    Embedded,
+    Kafka,
+    Nats,
+}
+
+impl BackendKind {
+    /// The name in configuration, listings, metrics and errors.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Embedded => "embedded",
+            Self::Kafka => "kafka",
+            Self::Nats => "nats",
+        }
+    }
+}
+
 /// The backend a station's messages go to, and the log's name there.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -20,11 +40,11 @@ pub enum BackendRef {
 }
 
 impl BackendRef {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> BackendKind {
         match self {
-            Self::Embedded => "embedded",
-            Self::Kafka(_) => "kafka",
-            Self::Nats(_) => "nats",
+            Self::Embedded => BackendKind::Embedded,
+            Self::Kafka(_) => BackendKind::Kafka,
+            Self::Nats(_) => BackendKind::Nats,
         }
     }
 }
@@ -43,5 +63,18 @@ impl Retention {
     /// Whether anything is ever dropped.
     pub fn is_forever(&self) -> bool {
         self.max_age.is_none() && self.max_bytes.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::VariantArray as _;
+
+    #[test]
+    fn every_backend_kind_sits_at_its_index() {
+        for (index, kind) in BackendKind::VARIANTS.iter().enumerate() {
+            assert_eq!(*kind as usize, index, "{}", kind.name());
+        }
     }
 }

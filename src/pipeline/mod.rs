@@ -175,8 +175,10 @@ impl Pipeline {
     pub async fn enforce_retention(&self) {
         let snapshot = self.registry.snapshot();
         for station in snapshot.stations() {
-            if station.backend != BackendRef::Embedded || station.retention.is_forever() {
-                continue;
+            // Kafka and JetStream keep messages as their topics and streams are configured to.
+            match station.backend {
+                BackendRef::Embedded if !station.retention.is_forever() => {}
+                BackendRef::Embedded | BackendRef::Kafka(_) | BackendRef::Nats(_) => continue,
             }
             for log in [&station.name, &station.dlq_name] {
                 match self

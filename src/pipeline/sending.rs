@@ -115,7 +115,7 @@ impl<'a> Sending<'a> {
                 }
                 Ok(positions) => vec![
                     Err(BackendError::Unavailable {
-                        backend: kind,
+                        backend: kind.name(),
                         reason: format!(
                             "{} positions acknowledged for {count} records",
                             positions.len()
@@ -143,7 +143,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::model::{ContentKind, Provenance};
+    use crate::model::{BackendKind, ContentKind, Provenance};
 
     /// Takes chunks of three, keeps what it is sent, and refuses the send numbered `refuse`.
     struct Chunked {
@@ -168,8 +168,8 @@ mod tests {
 
     #[async_trait]
     impl Backend for Chunked {
-        fn kind(&self) -> &'static str {
-            "nats"
+        fn kind(&self) -> BackendKind {
+            BackendKind::Nats
         }
 
         async fn send<'a>(
@@ -189,6 +189,10 @@ mod tests {
             sends.push(records.iter().map(|r| r.value.clone()).collect());
             let positions = (first..first + records.len() as u64).map(Position::offset);
             Ok(Box::pin(std::future::ready(Ok(positions.collect()))))
+        }
+
+        async fn runs_schedules(&self) -> Result<bool, BackendError> {
+            Ok(true)
         }
 
         async fn check_ready(&self) -> Result<(), BackendError> {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::backends::embedded::{EmbeddedStore, StoreError};
-use crate::backends::routing::Backends;
+use crate::backends::routing::{Backends, BackendsConfig};
 use crate::config::{Config, ServerConfig};
 use crate::ingress::auth::Authenticator;
 use crate::ingress::connections::Door;
@@ -115,9 +115,11 @@ pub fn build_pipeline(config: &Config) -> Result<(Arc<Pipeline>, Syncer), ServeE
     )?;
     let backends = Backends::new(
         store,
-        config.kafka.clone(),
-        config.nats.clone(),
-        config.limits.max_in_flight_messages,
+        BackendsConfig {
+            kafka: config.kafka.clone(),
+            nats: config.nats.clone(),
+            max_in_flight: config.limits.max_in_flight_messages,
+        },
     );
     let pipeline = Arc::new(Pipeline::new(registry, backends, config.limits.clone()));
     Ok((pipeline, syncer))

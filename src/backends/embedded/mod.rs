@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::queues::{AckOutcome, ConsumeOptions, Delivery, LogStats};
 use super::{Acknowledgement, Backend, BackendError};
-use crate::model::{Position, Record, Retention};
+use crate::model::{BackendKind, Position, Record, Retention};
 use chunk::EncodedChunk;
 pub use chunk::MESSAGE_BYTES_CEILING;
 use config::{FsyncPolicy, StoreMemory};
@@ -513,8 +513,8 @@ impl EmbeddedStore {
 
 #[async_trait]
 impl Backend for EmbeddedStore {
-    fn kind(&self) -> &'static str {
-        "embedded"
+    fn kind(&self) -> BackendKind {
+        BackendKind::Embedded
     }
 
     /// Writes `records` as one durable write before answering: the acknowledgement is ready when
@@ -530,6 +530,11 @@ impl Backend for EmbeddedStore {
             .await
             .map(|first| (first..first + count).map(Position::offset).collect());
         Ok(Box::pin(std::future::ready(positions.map_err(Into::into))))
+    }
+
+    /// The store is this gateway's alone: it runs the schedules of the stations on it.
+    async fn runs_schedules(&self) -> Result<bool, BackendError> {
+        Ok(true)
     }
 
     async fn check_ready(&self) -> Result<(), BackendError> {

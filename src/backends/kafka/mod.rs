@@ -51,10 +51,11 @@ use super::queues::{
 };
 use super::{
     for_each_remote_header, unavailable, Acknowledgement, Backend, BackendError, PreparedLogs,
+    RemoteBackend,
 };
-use crate::model::{Position, Record};
+use crate::model::{BackendKind, Position, Record};
 
-const KIND: &str = "kafka";
+const KIND: &str = BackendKind::Kafka.name();
 
 /// Records per [`Backend::send`]: while `linger` holds the first chunk for a fuller request, the
 /// rest of the batch is judged and joins it.
@@ -96,7 +97,7 @@ pub struct KafkaBackend {
 
 impl KafkaBackend {
     /// Builds the producer. Nothing is contacted yet: librdkafka connects in the background.
-    pub fn connect(config: &KafkaConfig) -> Result<Self, BackendError> {
+    fn build(config: &KafkaConfig) -> Result<Self, BackendError> {
         let timeout_ms = config.request_timeout.as_millis().max(1).to_string();
         let mut client = ClientConfig::new();
         client
@@ -272,8 +273,8 @@ impl KafkaBackend {
 
 #[async_trait]
 impl Backend for KafkaBackend {
-    fn kind(&self) -> &'static str {
-        KIND
+    fn kind(&self) -> BackendKind {
+        BackendKind::Kafka
     }
 
     fn send_chunk(&self) -> usize {
@@ -294,6 +295,11 @@ impl Backend for KafkaBackend {
                 .await
                 .map_err(|failure| self.after_failure(&producer, log, failure))
         }))
+    }
+
+    /// Kafka cannot drop a duplicate tick: only the gateway holding the scheduling role runs them.
+    async fn runs_schedules(&self) -> Result<bool, BackendError> {
+        self.holds_scheduling_role().await
     }
 
     async fn check_ready(&self) -> Result<(), BackendError> {
@@ -322,6 +328,19 @@ impl Backend for KafkaBackend {
         if let Some(flusher) = &self.flusher {
             flusher.request(self.producer.load_full());
         }
+    }
+}
+
+#[async_trait]
+impl RemoteBackend for KafkaBackend {
+    type Config = KafkaConfig;
+
+    async fn connect(config: &KafkaConfig) -> Result<Self, BackendError> {
+        Self::build(config)
+    }
+
+    fn dead_letters_of(config: &KafkaConfig, topic: &str) -> String {
+        format!("{topic}{}", config.dlq_suffix)
     }
 }
 

@@ -37,10 +37,12 @@ use super::queues::{
     StationQueue,
 };
 use super::remote::{key_header, NATS_MSG_ID};
-use super::{for_each_remote_header, unavailable, Acknowledgement, Backend, BackendError};
-use crate::model::{Position, Record};
+use super::{
+    for_each_remote_header, unavailable, Acknowledgement, Backend, BackendError, RemoteBackend,
+};
+use crate::model::{BackendKind, Position, Record};
 
-const KIND: &str = "nats";
+const KIND: &str = BackendKind::Nats.name();
 
 /// Records per [`Backend::send`]: the stream stores the first while the rest of the batch is
 /// judged.
@@ -82,7 +84,7 @@ pub fn stream_name(subject: &str) -> String {
 
 impl NatsBackend {
     /// Connects (or keeps trying in the background, if the server is not up yet).
-    pub async fn connect(config: &NatsConfig) -> Result<Self, BackendError> {
+    async fn open(config: &NatsConfig) -> Result<Self, BackendError> {
         config.check().map_err(|e| unavailable(KIND, e))?;
         let servers = config.servers().map_err(|e| unavailable(KIND, e))?;
         let problem = connection::LastProblem::default();
@@ -280,8 +282,8 @@ impl NatsBackend {
 
 #[async_trait]
 impl Backend for NatsBackend {
-    fn kind(&self) -> &'static str {
-        KIND
+    fn kind(&self) -> BackendKind {
+        BackendKind::Nats
     }
 
     fn send_chunk(&self) -> usize {
@@ -311,6 +313,11 @@ impl Backend for NatsBackend {
         }))
     }
 
+    /// JetStream drops a duplicate tick by its `Nats-Msg-Id`: every gateway may produce them.
+    async fn runs_schedules(&self) -> Result<bool, BackendError> {
+        Ok(true)
+    }
+
     async fn check_ready(&self) -> Result<(), BackendError> {
         match self.client.connection_state() {
             State::Connected => Ok(()),
@@ -326,6 +333,19 @@ impl Backend for NatsBackend {
 
     async fn prepare(&self, log: &str) -> Result<(), BackendError> {
         self.ensure_stream(log).await
+    }
+}
+
+#[async_trait]
+impl RemoteBackend for NatsBackend {
+    type Config = NatsConfig;
+
+    async fn connect(config: &NatsConfig) -> Result<Self, BackendError> {
+        Self::open(config).await
+    }
+
+    fn dead_letters_of(config: &NatsConfig, subject: &str) -> String {
+        format!("{subject}{}", config.dlq_suffix)
     }
 }
 

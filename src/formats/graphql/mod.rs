@@ -25,8 +25,8 @@ use bytes::Bytes;
 use serde_json::Value as Json;
 
 use super::{
-    pointer_escape, preview, CompileError, CompileInput, CompiledSchema, MessageLimits, Normalize,
-    PayloadEncoding, Valid as Accepted, Violation, MAX_VIOLATIONS,
+    pointer_escape, preview, rules, CompileError, CompileInput, CompiledSchema, MessageLimits,
+    Normalize, PayloadEncoding, Valid as Accepted, Violation, MAX_VIOLATIONS,
 };
 
 #[derive(Debug)]
@@ -332,6 +332,16 @@ impl GraphQlSchema {
 }
 
 impl CompiledSchema for GraphQlSchema {
+    /// Only a data schema (with `root_type`) has rules, and its messages are JSON data.
+    fn rules_message<'p>(
+        &self,
+        payload: &'p Bytes,
+        _encoding: &PayloadEncoding,
+        limits: &MessageLimits,
+    ) -> Result<rules::Message<'p>, String> {
+        super::json::rules_message(payload, limits)
+    }
+
     fn validate(
         &self,
         payload: &Bytes,

@@ -140,6 +140,15 @@ impl JsonSchema {
 }
 
 impl CompiledSchema for JsonSchema {
+    fn rules_message<'p>(
+        &self,
+        payload: &'p Bytes,
+        _encoding: &PayloadEncoding,
+        limits: &MessageLimits,
+    ) -> Result<rules::Message<'p>, String> {
+        rules_message(payload, limits)
+    }
+
     fn missing_field(&self, paths: &[&[String]]) -> Option<usize> {
         let schema: Value = serde_json::from_slice(&self.text()).ok()?;
         paths
