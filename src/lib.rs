@@ -3,7 +3,8 @@
 //! station's backend, invalid ones in the station's dead-letter queue with the reason.
 //!
 //! The layers, top down; a module imports only from layers below its own (`tests/layers.rs` holds
-//! the order and refuses an import that points up):
+//! the order and refuses an import that points up; `tests/circles.rs` refuses files that name
+//! each other in a circle):
 //!
 //! - [`server`] assembles a gateway from [`config`], which assembles each module's own config;
 //!   [`client`] is what the `sluice produce` and `sluice consume` commands talk to a gateway with.
@@ -13,6 +14,9 @@
 //! - [`registry`] (the schema repository, compiled) and [`backends`] (where messages are stored).
 //! - [`metrics`], then [`formats`] (the schema languages).
 //! - [`model`]: the plain types every layer shares; [`logs`], [`ui`] and [`crypto`] stand apart.
+
+// Functions fit on a screen: at most 80 lines of code (clippy.toml), tests aside.
+#![warn(clippy::too_many_lines)]
 
 pub mod alerts;
 pub mod backends;

@@ -4,8 +4,9 @@
 //!
 //! A format is registered in one place, [`FormatKind`]: its variant, and that variant's arm in
 //! each of the matches below — file extension, compilation, the encodings it judges, names and
-//! media types, Confluent's name for it, the files it references. Nothing outside this module
-//! names a format; the registry, the pipeline, metrics and the front ends ask [`FormatKind`].
+//! media types, Confluent's name for it, the files it references. The registry, the pipeline,
+//! metrics and the front ends ask [`FormatKind`] rather than compare formats, so a new variant
+//! makes the compiler name every decision it needs.
 //! This module also owns what every format shares: how a payload's encoding is named
 //! ([`PayloadEncoding`]), how a failure is explained ([`Violation`]) and how a breaking change
 //! between two versions is described ([`Incompatibility`]).
@@ -93,14 +94,34 @@ impl FormatKind {
         }
     }
 
+    /// The extensions of this format's version files.
+    pub fn extensions(self) -> &'static [&'static str] {
+        match self {
+            Self::JsonSchema => &["json"],
+            Self::Protobuf => &["proto"],
+            Self::Avro => &["avsc"],
+            Self::GraphQl => &["graphql", "gql"],
+        }
+    }
+
     /// The format a version file's extension names, if any.
     pub fn from_extension(ext: &str) -> Option<Self> {
-        match ext {
-            "json" => Some(Self::JsonSchema),
-            "proto" => Some(Self::Protobuf),
-            "avsc" => Some(Self::Avro),
-            "graphql" | "gql" => Some(Self::GraphQl),
-            _ => None,
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|format| format.extensions().contains(&ext))
+    }
+
+    /// Every version file extension, for messages: `.json, .proto, .avsc, .graphql or .gql`.
+    pub fn known_extensions() -> String {
+        let all: Vec<String> = Self::ALL
+            .iter()
+            .flat_map(|format| format.extensions())
+            .map(|ext| format!(".{ext}"))
+            .collect();
+        match all.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => all.concat(),
         }
     }
 

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::stations::{check_station_name, Framing, StationConfig, StationsFile};
-use super::{compat, compile, dlq_name, references, LoadProblem, Schema, Snapshot, Station};
+use super::{
+    compat, compile, dlq_name, references, LoadProblem, Schema, SchemaVersion, Snapshot, Station,
+};
 use crate::formats::{FormatKind, RepoFiles, SchemaSettings};
 use crate::metrics::StationMetrics;
 
@@ -110,111 +112,20 @@ fn load_schemas(
     problems: &mut Vec<LoadProblem>,
 ) -> (BTreeMap<String, Arc<Schema>>, HashSet<String>) {
     let root = schema_root(files);
-    let mut folders: BTreeMap<&str, Vec<VersionFile<'_>>> = BTreeMap::new();
-    let mut settings_files: HashMap<&str, &str> = HashMap::new();
-    let mut rules_files: Vec<(&str, u32, &str)> = Vec::new();
-    for (path, _) in files.iter() {
-        let Some((folder, file)) = path
-            .strip_prefix(root)
-            .and_then(|rest| rest.split_once('/'))
-        else {
-            continue;
-        };
-        if file.contains('/') {
-            continue;
-        }
-        if file == SCHEMA_SETTINGS_FILE {
-            settings_files.insert(folder, path);
-            continue;
-        }
-        if let Some(stem) = file.strip_suffix(RULES_SUFFIX) {
-            match parse_version_stem(stem) {
-                Some(Ok(version)) => rules_files.push((folder, version, path)),
-                Some(Err(message)) => problems.push(problem(path, "version_name", message)),
-                None => problems.push(problem(
-                    path,
-                    "rule_compile",
-                    format!("a rules file is named after its version: v1{RULES_SUFFIX}, v2{RULES_SUFFIX}…"),
-                )),
-            }
-            continue;
-        }
-        match parse_version_file_name(file) {
-            None => {}
-            Some(Err(message)) => problems.push(problem(path, "version_name", message)),
-            Some(Ok((version, ext))) => match FormatKind::from_extension(ext) {
-                Some(format) => folders.entry(folder).or_default().push(VersionFile {
-                    version,
-                    path,
-                    format,
-                }),
-                None => problems.push(problem(
-                    path,
-                    "unknown_format",
-                    format!(
-                        "`.{ext}` is not a schema format Sluice knows (use .json, .proto, .avsc, .graphql or .gql)"
-                    ),
-                )),
-            },
-        }
-    }
-
-    for (folder, version, path) in rules_files {
-        let has_version = folders
-            .get(folder)
-            .is_some_and(|files| files.iter().any(|f| f.version == version));
-        if !has_version {
-            problems.push(problem(
-                path,
-                "rule_compile",
-                format!("schema `{folder}` has no version {version} for these rules"),
-            ));
-        }
-    }
-    let mut planned = Vec::new();
+    let layout = Layout::read(files, root, problems);
     let mut failed = HashSet::new();
-    for (name, mut version_files) in folders {
-        version_files.sort_by_key(|v| v.version);
-        let settings_file = format!("{root}{name}/{SCHEMA_SETTINGS_FILE}");
-        let settings = match settings_files.get(name) {
-            Some(path) => match read_toml::<SchemaSettings>(files, path) {
-                Ok(settings) => settings,
-                Err(message) => {
-                    problems.push(problem(path, "schema_settings", message));
-                    failed.insert(name.to_owned());
-                    continue;
-                }
-            },
-            None => SchemaSettings::default(),
-        };
-        let problems_before = problems.len();
-        let version_files = in_sequence(name, &version_files, problems);
-        if problems.len() > problems_before {
-            failed.insert(name.to_owned());
-        }
-        planned.push((name, settings, settings_file, version_files));
-    }
+    let planned = layout.plan(files, root, problems, &mut failed);
     let jobs: Vec<compile::Job<'_>> = planned
         .iter()
-        .flat_map(|(name, settings, settings_file, version_files)| {
-            version_files.iter().map(move |file| compile::Job {
-                schema: name,
-                version: file.version,
-                file: file.path,
-                format: file.format,
-                settings,
-                settings_file: settings_file.clone(),
-                rules_file: format!("{root}{name}/v{}{RULES_SUFFIX}", file.version),
-                in_use: in_use.contains(name),
-            })
-        })
+        .flat_map(|plan| plan.jobs(root, in_use.contains(plan.name)))
         .collect();
     let mut compiled = compile::compile_all(&jobs, files, root, previous).into_iter();
     let mut schemas = BTreeMap::new();
     let mut taken_ids: HashMap<u32, String> = HashMap::new();
-    for (name, settings, _, version_files) in planned {
-        let mut versions = Vec::with_capacity(version_files.len());
-        for result in compiled.by_ref().take(version_files.len()) {
+    for plan in planned {
+        let name = plan.name;
+        let mut versions = Vec::with_capacity(plan.version_files.len());
+        for result in compiled.by_ref().take(plan.version_files.len()) {
             match result {
                 Ok(version) => versions.push(version),
                 Err(compile_problem) => {
@@ -226,29 +137,187 @@ fn load_schemas(
         if failed.contains(name) {
             continue;
         }
-        for version in &versions {
-            let owner = format!("{name} v{}", version.version);
-            if let Some(other) = taken_ids.insert(version.id, owner.clone()) {
-                problems.push(problem(
-                    &version.file,
-                    "schema_id",
-                    format!(
-                        "{owner} and {other} derive the same schema id {}; rename one schema",
-                        version.id
-                    ),
-                ));
-            }
-        }
-        let format = version_files[0].format;
+        claim_ids(name, &versions, &mut taken_ids, problems);
         let schema = Schema {
             name: name.to_owned(),
-            format,
-            settings,
+            format: plan.version_files[0].format,
+            settings: plan.settings,
             versions,
         };
         schemas.insert(name.to_owned(), Arc::new(schema));
     }
     (schemas, failed)
+}
+
+/// Reports a version of schema `name` whose id another schema's version already took.
+fn claim_ids(
+    name: &str,
+    versions: &[SchemaVersion],
+    taken_ids: &mut HashMap<u32, String>,
+    problems: &mut Vec<LoadProblem>,
+) {
+    for version in versions {
+        let owner = format!("{name} v{}", version.version);
+        if let Some(other) = taken_ids.insert(version.id, owner.clone()) {
+            problems.push(problem(
+                &version.file,
+                "schema_id",
+                format!(
+                    "{owner} and {other} derive the same schema id {}; rename one schema",
+                    version.id
+                ),
+            ));
+        }
+    }
+}
+
+/// The schema folders of a revision: each folder's version files, settings file and rules files.
+#[derive(Default)]
+struct Layout<'a> {
+    folders: BTreeMap<&'a str, Vec<VersionFile<'a>>>,
+    settings_files: HashMap<&'a str, &'a str>,
+    rules_files: Vec<(&'a str, u32, &'a str)>,
+}
+
+/// One schema about to be compiled: its settings and the versions to compile.
+struct Plan<'a> {
+    name: &'a str,
+    settings: SchemaSettings,
+    settings_file: String,
+    version_files: Vec<VersionFile<'a>>,
+}
+
+impl Plan<'_> {
+    fn jobs<'p>(
+        &'p self,
+        root: &'p str,
+        in_use: bool,
+    ) -> impl Iterator<Item = compile::Job<'p>> + 'p {
+        let rules_file = move |version| format!("{root}{}/v{version}{RULES_SUFFIX}", self.name);
+        self.version_files.iter().map(move |file| compile::Job {
+            schema: self.name,
+            version: file.version,
+            file: file.path,
+            format: file.format,
+            settings: &self.settings,
+            settings_file: self.settings_file.clone(),
+            rules_file: rules_file(file.version),
+            in_use,
+        })
+    }
+}
+
+impl<'a> Layout<'a> {
+    /// Sorts the files under `root` into schema folders, reporting files misnamed.
+    fn read(files: &'a RepoFiles, root: &str, problems: &mut Vec<LoadProblem>) -> Self {
+        let mut layout = Self::default();
+        for (path, _) in files.iter() {
+            let Some((folder, file)) = path
+                .strip_prefix(root)
+                .and_then(|rest| rest.split_once('/'))
+            else {
+                continue;
+            };
+            if !file.contains('/') {
+                layout.add(folder, file, path, problems);
+            }
+        }
+        for &(folder, version, path) in &layout.rules_files {
+            let has_version = layout
+                .folders
+                .get(folder)
+                .is_some_and(|files| files.iter().any(|f| f.version == version));
+            if !has_version {
+                problems.push(problem(
+                    path,
+                    "rule_compile",
+                    format!("schema `{folder}` has no version {version} for these rules"),
+                ));
+            }
+        }
+        layout
+    }
+
+    /// Files `file` (at `path`) of schema folder `folder`.
+    fn add(
+        &mut self,
+        folder: &'a str,
+        file: &'a str,
+        path: &'a str,
+        problems: &mut Vec<LoadProblem>,
+    ) {
+        if file == SCHEMA_SETTINGS_FILE {
+            self.settings_files.insert(folder, path);
+        } else if let Some(stem) = file.strip_suffix(RULES_SUFFIX) {
+            match parse_version_stem(stem) {
+                Some(Ok(version)) => self.rules_files.push((folder, version, path)),
+                Some(Err(message)) => problems.push(problem(path, "version_name", message)),
+                None => problems.push(problem(
+                    path,
+                    "rule_compile",
+                    format!("a rules file is named after its version: v1{RULES_SUFFIX}, v2{RULES_SUFFIX}…"),
+                )),
+            }
+        } else {
+            match parse_version_file_name(file) {
+                None => {}
+                Some(Err(message)) => problems.push(problem(path, "version_name", message)),
+                Some(Ok((version, ext))) => match FormatKind::from_extension(ext) {
+                    Some(format) => self.folders.entry(folder).or_default().push(VersionFile {
+                        version,
+                        path,
+                        format,
+                    }),
+                    None => problems.push(problem(
+                        path,
+                        "unknown_format",
+                        format!(
+                            "`.{ext}` is not a schema format Sluice knows (use {})",
+                            FormatKind::known_extensions()
+                        ),
+                    )),
+                },
+            }
+        }
+    }
+
+    /// Each schema's settings and versions in sequence; a schema whose settings do not read, or
+    /// whose versions are out of sequence, is reported and put in `failed`.
+    fn plan(
+        self,
+        files: &RepoFiles,
+        root: &str,
+        problems: &mut Vec<LoadProblem>,
+        failed: &mut HashSet<String>,
+    ) -> Vec<Plan<'a>> {
+        let mut planned = Vec::new();
+        for (name, mut version_files) in self.folders {
+            version_files.sort_by_key(|v| v.version);
+            let settings = match self.settings_files.get(name) {
+                Some(path) => match read_toml::<SchemaSettings>(files, path) {
+                    Ok(settings) => settings,
+                    Err(message) => {
+                        problems.push(problem(path, "schema_settings", message));
+                        failed.insert(name.to_owned());
+                        continue;
+                    }
+                },
+                None => SchemaSettings::default(),
+            };
+            let problems_before = problems.len();
+            let version_files = in_sequence(name, &version_files, problems);
+            if problems.len() > problems_before {
+                failed.insert(name.to_owned());
+            }
+            planned.push(Plan {
+                name,
+                settings,
+                settings_file: format!("{root}{name}/{SCHEMA_SETTINGS_FILE}"),
+                version_files,
+            });
+        }
+        planned
+    }
 }
 
 /// The versions of schema `name` to compile: numbered 1, 2, 3… without gaps (those after a gap are

@@ -2,7 +2,7 @@
 //! encoding against the schema, and building the binary datum of accepted JSON for stations that
 //! normalize.
 
-use apache_avro::schema::RecordField;
+use apache_avro::schema::{RecordField, RecordSchema};
 use apache_avro::types::Value as AvroValue;
 use apache_avro::Schema;
 use serde_json::Value as Json;
@@ -15,7 +15,6 @@ use super::{
 use crate::formats::{pointer_escape, preview, Violation, MAX_VIOLATIONS};
 
 impl AvroSchema {
-    /// Judges a JSON value against `schema`; pushes violations and returns whether it matched.
     /// A union's branches as the JSON encoding names them, for messages.
     fn branch_names(&self, branches: &[Schema]) -> String {
         branches
@@ -25,6 +24,7 @@ impl AvroSchema {
             .join(", ")
     }
 
+    /// Judges a JSON value against `schema`; pushes violations and returns whether it matched.
     pub(super) fn check_json(
         &self,
         value: &Json,
@@ -36,13 +36,8 @@ impl AvroSchema {
             return false;
         }
         let schema = self.resolve(schema);
-        let mismatch = |out: &mut Vec<Violation>, expected: &str| {
-            out.push(violation(
-                path,
-                format!("expected {expected}, found {}", preview(value)),
-            ));
-            false
-        };
+        let mismatch =
+            |out: &mut Vec<Violation>, expected: &str| report_mismatch(value, path, out, expected);
         match schema {
             Schema::Null => value.is_null() || mismatch(out, "null"),
             Schema::Boolean => value.is_boolean() || mismatch(out, "a boolean"),
@@ -52,24 +47,12 @@ impl AvroSchema {
             }
             Schema::TimeMillis => match value.as_i64() {
                 Some(ms) if i32::try_from(ms).is_ok() => {
-                    match not_a_time_of_day(ms, DAY_MILLIS, "time-millis") {
-                        None => true,
-                        Some(reason) => {
-                            out.push(violation(path, reason));
-                            false
-                        }
-                    }
+                    is_time_of_day(ms, DAY_MILLIS, "time-millis", path, out)
                 }
                 _ => mismatch(out, "a time-millis int"),
             },
             Schema::TimeMicros => match value.as_i64() {
-                Some(us) => match not_a_time_of_day(us, DAY_MILLIS * 1000, "time-micros") {
-                    None => true,
-                    Some(reason) => {
-                        out.push(violation(path, reason));
-                        false
-                    }
-                },
+                Some(us) => is_time_of_day(us, DAY_MILLIS * 1000, "time-micros", path, out),
                 None => mismatch(out, "a time-micros long"),
             },
             Schema::Long | timestamps!() => {
@@ -100,32 +83,9 @@ impl AvroSchema {
                 Some(symbol) if spec.symbols.iter().any(|s| s == symbol) => true,
                 _ => mismatch(out, &format!("one of {:?}", spec.symbols)),
             },
-            Schema::Array(array) => match value.as_array() {
-                Some(items) => every(items.iter().enumerate().map(|(i, item)| {
-                    self.check_json(item, &array.items, &format!("{path}/{i}"), out)
-                })),
-                None => mismatch(out, "an array"),
-            },
-            Schema::Map(map) => match value.as_object() {
-                Some(entries) => every(entries.iter().map(|(key, item)| {
-                    self.check_json(
-                        item,
-                        &map.types,
-                        &format!("{path}/{}", pointer_escape(key)),
-                        out,
-                    )
-                })),
-                None => mismatch(out, "an object (map)"),
-            },
-            Schema::Record(record) => match value.as_object() {
-                Some(object) => every(
-                    record
-                        .fields
-                        .iter()
-                        .map(|field| self.check_json_field(object, field, path, out)),
-                ),
-                None => mismatch(out, &format!("an object (record {})", record.name)),
-            },
+            Schema::Array(array) => self.check_json_array(value, &array.items, path, out),
+            Schema::Map(map) => self.check_json_map(value, &map.types, path, out),
+            Schema::Record(record) => self.check_json_record(value, record, path, out),
             Schema::Union(union) => self.check_json_union(value, union.variants(), path, out),
             Schema::Ref { name } => {
                 out.push(violation(
@@ -134,6 +94,68 @@ impl AvroSchema {
                 ));
                 false
             }
+        }
+    }
+
+    /// Judges a JSON array: every item against `items`, each at its index, reporting them all.
+    #[inline]
+    fn check_json_array(
+        &self,
+        value: &Json,
+        items: &Schema,
+        path: &str,
+        out: &mut Vec<Violation>,
+    ) -> bool {
+        match value.as_array() {
+            Some(elements) => every(
+                elements
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| self.check_json(item, items, &format!("{path}/{i}"), out)),
+            ),
+            None => report_mismatch(value, path, out, "an array"),
+        }
+    }
+
+    /// Judges a JSON object as an Avro map: every entry against `types`, each at its key.
+    #[inline]
+    fn check_json_map(
+        &self,
+        value: &Json,
+        types: &Schema,
+        path: &str,
+        out: &mut Vec<Violation>,
+    ) -> bool {
+        match value.as_object() {
+            Some(entries) => every(entries.iter().map(|(key, item)| {
+                self.check_json(item, types, &format!("{path}/{}", pointer_escape(key)), out)
+            })),
+            None => report_mismatch(value, path, out, "an object (map)"),
+        }
+    }
+
+    /// Judges a JSON object as an Avro record: every field of `record`, reporting them all.
+    #[inline]
+    fn check_json_record(
+        &self,
+        value: &Json,
+        record: &RecordSchema,
+        path: &str,
+        out: &mut Vec<Violation>,
+    ) -> bool {
+        match value.as_object() {
+            Some(object) => every(
+                record
+                    .fields
+                    .iter()
+                    .map(|field| self.check_json_field(object, field, path, out)),
+            ),
+            None => report_mismatch(
+                value,
+                path,
+                out,
+                &format!("an object (record {})", record.name),
+            ),
         }
     }
 
@@ -360,6 +382,34 @@ impl AvroSchema {
             })?;
         apache_avro::to_avro_datum(self.schema(), avro)
             .map_err(|e| Violation::whole_message(format!("cannot be stored as binary Avro: {e}")))
+    }
+}
+
+/// Pushes "expected …, found …" for a value of the wrong shape at `path`; always `false`, so a
+/// check can end `ok || report_mismatch(…)`.
+fn report_mismatch(value: &Json, path: &str, out: &mut Vec<Violation>, expected: &str) -> bool {
+    out.push(violation(
+        path,
+        format!("expected {expected}, found {}", preview(value)),
+    ));
+    false
+}
+
+/// Whether a time-of-day count (`per_day` units in a day) is in range, pushing why not if it isn't.
+#[inline]
+fn is_time_of_day(
+    count: i64,
+    per_day: i64,
+    kind: &str,
+    path: &str,
+    out: &mut Vec<Violation>,
+) -> bool {
+    match not_a_time_of_day(count, per_day, kind) {
+        None => true,
+        Some(reason) => {
+            out.push(violation(path, reason));
+            false
+        }
     }
 }
 

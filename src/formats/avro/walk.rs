@@ -12,6 +12,7 @@
 //! frames, so no datum needs a large stack (apache-avro's own decoder recurses with frames of tens
 //! of kilobytes per level; it is only the reference the tests hold the walk to).
 
+use apache_avro::schema::{DecimalSchema, EnumSchema, UnionSchema};
 use apache_avro::util::{max_allocation_bytes, DEFAULT_MAX_ALLOCATION_BYTES};
 use apache_avro::Schema;
 
@@ -120,30 +121,8 @@ impl<'a> Walk<'a> {
             Schema::String => self.string().map(drop),
             Schema::Fixed(fixed) => self.take(fixed.size).map(drop),
             Schema::Duration => self.take(12).map(drop),
-            Schema::Enum(enumeration) => {
-                let index = self.int()?;
-                match usize::try_from(index) {
-                    Ok(i) if i < enumeration.symbols.len() => Ok(()),
-                    _ => Err(Failure::malformed(format!(
-                        "enum index {index} is not one of the {} symbols of {}",
-                        enumeration.symbols.len(),
-                        enumeration.name
-                    ))),
-                }
-            }
-            Schema::Union(union) => {
-                let index = self.long()?;
-                match usize::try_from(index)
-                    .ok()
-                    .and_then(|i| union.variants().get(i))
-                {
-                    Some(branch) => self.value(branch, depth),
-                    None => Err(Failure::malformed(format!(
-                        "union branch {index} is not one of its {} branches",
-                        union.variants().len()
-                    ))),
-                }
-            }
+            Schema::Enum(enumeration) => self.enum_index(enumeration),
+            Schema::Union(union) => self.union_value(union, depth),
             Schema::Record(record) => record.fields.iter().try_for_each(|field| {
                 inside(self.value(&field.schema, depth + 1), || field.name.clone())
             }),
@@ -154,43 +133,87 @@ impl<'a> Walk<'a> {
                 let key = walk.string()?;
                 inside(walk.value(&map.types, depth + 1), || key.to_owned())
             }),
-            Schema::Decimal(decimal) => {
-                let unscaled = match &*decimal.inner {
-                    Schema::Fixed(fixed) => self.take(fixed.size)?,
-                    _ => self.length_prefixed()?,
-                };
-                check_precision(unscaled, decimal.precision).map_err(|digits| {
-                    Failure::refused(format!(
-                        "decimal has {digits}; its precision is {}",
-                        decimal.precision
-                    ))
-                })
-            }
-            Schema::BigDecimal => {
-                // A length-prefixed big-endian integer, then the scale as a long.
-                let mut inner = Walk {
-                    schema: self.schema,
-                    bytes: self.length_prefixed()?,
-                    max_length: self.max_length,
-                };
-                inner.length_prefixed()?;
-                inner.long().map(drop)
-            }
-            Schema::Uuid => {
-                let bytes = self.length_prefixed()?;
-                if bytes.len() == 16 {
-                    return Ok(());
-                }
-                let text = std::str::from_utf8(bytes)
-                    .map_err(|e| Failure::malformed(format!("a uuid is not UTF-8: {e}")))?;
-                uuid::Uuid::parse_str(text)
-                    .map(drop)
-                    .map_err(|e| Failure::malformed(format!("`{text}` is not a uuid: {e}")))
-            }
+            Schema::Decimal(decimal) => self.decimal(decimal),
+            Schema::BigDecimal => self.big_decimal(),
+            Schema::Uuid => self.uuid(),
             Schema::Ref { name } => Err(Failure::malformed(format!(
                 "the schema names `{name}`, which it does not define"
             ))),
         }
+    }
+
+    /// An enum's symbol index, which must name one of its symbols.
+    #[inline]
+    fn enum_index(&mut self, enumeration: &EnumSchema) -> Walked {
+        let index = self.int()?;
+        match usize::try_from(index) {
+            Ok(i) if i < enumeration.symbols.len() => Ok(()),
+            _ => Err(Failure::malformed(format!(
+                "enum index {index} is not one of the {} symbols of {}",
+                enumeration.symbols.len(),
+                enumeration.name
+            ))),
+        }
+    }
+
+    /// A union's branch index, then the value of that branch (at the union's own depth: a union
+    /// adds no nesting).
+    #[inline]
+    fn union_value(&mut self, union: &'a UnionSchema, depth: usize) -> Walked {
+        let index = self.long()?;
+        match usize::try_from(index)
+            .ok()
+            .and_then(|i| union.variants().get(i))
+        {
+            Some(branch) => self.value(branch, depth),
+            None => Err(Failure::malformed(format!(
+                "union branch {index} is not one of its {} branches",
+                union.variants().len()
+            ))),
+        }
+    }
+
+    /// A decimal's unscaled bytes (fixed-size or length-prefixed, as its inner type says), which
+    /// must have no more digits than its precision.
+    #[inline]
+    fn decimal(&mut self, decimal: &DecimalSchema) -> Walked {
+        let unscaled = match &*decimal.inner {
+            Schema::Fixed(fixed) => self.take(fixed.size)?,
+            _ => self.length_prefixed()?,
+        };
+        check_precision(unscaled, decimal.precision).map_err(|digits| {
+            Failure::refused(format!(
+                "decimal has {digits}; its precision is {}",
+                decimal.precision
+            ))
+        })
+    }
+
+    /// A big-decimal: a length-prefixed big-endian integer, then the scale as a long, all inside
+    /// one length-prefixed run of bytes.
+    #[inline]
+    fn big_decimal(&mut self) -> Walked {
+        let mut inner = Walk {
+            schema: self.schema,
+            bytes: self.length_prefixed()?,
+            max_length: self.max_length,
+        };
+        inner.length_prefixed()?;
+        inner.long().map(drop)
+    }
+
+    /// A uuid: 16 raw bytes, or text that parses as a uuid.
+    #[inline]
+    fn uuid(&mut self) -> Walked {
+        let bytes = self.length_prefixed()?;
+        if bytes.len() == 16 {
+            return Ok(());
+        }
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| Failure::malformed(format!("a uuid is not UTF-8: {e}")))?;
+        uuid::Uuid::parse_str(text)
+            .map(drop)
+            .map_err(|e| Failure::malformed(format!("`{text}` is not a uuid: {e}")))
     }
 
     /// Array or map blocks: a count (negative: followed by the block's byte size), that many

@@ -8,7 +8,7 @@
 //! member, an input field.
 
 use apollo_compiler::ast::{FieldDefinition, InputValueDefinition, Type};
-use apollo_compiler::schema::{ExtendedType, Schema};
+use apollo_compiler::schema::{EnumType, ExtendedType, InputObjectType, Schema, UnionType};
 use apollo_compiler::Node;
 
 use super::GraphQlSchema;
@@ -45,87 +45,13 @@ fn compare(old: &Schema, new: &Schema, found: &mut Vec<Incompatibility>) {
                 compare_fields(name.as_str(), &o.fields, &n.fields, &mut report)
             }
             (ExtendedType::InputObject(o), ExtendedType::InputObject(n)) => {
-                for (field, definition) in &o.fields {
-                    let path = format!("{name}.{field}");
-                    match n.fields.get(field) {
-                        None => report(
-                            Breaks::Backward,
-                            "input_field_removed",
-                            path,
-                            format!("input field {name}.{field} was removed"),
-                        ),
-                        Some(now) if now.ty != definition.ty => report(
-                            Breaks::Both,
-                            "input_field_type_changed",
-                            path,
-                            format!(
-                                "input field {name}.{field} changed type from {} to {}",
-                                definition.ty, now.ty
-                            ),
-                        ),
-                        Some(_) => {}
-                    }
-                }
-                for (field, definition) in
-                    n.fields.iter().filter(|(f, _)| !o.fields.contains_key(*f))
-                {
-                    let path = format!("{name}.{field}");
-                    if is_required(definition) {
-                        report(
-                            Breaks::Backward,
-                            "required_input_field_added",
-                            path,
-                            format!("required input field {name}.{field}: {} was added; old documents and data lack it", definition.ty),
-                        );
-                    } else {
-                        report(
-                            Breaks::Forward,
-                            "input_field_added",
-                            path,
-                            format!(
-                                "input field {name}.{field} was added; the old version refuses it"
-                            ),
-                        );
-                    }
-                }
+                compare_input_fields(name.as_str(), o, n, &mut report)
             }
             (ExtendedType::Enum(o), ExtendedType::Enum(n)) => {
-                for value in o.values.keys().filter(|v| !n.values.contains_key(*v)) {
-                    report(
-                        Breaks::Backward,
-                        "enum_value_removed",
-                        format!("{name}.{value}"),
-                        format!("enum value {name}.{value} was removed"),
-                    );
-                }
-                for value in n.values.keys().filter(|v| !o.values.contains_key(*v)) {
-                    report(
-                        Breaks::Forward,
-                        "enum_value_added",
-                        format!("{name}.{value}"),
-                        format!("enum value {name}.{value} was added; the old version refuses it"),
-                    );
-                }
+                compare_enum_values(name.as_str(), o, n, &mut report)
             }
             (ExtendedType::Union(o), ExtendedType::Union(n)) => {
-                for member in o.members.iter().filter(|m| !n.members.contains(*m)) {
-                    report(
-                        Breaks::Backward,
-                        "union_member_removed",
-                        name.to_string(),
-                        format!("{member} is no longer a member of union {name}"),
-                    );
-                }
-                for member in n.members.iter().filter(|m| !o.members.contains(*m)) {
-                    report(
-                        Breaks::Forward,
-                        "union_member_added",
-                        name.to_string(),
-                        format!(
-                            "{member} became a member of union {name}; the old version refuses it"
-                        ),
-                    );
-                }
+                compare_union_members(name.as_str(), o, n, &mut report)
             }
             (ExtendedType::Scalar(_), ExtendedType::Scalar(_)) => {}
             (o, n) => report(
@@ -135,6 +61,105 @@ fn compare(old: &Schema, new: &Schema, found: &mut Vec<Incompatibility>) {
                 format!("type {name} changed from {} to {}", kind(o), kind(n)),
             ),
         }
+    }
+}
+
+/// Input fields of input type `name`: a removed or retyped field breaks, a new required field
+/// breaks backward (old data lacks it) and a new optional one breaks forward.
+fn compare_input_fields(
+    name: &str,
+    o: &InputObjectType,
+    n: &InputObjectType,
+    report: &mut impl FnMut(Breaks, &'static str, String, String),
+) {
+    for (field, definition) in &o.fields {
+        let path = format!("{name}.{field}");
+        match n.fields.get(field) {
+            None => report(
+                Breaks::Backward,
+                "input_field_removed",
+                path,
+                format!("input field {name}.{field} was removed"),
+            ),
+            Some(now) if now.ty != definition.ty => report(
+                Breaks::Both,
+                "input_field_type_changed",
+                path,
+                format!(
+                    "input field {name}.{field} changed type from {} to {}",
+                    definition.ty, now.ty
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    for (field, definition) in n.fields.iter().filter(|(f, _)| !o.fields.contains_key(*f)) {
+        let path = format!("{name}.{field}");
+        if is_required(definition) {
+            report(
+                Breaks::Backward,
+                "required_input_field_added",
+                path,
+                format!("required input field {name}.{field}: {} was added; old documents and data lack it", definition.ty),
+            );
+        } else {
+            report(
+                Breaks::Forward,
+                "input_field_added",
+                path,
+                format!("input field {name}.{field} was added; the old version refuses it"),
+            );
+        }
+    }
+}
+
+/// Values of enum `name`: a removed value breaks backward, an added one breaks forward.
+fn compare_enum_values(
+    name: &str,
+    o: &EnumType,
+    n: &EnumType,
+    report: &mut impl FnMut(Breaks, &'static str, String, String),
+) {
+    for value in o.values.keys().filter(|v| !n.values.contains_key(*v)) {
+        report(
+            Breaks::Backward,
+            "enum_value_removed",
+            format!("{name}.{value}"),
+            format!("enum value {name}.{value} was removed"),
+        );
+    }
+    for value in n.values.keys().filter(|v| !o.values.contains_key(*v)) {
+        report(
+            Breaks::Forward,
+            "enum_value_added",
+            format!("{name}.{value}"),
+            format!("enum value {name}.{value} was added; the old version refuses it"),
+        );
+    }
+}
+
+/// Members of union `name`: a removed member breaks backward, an added one breaks forward.
+fn compare_union_members(
+    name: &str,
+    o: &UnionType,
+    n: &UnionType,
+    report: &mut impl FnMut(Breaks, &'static str, String, String),
+) {
+    for member in o.members.iter().filter(|m| !n.members.contains(*m)) {
+        report(
+            Breaks::Backward,
+            "union_member_removed",
+            name.to_string(),
+            format!("{member} is no longer a member of union {name}"),
+        );
+    }
+    for member in n.members.iter().filter(|m| !o.members.contains(*m)) {
+        report(
+            Breaks::Forward,
+            "union_member_added",
+            name.to_string(),
+            format!("{member} became a member of union {name}; the old version refuses it"),
+        );
     }
 }
 

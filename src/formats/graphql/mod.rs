@@ -18,7 +18,7 @@ mod compat;
 use std::collections::HashMap;
 
 use apollo_compiler::ast::Type;
-use apollo_compiler::schema::{ExtendedType, Implementers};
+use apollo_compiler::schema::{ExtendedType, Implementers, InterfaceType, UnionType};
 use apollo_compiler::validation::{DiagnosticList, Valid};
 use apollo_compiler::{Name, Schema};
 use bytes::Bytes;
@@ -164,21 +164,7 @@ impl GraphQlSchema {
         };
         match self.schema.types.get(type_name) {
             Some(ExtendedType::Scalar(_)) => {
-                let (fits, expected) = match type_name.as_str() {
-                    "Int" => (
-                        value.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
-                        "an Int (32-bit integer)",
-                    ),
-                    "Float" => (value.is_number(), "a Float"),
-                    "String" => (value.is_string(), "a String"),
-                    "Boolean" => (value.is_boolean(), "a Boolean"),
-                    "ID" => (
-                        value.is_string() || value.as_i64().is_some(),
-                        "an ID (string or integer)",
-                    ),
-                    // Custom scalars carry whatever their servers agree on.
-                    _ => (true, ""),
-                };
+                let (fits, expected) = scalar_fits(value, type_name);
                 if !fits {
                     mismatch(out, expected);
                 }
@@ -200,47 +186,75 @@ impl GraphQlSchema {
                 let fields = input.fields.iter().map(|(n, f)| (n, &*f.ty));
                 self.check_object(value, type_name, fields, path, out);
             }
-            Some(ExtendedType::Interface(interface)) => match self.typename(value, path, out) {
-                Some(concrete) => {
-                    let implements = self
-                        .implementers
-                        .get(type_name)
-                        .is_some_and(|i| i.objects.contains(concrete.as_str()));
-                    if implements {
-                        self.check_named(value, &concrete, path, out);
-                    } else {
-                        out.push(violation(
-                            &format!("{path}/__typename"),
-                            format!("`{concrete}` does not implement {type_name}"),
-                        ));
-                    }
-                }
-                None if value.get("__typename").is_none() => {
-                    let fields = interface.fields.iter().map(|(n, f)| (n, &f.ty));
-                    self.check_object(value, type_name, fields, path, out);
-                }
-                None => {}
-            },
+            Some(ExtendedType::Interface(interface)) => {
+                self.check_interface(value, type_name, interface, path, out)
+            }
             Some(ExtendedType::Union(union)) => {
-                if value.get("__typename").is_none() {
-                    out.push(violation(
-                        path,
-                        format!("a {type_name} value needs `__typename` to say which member it is"),
-                    ));
-                    return;
-                }
-                if let Some(concrete) = self.typename(value, path, out) {
-                    if union.members.contains(concrete.as_str()) {
-                        self.check_named(value, &concrete, path, out);
-                    } else {
-                        out.push(violation(
-                            &format!("{path}/__typename"),
-                            format!("`{concrete}` is not a member of {type_name}"),
-                        ));
-                    }
-                }
+                self.check_union(value, type_name, union, path, out)
             }
             None => out.push(violation(path, format!("unknown type {type_name}"))),
+        }
+    }
+
+    /// Checks data of an interface: as the object type its `__typename` names, which must
+    /// implement the interface, or (without `__typename`) against the interface's own fields.
+    fn check_interface(
+        &self,
+        value: &Json,
+        type_name: &Name,
+        interface: &InterfaceType,
+        path: &str,
+        out: &mut Vec<Violation>,
+    ) {
+        match self.typename(value, path, out) {
+            Some(concrete) => {
+                let implements = self
+                    .implementers
+                    .get(type_name)
+                    .is_some_and(|i| i.objects.contains(concrete.as_str()));
+                if implements {
+                    self.check_named(value, &concrete, path, out);
+                } else {
+                    out.push(violation(
+                        &format!("{path}/__typename"),
+                        format!("`{concrete}` does not implement {type_name}"),
+                    ));
+                }
+            }
+            None if value.get("__typename").is_none() => {
+                let fields = interface.fields.iter().map(|(n, f)| (n, &f.ty));
+                self.check_object(value, type_name, fields, path, out);
+            }
+            None => {}
+        }
+    }
+
+    /// Checks data of a union: it must say by `__typename` which member it is, and is checked as
+    /// that member.
+    fn check_union(
+        &self,
+        value: &Json,
+        type_name: &Name,
+        union: &UnionType,
+        path: &str,
+        out: &mut Vec<Violation>,
+    ) {
+        if value.get("__typename").is_none() {
+            out.push(violation(
+                path,
+                format!("a {type_name} value needs `__typename` to say which member it is"),
+            ));
+            return;
+        }
+        if let Some(concrete) = self.typename(value, path, out) {
+            if union.members.contains(concrete.as_str()) {
+                self.check_named(value, &concrete, path, out);
+            } else {
+                out.push(violation(
+                    &format!("{path}/__typename"),
+                    format!("`{concrete}` is not a member of {type_name}"),
+                ));
+            }
         }
     }
 
@@ -328,6 +342,25 @@ impl GraphQlSchema {
                 )),
             },
         }
+    }
+}
+
+/// Whether a value fits a scalar type, with the expectation to report when it does not. Custom
+/// scalars carry whatever their servers agree on, so any value fits them.
+fn scalar_fits(value: &Json, scalar: &Name) -> (bool, &'static str) {
+    match scalar.as_str() {
+        "Int" => (
+            value.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+            "an Int (32-bit integer)",
+        ),
+        "Float" => (value.is_number(), "a Float"),
+        "String" => (value.is_string(), "a String"),
+        "Boolean" => (value.is_boolean(), "a Boolean"),
+        "ID" => (
+            value.is_string() || value.as_i64().is_some(),
+            "an ID (string or integer)",
+        ),
+        _ => (true, ""),
     }
 }
 

@@ -272,6 +272,29 @@ impl<'a> Walk<'a> {
             }
             return;
         }
+        self.compare_alternatives(
+            reader,
+            writer,
+            &reader_alternatives,
+            &writer_alternatives,
+            path,
+            depth,
+        );
+    }
+
+    /// Several ways to read: reports each writer alternative that no reader alternative accepts,
+    /// trying each pair in a separate walk so a rejected trial leaves no findings behind.
+    fn compare_alternatives<'b>(
+        &mut self,
+        reader: Node<'b>,
+        writer: Node<'b>,
+        reader_alternatives: &[Value],
+        writer_alternatives: &[Value],
+        path: &str,
+        depth: usize,
+    ) where
+        'a: 'b,
+    {
         for (index, writer_alternative) in writer_alternatives.iter().enumerate() {
             let accepted = reader_alternatives.iter().any(|reader_alternative| {
                 let mut trial = Walk {
@@ -355,10 +378,18 @@ impl<'a> Walk<'a> {
         if !self.step() {
             return;
         }
-        let (r, w) = (self.reader_name, self.writer_name);
         self.compare_types(reader, writer, path);
         self.compare_enums(reader, writer, path);
+        self.compare_required(reader, writer, path);
+        self.compare_properties(reader, writer, path, depth);
+        self.compare_items(reader, writer, path, depth);
+        self.compare_bounds(reader, writer, path);
+        self.compare_assertions(reader, writer, path);
+    }
 
+    /// Reports each key the reader requires that the writer did not: writer data may lack it.
+    fn compare_required(&mut self, reader: Node<'_>, writer: Node<'_>, path: &str) {
+        let (r, w) = (self.reader_name, self.writer_name);
         let reader_required = string_set(reader.get("required"));
         let writer_required = string_set(writer.get("required"));
         for key in reader_required.difference(&writer_required) {
@@ -368,9 +399,15 @@ impl<'a> Walk<'a> {
                 format!("{r} requires `{key}`, which {w} did not: its data may lack it"),
             );
         }
+    }
 
-        self.compare_properties(reader, writer, path, depth);
-
+    /// Compares array `items`: tuple forms must be equal, a single schema is walked (against
+    /// "anything" when only the reader has one).
+    fn compare_items<'b>(&mut self, reader: Node<'b>, writer: Node<'b>, path: &str, depth: usize)
+    where
+        'a: 'b,
+    {
+        let (r, w) = (self.reader_name, self.writer_name);
         let reader_items = reader.get("items");
         let writer_items = writer.get("items");
         match (reader_items, writer_items) {
@@ -397,7 +434,12 @@ impl<'a> Walk<'a> {
             ),
             _ => {}
         }
+    }
 
+    /// Reports numeric, length and count bounds the reader adds or tightens, and a `multipleOf`
+    /// the writer's does not divide into.
+    fn compare_bounds(&mut self, reader: Node<'_>, writer: Node<'_>, path: &str) {
+        let (r, w) = (self.reader_name, self.writer_name);
         for keyword in LOWER_BOUNDS {
             if let Some(bound) = reader.get(keyword).and_then(Value::as_f64) {
                 let before = writer.get(keyword).and_then(Value::as_f64);
@@ -424,6 +466,12 @@ impl<'a> Walk<'a> {
                 );
             }
         }
+    }
+
+    /// Reports other assertions the reader adds or changes: `pattern`, `format`, `uniqueItems`,
+    /// and the keywords Sluice cannot prove harmless ([`UNPROVEN_KEYWORDS`]).
+    fn compare_assertions(&mut self, reader: Node<'_>, writer: Node<'_>, path: &str) {
+        let (r, w) = (self.reader_name, self.writer_name);
         for (keyword, rule) in [("pattern", "pattern_changed"), ("format", "format_changed")] {
             if let Some(value) = reader.get(keyword) {
                 if writer.get(keyword) != Some(value) {
@@ -520,6 +568,7 @@ impl<'a> Walk<'a> {
         }
     }
 
+    /// Compares content models: the properties each side lists, then `additionalProperties`.
     fn compare_properties<'b>(
         &mut self,
         reader: Node<'b>,
@@ -529,24 +578,28 @@ impl<'a> Walk<'a> {
     ) where
         'a: 'b,
     {
-        let (r, w) = (self.reader_name, self.writer_name);
-        let empty = Map::new();
-        let reader_properties = reader
-            .get("properties")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty);
-        let writer_properties = writer
-            .get("properties")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty);
-        let reader_rest = reader.get("additionalProperties");
-        let writer_rest = writer.get("additionalProperties");
-        let is_closed = |rest: Option<&Value>| rest == Some(&Value::Bool(false));
-        static ANYTHING: Value = Value::Bool(true);
+        self.compare_written_properties(reader, writer, path, depth);
+        self.compare_unwritten_properties(reader, writer, path, depth);
+        self.compare_additional_properties(reader, writer, path, depth);
+    }
 
-        for (key, writer_property) in writer_properties {
+    /// Each property the writer lists: against the reader's own schema for it, else refused by a
+    /// closed reader model, else against the reader's `additionalProperties`.
+    fn compare_written_properties<'b>(
+        &mut self,
+        reader: Node<'b>,
+        writer: Node<'b>,
+        path: &str,
+        depth: usize,
+    ) where
+        'a: 'b,
+    {
+        let (r, w) = (self.reader_name, self.writer_name);
+        let reader_properties = listed_properties(reader);
+        let reader_rest = reader.get("additionalProperties");
+        for (key, writer_property) in listed_properties(writer).into_iter().flatten() {
             let at = join(path, key);
-            match reader_properties.get(key) {
+            match reader_properties.and_then(|properties| properties.get(key)) {
                 Some(reader_property) => self.compare(
                     reader.child(reader_property),
                     writer.child(writer_property),
@@ -565,8 +618,26 @@ impl<'a> Walk<'a> {
                 }
             }
         }
-        for (key, reader_property) in reader_properties {
-            if writer_properties.contains_key(key) || is_closed(writer_rest) {
+    }
+
+    /// Each property only the reader lists, where the writer's open model let it through: against
+    /// the writer's `additionalProperties` schema, else refused unless the reader accepts anything.
+    fn compare_unwritten_properties<'b>(
+        &mut self,
+        reader: Node<'b>,
+        writer: Node<'b>,
+        path: &str,
+        depth: usize,
+    ) where
+        'a: 'b,
+    {
+        let (r, w) = (self.reader_name, self.writer_name);
+        let writer_properties = listed_properties(writer);
+        let writer_rest = writer.get("additionalProperties");
+        for (key, reader_property) in listed_properties(reader).into_iter().flatten() {
+            if writer_properties.is_some_and(|properties| properties.contains_key(key))
+                || is_closed(writer_rest)
+            {
                 continue;
             }
             let at = join(path, key);
@@ -582,6 +653,23 @@ impl<'a> Walk<'a> {
                 ),
             }
         }
+    }
+
+    /// Compares `additionalProperties`: a reader closing the model, or the reader's schema for
+    /// unlisted properties against the writer's (or against anything when the writer has none).
+    fn compare_additional_properties<'b>(
+        &mut self,
+        reader: Node<'b>,
+        writer: Node<'b>,
+        path: &str,
+        depth: usize,
+    ) where
+        'a: 'b,
+    {
+        static ANYTHING: Value = Value::Bool(true);
+        let (r, w) = (self.reader_name, self.writer_name);
+        let reader_rest = reader.get("additionalProperties");
+        let writer_rest = writer.get("additionalProperties");
         match (reader_rest, writer_rest) {
             (Some(reader_rest), _) if is_closed(Some(reader_rest)) => self.report_if(
                 !is_closed(writer_rest),
@@ -605,6 +693,16 @@ impl<'a> Walk<'a> {
             _ => {}
         }
     }
+}
+
+/// The `properties` a schema lists, if it lists any.
+fn listed_properties<'b>(node: Node<'b>) -> Option<&'b Map<String, Value>> {
+    node.get("properties").and_then(Value::as_object)
+}
+
+/// Whether an `additionalProperties` value closes the content model (`false`).
+fn is_closed(rest: Option<&Value>) -> bool {
+    rest == Some(&Value::Bool(false))
 }
 
 /// Resolves `reference` from `node`: `#pointer` inside its document, a relative path (plus

@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 
-use prost_reflect::{Cardinality, FieldDescriptor, Kind, MessageDescriptor};
+use prost_reflect::{Cardinality, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor};
 
 use super::ProtobufSchema;
 use crate::formats::{Breaks, Evolution, Incompatibility};
@@ -124,29 +124,7 @@ impl Walk {
     fn compare_fields(&mut self, old: &FieldDescriptor, new: &FieldDescriptor, at: &str) {
         let (old_kind, new_kind) = (old.kind(), new.kind());
         if !wire_compatible(&old_kind, &new_kind) {
-            let (rule, what) = if old.name() == new.name() {
-                ("field_type_changed", format!("field `{}`", old.name()))
-            } else {
-                (
-                    "field_number_reused",
-                    format!(
-                        "number {} (was `{}`, now `{}`)",
-                        old.number(),
-                        old.name(),
-                        new.name()
-                    ),
-                )
-            };
-            self.report(
-                Breaks::Both,
-                rule,
-                at.to_owned(),
-                format!(
-                    "{what} changed type from {} to {}, which is not wire-compatible",
-                    kind_name(&old_kind),
-                    kind_name(&new_kind)
-                ),
-            );
+            self.report_type_changed(old, new, &old_kind, &new_kind, at);
             return;
         }
         if old.is_list() != new.is_list() || old.is_map() != new.is_map() {
@@ -161,6 +139,56 @@ impl Walk {
             );
             return;
         }
+        self.compare_required(old, new, at);
+        match (old_kind, new_kind) {
+            (Kind::Message(old_message), Kind::Message(new_message)) => {
+                self.compare_messages(&old_message, &new_message, at)
+            }
+            (Kind::Enum(old_enum), Kind::Enum(new_enum)) => {
+                self.compare_enum_values(&old_enum, &new_enum, at)
+            }
+            _ => {}
+        }
+    }
+
+    /// Reports a field number whose type changed to one that does not read the old bytes: under
+    /// the same name a type change, under another name a reuse of the number.
+    fn report_type_changed(
+        &mut self,
+        old: &FieldDescriptor,
+        new: &FieldDescriptor,
+        old_kind: &Kind,
+        new_kind: &Kind,
+        at: &str,
+    ) {
+        let (rule, what) = if old.name() == new.name() {
+            ("field_type_changed", format!("field `{}`", old.name()))
+        } else {
+            (
+                "field_number_reused",
+                format!(
+                    "number {} (was `{}`, now `{}`)",
+                    old.number(),
+                    old.name(),
+                    new.name()
+                ),
+            )
+        };
+        self.report(
+            Breaks::Both,
+            rule,
+            at.to_owned(),
+            format!(
+                "{what} changed type from {} to {}, which is not wire-compatible",
+                kind_name(old_kind),
+                kind_name(new_kind)
+            ),
+        );
+    }
+
+    /// Reports a field that became proto2 `required` (old data may lack it) or stopped being so
+    /// (old readers insist on it).
+    fn compare_required(&mut self, old: &FieldDescriptor, new: &FieldDescriptor, at: &str) {
         match (old.cardinality(), new.cardinality()) {
             (Cardinality::Required, Cardinality::Required) => {}
             (_, Cardinality::Required) => self.report(
@@ -183,28 +211,30 @@ impl Walk {
             ),
             _ => {}
         }
-        match (old_kind, new_kind) {
-            (Kind::Message(old_message), Kind::Message(new_message)) => {
-                self.compare_messages(&old_message, &new_message, at)
+    }
+
+    /// Reports each value (by number) of the old enum that the new one lost: readers of the new
+    /// version meet it in old data.
+    fn compare_enum_values(
+        &mut self,
+        old_enum: &EnumDescriptor,
+        new_enum: &EnumDescriptor,
+        at: &str,
+    ) {
+        for value in old_enum.values() {
+            if new_enum.get_value(value.number()).is_none() {
+                self.report(
+                    Breaks::Backward,
+                    "enum_value_removed",
+                    at.to_owned(),
+                    format!(
+                        "enum {} lost value {} = {}: data written with the old version may carry it",
+                        new_enum.full_name(),
+                        value.name(),
+                        value.number()
+                    ),
+                );
             }
-            (Kind::Enum(old_enum), Kind::Enum(new_enum)) => {
-                for value in old_enum.values() {
-                    if new_enum.get_value(value.number()).is_none() {
-                        self.report(
-                            Breaks::Backward,
-                            "enum_value_removed",
-                            at.to_owned(),
-                            format!(
-                                "enum {} lost value {} = {}: data written with the old version may carry it",
-                                new_enum.full_name(),
-                                value.name(),
-                                value.number()
-                            ),
-                        );
-                    }
-                }
-            }
-            _ => {}
         }
     }
 }

@@ -33,6 +33,7 @@ use proto::{
 use streams::{Consumer, StreamProducer, CONSUME_BATCH};
 
 /// The code generated from `proto/sluice/v1/gateway.proto`: messages, server and client.
+#[allow(clippy::too_many_lines)]
 pub mod proto {
     tonic::include_proto!("sluice.v1");
 

@@ -74,15 +74,36 @@ pub fn router(
 /// with the webhook secret needs no token); schema and registry reads, metrics and the Confluent
 /// API need a known token.
 pub fn routes(pipeline: Arc<Pipeline>, auth: Arc<Authenticator>) -> Routes {
+    let routes = Routes::new(pipeline, auth);
+    let routes = operation_routes(routes);
+    let routes = station_routes(routes);
+    let routes = schema_routes(routes).at(
+        Method::GET,
+        "/v1/schedules",
+        Right::Admin,
+        schedules::list_schedules,
+    );
+    super::confluent::routes(routes)
+}
+
+/// The dashboard, the index, health and readiness (open to all) and metrics (a known token).
+fn operation_routes(routes: Routes) -> Routes {
     use Method as M;
     use Right::*;
-    let station = "/v1/stations/{station}";
-    let routes = Routes::new(pipeline, auth)
+    routes
         .at(M::GET, "/", Open, ops::dashboard)
         .at(M::GET, "/v1", Open, ops::index)
         .at(M::GET, "/healthz", Open, ops::healthz)
         .at(M::GET, "/readyz", Open, ops::readyz)
         .at(M::GET, "/metrics", Read, ops::prometheus_metrics)
+}
+
+/// Station listings and dead letters (admin), producing and consuming (the station's right).
+fn station_routes(routes: Routes) -> Routes {
+    use Method as M;
+    use Right::*;
+    let station = "/v1/stations/{station}";
+    routes
         .at(M::GET, "/v1/stations", Admin, stations::list_stations)
         .at(M::GET, station, Admin, stations::show_station)
         .at(
@@ -127,6 +148,14 @@ pub fn routes(pipeline: Arc<Pipeline>, auth: Arc<Authenticator>) -> Routes {
             Admin,
             stations::replay,
         )
+}
+
+/// Schema and registry reads and validation (a known token), and registry syncs (admin, or a
+/// request signed with the webhook secret).
+fn schema_routes(routes: Routes) -> Routes {
+    use Method as M;
+    use Right::*;
+    routes
         .at(M::GET, "/v1/schemas", Read, schemas::list_schemas)
         .at(M::GET, "/v1/schemas/{name}", Read, schemas::show_schema)
         .at(
@@ -153,8 +182,6 @@ pub fn routes(pipeline: Arc<Pipeline>, auth: Arc<Authenticator>) -> Routes {
             AdminOrSigned,
             schemas::registry_sync,
         )
-        .at(M::GET, "/v1/schedules", Admin, schedules::list_schedules);
-    super::confluent::routes(routes)
 }
 
 #[cfg(test)]
