@@ -98,6 +98,24 @@ impl ServerConfig {
         }
     }
 
+    /// The address of every front end. Every field is named, so a new one is a decision: whether
+    /// it is a listener, which without tokens must be a loopback address.
+    pub fn listen_addresses(&self) -> Vec<SocketAddr> {
+        let ServerConfig {
+            http,
+            grpc,
+            tls_cert: _,
+            tls_key: _,
+            shutdown_timeout: _,
+            max_connections: _,
+            header_read_timeout: _,
+            idle_timeout: _,
+            max_header_bytes: _,
+            compress_responses: _,
+        } = self;
+        vec![*http, *grpc]
+    }
+
     /// The certificate and key files when TLS is on.
     pub fn tls(&self) -> Option<(&Path, &Path)> {
         Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
@@ -255,7 +273,7 @@ impl Config {
 
     /// Refuses settings that are unsafe together.
     pub fn check_bind_addresses(&self) -> Result<(), ConfigError> {
-        for addr in [self.server.http, self.server.grpc] {
+        for addr in self.server.listen_addresses() {
             if !addr.ip().is_loopback() && self.auth.tokens.is_empty() {
                 return Err(ConfigError::NonLoopbackWithoutAuth { addr });
             }

@@ -73,6 +73,48 @@ pub struct DeadLetterPage {
     pub next: Position,
 }
 
+impl DeadLetterPage {
+    /// A page with no dead letter yet, whose next page starts at `from`.
+    pub fn starting_at(from: Position) -> Self {
+        Self {
+            letters: Vec::new(),
+            next: from,
+        }
+    }
+
+    /// Adds dead letter `id`, read in order; the next page starts after it.
+    pub fn push(&mut self, id: Position, record: Record) {
+        self.next = id.next();
+        self.letters.push(StoredDeadLetter {
+            id,
+            record,
+            replayed_to: None,
+        });
+    }
+
+    /// Sets where each dead letter of the page was replayed to, as `replayed_to` reads the
+    /// engine's replay marks (all at once).
+    pub async fn mark_replayed<F, Fut>(&mut self, replayed_to: F) -> Result<(), BackendError>
+    where
+        F: Fn(Position) -> Fut,
+        Fut: Future<Output = Result<Option<Position>, BackendError>>,
+    {
+        let marks = self.letters.iter().map(|letter| replayed_to(letter.id));
+        let marks = futures_util::future::join_all(marks).await;
+        for (letter, mark) in self.letters.iter_mut().zip(marks) {
+            letter.replayed_to = mark?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a replay claimed at `claimed_at_ms` has outlived its gateway: one that neither
+/// forwarded nor released it within three request timeouts is taken to have died, and the next
+/// replay may take the claim over.
+pub fn replay_claim_outlived(claimed_at_ms: u64, now_ms: u64, request_timeout: Duration) -> bool {
+    now_ms.saturating_sub(claimed_at_ms) >= 3 * request_timeout.as_millis() as u64
+}
+
 /// Whether this caller may replay a dead letter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplayClaim {

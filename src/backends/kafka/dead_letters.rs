@@ -4,7 +4,7 @@
 
 use super::reader::Stored;
 use super::KafkaBackend;
-use crate::backends::queues::{DeadLetterPage, LogStats, StoredDeadLetter};
+use crate::backends::queues::{DeadLetterPage, LogStats};
 use crate::backends::BackendError;
 use crate::model::{Position, Record};
 
@@ -17,10 +17,7 @@ impl KafkaBackend {
     ) -> Result<DeadLetterPage, BackendError> {
         let partitions = self.reader.partitions(dead_letters).await?;
         let first = from.partition.unwrap_or(0);
-        let mut page = DeadLetterPage {
-            letters: Vec::new(),
-            next: Position::in_partition(first, from.offset),
-        };
+        let mut page = DeadLetterPage::starting_at(Position::in_partition(first, from.offset));
         let mut partition = first as i32;
         let mut offset = from.offset as i64;
         while partition < partitions && page.letters.len() < max {
@@ -36,13 +33,10 @@ impl KafkaBackend {
                 record,
             } in read
             {
-                let id = Position::in_partition(partition as u32, offset as u64);
-                page.next = id.next();
-                page.letters.push(StoredDeadLetter {
-                    id,
+                page.push(
+                    Position::in_partition(partition as u32, offset as u64),
                     record,
-                    replayed_to: None,
-                });
+                );
             }
             if full {
                 break;
@@ -54,9 +48,8 @@ impl KafkaBackend {
             }
         }
         let marks = self.replay_marks(dead_letters).await?;
-        for letter in &mut page.letters {
-            letter.replayed_to = marks.replayed_to(letter.id);
-        }
+        page.mark_replayed(|id| std::future::ready(Ok(marks.replayed_to(id))))
+            .await?;
         Ok(page)
     }
 

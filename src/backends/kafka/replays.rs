@@ -15,7 +15,7 @@ use std::time::Duration;
 use rdkafka::producer::FutureRecord;
 
 use super::{KafkaBackend, KIND};
-use crate::backends::queues::ReplayClaim;
+use crate::backends::queues::{replay_claim_outlived, ReplayClaim};
 use crate::backends::{unavailable, BackendError};
 use crate::model::time::now_ms;
 use crate::model::Position;
@@ -64,7 +64,9 @@ impl Entry {
 pub(super) struct Marks {
     next: i64,
     marks: HashMap<String, Mark>,
-    stale_after_ms: u64,
+    /// The request timeout of the gateways that claim: a claim outlives its gateway after
+    /// three ([`replay_claim_outlived`]).
+    request_timeout: Duration,
 }
 
 impl Marks {
@@ -75,7 +77,7 @@ impl Marks {
                 let free = match current {
                     None => true,
                     Some(Mark::Claimed { at_ms: then, .. }) => {
-                        at_ms.saturating_sub(*then) >= self.stale_after_ms
+                        replay_claim_outlived(*then, at_ms, self.request_timeout)
                     }
                     Some(Mark::Replayed(_)) => false,
                 };
@@ -134,7 +136,7 @@ impl KafkaBackend {
             .entry(topic.clone())
             .or_insert_with(|| {
                 Arc::new(tokio::sync::Mutex::new(Marks {
-                    stale_after_ms: 3 * self.request_timeout.as_millis() as u64,
+                    request_timeout: self.request_timeout,
                     ..Marks::default()
                 }))
             })
@@ -186,7 +188,7 @@ impl KafkaBackend {
         match self.replay_marks(dead_letters).await?.marks.get(&key) {
             Some(Mark::Replayed(at)) => return Ok(ReplayClaim::Replayed(*at)),
             Some(Mark::Claimed { at_ms, .. })
-                if now.saturating_sub(*at_ms) < 3 * self.request_timeout.as_millis() as u64 =>
+                if !replay_claim_outlived(*at_ms, now, self.request_timeout) =>
             {
                 return Ok(ReplayClaim::InProgress)
             }
@@ -263,7 +265,7 @@ mod tests {
 
     fn marks() -> Marks {
         Marks {
-            stale_after_ms: 30_000,
+            request_timeout: Duration::from_secs(10),
             ..Marks::default()
         }
     }

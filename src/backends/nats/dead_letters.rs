@@ -13,7 +13,7 @@ use async_nats::jetstream::stream::{self, LastRawMessageErrorKind};
 use bytes::Bytes;
 
 use super::{NatsBackend, KIND};
-use crate::backends::queues::{DeadLetterPage, LogStats, ReplayClaim, StoredDeadLetter};
+use crate::backends::queues::{replay_claim_outlived, DeadLetterPage, LogStats, ReplayClaim};
 use crate::backends::remote::record_from_remote;
 use crate::backends::{unavailable, BackendError};
 use crate::model::time::now_ms;
@@ -118,10 +118,9 @@ impl NatsBackend {
         let Some(entry) = self.bounded(marks.entry(key.clone())).await? else {
             return Ok(ReplayClaim::InProgress);
         };
-        let stale_after = 3 * self.request_timeout.as_millis() as u64;
         match Mark::parse(&entry.value) {
             Some(Mark::Replayed(offset)) => Ok(ReplayClaim::Replayed(Position::offset(offset))),
-            Some(Mark::Claimed(at)) if now.saturating_sub(at) < stale_after => {
+            Some(Mark::Claimed(at)) if !replay_claim_outlived(at, now, self.request_timeout) => {
                 Ok(ReplayClaim::InProgress)
             }
             // A claim its gateway never settled, or a value that is not a mark: take it over,
@@ -187,10 +186,7 @@ impl NatsBackend {
         from: Position,
         max: usize,
     ) -> Result<DeadLetterPage, BackendError> {
-        let mut page = DeadLetterPage {
-            letters: Vec::new(),
-            next: from,
-        };
+        let mut page = DeadLetterPage::starting_at(from);
         let Some(stream_name) = self.existing_stream_of(dead_letters).await? else {
             return Ok(page);
         };
@@ -205,24 +201,16 @@ impl NatsBackend {
             let Some((at, record)) = self.next_message(&stream, dead_letters, seq).await? else {
                 break;
             };
-            page.letters.push(StoredDeadLetter {
-                id: Position::offset(at),
-                record,
-                replayed_to: None,
-            });
+            page.push(Position::offset(at), record);
             seq = at + 1;
-            page.next = Position::offset(seq);
         }
-        let marks = page
-            .letters
-            .iter()
-            .map(|letter| self.mark(dead_letters, letter.id));
-        let marks = futures_util::future::join_all(marks).await;
-        for (letter, mark) in page.letters.iter_mut().zip(marks) {
-            if let Some(Mark::Replayed(offset)) = mark? {
-                letter.replayed_to = Some(Position::offset(offset));
-            }
-        }
+        page.mark_replayed(|id| async move {
+            Ok(match self.mark(dead_letters, id).await? {
+                Some(Mark::Replayed(offset)) => Some(Position::offset(offset)),
+                Some(Mark::Claimed(_)) | None => None,
+            })
+        })
+        .await?;
         Ok(page)
     }
 
