@@ -30,6 +30,25 @@ pub struct MessageLimits {
     pub rule_cost: u64,
 }
 
+impl MessageLimits {
+    /// Refuses bounds the formats' parsers cannot honour, naming the `[limits]` key.
+    pub fn check(&self) -> Result<(), String> {
+        if self.json_depth > JSON_DEPTH_CEILING {
+            return Err(format!(
+                "limits.max_json_depth is {}, but JSON nesting is refused past {JSON_DEPTH_CEILING} anyway; use at most {JSON_DEPTH_CEILING}",
+                self.json_depth
+            ));
+        }
+        if self.protobuf_depth > PROTOBUF_DEPTH_CEILING {
+            return Err(format!(
+                "limits.max_protobuf_depth is {}, but Protobuf decoding stops at {PROTOBUF_DEPTH_CEILING} levels anyway; use at most {PROTOBUF_DEPTH_CEILING}",
+                self.protobuf_depth
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for MessageLimits {
     fn default() -> Self {
         Self {

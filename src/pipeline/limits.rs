@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backends::embedded::MESSAGE_BYTES_CEILING;
 use crate::backends::routing::DEFAULT_MAX_IN_FLIGHT;
-use crate::formats::limits::{MessageLimits, JSON_DEPTH_CEILING, PROTOBUF_DEPTH_CEILING};
+use crate::formats::limits::MessageLimits;
 
 /// Limits applied to every request. Each is a config key under `[limits]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -92,18 +92,7 @@ impl Limits {
                 self.max_message_bytes
             ));
         }
-        if self.max_json_depth > JSON_DEPTH_CEILING {
-            return Err(format!(
-                "limits.max_json_depth is {}, but JSON nesting is refused past {JSON_DEPTH_CEILING} anyway; use at most {JSON_DEPTH_CEILING}",
-                self.max_json_depth
-            ));
-        }
-        if self.max_protobuf_depth > PROTOBUF_DEPTH_CEILING {
-            return Err(format!(
-                "limits.max_protobuf_depth is {}, but Protobuf decoding stops at {PROTOBUF_DEPTH_CEILING} levels anyway; use at most {PROTOBUF_DEPTH_CEILING}",
-                self.max_protobuf_depth
-            ));
-        }
+        self.message_limits().check()?;
         if self.request_timeout.is_zero() {
             return Err("limits.request_timeout must be longer than zero".into());
         }
