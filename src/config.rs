@@ -261,12 +261,24 @@ impl Config {
     /// never its value.
     pub fn dump(&self) -> Result<String, toml::ser::Error> {
         let mut shown = self.clone();
-        let source = shown.registry.source.to_string_lossy().into_owned();
-        shown.registry.source = shown_url(&source).into();
-        shown.nats.url = shown_url(&shown.nats.url);
-        shown.kafka.hide_secret_properties();
-        if shown.alerts.webhook_url.is_some() {
-            shown.alerts.webhook_url = Some(HIDDEN.to_owned());
+        // Every section is named, so a new one is a decision: whether it holds a secret.
+        let Config {
+            server: _,
+            registry,
+            storage: _,
+            kafka,
+            nats,
+            limits: _,
+            auth: _,
+            alerts,
+            station: _,
+        } = &mut shown;
+        let source = registry.source.to_string_lossy().into_owned();
+        registry.source = shown_url(&source).into();
+        nats.url = shown_url(&nats.url);
+        kafka.hide_secret_properties();
+        if alerts.webhook_url.is_some() {
+            alerts.webhook_url = Some(HIDDEN.to_owned());
         }
         toml::to_string(&shown)
     }
@@ -314,6 +326,7 @@ fn env_value(raw: &str) -> toml::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backends::embedded::config::{FsyncPolicy, StoreMemory};
 
     #[test]
     fn every_section_takes_environment_overrides() {
@@ -335,7 +348,6 @@ mod tests {
             Some(("alerts".into(), "webhook_url".into()))
         );
     }
-    use crate::backends::embedded::config::{FsyncPolicy, StoreMemory};
 
     fn load_str(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
 //! No circle of files: no file names an item of another that, through any chain of files, names an
-//! item of the first. Edges are read by `common::source` (through `use` and re-exports, test code
+//! item of the first (naming a module that contains the file aside), and every file of `src/` is
+//! reached by a `mod` declaration. Edges are read by `common::source` (through `use` and re-exports, test code
 //! left out); a circle fails this test naming its files and the names that tie them. Together with
 //! `tests/layers.rs` it keeps every arrow of the house pointing one way.
 
@@ -119,6 +120,15 @@ fn failures(source: &Source) -> Vec<String> {
 fn no_files_name_each_other_in_a_circle() {
     let source = Source::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
     assert!(source.files.len() > 100, "the crate's files were not found");
+    let unread: Vec<&String> = source
+        .unread
+        .iter()
+        .filter(|path| !path.ends_with("/tests.rs"))
+        .collect();
+    assert!(
+        unread.is_empty(),
+        "files no `mod` declaration reaches (a module is declared where its folder is, without `#[path]`): {unread:?}"
+    );
     let failures = failures(&source);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -152,7 +162,6 @@ fn a_circle_is_named_with_its_files_and_names() {
     assert!(failures(&source).is_empty(), "{:?}", failures(&source));
 
     let with_cycle = crate_of(&[
-        ("lib.rs", "pub mod a;\npub mod model;\n"),
         ("a/mod.rs", "pub mod b;\npub mod c;\npub use c::Limit;\npub struct Station;\n"),
         ("a/b.rs", "//! B.\nuse super::Station;\npub fn station() -> Station { Station }\n/// Bounded by [`crate::Limit`].\npub fn bound() {}\n"),
         ("a/c.rs", "use crate::a::b;\npub const Limit: u32 = 1;\nfn f() { b::station(); }\n"),
@@ -178,4 +187,31 @@ fn test_code_ties_nothing() {
         ("b.rs", "pub fn g() { crate::a::f() }\n"),
     ]);
     assert!(failures(&source).is_empty());
+}
+
+#[test]
+fn uses_inside_functions_count_and_paths_into_other_crates_do_not() {
+    let source = crate_of(&[
+        ("lib.rs", "pub mod a;\npub mod b;\n"),
+        (
+            "a/mod.rs",
+            "mod sync;\npub fn f() -> usize {\n    let shared = std::sync::Arc::new(1);\n    crate::b::g() + *shared\n}\n",
+        ),
+        ("a/sync.rs", "pub fn h() {}\n"),
+        ("b.rs", "pub fn g() -> usize {\n    use crate::a::f;\n    f()\n}\n"),
+    ]);
+    let named = |from: &str, to: &str| {
+        source
+            .edges
+            .iter()
+            .any(|e| source.files[e.from].path == from && source.files[e.to].path == to)
+    };
+    assert!(
+        !named("src/a/mod.rs", "src/a/sync.rs"),
+        "std::sync is not the child `sync`"
+    );
+    assert_eq!(
+        failures(&source),
+        ["circle of src/a/mod.rs, src/b.rs:\n  src/a/mod.rs:4 -> src/b.rs (`b::g`)\n  src/b.rs:2 -> src/a/mod.rs (`a::f`)"]
+    );
 }

@@ -2,7 +2,7 @@
 //! in a doc link, followed through `use` and re-exports to the file that defines it) belongs to a
 //! module of a lower layer than its own, or to its own module. A module may not name another
 //! module of its own layer either: siblings stay independent. `docs/architecture.md` describes the
-//! same order; `tests/circles.rs` checks the files within a module.
+//! same order; `tests/circles.rs` checks that no files name each other in a circle.
 
 mod common;
 

@@ -42,10 +42,8 @@ pub trait Backend: Send + Sync {
     /// How many valid records of a batch the pipeline hands over per [`Backend::send`] while it
     /// is still judging the rest. A remote backend takes a batch in chunks, so its brokers store
     /// the first records while later ones are validated; the embedded store takes it whole, as
-    /// one write.
-    fn send_chunk(&self) -> usize {
-        usize::MAX
-    }
+    /// one write (`usize::MAX`).
+    fn send_chunk(&self) -> usize;
 
     /// Whether this gateway may produce the ticks of a schedule on this backend now. A backend that
     /// drops a duplicate tick (by its idempotency key) lets every gateway produce them; one that

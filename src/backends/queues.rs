@@ -92,6 +92,12 @@ impl DeadLetterPage {
         });
     }
 
+    /// Makes the next page start at `at`, where the log goes on past what this page read (the
+    /// start of the next partition).
+    pub fn resume_at(&mut self, at: Position) {
+        self.next = at;
+    }
+
     /// Sets where each dead letter of the page was replayed to, as `replayed_to` reads the
     /// engine's replay marks (all at once).
     pub async fn mark_replayed<F, Fut>(&mut self, replayed_to: F) -> Result<(), BackendError>

@@ -31,7 +31,7 @@ use serde::Serialize;
 use crate::model::ContentKind;
 pub use crate::model::Violation;
 pub use limits::MessageLimits;
-pub use repo::RepoFiles;
+pub use repo::{DerivedFromTree, RepoFiles};
 pub use settings::{Compatibility, SchemaSettings};
 
 /// At most this many violations are reported for one message.
@@ -67,13 +67,13 @@ impl FormatKind {
         }
     }
 
-    /// Confluent's `schemaType`; `None` for Avro, its default (never written out).
-    pub fn confluent_type(self) -> Option<&'static str> {
+    /// Confluent's `schemaType` for this format.
+    pub fn confluent_type(self) -> &'static str {
         match self {
-            Self::Avro => None,
-            Self::JsonSchema => Some("JSON"),
-            Self::Protobuf => Some("PROTOBUF"),
-            Self::GraphQl => Some("GRAPHQL"),
+            Self::Avro => "AVRO",
+            Self::JsonSchema => "JSON",
+            Self::Protobuf => "PROTOBUF",
+            Self::GraphQl => "GRAPHQL",
         }
     }
 
@@ -301,8 +301,10 @@ impl Prepared {
     ) -> Self {
         let protobuf = versions
             .into_iter()
-            .filter(|(format, _)| *format == FormatKind::Protobuf)
-            .map(|(_, file)| file);
+            .filter_map(|(format, file)| match format {
+                FormatKind::Protobuf => Some(file),
+                FormatKind::JsonSchema | FormatKind::Avro | FormatKind::GraphQl => None,
+            });
         Self {
             protobuf: protobuf::Pools::build(protobuf, schema_root, repo),
         }
@@ -317,8 +319,8 @@ pub fn moved_reference_targets(older: &RepoFiles, newer: &RepoFiles) -> Vec<Stri
         .iter()
         .flat_map(|format| match format {
             FormatKind::JsonSchema => older
-                .derived(json::JsonDocuments::index)
-                .paths_of_moved_ids(&newer.derived(json::JsonDocuments::index)),
+                .derived::<json::JsonDocuments>()
+                .paths_of_moved_ids(&newer.derived()),
             FormatKind::Protobuf | FormatKind::Avro | FormatKind::GraphQl => Vec::new(),
         })
         .collect()

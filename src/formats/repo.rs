@@ -15,6 +15,12 @@ pub struct RepoFiles {
     derived: Derived,
 }
 
+/// A value a format derives from a whole tree ([`RepoFiles::derived`]): each type has one way to
+/// be built, so values cached by type cannot be mixed up.
+pub trait DerivedFromTree: Any + Send + Sync {
+    fn derive(repo: &RepoFiles) -> Self;
+}
+
 /// What formats derive from a whole tree, built once per tree and type: see [`RepoFiles::derived`].
 type DerivedCell = Arc<OnceLock<Arc<dyn Any + Send + Sync>>>;
 
@@ -38,8 +44,8 @@ impl RepoFiles {
 
     /// What a format derives from the whole tree and shares between all the versions compiled
     /// from it (JSON Schema's documents by `$id`, the `.proto` files imports resolve against):
-    /// built by `build` on first use, once per tree and type, and shared after.
-    pub fn derived<T: Any + Send + Sync>(&self, build: impl FnOnce(&Self) -> T) -> Arc<T> {
+    /// built on first use, once per tree and type, and shared after.
+    pub fn derived<T: DerivedFromTree>(&self) -> Arc<T> {
         let cell = self
             .derived
             .0
@@ -48,7 +54,7 @@ impl RepoFiles {
             .entry(TypeId::of::<T>())
             .or_default()
             .clone();
-        let value = cell.get_or_init(|| Arc::new(build(self))).clone();
+        let value = cell.get_or_init(|| Arc::new(T::derive(self))).clone();
         value
             .downcast()
             .expect("derived values are stored by their type")

@@ -6,8 +6,8 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
-/// The engines a station's messages can be stored on, one per backend; every list of backends
-/// (metrics, listings) is [`BackendKind::VARIANTS`], so a new variant is never left out of one.
+/// The engines a station's messages can be stored on, one per backend. A list of backends (the
+/// metrics' histograms) is [`BackendKind::VARIANTS`], so a new variant is never left out of one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray, strum::EnumCount)]
 pub enum BackendKind {
     Embedded,

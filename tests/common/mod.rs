@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: a schema repository in a temp dir, a gateway served
 //! in-process on an ephemeral port, the real `sluice` binary as a child process, and small HTTP
-//! helpers. Every test drives Sluice as a client would.
+//! helpers. Every test drives Sluice as a client would; `source` reads the crate's own files for
+//! the tests of its structure (`tests/layers.rs`, `tests/circles.rs`).
 
 #![allow(dead_code)]
 

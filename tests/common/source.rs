@@ -2,7 +2,9 @@
 //! `tests/layers.rs` and `tests/circles.rs` check that graph. Modules are found by following `mod`
 //! declarations from `src/lib.rs` and `src/main.rs`; a name is followed through `use` and `pub use`
 //! to the file that defines it, so a re-export (at the crate root or anywhere) hides no edge.
-//! Code under `#[cfg(test)]` is left out: a test module may lean on anything.
+//! Code under `#[cfg(test)]` is left out: a test module may lean on anything. A file naming a module
+//! that contains it (a child's `super::Item`) ties nothing, as Rust's visibility has it; what is
+//! reached without being named (a trait object's method, an inferred type) is not seen.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -22,8 +24,8 @@ pub struct File {
     defines: BTreeSet<String>,
     /// Names brought in by `use` (and `pub use`): name → absolute path, and whether it is public.
     uses: BTreeMap<String, (Vec<String>, bool)>,
-    /// Modules `pub use …::*` hands on whole.
-    globs: Vec<Vec<String>>,
+    /// Modules `use …::*` brings in whole, and whether it hands them on (`pub use`).
+    globs: Vec<(Vec<String>, bool)>,
 }
 
 /// File `from` names `name`, an item (or module) of file `to`, first on `line`.
@@ -39,6 +41,8 @@ pub struct Edge {
 pub struct Source {
     pub files: Vec<File>,
     pub edges: Vec<Edge>,
+    /// Files of `src/` that no `mod` declaration outside test code reaches.
+    pub unread: Vec<String>,
 }
 
 impl Source {
@@ -55,9 +59,15 @@ impl Source {
         for root in ["lib", "main"] {
             collect(texts, &format!("{root}.rs"), (root, &[]), &mut files);
         }
+        let unread = texts
+            .keys()
+            .map(|name| format!("src/{name}"))
+            .filter(|path| !files.iter().any(|f: &File| f.path == *path))
+            .collect();
         let mut source = Self {
             files,
             edges: Vec::new(),
+            unread,
         };
         source.edges = (0..source.files.len())
             .flat_map(|from| source.edges_from(from))
@@ -97,7 +107,7 @@ impl Source {
                 target.extend(path[i + 1..].iter().cloned());
                 return self.resolve(root, &target, depth + 1);
             }
-            for glob in &file.globs {
+            for (glob, _) in &file.globs {
                 let mut target = glob.clone();
                 target.extend(path[i..].iter().cloned());
                 if let Some(found) = self.resolve(root, &target, depth + 1) {
@@ -129,6 +139,15 @@ impl Source {
             if !public || word_in(&file.names, name).is_some() {
                 add(path.clone(), line_of_use(&file.code, name));
             }
+        }
+        for (glob, public) in &file.globs {
+            if !public {
+                add(glob.clone(), 1);
+            }
+        }
+        let body = blank_ranges(&file.code, &top_level_uses(&file.code));
+        for (line, path) in nested_uses(&body, module) {
+            add(path, line);
         }
         for (line, path) in inline_paths(&file.names, module, &self.children(from)) {
             add(path, line);
@@ -181,8 +200,10 @@ fn collect(
     let Some(text) = texts.get(name) else {
         return;
     };
-    let code = without_tests(&plain(text, false));
-    let names = without_uses(&without_tests(&plain(text, true)));
+    let tests = test_ranges(&plain(text, false));
+    let code = blank_ranges(&plain(text, false), &tests);
+    let names = blank_ranges(&plain(text, true), &tests);
+    let names = blank_ranges(&names, &top_level_uses(&code));
     let (defines, declared) = top_level_items(&code);
     let (uses, globs) = use_bindings(&code, module);
     files.push(File {
@@ -210,83 +231,87 @@ fn collect(
     }
 }
 
-/// `text` with string and char literals emptied and comments removed (doc comments kept if
-/// `docs`); line breaks stay where they were.
+/// `text` with string and char literals and comments blanked (doc comments kept if `docs`), every
+/// byte of them a space but line breaks, so offsets and lines stay those of `text`.
 fn plain(text: &str, docs: bool) -> String {
     let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
+    let mut keep = vec![true; chars.len()];
     let mut i = 0;
     while i < chars.len() {
-        let rest = |n: usize| chars.get(i + n).copied();
-        match chars[i] {
-            '/' if rest(1) == Some('/') => {
-                let doc = docs && matches!(rest(2), Some('/' | '!')) && rest(3) != Some('/');
-                while i < chars.len() && chars[i] != '\n' {
-                    if doc {
-                        out.push(chars[i]);
-                    }
-                    i += 1;
-                }
-            }
-            '/' if rest(1) == Some('*') => {
-                while i + 1 < chars.len() && !(chars[i] == '*' && chars[i + 1] == '/') {
-                    if chars[i] == '\n' {
-                        out.push('\n');
-                    }
-                    i += 1;
-                }
-                i += 2;
-            }
-            'r' if matches!(rest(1), Some('"' | '#')) && starts_literal(&chars, i) => {
-                let hashes = chars[i + 1..].iter().take_while(|c| **c == '#').count();
-                if chars.get(i + 1 + hashes) != Some(&'"') {
-                    out.push('r');
-                    i += 1;
-                    continue;
-                }
-                i += 2 + hashes;
-                while i < chars.len() {
-                    if chars[i] == '"' && chars[i + 1..].iter().take(hashes).all(|c| *c == '#') {
-                        i += 1 + hashes;
-                        break;
-                    }
-                    if chars[i] == '\n' {
-                        out.push('\n');
-                    }
-                    i += 1;
-                }
-                out.push_str("\"\"");
-            }
-            '"' => {
-                i += 1;
-                while i < chars.len() && chars[i] != '"' {
-                    if chars[i] == '\n' {
-                        out.push('\n');
-                    }
-                    i += if chars[i] == '\\' { 2 } else { 1 };
-                }
-                i += 1;
-                out.push_str("\"\"");
-            }
-            '\'' if rest(1) == Some('\\') => {
-                i += 2;
-                while i < chars.len() && chars[i] != '\'' {
-                    i += 1;
-                }
-                i += 1;
-                out.push_str("' '");
-            }
-            '\'' if rest(2) == Some('\'') => {
-                i += 3;
-                out.push_str("' '");
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
+        let Some((end, kept)) = literal_or_comment(&chars, i, docs) else {
+            i += 1;
+            continue;
+        };
+        let end = end.min(chars.len());
+        if !kept {
+            keep[i..end].iter_mut().for_each(|k| *k = false);
         }
+        i = end;
     }
-    out
+    chars
+        .iter()
+        .zip(keep)
+        .map(|(&c, kept)| match kept || c == '\n' {
+            true => c.to_string(),
+            false => " ".repeat(c.len_utf8()),
+        })
+        .collect()
+}
+
+/// Where the literal or comment starting at `i` ends (exclusive), if one starts there, and whether
+/// it is kept (a doc comment, when `docs`).
+fn literal_or_comment(chars: &[char], i: usize, docs: bool) -> Option<(usize, bool)> {
+    let at = |n: usize| chars.get(i + n).copied();
+    let find = |from: usize, pattern: &dyn Fn(usize) -> bool| {
+        (from..chars.len())
+            .find(|&k| pattern(k))
+            .unwrap_or(chars.len())
+    };
+    match chars[i] {
+        '/' if at(1) == Some('/') => {
+            let doc = matches!(at(2), Some('/' | '!')) && at(3) != Some('/');
+            Some((find(i, &|k| chars[k] == '\n'), doc && docs))
+        }
+        '/' if at(1) == Some('*') => {
+            let mut depth = 0;
+            let mut k = i;
+            while k + 1 < chars.len() {
+                match (chars[k], chars[k + 1]) {
+                    ('/', '*') => (depth, k) = (depth + 1, k + 2),
+                    ('*', '/') if depth == 1 => return Some((k + 2, false)),
+                    ('*', '/') => (depth, k) = (depth - 1, k + 2),
+                    _ => k += 1,
+                }
+            }
+            Some((chars.len(), false))
+        }
+        'r' if matches!(at(1), Some('"' | '#')) && starts_literal(chars, i) => {
+            let hashes = chars[i + 1..].iter().take_while(|c| **c == '#').count();
+            if chars.get(i + 1 + hashes) != Some(&'"') {
+                return None;
+            }
+            let closes = |k: usize| {
+                chars[k] == '"'
+                    && chars[k + 1..]
+                        .iter()
+                        .take(hashes)
+                        .filter(|c| **c == '#')
+                        .count()
+                        == hashes
+            };
+            Some((find(i + 2 + hashes, &closes) + 1 + hashes, false))
+        }
+        '"' => {
+            let mut k = i + 1;
+            while k < chars.len() && chars[k] != '"' {
+                k += if chars[k] == '\\' { 2 } else { 1 };
+            }
+            Some((k + 1, false))
+        }
+        '\'' if at(1) == Some('\\') => Some((find(i + 2, &|k| chars[k] == '\'') + 1, false)),
+        '\'' if at(2) == Some('\'') => Some((i + 3, false)),
+        _ => None,
+    }
 }
 
 fn ident_before(chars: &[char], i: usize) -> bool {
@@ -298,21 +323,32 @@ fn starts_literal(chars: &[char], i: usize) -> bool {
     !ident_before(chars, i) || (chars[i - 1] == 'b' && !ident_before(chars, i - 1))
 }
 
-/// `code` without the items marked `#[cfg(test)]` (blanked, line breaks kept).
-fn without_tests(code: &str) -> String {
-    let mut out = code.to_owned();
-    while let Some(at) = out.find("#[cfg(test)]") {
+/// Where `code`'s items marked `#[cfg(test)]` are.
+fn test_ranges(code: &str) -> Vec<std::ops::Range<usize>> {
+    let mut ranges = Vec::new();
+    let mut from = 0;
+    while let Some(found) = code[from..].find("#[cfg(test)]") {
+        let at = from + found;
         let after = at + "#[cfg(test)]".len();
-        let end = match (out[after..].find('{'), out[after..].find(';')) {
+        let end = match (code[after..].find('{'), code[after..].find(';')) {
             (Some(brace), semi) if semi.is_none_or(|semi| brace < semi) => {
                 let open = after + brace + 1;
-                (open + matching_brace(&out[open..]) + 1).min(out.len())
+                (open + matching_brace(&code[open..]) + 1).min(code.len())
             }
             (_, Some(semi)) => after + semi + 1,
-            _ => out.len(),
+            _ => code.len(),
         };
-        let blanked = blank(&out[at..end]);
-        out.replace_range(at..end, &blanked);
+        ranges.push(at..end);
+        from = end;
+    }
+    ranges
+}
+
+/// `text` with `ranges` blanked.
+fn blank_ranges(text: &str, ranges: &[std::ops::Range<usize>]) -> String {
+    let mut out = text.to_owned();
+    for range in ranges {
+        out.replace_range(range.clone(), &blank(&text[range.clone()]));
     }
     out
 }
@@ -378,15 +414,12 @@ fn is_use(statement: &str) -> bool {
     head.starts_with("use ") || (head.starts_with("pub") && head.contains(" use "))
 }
 
-/// `code` with its top-level `use` declarations blanked (line breaks kept).
-fn without_uses(code: &str) -> String {
-    let mut out = code.to_owned();
-    for range in top_level_statements(code) {
-        if is_use(&code[range.clone()]) {
-            out.replace_range(range.clone(), &blank(&code[range]));
-        }
-    }
-    out
+/// Where `code`'s top-level `use` declarations are.
+fn top_level_uses(code: &str) -> Vec<std::ops::Range<usize>> {
+    top_level_statements(code)
+        .into_iter()
+        .filter(|range| is_use(&code[range.clone()]))
+        .collect()
 }
 
 /// The names of the items `code` defines at its top level, and of the modules it declares with a
@@ -430,7 +463,10 @@ fn top_level_items(code: &str) -> (BTreeSet<String>, Vec<String>) {
 fn use_bindings(
     code: &str,
     module: &[String],
-) -> (BTreeMap<String, (Vec<String>, bool)>, Vec<Vec<String>>) {
+) -> (
+    BTreeMap<String, (Vec<String>, bool)>,
+    Vec<(Vec<String>, bool)>,
+) {
     let (mut uses, mut globs) = (BTreeMap::new(), Vec::new());
     for range in top_level_statements(code) {
         let statement = &code[range];
@@ -456,7 +492,7 @@ fn use_bindings(
                 continue;
             };
             match binding {
-                None => globs.push(path),
+                None => globs.push((path, public)),
                 Some(name) => {
                     uses.insert(name, (path, public));
                 }
@@ -586,6 +622,30 @@ fn word_at(line: &str, word: &str) -> Option<usize> {
     })
 }
 
+/// The paths of the `use` declarations inside items of `code` (its top-level ones blanked), made
+/// absolute, with the line of each; globs included.
+fn nested_uses(code: &str, module: &[String]) -> Vec<(usize, Vec<String>)> {
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = code[from..].find("use ").map(|at| from + at) {
+        from = at + 4;
+        let before = code[..at].chars().next_back();
+        if before.is_some_and(|c| !(c.is_whitespace() || matches!(c, '{' | '}' | ';' | ')'))) {
+            continue;
+        }
+        let Some(end) = code[at..].find(';').map(|end| at + end) else {
+            break;
+        };
+        let line = code[..at].matches('\n').count() + 1;
+        for (path, _) in expand_tree(&code[at + 4..end], Vec::new()) {
+            if let Some(path) = absolute(&path, module) {
+                found.push((line, path));
+            }
+        }
+    }
+    found
+}
+
 /// The paths `code` (without its top-level `use` declarations) names, made absolute, with the line
 /// of each: those that start at `crate::`, `super::`, `self::` or `sluice::`, and those that start
 /// at one of `children`, the modules this file declares.
@@ -598,7 +658,7 @@ fn inline_paths(code: &str, module: &[String], children: &[String]) -> Vec<(usiz
                 .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
                 .map_or(0, |i| i + 1);
             let first = &rest[start..at];
-            let preceded = rest[..start].ends_with("::");
+            let preceded = line[..line.len() - rest.len() + start].ends_with("::");
             let ours = matches!(first, "crate" | "super" | "self" | "sluice")
                 || children.iter().any(|c| c == first);
             if !preceded && ours {

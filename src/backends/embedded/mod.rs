@@ -517,6 +517,11 @@ impl Backend for EmbeddedStore {
         BackendKind::Embedded
     }
 
+    /// A request's records are one write, and one commit of the store.
+    fn send_chunk(&self) -> usize {
+        usize::MAX
+    }
+
     /// Writes `records` as one durable write before answering: the acknowledgement is ready when
     /// this returns.
     async fn send<'a>(

@@ -9,7 +9,6 @@ use async_trait::async_trait;
 use super::EmbeddedStore;
 use crate::backends::queues::{
     AckOutcome, ConsumeOptions, DeadLetterPage, Delivery, LogStats, ReplayClaim, StationQueue,
-    StoredDeadLetter,
 };
 use crate::backends::BackendError;
 use crate::model::{Position, Record};
@@ -77,20 +76,18 @@ impl StationQueue for EmbeddedStore {
         from: Position,
         max: usize,
     ) -> Result<DeadLetterPage, BackendError> {
-        let mut letters = Vec::new();
+        let mut page = DeadLetterPage::starting_at(from);
         if from.partition.is_none() {
             for (offset, record) in self.read(dead_letters, from.offset, max)? {
-                letters.push(StoredDeadLetter {
-                    id: Position::offset(offset),
-                    record,
-                    replayed_to: self
-                        .replayed_to(dead_letters, offset)?
-                        .map(Position::offset),
-                });
+                page.push(Position::offset(offset), record);
             }
         }
-        let next = letters.last().map_or(from, |last| last.id.next());
-        Ok(DeadLetterPage { letters, next })
+        page.mark_replayed(|id| {
+            let replayed_to = self.replayed_to(dead_letters, id.offset);
+            std::future::ready(replayed_to.map(|at| at.map(Position::offset)))
+        })
+        .await?;
+        Ok(page)
     }
 
     async fn dead_letter(

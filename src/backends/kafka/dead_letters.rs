@@ -44,7 +44,7 @@ impl KafkaBackend {
             partition += 1;
             offset = 0;
             if partition < partitions {
-                page.next = Position::in_partition(partition as u32, 0);
+                page.resume_at(Position::in_partition(partition as u32, 0));
             }
         }
         let marks = self.replay_marks(dead_letters).await?;

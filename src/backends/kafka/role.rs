@@ -56,7 +56,7 @@ impl ConsumerContext for RoleContext {
 
 impl KafkaBackend {
     /// Whether this gateway holds the scheduling role now; joins its group on first call.
-    pub async fn holds_scheduling_role(&self) -> Result<bool, BackendError> {
+    pub(super) async fn holds_scheduling_role(&self) -> Result<bool, BackendError> {
         let role = self
             .role
             .get_or_try_init(|| Box::pin(self.join_role()))

@@ -66,7 +66,7 @@ impl LastProblem {
 pub(super) fn options(config: &NatsConfig, problems: &LastProblem) -> ConnectOptions {
     // The client takes the process's rustls provider for its TLS.
     crate::crypto::install_provider();
-    // `NatsBackend::connect` has checked the configuration: `auth` cannot fail here.
+    // `NatsBackend::open` has checked the configuration: `auth` cannot fail here.
     let auth = config.auth().ok().flatten();
     let hint = Hint::of(config, auth.as_ref());
     let mut options = match auth {

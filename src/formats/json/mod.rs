@@ -22,8 +22,8 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::{
-    rules, CompileError, CompiledSchema, FileReference, MessageLimits, Normalize, PayloadEncoding,
-    Valid, Violation, MAX_VIOLATIONS,
+    rules, CompileError, CompiledSchema, DerivedFromTree, FileReference, MessageLimits, Normalize,
+    PayloadEncoding, Valid, Violation, MAX_VIOLATIONS,
 };
 use crate::formats::RepoFiles;
 use instance::{Borrowed, Instance, ParseError};
@@ -65,7 +65,7 @@ impl JsonSchema {
     /// Compiles `text`, the contents of repository file `file`.
     pub fn compile(file: &Path, text: &str, repo: &RepoFiles) -> Result<Self, CompileError> {
         let file = repo_path(file);
-        let documents = repo.derived(JsonDocuments::index);
+        let documents = repo.derived::<JsonDocuments>();
         let schema = parse_schema(text)?;
         let validator = build::<Borrowed>(&file, &documents, &schema)?;
         #[cfg(debug_assertions)]
@@ -281,6 +281,12 @@ struct TopLevelId {
     id: Option<String>,
 }
 
+impl DerivedFromTree for JsonDocuments {
+    fn derive(repo: &RepoFiles) -> Self {
+        Self::index(repo)
+    }
+}
+
 impl JsonDocuments {
     pub fn index(files: &RepoFiles) -> Self {
         let mut documents = Self::default();
@@ -406,7 +412,7 @@ pub fn references(file: &str, text: &str, repo: &RepoFiles) -> Vec<FileReference
     let Ok(document) = serde_json::from_str::<Value>(text) else {
         return Vec::new();
     };
-    let documents = repo.derived(JsonDocuments::index);
+    let documents = repo.derived::<JsonDocuments>();
     let mut found: Vec<FileReference> = Vec::new();
     for target in ref_targets(&document) {
         let path = documents.resolve(file, target);

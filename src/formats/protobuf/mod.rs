@@ -31,8 +31,8 @@ pub use pools::{Pools, SharedPool};
 
 use super::confluent::split_message_indexes;
 use super::{
-    CompileError, CompileInput, CompiledSchema, FileReference, MessageLimits, Normalize,
-    PayloadEncoding, RepoFiles, Valid, Violation, MAX_VIOLATIONS,
+    CompileError, CompileInput, CompiledSchema, DerivedFromTree, FileReference, MessageLimits,
+    Normalize, PayloadEncoding, RepoFiles, Valid, Violation, MAX_VIOLATIONS,
 };
 
 /// A compiled Protobuf version: the message type that judges payloads.
@@ -105,7 +105,7 @@ fn compile_alone(
 ) -> Result<DescriptorPool, CompileError> {
     let resolver = RepoResolver {
         compiled: Some((name.to_owned(), text.to_owned())),
-        proto_files: repo.derived(ProtoFiles::of),
+        proto_files: repo.derived::<ProtoFiles>(),
         schema_root: schema_root.to_owned(),
     };
     Ok(compiler_for(name, resolver)?.descriptor_pool())
@@ -128,10 +128,10 @@ fn compiler_for(name: &str, repo: RepoResolver) -> Result<protox::Compiler, Comp
 
 /// Every `.proto` file of a repository, by path: what imports resolve against, shared by all the
 /// Protobuf versions compiled from one tree.
-pub(crate) struct ProtoFiles(HashMap<String, Bytes>);
+pub struct ProtoFiles(HashMap<String, Bytes>);
 
-impl ProtoFiles {
-    pub(crate) fn of(repo: &RepoFiles) -> Self {
+impl DerivedFromTree for ProtoFiles {
+    fn derive(repo: &RepoFiles) -> Self {
         let files = repo.iter().filter(|(path, _)| path.ends_with(".proto"));
         Self(
             files

@@ -110,7 +110,7 @@ fn new_layer(
 ) -> Result<protox::Compiler, CompileError> {
     let resolver = RepoResolver {
         compiled: None,
-        proto_files: repo.derived(super::ProtoFiles::of),
+        proto_files: repo.derived::<super::ProtoFiles>(),
         schema_root: schema_root.to_owned(),
     };
     compiler_for(name, resolver)

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use super::candidates::{check_references, read_candidate, Candidate, MAX_CANDIDATE_BYTES};
 use super::path::ConfluentPath;
 use super::subjects::{pick, resolve, Subject};
-use super::{reply, snapshot, Answer, ConfluentError, Shared};
+use super::{reply, snapshot, Answer, ConfluentError, Shared, DEFAULT_SCHEMA_TYPE};
 use crate::formats::{CompileInput, CompiledSchema};
 use crate::registry::load::schema_root;
 use crate::registry::{compat, Schema, SchemaVersion, Snapshot};
@@ -134,8 +134,11 @@ fn compile_candidate(
     candidate: &Candidate,
 ) -> Result<Arc<dyn CompiledSchema>, ConfluentError> {
     debug_assert!(candidate.schema.len() <= MAX_CANDIDATE_BYTES);
-    let declared = candidate.schema_type.as_deref().unwrap_or("AVRO");
-    let expected = schema.format.confluent_type().unwrap_or("AVRO");
+    let declared = candidate
+        .schema_type
+        .as_deref()
+        .unwrap_or(DEFAULT_SCHEMA_TYPE);
+    let expected = schema.format.confluent_type();
     if !declared.eq_ignore_ascii_case(expected) {
         return Err(ConfluentError::invalid_schema(format!(
             "subject `{}` holds {expected} schemas, not {declared}",

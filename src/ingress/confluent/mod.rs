@@ -32,6 +32,9 @@ pub use error::ConfluentError;
 /// Confluent's media type for registry answers.
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
+/// The `schemaType` Confluent assumes when none is written (and never writes out).
+pub const DEFAULT_SCHEMA_TYPE: &str = "AVRO";
+
 type Shared = State<Arc<Pipeline>>;
 type Answer = Result<Response, ConfluentError>;
 

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::path::ConfluentPath;
 use super::subjects::{by_id, referenced_by as referring, resolve, FormatParams, Subject};
 use super::{reply, snapshot, text, Answer, Shared};
-use crate::formats::Compatibility;
+use crate::formats::{Compatibility, FormatKind};
 
 pub(super) async fn subjects(State(pipeline): Shared) -> Answer {
     let snapshot = snapshot(&pipeline)?;
@@ -95,8 +95,14 @@ pub(super) async fn subjects_of_id(
     Ok(reply(json!([by_id(&snapshot, &id)?.subject()])))
 }
 
+/// The `schemaType`s of the formats Confluent's clients read (those framed as Confluent's).
 pub(super) async fn types() -> Response {
-    reply(json!(["JSON", "PROTOBUF", "AVRO"]))
+    let types: Vec<&str> = FormatKind::ALL
+        .iter()
+        .filter(|format| format.frames_as_confluent())
+        .map(|format| format.confluent_type())
+        .collect();
+    reply(json!(types))
 }
 
 pub(super) async fn global_config() -> Response {

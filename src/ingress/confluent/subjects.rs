@@ -182,7 +182,8 @@ impl Shown<'_> {
     /// `schemaType`, `references` and `ruleSet`, where Confluent writes them: the type unless
     /// Avro (its default), the references and the version's rules when there are any.
     pub fn annotate(&self, body: &mut Value) {
-        if let Some(kind) = self.format().confluent_type() {
+        let kind = self.format().confluent_type();
+        if kind != super::DEFAULT_SCHEMA_TYPE {
             body["schemaType"] = json!(kind);
         }
         if !self.references().is_empty() {
