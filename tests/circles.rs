@@ -133,17 +133,9 @@ fn no_files_name_each_other_in_a_circle() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-fn crate_of(files: &[(&str, &str)]) -> Source {
-    let texts: BTreeMap<String, String> = files
-        .iter()
-        .map(|(path, text)| (path.to_string(), text.to_string()))
-        .collect();
-    Source::from_texts(&texts)
-}
-
 #[test]
 fn a_circle_is_named_with_its_files_and_names() {
-    let source = crate_of(&[
+    let source = Source::of(&[
         ("lib.rs", "pub mod a;\npub mod model;\n"),
         (
             "a/mod.rs",
@@ -161,7 +153,7 @@ fn a_circle_is_named_with_its_files_and_names() {
     ]);
     assert!(failures(&source).is_empty(), "{:?}", failures(&source));
 
-    let with_cycle = crate_of(&[
+    let with_cycle = Source::of(&[
         ("a/mod.rs", "pub mod b;\npub mod c;\npub use c::Limit;\npub struct Station;\n"),
         ("a/b.rs", "//! B.\nuse super::Station;\npub fn station() -> Station { Station }\n/// Bounded by [`crate::Limit`].\npub fn bound() {}\n"),
         ("a/c.rs", "use crate::a::b;\npub const Limit: u32 = 1;\nfn f() { b::station(); }\n"),
@@ -178,7 +170,7 @@ fn a_circle_is_named_with_its_files_and_names() {
 
 #[test]
 fn test_code_ties_nothing() {
-    let source = crate_of(&[
+    let source = Source::of(&[
         ("lib.rs", "pub mod a;\npub mod b;\n"),
         (
             "a.rs",
@@ -191,7 +183,7 @@ fn test_code_ties_nothing() {
 
 #[test]
 fn uses_inside_functions_count_and_paths_into_other_crates_do_not() {
-    let source = crate_of(&[
+    let source = Source::of(&[
         ("lib.rs", "pub mod a;\npub mod b;\n"),
         (
             "a/mod.rs",

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::source::Source;
@@ -84,23 +83,13 @@ fn breaches(source: &Source) -> Vec<Breach> {
 
 /// The library's top-level modules that no layer holds.
 fn unplaced(source: &Source) -> Vec<String> {
-    let mut unplaced: Vec<String> = source
+    source
         .files
         .iter()
         .filter(|file| file.module.0 == "lib" && file.module.1.len() == 1)
         .map(|file| file.module.1[0].clone())
         .filter(|module| layer(module).is_none())
-        .collect();
-    unplaced.dedup();
-    unplaced
-}
-
-fn crate_of(files: &[(&str, &str)]) -> Source {
-    let texts: BTreeMap<String, String> = files
-        .iter()
-        .map(|(path, text)| (path.to_string(), text.to_string()))
-        .collect();
-    Source::from_texts(&texts)
+        .collect()
 }
 
 #[test]
@@ -123,7 +112,7 @@ fn every_import_points_down() {
 #[test]
 fn an_inverted_import_is_named_with_its_file_and_line() {
     let lib = "pub mod backends;\npub mod formats;\npub mod model;\npub mod pipeline;\npub mod registry;\n";
-    let source = crate_of(&[
+    let source = Source::of(&[
         ("lib.rs", lib),
         ("backends/mod.rs", "//! The store.\nuse crate::model::Record;\nuse crate::{formats, registry::Station};\n/// See [`crate::backends::Backend`].\npub trait Backend {}\n"),
         ("formats/mod.rs", "pub mod json;\n"),

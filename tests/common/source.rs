@@ -20,6 +20,8 @@ pub struct File {
     code: String,
     /// The same with doc comments kept, whose links name items too, and top-level `use`s blanked.
     names: String,
+    /// The code with top-level `use`s blanked: where `use`s inside items are read.
+    body: String,
     /// Items defined at its top level.
     defines: BTreeSet<String>,
     /// Names brought in by `use` (and `pub use`): name → absolute path, and whether it is public.
@@ -50,6 +52,16 @@ impl Source {
     pub fn read(src: &Path) -> Self {
         let mut texts = BTreeMap::new();
         read_dir(src, src, &mut texts);
+        Self::from_texts(&texts)
+    }
+
+    /// A crate written out as `(path, text)` pairs (`lib.rs`, `a/mod.rs`, …), for tests of the
+    /// checks themselves.
+    pub fn of(files: &[(&str, &str)]) -> Self {
+        let texts: BTreeMap<String, String> = files
+            .iter()
+            .map(|(path, text)| (path.to_string(), text.to_string()))
+            .collect();
         Self::from_texts(&texts)
     }
 
@@ -145,8 +157,7 @@ impl Source {
                 add(glob.clone(), 1);
             }
         }
-        let body = blank_ranges(&file.code, &top_level_uses(&file.code));
-        for (line, path) in nested_uses(&body, module) {
+        for (line, path) in nested_uses(&file.body, module) {
             add(path, line);
         }
         for (line, path) in inline_paths(&file.names, module, &self.children(from)) {
@@ -200,10 +211,12 @@ fn collect(
     let Some(text) = texts.get(name) else {
         return;
     };
-    let tests = test_ranges(&plain(text, false));
-    let code = blank_ranges(&plain(text, false), &tests);
-    let names = blank_ranges(&plain(text, true), &tests);
-    let names = blank_ranges(&names, &top_level_uses(&code));
+    let bare = plain(text, false);
+    let tests = test_ranges(&bare);
+    let code = blank_ranges(&bare, &tests);
+    let top_uses = top_level_uses(&code);
+    let names = blank_ranges(&blank_ranges(&plain(text, true), &tests), &top_uses);
+    let body = blank_ranges(&code, &top_uses);
     let (defines, declared) = top_level_items(&code);
     let (uses, globs) = use_bindings(&code, module);
     files.push(File {
@@ -211,6 +224,7 @@ fn collect(
         module: (root.to_owned(), module.to_vec()),
         code,
         names,
+        body,
         defines,
         uses,
         globs,
@@ -364,7 +378,7 @@ fn blank(text: &str) -> String {
 }
 
 /// The index of the `}` closing a group whose `{` came just before `text`.
-pub fn matching_brace(text: &str) -> usize {
+fn matching_brace(text: &str) -> usize {
     let mut depth = 0;
     for (i, c) in text.char_indices() {
         match c {
@@ -574,7 +588,7 @@ fn absolute(path: &[String], module: &[String]) -> Option<Vec<String>> {
 }
 
 /// The items of a `{a, b::{c, d}, e}` group, split at its own commas.
-pub fn split_top_level(group: &str) -> Vec<&str> {
+fn split_top_level(group: &str) -> Vec<&str> {
     let (mut items, mut depth, mut start) = (Vec::new(), 0, 0);
     for (i, c) in group.char_indices() {
         match c {
@@ -591,7 +605,7 @@ pub fn split_top_level(group: &str) -> Vec<&str> {
     items
 }
 
-pub fn first_ident(text: &str) -> Option<String> {
+fn first_ident(text: &str) -> Option<String> {
     let ident: String = text
         .trim_start()
         .chars()
